@@ -1,0 +1,59 @@
+"""Figures people would rather look at than read: training curves, confusion matrices, class balance."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from sklearn.metrics import confusion_matrix  # noqa: E402
+
+from ..labels import NUM_CLASSES, AgeThresholds, class_names  # noqa: E402
+
+
+def training_curves(metrics: pd.DataFrame):
+    """Loss and validation macro F1 per epoch, one line per fold (``metrics.csv`` of a run)."""
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    colours = sns.color_palette("tab10")
+    for index, (fold, rows) in enumerate(metrics.groupby("fold")):
+        colour = colours[index % len(colours)]
+        for column, style in (("train_loss", "-"), ("val_loss", "--")):
+            if column in rows and rows[column].notna().any():
+                axes[0].plot(rows["epoch"], rows[column], style, color=colour, label=f"fold {fold} {column.split('_')[0]}")
+        if "val_macro_f1" in rows:
+            axes[1].plot(rows["epoch"], rows["val_macro_f1"], marker="o", color=colour, label=f"fold {fold}")
+    axes[0].set(title="loss (solid: train, dashed: validation)", xlabel="epoch")
+    axes[1].set(title="validation macro F1", xlabel="epoch", ylim=(0, 1))
+    for axis in axes:
+        axis.legend(fontsize=7)
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def confusion_figure(labels: np.ndarray, predicted: np.ndarray, thresholds: AgeThresholds = AgeThresholds(), title: str = ""):
+    """18x18 confusion matrix, rows normalised to recall so rare classes are as visible as common ones."""
+    matrix = confusion_matrix(labels, predicted, labels=range(NUM_CLASSES))
+    recall = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    figure, axis = plt.subplots(figsize=(11, 9))
+    names = class_names(thresholds)
+    sns.heatmap(recall, annot=matrix, fmt="d", cmap="Blues", vmin=0, vmax=1, xticklabels=names, yticklabels=names, ax=axis, cbar_kws={"label": "share of the true class"})
+    axis.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix (numbers: photos; colour: recall)")
+    axis.tick_params(labelsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def class_balance(counts: np.ndarray, thresholds: AgeThresholds = AgeThresholds(), title: str = "photos per class"):
+    figure, axis = plt.subplots(figsize=(11, 4))
+    names = class_names(thresholds)
+    bars = axis.bar(range(NUM_CLASSES), counts, color=sns.color_palette("tab20", NUM_CLASSES))
+    axis.bar_label(bars, fontsize=7)
+    axis.set_xticks(range(NUM_CLASSES), [f"{i}\n{n}" for i, n in enumerate(names)], rotation=90, fontsize=7)
+    axis.set(title=title, ylabel="photos")
+    figure.tight_layout()
+    return figure

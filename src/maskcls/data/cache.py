@@ -1,0 +1,153 @@
+"""Decode once: every photo is decoded and resized a single time into a memory-mapped uint8 array.
+
+The cache is keyed by the source files (path, size, mtime) and the resolution, so it is rebuilt
+exactly when either changes. Decoding runs in parallel threads (libjpeg-turbo and Pillow release
+the GIL). Photos that fail are recorded with their reason in the cache index, so a rerun reports the
+same problems without decoding again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..io import atomic_dir
+from ..progress import track
+from .images import ImageError, ImageLimits, read_resized
+from .layout import Problem
+
+CACHE_VERSION = 1
+
+
+class CacheError(RuntimeError):
+    """A cache folder that cannot be trusted; the message says how to recover."""
+
+
+@dataclass
+class ImageCache:
+    """Decoded photos, one row per manifest row, in the order they were given."""
+
+    directory: Path
+    image_ids: list[str]
+    errors: list[str]
+    size_hw: tuple[int, int]
+
+    @property
+    def path(self) -> Path:
+        return self.directory / "images.npy"
+
+    def array(self) -> np.ndarray:
+        """The ``(N, H, W, 3)`` uint8 pixels, memory-mapped read-only."""
+        return np.load(self.path, mmap_mode="r")
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.image_ids) * self.size_hw[0] * self.size_hw[1] * 3
+
+    def problems(self, paths: list[str]) -> list[Problem]:
+        return [Problem(path, error) for path, error in zip(paths, self.errors) if error]
+
+
+def default_cache_root(cache_dir: str | None = None) -> Path:
+    """``data.cache_dir``, else ``$MASKCLS_CACHE_DIR``, else ``~/.cache/maskcls``."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    return Path(os.environ.get("MASKCLS_CACHE_DIR", Path.home() / ".cache" / "maskcls")).expanduser()
+
+
+def cache_directory(frame: pd.DataFrame, size_hw: tuple[int, int], root: str | Path, limits: ImageLimits = ImageLimits()) -> Path:
+    """Where the cache of these photos at this size lives (whether or not it is built yet)."""
+    size_hw = (int(size_hw[0]), int(size_hw[1]))
+    return Path(root) / _cache_key(frame["image_id"].astype(str).tolist(), frame["path"].astype(str).tolist(), size_hw, limits)
+
+
+def build_cache(
+    frame: pd.DataFrame,
+    size_hw: tuple[int, int],
+    root: str | Path,
+    limits: ImageLimits = ImageLimits(),
+    workers: int = 0,
+    progress: bool = True,
+) -> ImageCache:
+    """Cache for the ``image_id``/``path`` rows of ``frame``: reused when valid, otherwise (re)built."""
+    size_hw = (int(size_hw[0]), int(size_hw[1]))
+    image_ids = frame["image_id"].astype(str).tolist()
+    paths = frame["path"].astype(str).tolist()
+    directory = cache_directory(frame, size_hw, root, limits)
+    if (directory / "meta.json").exists():
+        return _load(directory, image_ids, size_hw)
+    workers = workers or os.cpu_count() or 1
+    with atomic_dir(directory) as tmp:
+        pixels = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(len(paths), *size_hw, 3))
+        errors = [""] * len(paths)
+
+        def decode(row: int) -> None:
+            try:
+                pixels[row] = read_resized(paths[row], size_hw, limits)
+            except ImageError as err:
+                errors[row] = str(err)
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for _ in track(pool.map(decode, range(len(paths))), f"decoding {len(paths)} photos", len(paths), progress):
+                pass
+        pixels.flush()
+        del pixels
+        pd.DataFrame({"image_id": image_ids, "path": paths, "error": errors}).to_csv(tmp / "index.csv", index=False)
+        meta = {
+            "version": CACHE_VERSION,
+            "size_hw": list(size_hw),
+            "count": len(paths),
+            "nbytes": len(paths) * size_hw[0] * size_hw[1] * 3,
+            "crc32": _crc32(tmp / "images.npy"),
+            "decode_seconds": round(time.perf_counter() - started, 2),
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    return ImageCache(directory, image_ids, errors, size_hw)
+
+
+def _load(directory: Path, image_ids: list[str], size_hw: tuple[int, int]) -> ImageCache:
+    recover = f"Delete {directory} (or run `maskcls cache --rebuild`) to decode the photos again."
+    try:
+        meta = json.loads((directory / "meta.json").read_text())
+        index = pd.read_csv(directory / "index.csv", dtype=str, keep_default_na=False)
+        array = np.load(directory / "images.npy", mmap_mode="r")
+    except (OSError, ValueError, json.JSONDecodeError, pd.errors.ParserError) as err:
+        raise CacheError(f"image cache {directory} is unreadable ({err}). {recover}") from None
+    expected_shape = (len(image_ids), *size_hw, 3)
+    if meta.get("version") != CACHE_VERSION or array.shape != expected_shape or array.dtype != np.uint8:
+        raise CacheError(f"image cache {directory} does not match its index (shape {array.shape}, expected {expected_shape}). {recover}")
+    if index["image_id"].tolist() != image_ids:
+        raise CacheError(f"image cache {directory} lists other photos than the data set. {recover}")
+    if _crc32(directory / "images.npy") != meta.get("crc32"):
+        raise CacheError(f"image cache {directory} is corrupt (checksum mismatch). {recover}")
+    return ImageCache(directory, image_ids, index["error"].tolist(), size_hw)
+
+
+def _cache_key(image_ids: list[str], paths: list[str], size_hw: tuple[int, int], limits: ImageLimits) -> str:
+    digest = hashlib.sha256(f"v{CACHE_VERSION}|{size_hw}|{limits}".encode())
+    for image_id, path in zip(image_ids, paths):
+        try:
+            stat = os.stat(path)
+            signature = f"{stat.st_size}:{stat.st_mtime_ns}"
+        except OSError:
+            signature = "missing"
+        digest.update(f"{image_id}|{os.path.abspath(path)}|{signature}\n".encode())
+    return f"{size_hw[0]}x{size_hw[1]}-{digest.hexdigest()[:20]}"
+
+
+def _crc32(path: Path, chunk: int = 1 << 24) -> int:
+    value = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            value = zlib.crc32(block, value)
+    return value

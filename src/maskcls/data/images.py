@@ -1,0 +1,131 @@
+"""Read one photo safely into an RGB uint8 array, whatever the file holds.
+
+Odd modes (RGBA, palette, CMYK, grayscale, 16-bit) and EXIF rotation are converted; unreadable,
+truncated, oversized or decompression-bomb files raise ``ImageError`` with the reason. JPEGs that need
+no conversion take the fast path: libjpeg-turbo (simplejpeg) with DCT-domain down-scaling.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import simplejpeg
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never silently grey pixels
+_EXIF_ORIENTATION = 0x0112
+
+
+class ImageError(Exception):
+    """A photo that cannot be used; ``str(err)`` is the reason, for reports."""
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_pixels: int = 40_000_000
+    max_bytes: int = 50 * 1024 * 1024
+
+    @classmethod
+    def from_config(cls, data_cfg) -> "ImageLimits":
+        return cls(max_pixels=data_cfg.max_image_pixels, max_bytes=int(data_cfg.max_file_mb * 1024 * 1024))
+
+
+def read_image(path: str | Path, limits: ImageLimits = ImageLimits()) -> np.ndarray:
+    """The whole photo as ``(H, W, 3)`` uint8 RGB, upright."""
+    data = _read_bytes(path, limits)
+    image = _open_checked(data, limits)
+    return np.asarray(_to_rgb(image))
+
+
+def read_resized(path: str | Path, size_hw: tuple[int, int], limits: ImageLimits = ImageLimits()) -> np.ndarray:
+    """The photo resized to ``size_hw`` (height, width) as ``(h, w, 3)`` uint8 RGB, upright."""
+    data = _read_bytes(path, limits)
+    image = _open_checked(data, limits)
+    height, width = size_hw
+    if image.format == "JPEG" and image.mode in ("RGB", "L") and _orientation(image) in (None, 1):
+        try:
+            pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=height, min_width=width, strict=True)
+        except ValueError as err:
+            raise ImageError(f"corrupt or truncated JPEG ({err})") from None
+        rgb = Image.fromarray(pixels)
+    else:
+        rgb = _to_rgb(image)
+    if rgb.size != (width, height):
+        rgb = rgb.resize((width, height), Image.Resampling.BILINEAR)
+    return np.ascontiguousarray(np.asarray(rgb))
+
+
+def _read_bytes(path: str | Path, limits: ImageLimits) -> bytes:
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        raise ImageError("file not found") from None
+    except OSError as err:
+        raise ImageError(f"cannot read file ({err.strerror})") from None
+    if size == 0:
+        raise ImageError("empty file (0 bytes)")
+    if size > limits.max_bytes:
+        raise ImageError(
+            f"file is {size / 2**20:.1f} MB, over the limit of {limits.max_bytes / 2**20:.0f} MB (data.max_file_mb)"
+        )
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise ImageError(f"cannot read file ({err.strerror})") from None
+
+
+def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
+    """Open lazily (header only) and refuse sizes that would exhaust memory before decoding them."""
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError("not an image file (format not recognised)") from None
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"decompression bomb refused ({err})") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"corrupt or truncated image (cannot read its header: {err})") from None
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise ImageError(
+            f"decompression bomb refused: {width}x{height} = {width * height:,} pixels is over the limit "
+            f"of {limits.max_pixels:,} (data.max_image_pixels)"
+        )
+    return image
+
+
+def _orientation(image: Image.Image) -> int | None:
+    try:
+        return image.getexif().get(_EXIF_ORIENTATION)
+    except Exception:  # a broken EXIF block is not a broken photo
+        return None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Decode fully, undo EXIF rotation and convert any mode to 8-bit RGB."""
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"decompression bomb refused ({err})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise ImageError(f"corrupt or truncated image ({err})") from None
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        values = np.asarray(image, dtype=np.int64)
+        scale = 257.0 if values.max(initial=0) > 255 else 1.0
+        gray = np.clip(values / scale, 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if mode == "F":
+        gray = np.clip(np.asarray(image), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")

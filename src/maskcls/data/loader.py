@@ -1,0 +1,145 @@
+"""Datasets, samplers and the Lightning data module over the decode-once cache.
+
+A batch is fetched with one fancy-index into the cached array (``__getitems__``), not photo by
+photo; it stays uint8 until it reaches the device, where ``BatchPreprocess`` takes over.
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..labels import NUM_CLASSES
+
+
+class CachedImages(Dataset):
+    """Rows ``rows`` of a ``(N, H, W, 3)`` uint8 array (a cache file's path, or the array), with labels when known.
+
+    Items are ``(pixels uint8 HWC, label, position)``; ``position`` is the index into ``rows``, so
+    predictions can be put back in order whatever the sampler or the number of processes did.
+    """
+
+    def __init__(self, pixels: str | np.ndarray, rows: np.ndarray, labels: np.ndarray | None = None):
+        self.cache_path = None if isinstance(pixels, np.ndarray) else str(pixels)
+        self._pixels = pixels if isinstance(pixels, np.ndarray) else None  # files are mapped lazily, per process
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.labels = np.full(len(self.rows), -1, dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _array(self):
+        if self._pixels is None:
+            self._pixels = np.load(self.cache_path, mmap_mode="r")
+        return self._pixels
+
+    def __getitem__(self, position: int):
+        return self.__getitems__([position])
+
+    def __getitems__(self, positions):
+        positions = np.asarray(positions, dtype=np.int64)
+        rows = self.rows[positions]
+        order = np.argsort(rows)  # sorted reads are sequential on disk
+        pixels = np.empty((len(rows), *self._array().shape[1:]), dtype=np.uint8)
+        pixels[order] = self._array()[rows[order]]
+        return torch.from_numpy(pixels), torch.from_numpy(self.labels[positions]), torch.from_numpy(positions)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if self.cache_path is not None:
+            state["_pixels"] = None
+        return state
+
+
+def keep_batch(batch):
+    """``collate_fn`` for datasets that already return whole batches."""
+    return batch
+
+
+class EpochSampler(Sampler[int]):
+    """Uniform shuffle, or weighted draws with replacement, seeded by ``(seed, epoch)``.
+
+    Seeding per epoch makes a resumed run replay the same batches, and makes every DDP rank compute
+    the same global draw, of which Lightning's ``DistributedSamplerWrapper`` hands each rank its share.
+    """
+
+    def __init__(self, num_samples: int, weights: np.ndarray | None = None, seed: int = 0):
+        self.num_samples = int(num_samples)
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        if self.weights is None:
+            order = torch.randperm(self.num_samples, generator=generator)
+        else:
+            order = torch.multinomial(self.weights, self.num_samples, replacement=True, generator=generator)
+        return iter(order.tolist())
+
+
+def balanced_weights(labels: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """Per-sample weight ``count(class) ** -alpha``: 0 keeps the data's balance, 1 draws classes equally."""
+    counts = np.bincount(labels, minlength=NUM_CLASSES).astype(np.float64)
+    return np.power(np.maximum(counts[labels], 1.0), -alpha)
+
+
+class FoldDataModule(pl.LightningDataModule):
+    """Train and validation loaders of one fold (validation may be empty when training on all data)."""
+
+    def __init__(
+        self,
+        cache_path: str,
+        train_rows: np.ndarray,
+        train_labels: np.ndarray,
+        val_rows: np.ndarray,
+        val_labels: np.ndarray,
+        batch_size: int,
+        sample_weights: np.ndarray | None = None,
+        seed: int = 0,
+        workers: int = 0,
+    ):
+        super().__init__()
+        self.train_set = CachedImages(cache_path, train_rows, train_labels)
+        self.val_set = CachedImages(cache_path, val_rows, val_labels)
+        self.batch_size = batch_size
+        self.sample_weights = sample_weights
+        self.seed = seed
+        self.workers = workers
+
+    def train_dataloader(self):
+        sampler = EpochSampler(len(self.train_set), self.sample_weights, self.seed)
+        return self._loader(self.train_set, sampler=sampler, drop_last=len(self.train_set) > self.batch_size)
+
+    def val_dataloader(self):
+        return self._loader(self.val_set)
+
+    def _loader(self, dataset, sampler=None, drop_last=False):
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            shuffle=False,
+            drop_last=drop_last,
+            collate_fn=keep_batch,
+            num_workers=self.workers,
+            persistent_workers=self.workers > 0,
+        )
+
+
+def prediction_loader(pixels: str | np.ndarray, rows: np.ndarray, batch_size: int, workers: int = 0) -> DataLoader:
+    return DataLoader(
+        CachedImages(pixels, rows),
+        batch_size=batch_size,
+        shuffle=False,
+        collate_fn=keep_batch,
+        num_workers=workers,
+    )
