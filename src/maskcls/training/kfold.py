@@ -16,12 +16,13 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from .. import __version__
@@ -78,8 +79,13 @@ def prepare_training_data(train_dir: str | Path, cfg: Config, progress: bool = T
     return TrainingData(manifest, cache, problems)
 
 
-def train_kfold(train_dir: str | Path, cfg: Config, out_dir: str | Path, force: bool = False, progress: bool = True) -> dict:
-    """Train every fold of a new run in ``out_dir``; returns the summary (also in ``summary.json``)."""
+def train_kfold(
+    train_dir: str | Path, cfg: Config, out_dir: str | Path, force: bool = False, progress: bool = True, callbacks: Sequence[Callback] = ()
+) -> dict:
+    """Train every fold of a new run in ``out_dir``; returns the summary (also in ``summary.json``).
+
+    ``callbacks`` are extra Lightning callbacks given to every fold's trainer (e.g. Optuna pruning).
+    """
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         if not force:
@@ -88,7 +94,7 @@ def train_kfold(train_dir: str | Path, cfg: Config, out_dir: str | Path, force: 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_yaml(out_dir / "config.yaml", cfg.to_dict())
     write_json(out_dir / "run.json", {"data": str(Path(train_dir).resolve()), "maskcls_version": __version__})
-    return _run(Path(train_dir), cfg, out_dir, resume=False, progress=progress)
+    return _run(Path(train_dir), cfg, out_dir, resume=False, progress=progress, callbacks=callbacks)
 
 
 def resume_kfold(out_dir: str | Path, progress: bool = True) -> dict:
@@ -102,7 +108,7 @@ def resume_kfold(out_dir: str | Path, progress: bool = True) -> dict:
     return _run(train_dir, cfg, out_dir, resume=True, progress=progress)
 
 
-def _run(train_dir: Path, cfg: Config, out_dir: Path, resume: bool, progress: bool) -> dict:
+def _run(train_dir: Path, cfg: Config, out_dir: Path, resume: bool, progress: bool, callbacks: Sequence[Callback] = ()) -> dict:
     quiet_lightning()
     started = time.perf_counter()
     data = prepare_training_data(train_dir, cfg, progress)
@@ -117,12 +123,21 @@ def _run(train_dir: Path, cfg: Config, out_dir: Path, resume: bool, progress: bo
         if resume and _fold_is_complete(fold_dir):
             fold_results.append(json.loads((fold_dir / "fold.json").read_text()))
             continue
-        fold_results.append(train_fold(fold, cfg, data, manifest, fold_dir, resume=resume, progress=progress))
+        fold_results.append(train_fold(fold, cfg, data, manifest, fold_dir, resume=resume, progress=progress, callbacks=callbacks))
 
     return _finish(out_dir, cfg, manifest, fold_results, time.perf_counter() - started)
 
 
-def train_fold(fold: int, cfg: Config, data: TrainingData, manifest: pd.DataFrame, fold_dir: Path, resume: bool = False, progress: bool = True) -> dict:
+def train_fold(
+    fold: int,
+    cfg: Config,
+    data: TrainingData,
+    manifest: pd.DataFrame,
+    fold_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+    callbacks: Sequence[Callback] = (),
+) -> dict:
     """Train on all folds but ``fold``, keep the checkpoint with the best validation macro F1, predict ``fold``."""
     fold_started = time.perf_counter()
     pl.seed_everything(cfg.train.seed + fold, workers=True, verbose=False)
@@ -148,7 +163,7 @@ def train_fold(fold: int, cfg: Config, data: TrainingData, manifest: pd.DataFram
     checkpoint = ModelCheckpoint(
         dirpath=fold_dir / "checkpoints", filename="best", monitor="val_macro_f1", mode="max", save_last=True, enable_version_counter=False
     )
-    callbacks = [checkpoint, LearningRateMonitor(logging_interval="step")]
+    callbacks = [checkpoint, LearningRateMonitor(logging_interval="step"), *callbacks]
     if cfg.train.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor="val_macro_f1", mode="max", patience=cfg.train.early_stopping_patience))
     if progress:
