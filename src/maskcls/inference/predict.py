@@ -23,7 +23,8 @@ from ..labels import GENDER_NAMES, MASK_NAMES, NUM_CLASSES, decode
 from ..models.artifact import ModelFileError, data_config_of, labels_config_of, load_model
 from ..models.factory import MaskNet
 from ..runtime import quiet_lightning
-from ..training.kfold import PROB_COLUMNS, RunError
+from ..tables import PROB_COLUMNS
+from ..training.kfold import RunError
 from .predictor import predict_probs
 
 

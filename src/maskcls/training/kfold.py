@@ -39,10 +39,8 @@ from ..labels import NUM_CLASSES
 from ..metrics import classification_metrics
 from ..models.artifact import save_model
 from ..runtime import quiet_lightning, resolve_precision
+from ..tables import PROB_COLUMNS, read_oof, with_probs
 from .module import MaskClassifier
-
-PROB_COLUMNS = [f"p{i}" for i in range(NUM_CLASSES)]
-
 
 class RunError(RuntimeError):
     """A run directory that cannot be used as asked (exists already, incomplete, inconsistent)."""
@@ -190,8 +188,7 @@ def train_fold(
     best = torch.load(checkpoint.best_model_path or last, map_location="cpu", weights_only=True)
     module.load_state_dict(best["state_dict"])
     val_probs = predict_probs(module.model, cfg.data, str(data.cache.path), val_part["cache_row"].to_numpy(), cfg.train.batch_size, cfg.train.accelerator, cfg.train.precision, progress)
-    oof = val_part[["image_id", "person_id", "fold", "label"]].reset_index(drop=True)
-    oof = pd.concat([oof, pd.DataFrame(val_probs, columns=PROB_COLUMNS)], axis=1)
+    oof = with_probs(val_part[["image_id", "person_id", "fold", "label"]], val_probs)
     scores = classification_metrics(oof["label"].to_numpy(), val_probs)
     result = {
         "fold": fold,
@@ -224,7 +221,7 @@ def _loggers(cfg: Config, fold_dir: Path) -> list:
 
 def _finish(out_dir: Path, cfg: Config, manifest: pd.DataFrame, fold_results: list[dict], wall_seconds: float) -> dict:
     """Gather fold outputs into the run's tables, plots and summary."""
-    oof = pd.concat([pd.read_csv(out_dir / f"fold_{r['fold']}" / "oof.csv", dtype={"person_id": str}) for r in fold_results], ignore_index=True)
+    oof = pd.concat([read_oof(out_dir / f"fold_{r['fold']}" / "oof.csv") for r in fold_results], ignore_index=True)
     write_csv(out_dir / "oof.csv", oof)
     scores = classification_metrics(oof["label"].to_numpy(), oof[PROB_COLUMNS].to_numpy())
     metrics = _epoch_metrics(out_dir, [r["fold"] for r in fold_results])
