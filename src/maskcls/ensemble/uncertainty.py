@@ -1,0 +1,121 @@
+"""How unsure the ensemble is about each photo, and a contact sheet to look at the most uncertain ones.
+
+Entropy and margin read one probability table; disagreement (mutual information) needs every member's
+probabilities and separates "the members disagree" from "every member is unsure".
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw, ImageFont
+
+from ..data.images import ImageError, read_resized
+from ..io import atomic_path
+from ..tables import PROB_COLUMNS
+
+RANKINGS = ("entropy", "margin", "disagreement")
+_CAPTION_HEIGHT = 14
+_UNREADABLE_GREY = (128, 128, 128)
+
+
+def predictive_entropy(probs: np.ndarray) -> np.ndarray:
+    """Entropy (nats) of each row ``(N,)``; 0 for a one-hot row, log(K) for a uniform one over K classes."""
+    probs = _check_probs(probs)
+    return -np.sum(probs * np.log(np.where(probs > 0, probs, 1.0)), axis=-1)
+
+
+def margin(probs: np.ndarray) -> np.ndarray:
+    """Top-1 minus top-2 probability of each row ``(N,)``: small means a near coin-flip between two classes."""
+    top_two = np.sort(_check_probs(probs), axis=-1)[..., -2:]
+    return top_two[..., 1] - top_two[..., 0]
+
+
+def disagreement(member_probs: np.ndarray) -> np.ndarray:
+    """Mutual information ``(N,)`` from ``(M, N, K)``: entropy of the mean minus the mean member entropy.
+
+    The members may be ensemble members, fold models, or Monte-Carlo dropout passes.
+    """
+    member_probs = np.asarray(member_probs, dtype=np.float64)
+    if member_probs.ndim != 3 or member_probs.shape[2] < 2:
+        raise ValueError(f"member probabilities must have shape (M, N, K), got {member_probs.shape}")
+    gap = predictive_entropy(member_probs.mean(axis=0)) - predictive_entropy(member_probs).mean(axis=0)
+    return np.maximum(gap, 0.0)  # never below 0 mathematically; clip rounding noise
+
+
+def rank_uncertain(table: pd.DataFrame, k: int, by: str = "entropy") -> pd.DataFrame:
+    """The ``k`` most uncertain rows of a probability table, most uncertain first, with a ``by`` column.
+
+    ``entropy`` (highest first) and ``margin`` (lowest first) are computed from p0..p17 when the table
+    lacks the column; ``disagreement`` needs the members, so the table must carry it. Rows without
+    probabilities (NaN) are left out. Ties keep table order.
+    """
+    if by not in RANKINGS:
+        raise ValueError(f"unknown uncertainty ranking '{by}'; choose one of {', '.join(RANKINGS)}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    missing = [c for c in PROB_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"probability table is missing column(s) {', '.join(missing)}")
+    probs = table[PROB_COLUMNS].to_numpy(dtype=np.float64)
+    readable = np.all(np.isfinite(probs), axis=1)
+    table = table[readable].reset_index(drop=True)
+    if by not in table.columns:
+        if by == "disagreement":
+            raise ValueError("the table has no 'disagreement' column; compute it with disagreement(member_probs) first")
+        table[by] = (predictive_entropy if by == "entropy" else margin)(probs[readable])
+    return table.sort_values(by, ascending=by == "margin", kind="stable").head(k).reset_index(drop=True)
+
+
+def contact_sheet(
+    paths: Sequence[str | Path], captions: Sequence[str], out_png: str | Path, thumb_hw: tuple[int, int] = (96, 72), columns: int = 10
+) -> Path:
+    """A PNG grid of thumbnails ``thumb_hw`` (height, width), a caption under each, written atomically.
+
+    Photos that cannot be read become grey tiles marked "unreadable", so one bad file never hides the rest.
+    """
+    if len(paths) == 0:
+        raise ValueError("contact sheet needs at least one photo")
+    if len(captions) != len(paths):
+        raise ValueError(f"{len(captions)} captions for {len(paths)} photos")
+    height, width = thumb_hw
+    if height < 1 or width < 1 or columns < 1:
+        raise ValueError(f"thumb_hw and columns must be positive, got thumb_hw={thumb_hw}, columns={columns}")
+    columns = min(columns, len(paths))
+    rows = math.ceil(len(paths) / columns)
+    cell_height = height + _CAPTION_HEIGHT
+    sheet = Image.new("RGB", (columns * width, rows * cell_height), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    for index, (path, caption) in enumerate(zip(paths, captions)):
+        left, top = (index % columns) * width, (index // columns) * cell_height
+        try:
+            sheet.paste(Image.fromarray(read_resized(path, (height, width))), (left, top))
+        except ImageError:
+            draw.rectangle([left, top, left + width - 1, top + height - 1], fill=_UNREADABLE_GREY)
+            draw.text((left + 2, top + height // 2 - 6), "unreadable", fill="white", font=font)
+        draw.text((left + 1, top + height + 1), _fit_text(draw, str(caption), font, width - 2), fill="black", font=font)
+    out_png = Path(out_png)
+    with atomic_path(out_png) as tmp:
+        sheet.save(tmp, format="PNG")
+    return out_png
+
+
+def _fit_text(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+    """``text`` cut (with a trailing '..') to fit ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "..", font=font) > width:
+        text = text[:-1]
+    return text + ".."
+
+
+def _check_probs(probs: np.ndarray) -> np.ndarray:
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim == 0 or probs.shape[-1] < 2:
+        raise ValueError(f"probabilities must have one column per class, got shape {probs.shape}")
+    return probs
