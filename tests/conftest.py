@@ -30,3 +30,33 @@ def train_copy(demo_dir, tmp_path) -> Path:
     target = tmp_path / "train"
     shutil.copytree(demo_dir / "train", target)
     return target
+
+
+TINY = ["model.name=test_efficientnet", "model.pretrained=none", "data.image_size=[64, 48]", "train.epochs=35",
+        "train.batch_size=32", "optim.lr=0.005", "cv.folds=3", "train.early_stopping_patience=0"]
+
+
+def train_tiny(demo_dir: Path, run_dir: Path, *overrides: str) -> Path:
+    """Train a tiny model on the demo set through the CLI (a few seconds per fold on 2 cores)."""
+    from typer.testing import CliRunner
+
+    from maskcls.cli import app
+
+    args = ["train", "--data", str(demo_dir / "train"), "--out", str(run_dir), "--quiet"]
+    for override in TINY + list(overrides):
+        args += ["--set", override]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_run(demo_dir, tmp_path_factory) -> Path:
+    """A 3-fold run of timm's test_efficientnet on the demo set."""
+    return train_tiny(demo_dir, tmp_path_factory.mktemp("runs") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_run_b(demo_dir, tmp_path_factory) -> Path:
+    """A second, different run on the same folds (three-head model), for ensembles."""
+    return train_tiny(demo_dir, tmp_path_factory.mktemp("runs") / "tiny_b", "model.head=three_head", "train.epochs=15", "train.seed=5")

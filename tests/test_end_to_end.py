@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.dummy import DummyClassifier
 from sklearn.metrics import f1_score
 from typer.testing import CliRunner
 
@@ -15,19 +14,11 @@ from maskcls.training.kfold import RunError
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
-TINY = ["model.name=test_efficientnet", "model.pretrained=none", "data.image_size=[64, 48]", "train.epochs=25",
-        "train.batch_size=32", "optim.lr=0.005", "cv.folds=3", "train.early_stopping_patience=0"]
 
 
 @pytest.fixture(scope="module")
-def trained_run(demo_dir, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    args = ["train", "--data", str(demo_dir / "train"), "--out", str(run_dir), "--quiet"]
-    for override in TINY:
-        args += ["--set", override]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
-    return run_dir
+def trained_run(tiny_run):
+    return tiny_run
 
 
 def test_run_directory_has_every_artifact(trained_run):
@@ -51,10 +42,9 @@ def test_oof_table_covers_every_photo_once_and_beats_chance(trained_run, demo_di
     probs = oof[[f"p{i}" for i in range(18)]].to_numpy()
     assert np.allclose(probs.sum(axis=1), 1, atol=1e-4)
     labels = oof["label"].to_numpy()
-    chance = max(
-        f1_score(labels, DummyClassifier(strategy=s, random_state=0).fit(labels[:, None], labels).predict(labels[:, None]), average="macro")
-        for s in ("most_frequent", "stratified", "uniform")
-    )
+    # Guessing by the class prior gives each class F1 = its share, so macro F1 = 1 / (classes present);
+    # always guessing the commonest class does worse. Check both, empirically too.
+    chance = max(1 / len(np.unique(labels)), f1_score(labels, np.full_like(labels, np.bincount(labels).argmax()), average="macro"))
     summary = json.loads((trained_run / "summary.json").read_text())
     assert summary["oof_macro_f1"] == pytest.approx(f1_score(labels, probs.argmax(1), average="macro"))
     assert summary["oof_macro_f1"] > 2 * chance, (summary["oof_macro_f1"], chance)

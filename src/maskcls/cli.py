@@ -81,7 +81,13 @@ def train(
     set_: List[str] = typer.Option([], "--set", help="Override a recipe key, e.g. --set train.epochs=3 (repeatable)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory to create, e.g. runs/NAME."),
     on_bad_image: Optional[str] = typer.Option(None, help="fail (default) or skip problem photos (listed in skipped.csv)."),
+    extra: Optional[Path] = typer.Option(None, help="CSV of extra labelled photos (image_id,path,label), e.g. from `maskcls pseudo`: training folds only."),
+    age_config: Optional[Path] = typer.Option(None, help="Also train this age-specific recipe on the same folds and combine (runs/NAME/{main,age})."),
     resume: Optional[Path] = typer.Option(None, help="Continue the killed run in this directory."),
+    devices: Optional[str] = typer.Option(None, help="Devices per node (train.devices), e.g. 4 or auto."),
+    num_nodes: Optional[int] = typer.Option(None, help="Machines (train.num_nodes) for multi-node DDP."),
+    strategy: Optional[str] = typer.Option(None, help="Lightning strategy (train.strategy), e.g. ddp."),
+    logger: List[str] = typer.Option([], "--logger", help="tensorboard, csv, wandb (repeatable; replaces train.loggers)."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it already holds a run."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ):
@@ -95,9 +101,20 @@ def train(
         return
     if data is None or out_dir is None:
         raise typer.BadParameter("--data and --out are required (or --resume RUN)")
-    overrides = list(set_) + ([f"data.on_bad_image={on_bad_image}"] if on_bad_image else [])
+    overrides = list(set_)
+    for key, value in (("data.on_bad_image", on_bad_image), ("train.devices", devices), ("train.num_nodes", num_nodes), ("train.strategy", strategy)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if logger:
+        overrides.append(f"train.loggers=[{', '.join(logger)}]")
     cfg = load_config(config, overrides)
-    summary = train_kfold(data, cfg, out_dir, force=force, progress=not quiet)
+    if age_config is not None:
+        from .training.age_model import train_with_age_model
+
+        summary = train_with_age_model(data, cfg, load_config(age_config, overrides), out_dir, force=force, progress=not quiet)
+        out.print(f"main run OOF macro F1 {summary['main_oof_macro_f1']:.4f}; with the age model [bold]{summary['oof_macro_f1']:.4f}[/] ({out_dir})")
+        return
+    summary = train_kfold(data, cfg, out_dir, force=force, progress=not quiet, extra=extra)
     _print_summary(summary, out_dir)
 
 
@@ -105,9 +122,11 @@ def train(
 @_user_errors
 def predict(
     files: Optional[List[Path]] = typer.Argument(None, help="Photos to classify (prints a table)."),
-    run: Path = typer.Option(..., help="A finished run directory (runs/NAME)."),
+    run: Path = typer.Option(..., help="A trained directory: a run, an ensemble, or a main + age combination."),
     data: Optional[Path] = typer.Option(None, help="An eval/ folder (info.csv + images/): writes submission.csv."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Where test_probs.csv and submission.csv go (default: the run)."),
+    tta: Optional[str] = typer.Option(None, help="Test-time augmentation set: none, flip, flip_zoom, full (default: the run's recipe)."),
+    mc_dropout: int = typer.Option(0, help="Monte-Carlo dropout passes (0 = off); adds mc_mutual_information to test_probs.csv."),
     on_bad_image: str = typer.Option("fail", help="fail, or skip unreadable eval photos (they get the fallback class)."),
     batch_size: int = typer.Option(64),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
@@ -118,18 +137,127 @@ def predict(
     if data is None and not files:
         raise typer.BadParameter("give --data EVAL_DIR or one or more photo files")
     if data is not None:
-        submission = predict_eval(run, data, out_dir, on_bad_image, batch_size, progress=not quiet)
+        submission = predict_eval(run, data, out_dir, on_bad_image=on_bad_image, tta=tta, mc_samples=mc_dropout, batch_size=batch_size, progress=not quiet)
         target = out_dir or run
         out.print(f"wrote {target}/submission.csv ({len(submission)} rows) and {target}/test_probs.csv")
     if files:
-        table = predict_files(run, files)
+        table = predict_files(run, files, tta=tta)
         view = Table("file", "class", "mask", "gender", "age", "probability")
-        for row in table.itertuples():
-            if row.error:
-                view.add_row(row.file, "-", "-", "-", "-", f"[red]{row.error}[/]")
+        for row in table.to_dict("records"):
+            if row["error"]:
+                view.add_row(row["file"], "-", "-", "-", "-", f"[red]{row['error']}[/]")
             else:
-                view.add_row(row.file, str(row._2), row.mask, row.gender, row.age, f"{row.probability:.3f}")
+                view.add_row(row["file"], str(row["class"]), row["mask"], row["gender"], row["age"], f"{row['probability']:.3f}")
         out.print(view)
+
+
+@app.command()
+@_user_errors
+def ensemble(
+    runs: List[Path] = typer.Option(..., "--runs", help="Member directories (runs or ensembles), repeat or list them."),
+    method: str = typer.Option("soft", help="soft, hard, weighted or stack."),
+    out_dir: Path = typer.Option(..., "--out", help="Ensemble directory to write (same shape as a run)."),
+    learner: str = typer.Option("logreg", help="Stacking meta-learner: logreg, rf, svm, knn, xgboost."),
+    weight_objective: str = typer.Option("log_loss", help="What weighted voting fits: log_loss or macro_f1."),
+    head_features: bool = typer.Option(False, "--head-features", help="Stacking also sees each member's mask/gender/age marginals."),
+    adjust_thresholds: bool = typer.Option(False, "--adjust-thresholds", help="Fit per-class scales on OOF for macro F1 (used for submission.csv; reported separately)."),
+    cv_splits: int = typer.Option(5, help="Person-grouped splits for the honest scores of fitted methods."),
+    seed: int = typer.Option(0),
+):
+    """Combine runs by voting or stacking; scores are out of sample (person-grouped cross-validation)."""
+    from .ensemble.build import build_ensemble
+
+    summary = build_ensemble(runs, method, out_dir, learner=learner, weight_objective=weight_objective, head_features=head_features,
+                             adjust_thresholds=adjust_thresholds, cv_splits=cv_splits, seed=seed)
+    table = Table("member", "OOF macro F1", title=f"{method} ensemble -> {out_dir}")
+    for member in summary["members"]:
+        table.add_row(member["path"], f"{member['oof_macro_f1']:.4f}")
+    table.add_row("ensemble (honest OOF)", f"{summary['oof_macro_f1']:.4f}", style="bold")
+    if "in_sample_macro_f1" in summary:
+        table.add_row("ensemble, in-sample (optimistic)", f"{summary['in_sample_macro_f1']:.4f}")
+    if "threshold_adjusted" in summary:
+        table.add_row("with class scales (CV)", f"{summary['threshold_adjusted']['cv_macro_f1']:.4f}")
+    out.print(table)
+
+
+@app.command()
+@_user_errors
+def pseudo(
+    from_run: Path = typer.Option(..., "--from", help="A run or ensemble whose test_probs.csv (from `maskcls predict`) to use."),
+    data: Path = typer.Option(..., help="The eval/ folder those probabilities are for."),
+    threshold: float = typer.Option(0.9, help="Keep photos whose top probability is at least this."),
+    max_per_class: Optional[int] = typer.Option(None, help="Cap per class (most confident first), so rare classes are not swamped."),
+    out_csv: Path = typer.Option(Path("pseudo.csv"), "--out", help="CSV for `maskcls train --extra`."),
+):
+    """Pick confident unlabelled photos as pseudo-labels for the next training round."""
+    from .ensemble.pseudo import pseudo_label_counts, select_pseudo_labels
+    from .io import write_csv
+    from .tables import read_test_probs
+
+    selected = select_pseudo_labels(read_test_probs(from_run / "test_probs.csv"), threshold, max_per_class)
+    selected.insert(1, "path", [str((data / "images" / image_id).resolve()) for image_id in selected["image_id"]])
+    write_csv(out_csv, selected)
+    counts = pseudo_label_counts(selected)
+    table = Table("class", "name", "taken", title=f"{len(selected)} pseudo-labels -> {out_csv}")
+    for row in counts.itertuples(index=False):
+        table.add_row(str(row[0]), row[1], str(row[2]))
+    out.print(table)
+
+
+@app.command()
+@_user_errors
+def uncertain(
+    from_run: Path = typer.Option(..., "--from", help="A run or ensemble with test_probs.csv (from `maskcls predict`)."),
+    k: int = typer.Option(200, help="How many photos to export."),
+    by: str = typer.Option("entropy", help="entropy (highest), margin (lowest) or disagreement (highest)."),
+    data: Optional[Path] = typer.Option(None, help="The eval/ folder (default: the one recorded by `maskcls predict`)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Where uncertain.csv and uncertain.png go (default: the run)."),
+):
+    """Export the photos most worth a human look: a CSV and a contact sheet."""
+    import json
+
+    import pandas as pd
+
+    from .ensemble.uncertainty import contact_sheet, rank_uncertain
+    from .io import write_csv
+
+    table = pd.read_csv(from_run / "test_probs.csv", dtype={"image_id": str})
+    if data is None:
+        recorded = from_run / "predict.json"
+        if not recorded.is_file():
+            raise typer.BadParameter(f"{recorded} not found: pass --data EVAL_DIR")
+        data = Path(json.loads(recorded.read_text())["data"])
+    ranked = rank_uncertain(table, k, by)
+    ranked.insert(1, "path", [str(data / "images" / image_id) for image_id in ranked["image_id"]])
+    target = out_dir or from_run
+    write_csv(target / "uncertain.csv", ranked)
+    captions = [f"{row.image_id[:10]} {by[:4]}={getattr(row, by):.2f}" for row in ranked.itertuples()]
+    contact_sheet(ranked["path"].tolist(), captions, target / "uncertain.png")
+    out.print(f"wrote {target}/uncertain.csv and {target}/uncertain.png ({len(ranked)} photos by {by})")
+
+
+@app.command()
+@_user_errors
+def tune(
+    data: Path = typer.Option(..., help="A train/ folder."),
+    space: Path = typer.Option(..., help="Search-space YAML (see configs/spaces/example.yaml)."),
+    trials: int = typer.Option(20, help="Trials to add to the study."),
+    out_dir: Path = typer.Option(..., "--out", help="Study folder: study.db, trials/, trials.csv, best.yaml."),
+    config: Optional[Path] = typer.Option(None, help="Base recipe."),
+    set_: List[str] = typer.Option([], "--set", help="Override the base recipe, e.g. --set cv.train_folds=[0]."),
+    storage: Optional[str] = typer.Option(None, help="Optuna storage URL shared by several machines (default: sqlite in --out)."),
+    study: str = typer.Option("maskcls", help="Study name inside the storage."),
+    seed: int = typer.Option(0, help="Sampler seed (give each machine its own)."),
+    timeout: Optional[float] = typer.Option(None, help="Stop starting trials after this many seconds."),
+):
+    """Hyper-parameter search with Optuna (pruning on validation macro F1); writes the best recipe."""
+    from .training.tune import tune as run_tune
+
+    result = run_tune(data, space, trials, out_dir, config_path=config, overrides=set_, storage=storage, study_name=study, seed=seed, timeout=timeout, progress=True)
+    out.print(f"trials by state: {result['trials']}")
+    if result["best_config"]:
+        out.print(f"best OOF macro F1 [bold]{result['best_value']:.4f}[/] (trial {result['best_trial']}): {result['best_params']}")
+        out.print(f"best recipe: {result['best_config']}  (maskcls train --config {result['best_config']} ...)")
 
 
 @app.command()

@@ -49,6 +49,7 @@ class LabelsConfig(_Section):
 class DataConfig(_Section):
     image_size: Union[int, tuple[int, int]] = 128
     resize_margin: float = Field(0.125, ge=0.0, le=1.0)
+    center_crop: float = Field(1.0, gt=0.0, le=1.0)
     normalize: str = "imagenet"
     on_bad_image: Literal["fail", "skip"] = "fail"
     max_image_pixels: int = Field(40_000_000, gt=0)
@@ -88,6 +89,7 @@ class DataConfig(_Section):
 
 
 class AugmentConfig(_Section):
+    crop: Literal["random_resized", "center"] = "random_resized"
     crop_scale: tuple[float, float] = (0.6, 1.0)
     crop_ratio: tuple[float, float] = (0.75, 1.3333)
     hflip: float = Field(0.5, ge=0.0, le=1.0)
@@ -95,6 +97,12 @@ class AugmentConfig(_Section):
     contrast: float = Field(0.2, ge=0.0)
     saturation: float = Field(0.2, ge=0.0)
     hue: float = Field(0.0, ge=0.0, le=0.5)
+    blur: float = Field(0.0, ge=0.0, le=1.0)
+    blur_sigma: tuple[float, float] = (0.1, 1.5)
+    cutout: float = Field(0.0, ge=0.0, le=1.0)
+    mixup: float = Field(0.0, ge=0.0)
+    cutmix: float = Field(0.0, ge=0.0)
+    mix_prob: float = Field(1.0, ge=0.0, le=1.0)
 
 
 class ModelConfig(_Section):
@@ -102,6 +110,8 @@ class ModelConfig(_Section):
     pretrained: str = "offline"
     head: str = "linear"
     drop_rate: float = Field(0.2, ge=0.0, lt=1.0)
+    drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    msd_samples: int = Field(5, ge=1)
     channels_last: bool = True
 
 
@@ -111,6 +121,9 @@ class LossConfig(_Section):
     focal_alpha: Optional[float] = Field(None, gt=0.0, le=1.0)
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     class_weights: Literal["none", "balanced"] = "none"
+    component_weights: Optional[list[float]] = None
+    per_head: dict[str, str] = {}
+    head_weights: dict[str, float] = {}
 
 
 class SamplerConfig(_Section):
@@ -123,13 +136,23 @@ class OptimConfig(_Section):
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(1e-2, ge=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = True
+    fused: Optional[bool] = None
+    layer_decay: Optional[float] = Field(None, gt=0.0, le=1.0)
+    lr_base_batch: Optional[int] = Field(None, ge=1)
 
 
 class SchedulerConfig(_Section):
-    name: str = "cosine"
+    name: Literal["cosine", "linear", "step", "multistep", "poly", "tanh", "onecycle", "constant"] = "cosine"
     warmup_epochs: float = Field(1.0, ge=0.0)
     warmup_lr: float = Field(1e-5, ge=0.0)
     min_lr: float = Field(1e-6, ge=0.0)
+    cycles: int = Field(1, ge=1)
+    cycle_mul: float = Field(1.0, gt=0.0)
+    cycle_decay: float = Field(1.0, gt=0.0)
+    decay_epochs: float = Field(10.0, gt=0.0)
+    decay_milestones: list[int] = [30, 60]
+    decay_rate: float = Field(0.1, gt=0.0)
 
 
 class TrainConfig(_Section):
@@ -138,6 +161,7 @@ class TrainConfig(_Section):
     precision: str = "auto"
     early_stopping_patience: int = Field(5, ge=0)
     grad_clip: float = Field(0.0, ge=0.0)
+    ema_decay: Optional[float] = Field(None, gt=0.0, lt=1.0)
     accumulate_grad_batches: int = Field(1, ge=1)
     seed: int = 42
     accelerator: str = "auto"
@@ -145,7 +169,14 @@ class TrainConfig(_Section):
     num_nodes: int = Field(1, ge=1)
     strategy: str = "auto"
     loggers: list[Literal["tensorboard", "csv", "wandb"]] = ["tensorboard", "csv"]
+    wandb_project: str = "maskcls"
+    wandb_offline: bool = False
     progress_bar: bool = True
+
+
+class TTAConfig(_Section):
+    name: str = "none"
+    merge: Literal["mean_probs", "mean_logits"] = "mean_probs"
 
 
 class CVConfig(_Section):
@@ -164,7 +195,20 @@ class Config(_Section):
     optim: OptimConfig = OptimConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     train: TrainConfig = TrainConfig()
+    tta: TTAConfig = TTAConfig()
     cv: CVConfig = CVConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if (self.augment.mixup or self.augment.cutmix) and self.model.head == "age_regression":
+            raise ValueError("augment.mixup / augment.cutmix mix class targets; they cannot be used with model.head=age_regression")
+        if (self.augment.mixup or self.augment.cutmix) and self.train.batch_size % 2:
+            raise ValueError("augment.mixup / augment.cutmix pair up photos: train.batch_size must be even")
+        from .inference.tta import TTA_SETS
+
+        if self.tta.name not in TTA_SETS:
+            raise ValueError(f"unknown tta.name '{self.tta.name}'; choose one of {sorted(TTA_SETS)}")
+        return self
 
     @model_validator(mode="after")
     def _folds_in_range(self):
@@ -197,7 +241,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 
 def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:
     """Validate a nested dict into a ``Config`` with messages that name the key."""
-    _reject_unknown_keys(data, Config, prefix="")
+    reject_unknown_keys(data, Config, prefix="")
     try:
         return Config.model_validate(data)
     except ValidationError as err:
@@ -237,7 +281,7 @@ def _apply_override(data: dict[str, Any], override: str) -> None:
     node[parts[-1]] = value
 
 
-def _reject_unknown_keys(data: Any, model_cls: type[BaseModel], prefix: str) -> None:
+def reject_unknown_keys(data: Any, model_cls: type[BaseModel], prefix: str) -> None:
     if not isinstance(data, dict):
         return
     for key, value in data.items():
@@ -248,7 +292,7 @@ def _reject_unknown_keys(data: Any, model_cls: type[BaseModel], prefix: str) -> 
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             if not isinstance(value, dict):
                 raise ConfigError(f"config key '{prefix}{key}' is a section; set its keys, e.g. {prefix}{key}.<name>=...")
-            _reject_unknown_keys(value, annotation, f"{prefix}{key}.")
+            reject_unknown_keys(value, annotation, f"{prefix}{key}.")
 
 
 def _unknown_key_message(key: str, model_cls: type[BaseModel], prefix: str) -> str:

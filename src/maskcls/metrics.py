@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
 
-from .labels import decode
+from .labels import NUM_CLASSES, decode
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
@@ -28,6 +28,35 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, f
     for head, truth, guess in zip(("mask", "gender", "age"), decode(labels), decode(predicted)):
         metrics[f"{head}_accuracy"] = float(accuracy_score(truth, guess))
         metrics[f"{head}_macro_f1"] = float(f1_score(truth, guess, average="macro"))
+    return metrics
+
+
+def macro_f1(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """Macro F1 over the classes present in ``labels`` or ``predicted`` (as ``classification_metrics``), fast.
+
+    Searches (weights, class scales, age cuts) score thousands of candidates; this skips scikit-learn's checks.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    predicted = np.asarray(predicted, dtype=np.int64)
+    size = NUM_CLASSES * NUM_CLASSES
+    confusion = np.bincount(labels * NUM_CLASSES + predicted, minlength=size).reshape(NUM_CLASSES, NUM_CLASSES)
+    true_pos = np.diag(confusion).astype(np.float64)
+    support, guessed = confusion.sum(axis=1), confusion.sum(axis=0)
+    present = (support + guessed) > 0
+    if not present.any():
+        return 0.0
+    return float(np.mean(2 * true_pos[present] / (support[present] + guessed[present])))
+
+
+def age_metrics(labels: np.ndarray, age_probs: np.ndarray, true_ages: np.ndarray | None = None, predicted_ages: np.ndarray | None = None) -> dict[str, float]:
+    """Scores of an age-only model: age-group macro F1 and accuracy, and mean absolute error in years for regression."""
+    truth = decode(np.asarray(labels, dtype=np.int64))[2]
+    guess = np.asarray(age_probs).argmax(axis=1)
+    metrics = {"macro_f1": float(f1_score(truth, guess, average="macro")), "accuracy": float(accuracy_score(truth, guess))}
+    if predicted_ages is not None and true_ages is not None:
+        known = np.asarray(true_ages) >= 0
+        if known.any():
+            metrics["age_mae"] = float(np.abs(np.asarray(predicted_ages)[known] - np.asarray(true_ages)[known]).mean())
     return metrics
 
 

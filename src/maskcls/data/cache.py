@@ -83,6 +83,8 @@ def build_cache(
     image_ids = frame["image_id"].astype(str).tolist()
     paths = frame["path"].astype(str).tolist()
     directory = cache_directory(frame, size_hw, root, limits)
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        _wait_for(directory / "meta.json")  # under DDP, local rank 0 decodes and the other ranks read its cache
     if (directory / "meta.json").exists():
         return _load(directory, image_ids, size_hw)
     workers = workers or os.cpu_count() or 1
@@ -131,6 +133,14 @@ def _load(directory: Path, image_ids: list[str], size_hw: tuple[int, int]) -> Im
     if _crc32(directory / "images.npy") != meta.get("crc32"):
         raise CacheError(f"image cache {directory} is corrupt (checksum mismatch). {recover}")
     return ImageCache(directory, image_ids, index["error"].tolist(), size_hw)
+
+
+def _wait_for(path: Path, timeout_s: float = 3600.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise CacheError(f"waited {timeout_s:.0f} s for local rank 0 to build {path.parent}; run `maskcls cache` first")
+        time.sleep(1.0)
 
 
 def _cache_key(image_ids: list[str], paths: list[str], size_hw: tuple[int, int], limits: ImageLimits) -> str:

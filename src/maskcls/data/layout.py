@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..labels import GENDER_BY_NAME, STEM_TO_MASK, AgeThresholds, encode
+from ..labels import GENDER_BY_NAME, STEM_TO_MASK, AgeThresholds, decode, encode
 
 TRAIN_COLUMNS = ("id", "gender", "race", "age", "path")
 EVAL_COLUMNS = ("ImageID", "ans")
@@ -175,3 +175,33 @@ def _scan_person_folder(folder: Path) -> tuple[dict[str, Path], list[Problem]]:
         else:
             photos[stem] = found[0]
     return photos, problems
+
+
+EXTRA_COLUMNS = ("image_id", "path", "label")
+
+
+def read_extra(csv_path: str | Path) -> tuple[pd.DataFrame, list[Problem]]:
+    """Extra labelled photos (e.g. pseudo-labels: image_id, path, label) as manifest rows.
+
+    They carry a class but no person and no age: each is its own "person" ``extra:<image_id>``, with
+    age -1 (unknown), so they can join training folds but never validation.
+    """
+    csv_path = Path(csv_path)
+    table = _read_csv(csv_path, EXTRA_COLUMNS)
+    problems, rows = [], []
+    duplicated = set(table["image_id"][table["image_id"].duplicated(keep=False)])
+    for line_no, row in enumerate(table.itertuples(index=False), start=2):
+        where = f"{csv_path}:{line_no}"
+        label = row.label.strip()
+        if row.image_id in duplicated:
+            problems.append(Problem(where, f"image_id '{row.image_id}' appears more than once"))
+        elif not label.isdigit() or not 0 <= int(label) < 18:
+            problems.append(Problem(where, f"label '{row.label}' is not a class index 0..17"))
+        elif not Path(row.path).is_file():
+            problems.append(Problem(row.path, f"photo named by {where} is missing"))
+        else:
+            mask, gender, age_group = decode(int(label))
+            rows.append({"image_id": f"extra:{row.image_id}", "path": row.path, "person_id": f"extra:{row.image_id}", "stem": "",
+                         "gender": gender, "race": "", "age": -1, "mask": mask, "age_group": age_group, "label": int(label)})
+    manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+    return manifest.astype({c: np.int64 for c in ("gender", "age", "mask", "age_group", "label")}), problems

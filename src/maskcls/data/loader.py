@@ -15,17 +15,18 @@ from ..labels import NUM_CLASSES
 
 
 class CachedImages(Dataset):
-    """Rows ``rows`` of a ``(N, H, W, 3)`` uint8 array (a cache file's path, or the array), with labels when known.
+    """Rows ``rows`` of a ``(N, H, W, 3)`` uint8 array (a cache file's path, or the array), with targets when known.
 
-    Items are ``(pixels uint8 HWC, label, position)``; ``position`` is the index into ``rows``, so
-    predictions can be put back in order whatever the sampler or the number of processes did.
+    Batches are ``(pixels uint8 NHWC, targets (N, 2) = [class, age in years], positions)``, -1 where
+    unknown; ``positions`` index into ``rows``, so predictions can be put back in order whatever the
+    sampler or the number of processes did.
     """
 
-    def __init__(self, pixels: str | np.ndarray, rows: np.ndarray, labels: np.ndarray | None = None):
+    def __init__(self, pixels: str | np.ndarray, rows: np.ndarray, targets: np.ndarray | None = None):
         self.cache_path = None if isinstance(pixels, np.ndarray) else str(pixels)
         self._pixels = pixels if isinstance(pixels, np.ndarray) else None  # files are mapped lazily, per process
         self.rows = np.asarray(rows, dtype=np.int64)
-        self.labels = np.full(len(self.rows), -1, dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
+        self.targets = np.full((len(self.rows), 2), -1, dtype=np.int64) if targets is None else np.asarray(targets, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -44,7 +45,7 @@ class CachedImages(Dataset):
         order = np.argsort(rows)  # sorted reads are sequential on disk
         pixels = np.empty((len(rows), *self._array().shape[1:]), dtype=np.uint8)
         pixels[order] = self._array()[rows[order]]
-        return torch.from_numpy(pixels), torch.from_numpy(self.labels[positions]), torch.from_numpy(positions)
+        return torch.from_numpy(pixels), torch.from_numpy(self.targets[positions]), torch.from_numpy(positions)
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -63,13 +64,17 @@ class EpochSampler(Sampler[int]):
 
     Seeding per epoch makes a resumed run replay the same batches, and makes every DDP rank compute
     the same global draw, of which Lightning's ``DistributedSamplerWrapper`` hands each rank its share.
+    ``epoch_source`` (e.g. the trainer's current epoch) is read when iteration starts: Lightning creates
+    a resumed run's first iterator before it calls ``set_epoch``.
     """
 
-    def __init__(self, num_samples: int, weights: np.ndarray | None = None, seed: int = 0):
-        self.num_samples = int(num_samples)
+    def __init__(self, population: int, weights: np.ndarray | None = None, seed: int = 0, num_samples: int | None = None, epoch_source=None):
+        self.population = int(population)
+        self.num_samples = self.population if num_samples is None else int(num_samples)
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
         self.seed = int(seed)
         self.epoch = 0
+        self.epoch_source = epoch_source
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -78,9 +83,10 @@ class EpochSampler(Sampler[int]):
         return self.num_samples
 
     def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        epoch = self.epoch_source() if self.epoch_source is not None else self.epoch
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         if self.weights is None:
-            order = torch.randperm(self.num_samples, generator=generator)
+            order = torch.randperm(self.population, generator=generator)[: self.num_samples]
         else:
             order = torch.multinomial(self.weights, self.num_samples, replacement=True, generator=generator)
         return iter(order.tolist())
@@ -99,25 +105,32 @@ class FoldDataModule(pl.LightningDataModule):
         self,
         cache_path: str,
         train_rows: np.ndarray,
-        train_labels: np.ndarray,
+        train_targets: np.ndarray,
         val_rows: np.ndarray,
-        val_labels: np.ndarray,
+        val_targets: np.ndarray,
         batch_size: int,
         sample_weights: np.ndarray | None = None,
         seed: int = 0,
         workers: int = 0,
     ):
         super().__init__()
-        self.train_set = CachedImages(cache_path, train_rows, train_labels)
-        self.val_set = CachedImages(cache_path, val_rows, val_labels)
+        self.train_set = CachedImages(cache_path, train_rows, train_targets)
+        self.val_set = CachedImages(cache_path, val_rows, val_targets)
         self.batch_size = batch_size
         self.sample_weights = sample_weights
         self.seed = seed
         self.workers = workers
 
     def train_dataloader(self):
-        sampler = EpochSampler(len(self.train_set), self.sample_weights, self.seed)
+        # Under DDP every rank draws the same global sample and Lightning's DistributedSamplerWrapper gives
+        # each rank its share; a multiple of the world size means no rank pads with repeated photos.
+        world = self.trainer.world_size if self.trainer is not None else 1
+        draws = len(self.train_set) - len(self.train_set) % world if len(self.train_set) >= world else len(self.train_set)
+        sampler = EpochSampler(len(self.train_set), self.sample_weights, self.seed, draws, epoch_source=self.current_epoch)
         return self._loader(self.train_set, sampler=sampler, drop_last=len(self.train_set) > self.batch_size)
+
+    def current_epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
 
     def val_dataloader(self):
         return self._loader(self.val_set)

@@ -1,8 +1,10 @@
-"""Predict with a trained run: the fold models' probabilities are averaged.
+"""Predict with any trained directory: a k-fold run, an ensemble, or a main + age-specific combination.
 
+A k-fold run averages its fold models' probabilities; an ensemble combines its members' (which may
+be ensembles too); a combined run joins the main run's mask and gender with the age model's age.
 ``predict_eval`` fills the competition's ``info.csv`` (same rows, same order) and writes
-``test_probs.csv`` (one row per photo, 18 probabilities) beside ``submission.csv``;
-``predict_files`` answers for a few loose photos.
+``test_probs.csv`` (p0..p17 plus ``entropy``, ``disagreement`` and, with Monte-Carlo dropout,
+``mc_mutual_information``) beside ``submission.csv``; ``predict_files`` answers for loose photos.
 """
 
 from __future__ import annotations
@@ -18,24 +20,47 @@ from ..config import DataConfig, LabelsConfig
 from ..data.cache import build_cache, default_cache_root
 from ..data.images import ImageError, ImageLimits, read_resized
 from ..data.layout import SKIP_HINT, DataError, Problem, read_eval
-from ..io import write_csv
-from ..labels import GENDER_NAMES, MASK_NAMES, NUM_CLASSES, decode
-from ..models.artifact import ModelFileError, data_config_of, labels_config_of, load_model
+from ..ensemble.uncertainty import disagreement, predictive_entropy
+from ..io import write_csv, write_json
+from ..labels import GENDER_NAMES, MASK_NAMES, decode
+from ..models.artifact import ModelFileError, load_model
 from ..models.factory import MaskNet
-from ..runtime import quiet_lightning
 from ..tables import PROB_COLUMNS
 from ..training.kfold import RunError
-from .predictor import predict_probs
+from .predictor import predict_outputs
 
 
 @dataclass
 class TrainedRun:
+    """The fold models of a finished k-fold run, and how they were fed and evaluated."""
+
     directory: Path
     models: list[MaskNet]
-    data_cfg: DataConfig
-    labels_cfg: LabelsConfig
+    meta: dict
     fallback_class: int
     folds: list[int] = field(default_factory=list)
+
+    @property
+    def data_cfg(self) -> DataConfig:
+        return DataConfig.model_validate(self.meta["data"])
+
+    @property
+    def labels_cfg(self) -> LabelsConfig:
+        return LabelsConfig.model_validate(self.meta["labels"])
+
+    @property
+    def task(self) -> str:
+        return self.meta.get("task", "classes")
+
+
+@dataclass
+class Prediction:
+    """Probabilities of a table of photos (NaN rows: photos that could not be read) and per-row extras."""
+
+    probs: np.ndarray
+    answers: np.ndarray
+    columns: dict[str, np.ndarray]
+    problems: list[Problem]
 
 
 def load_run(run_dir: str | Path) -> TrainedRun:
@@ -59,21 +84,75 @@ def load_run(run_dir: str | Path) -> TrainedRun:
         models.append(model)
         metas.append(meta)
     for fold, meta in zip(folds[1:], metas[1:]):
-        for key in ("data", "labels"):
-            if meta[key] != metas[0][key]:
-                raise RunError(f"{run_dir} is inconsistent: fold_{fold}/model.json has {key}={meta[key]}, fold_{folds[0]} has {metas[0][key]}")
+        for key in ("data", "labels", "task"):
+            if meta.get(key) != metas[0].get(key):
+                raise RunError(f"{run_dir} is inconsistent: fold_{fold}/model.json has {key}={meta.get(key)}, fold_{folds[0]} has {metas[0].get(key)}")
     oof_path = run_dir / "oof.csv"
     fallback = int(pd.read_csv(oof_path, usecols=["label"])["label"].mode()[0]) if oof_path.is_file() else 0
-    return TrainedRun(run_dir, models, data_config_of(metas[0]), labels_config_of(metas[0]), fallback, folds)
+    return TrainedRun(run_dir, models, metas[0], fallback, folds)
 
 
-def ensemble_probs(run: TrainedRun, pixels: str | np.ndarray, rows: np.ndarray, batch_size: int = 64, accelerator: str = "auto", progress: bool = True) -> np.ndarray:
-    """Mean of the fold models' probabilities for ``rows`` of a cached array."""
-    quiet_lightning()
-    total = np.zeros((len(rows), NUM_CLASSES), dtype=np.float64)
-    for model in run.models:
-        total += predict_probs(model, run.data_cfg, pixels, rows, batch_size, accelerator, progress=progress)
-    return (total / len(run.models)).astype(np.float32)
+def predict_table(
+    run_dir: str | Path,
+    photos: pd.DataFrame,
+    tta: str | None = None,
+    mc_samples: int = 0,
+    batch_size: int = 64,
+    accelerator: str = "auto",
+    cache_dir: str | None = None,
+    progress: bool = True,
+) -> Prediction:
+    """Predictions of ``photos`` (``image_id``, ``path``) by whatever kind of trained directory ``run_dir`` is.
+
+    ``tta`` overrides the test-time augmentation a run was evaluated with (its recipe's ``tta.name``).
+    """
+    run_dir = Path(run_dir)
+    options = dict(tta=tta, mc_samples=mc_samples, batch_size=batch_size, accelerator=accelerator, cache_dir=cache_dir, progress=progress)
+    if (run_dir / "ensemble.json").is_file():
+        from ..ensemble.build import load_ensemble
+
+        ensemble = load_ensemble(run_dir)
+        members = [predict_table(member, photos, **options) for member in ensemble.members]
+        member_probs = [m.probs for m in members]
+        probs = ensemble.combine(member_probs)
+        readable = np.all(np.isfinite(probs), axis=1)
+        spread = np.full(len(probs), np.nan)
+        spread[readable] = disagreement(np.stack(member_probs)[:, readable])
+        return Prediction(probs, ensemble.answers(member_probs), {"disagreement": spread}, _union(m.problems for m in members))
+    if (run_dir / "combine.json").is_file():
+        from ..training.age_model import load_combination
+
+        combination = load_combination(run_dir)
+        main = predict_table(combination.main, photos, **options)
+        age = predict_table(combination.age, photos, **options)
+        probs = combination.combine(main.probs, age.probs, age.columns.get("age_pred"))
+        return Prediction(probs, _argmax_or(probs, combination.fallback_class), {}, _union([main.problems, age.problems]))
+    return _predict_folds(load_run(run_dir), photos, **options)
+
+
+def _predict_folds(run: TrainedRun, photos: pd.DataFrame, tta, mc_samples, batch_size, accelerator, cache_dir, progress) -> Prediction:
+    data_cfg = run.data_cfg
+    cache = build_cache(photos[["image_id", "path"]], data_cfg.cache_hw, default_cache_root(cache_dir), ImageLimits.from_config(data_cfg), progress=progress)
+    problems = cache.problems(photos["path"].tolist())
+    bad_paths = {p.file for p in problems}
+    good = np.flatnonzero(~photos["path"].isin(bad_paths).to_numpy())
+    tta_cfg = run.meta.get("tta", {})
+    outputs = [
+        predict_outputs(
+            model, data_cfg, str(cache.path), good, batch_size=batch_size, accelerator=accelerator, progress=progress,
+            tta=tta or tta_cfg.get("name", "none"), merge=tta_cfg.get("merge", "mean_probs"), mc_samples=mc_samples,
+        )
+        for model in run.models
+    ]
+    width = outputs[0]["probs"].shape[1] if len(good) else (18 if run.task == "classes" else 3)
+    probs = np.full((len(photos), width), np.nan, dtype=np.float64)
+    fold_probs = np.stack([o["probs"] for o in outputs]) if len(good) else np.zeros((len(outputs), 0, width))
+    probs[good] = fold_probs.mean(axis=0)
+    columns = {"disagreement": _fill(len(photos), good, disagreement(fold_probs) if len(good) else [])}
+    for key in ("age_value", "mc_mutual_information"):
+        if len(good) and key in outputs[0]:
+            columns["age_pred" if key == "age_value" else key] = _fill(len(photos), good, np.mean([o[key] for o in outputs], axis=0))
+    return Prediction(probs, _argmax_or(probs, run.fallback_class), columns, problems)
 
 
 def predict_eval(
@@ -81,58 +160,95 @@ def predict_eval(
     eval_dir: str | Path,
     out_dir: str | Path | None = None,
     on_bad_image: str = "fail",
+    tta: str | None = None,
+    mc_samples: int = 0,
     batch_size: int = 64,
     accelerator: str = "auto",
     cache_dir: str | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Write ``test_probs.csv`` and ``submission.csv`` for ``eval_dir``; returns the submission."""
-    run = load_run(run_dir)
-    out_dir = Path(out_dir) if out_dir else run.directory
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"run directory not found: {run_dir}")
+    out_dir = Path(out_dir) if out_dir else run_dir
     info, problems = read_eval(eval_dir)
-    data_cfg = run.data_cfg
-    cache = build_cache(info, data_cfg.cache_hw, default_cache_root(cache_dir), ImageLimits.from_config(data_cfg), progress=progress)
-    problems += cache.problems(info["path"].tolist())
     if problems and on_bad_image == "fail":
         raise DataError(f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.", problems, SKIP_HINT)
-    bad = info["path"].isin({p.file for p in problems}).to_numpy() | info["image_id"].duplicated(keep=False).to_numpy()
-    probs = np.full((len(info), NUM_CLASSES), np.nan, dtype=np.float32)
-    good_rows = np.flatnonzero(~bad)
-    probs[good_rows] = ensemble_probs(run, str(cache.path), good_rows, batch_size, accelerator, progress)
-
-    test_probs = pd.concat([info[["image_id"]], pd.DataFrame(probs, columns=PROB_COLUMNS)], axis=1)
-    answers = np.where(bad, run.fallback_class, np.nan_to_num(probs, nan=-1.0).argmax(axis=1))
+    prediction = predict_table(run_dir, info, tta, mc_samples, batch_size, accelerator, cache_dir, progress)
+    problems = _union([problems, prediction.problems])
+    if problems and on_bad_image == "fail":
+        raise DataError(f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.", problems, SKIP_HINT)
+    if prediction.probs.shape[1] != len(PROB_COLUMNS):
+        raise RunError(f"{run_dir} is an age-only model: it predicts age groups, not the 18 classes; combine it with a main run")
+    test_probs = pd.concat([info[["image_id"]], pd.DataFrame(prediction.probs, columns=PROB_COLUMNS)], axis=1)
+    test_probs["entropy"] = predictive_entropy(prediction.probs)
+    for name, values in prediction.columns.items():
+        test_probs[name] = values
     submission = pd.read_csv(Path(eval_dir) / "info.csv", dtype=str, keep_default_na=False)
-    submission["ans"] = answers.astype(int)
+    submission["ans"] = prediction.answers.astype(int)
     write_csv(out_dir / "test_probs.csv", test_probs)
     write_csv(out_dir / "submission.csv", submission)
+    write_json(out_dir / "predict.json", {"data": str(Path(eval_dir).resolve()), "tta": tta, "mc_dropout": mc_samples})
     if problems:
-        skipped = pd.DataFrame([{"file": p.file, "reason": p.reason, "answer": f"fallback class {run.fallback_class}"} for p in problems])
-        write_csv(out_dir / "predict_skipped.csv", skipped)
+        write_csv(out_dir / "predict_skipped.csv", pd.DataFrame([{"file": p.file, "reason": p.reason} for p in problems]))
     return submission
 
 
-def predict_files(run_dir: str | Path, files: list[str | Path], accelerator: str = "auto") -> pd.DataFrame:
+def predict_files(run_dir: str | Path, files: list[str | Path], tta: str | None = None, accelerator: str = "auto") -> pd.DataFrame:
     """One row per photo: class, mask, gender, age group and probability (or the reason it failed)."""
-    run = load_run(run_dir)
-    data_cfg = run.data_cfg
-    limits = ImageLimits.from_config(data_cfg)
-    pixels, errors = [], {}
-    for index, path in enumerate(files):
+    photos = pd.DataFrame({"image_id": [str(f) for f in files], "path": [str(f) for f in files]})
+    errors = {}
+    for path in photos["path"]:
         try:
-            pixels.append(read_resized(path, data_cfg.cache_hw, limits))
+            read_resized(path, (8, 8))
         except ImageError as err:
-            errors[index] = str(err)
-    good = [i for i in range(len(files)) if i not in errors]
-    probs = ensemble_probs(run, np.stack(pixels), np.arange(len(pixels)), accelerator=accelerator, progress=False) if pixels else np.zeros((0, NUM_CLASSES))
-    ages = run.labels_cfg.thresholds.names()
-    rows = []
-    for index, path in enumerate(files):
-        if index in errors:
-            rows.append({"file": str(path), "class": None, "mask": None, "gender": None, "age": None, "probability": None, "error": errors[index]})
+            errors[path] = str(err)
+    readable = photos[~photos["path"].isin(errors)].reset_index(drop=True)
+    prediction = predict_table(run_dir, readable, tta=tta, accelerator=accelerator, progress=False, cache_dir=None) if len(readable) else None
+    if prediction is not None and prediction.probs.shape[1] != len(PROB_COLUMNS):
+        raise RunError(f"{run_dir} is an age-only model: it predicts age groups, not the 18 classes")
+    ages = _age_names(run_dir)
+    rows, position = [], {path: i for i, path in enumerate(readable["path"])}
+    for path in photos["path"]:
+        if path in errors:
+            rows.append({"file": path, "class": None, "mask": None, "gender": None, "age": None, "probability": None, "error": errors[path]})
             continue
-        p = probs[good.index(index)]
-        label = int(p.argmax())
+        p = prediction.probs[position[path]]
+        label = int(prediction.answers[position[path]])
         mask, gender, age = decode(label)
-        rows.append({"file": str(path), "class": label, "mask": MASK_NAMES[mask], "gender": GENDER_NAMES[gender], "age": ages[age], "probability": float(p[label]), "error": ""})
+        rows.append({"file": path, "class": label, "mask": MASK_NAMES[mask], "gender": GENDER_NAMES[gender], "age": ages[age], "probability": float(p[label]), "error": ""})
     return pd.DataFrame(rows)
+
+
+def _age_names(run_dir: str | Path) -> tuple[str, str, str]:
+    """Age-group names under the thresholds of the first k-fold run found behind ``run_dir``."""
+    run_dir = Path(run_dir)
+    for marker, key in (("ensemble.json", "members"), ("combine.json", "main")):
+        if (run_dir / marker).is_file():
+            recipe = json.loads((run_dir / marker).read_text())
+            first = recipe[key][0]["path"] if key == "members" else recipe[key]
+            return _age_names(first)
+    meta = json.loads((run_dir / f"fold_{json.loads((run_dir / 'summary.json').read_text())['folds'][0]['fold']}" / "model.json").read_text())
+    return LabelsConfig.model_validate(meta["labels"]).thresholds.names()
+
+
+def _argmax_or(probs: np.ndarray, fallback: int) -> np.ndarray:
+    readable = np.all(np.isfinite(probs), axis=1)
+    return np.where(readable, np.nan_to_num(probs, nan=-1.0).argmax(axis=1), fallback).astype(np.int64)
+
+
+def _fill(length: int, rows: np.ndarray, values) -> np.ndarray:
+    column = np.full(length, np.nan)
+    column[rows] = values
+    return column
+
+
+def _union(problem_lists) -> list[Problem]:
+    seen, merged = set(), []
+    for problems in problem_lists:
+        for problem in problems:
+            if problem not in seen:
+                seen.add(problem)
+                merged.append(problem)
+    return merged

@@ -33,9 +33,12 @@ def save_model(directory: str | Path, model: MaskNet, cfg: Config, extra: dict[s
     meta = {
         "format": FORMAT,
         "model": cfg.model.model_dump(mode="json"),
-        "data": cfg.data.model_dump(mode="json", include={"image_size", "resize_margin", "normalize"}),
+        "data": cfg.data.model_dump(mode="json", include={"image_size", "resize_margin", "center_crop", "normalize"}),
+        "tta": cfg.tta.model_dump(mode="json"),
+        "task": model.task,
         "labels": cfg.labels.model_dump(mode="json"),
         "num_classes": 18,
+        **({"hf_config": model.backbone.hf_config()} if hasattr(model.backbone, "hf_config") else {}),
         **(extra or {}),
     }
     write_json(directory / META_FILE, meta)
@@ -54,7 +57,13 @@ def load_model(directory: str | Path) -> tuple[MaskNet, dict[str, Any]]:
         raise ModelFileError(f"{meta_path} is not valid JSON ({err})") from None
     if meta.get("format") != FORMAT:
         raise ModelFileError(f"{meta_path}: unknown format {meta.get('format')!r}, expected {FORMAT!r}")
-    model = create_model(ModelConfig.model_validate(meta["model"]), pretrained="none")
+    labels = LabelsConfig.model_validate(meta["labels"])
+    backbone = None
+    if "hf_config" in meta:  # rebuilt from the stored config: needs neither the original folder nor the network
+        from .hf import hf_backbone_from_config
+
+        backbone = hf_backbone_from_config(meta["hf_config"])
+    model = create_model(ModelConfig.model_validate(meta["model"]), pretrained="none", thresholds=labels.thresholds, backbone=backbone)
     try:
         state = load_file(str(weights_path))
     except Exception as err:

@@ -1,4 +1,12 @@
-"""Classification heads, keyed by name: each maps pooled features to logits and logits to 18-class probabilities."""
+"""Classification heads, keyed by name.
+
+A head maps pooled backbone features to one block of logits per output (``blocks``: name ->
+width) and turns logits into probabilities of its task:
+
+- task ``classes``: the 18 competition classes (``linear``, ``msd``, ``three_head``);
+- task ``age``: the three age groups only (``age_classes``, ``age_regression``), for the
+  age-specific model that is combined with a main model's mask and gender outputs.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..labels import NUM_CLASSES
+from ..labels import AgeThresholds, NUM_CLASSES, joint_from_heads
 
 HEADS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -20,18 +28,26 @@ def register_head(name: str):
     return add
 
 
-def create_head(name: str, in_features: int, drop_rate: float) -> nn.Module:
+def create_head(name: str, in_features: int, drop_rate: float, **options) -> nn.Module:
     if name not in HEADS:
         raise ValueError(f"unknown head '{name}'; choose one of {sorted(HEADS)}")
-    return HEADS[name](in_features, drop_rate)
+    return HEADS[name](in_features, drop_rate, **options)
+
+
+def split_blocks(head: nn.Module, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The logit block of each output of ``head``, by name."""
+    return dict(zip(head.blocks, torch.split(logits, list(head.blocks.values()), dim=1)))
 
 
 @register_head("linear")
 class LinearHead(nn.Module):
     """Dropout + one linear layer to the 18 classes."""
 
-    def __init__(self, in_features: int, drop_rate: float = 0.0):
+    task = "classes"
+
+    def __init__(self, in_features: int, drop_rate: float = 0.0, **_):
         super().__init__()
+        self.blocks = {"class": NUM_CLASSES}
         self.dropout = nn.Dropout(drop_rate)
         self.fc = nn.Linear(in_features, NUM_CLASSES)
 
@@ -40,3 +56,94 @@ class LinearHead(nn.Module):
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.float().softmax(dim=1)
+
+
+@register_head("msd")
+class MultiSampleDropoutHead(LinearHead):
+    """Multi-sample dropout (Inoue 2019): K dropout masks through one shared linear layer, logits averaged.
+
+    Trains like K heads at the cost of one; at evaluation dropout is off, so it is a single pass.
+    """
+
+    def __init__(self, in_features: int, drop_rate: float = 0.5, samples: int = 5, **_):
+        super().__init__(in_features, drop_rate)
+        self.samples = samples
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.samples == 1:
+            return self.fc(self.dropout(features))
+        return torch.stack([self.fc(self.dropout(features)) for _ in range(self.samples)]).mean(dim=0)
+
+
+@register_head("three_head")
+class ThreeHead(nn.Module):
+    """Separate mask (3), gender (2) and age (3) outputs from one backbone.
+
+    Each output learns from every photo of its own kind (all 60+ photos teach "age 60+", whatever
+    the mask), and the 18 class probabilities are the product of the three.
+    """
+
+    task = "classes"
+
+    def __init__(self, in_features: int, drop_rate: float = 0.0, **_):
+        super().__init__()
+        self.blocks = {"mask": 3, "gender": 2, "age": 3}
+        self.dropout = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(in_features, sum(self.blocks.values()))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(features))
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        mask, gender, age = (block.float().softmax(dim=1) for block in split_blocks(self, logits).values())
+        return joint_from_heads(mask, gender, age)
+
+
+@register_head("age_classes")
+class AgeClassHead(nn.Module):
+    """Age group only (3 classes): the age-specific model, trained on every photo for age alone."""
+
+    task = "age"
+
+    def __init__(self, in_features: int, drop_rate: float = 0.0, **_):
+        super().__init__()
+        self.blocks = {"age": 3}
+        self.dropout = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(in_features, 3)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(features))
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.float().softmax(dim=1)
+
+
+@register_head("age_regression")
+class AgeRegressionHead(nn.Module):
+    """Age in years (one output); groups come from thresholds, later tuned on out-of-fold predictions.
+
+    Regression keeps the order of ages, so a 58-year-old predicted as 61 costs little, and the cut
+    between 30-59 and 60+ can be moved (e.g. to 58) where it maximises macro F1.
+    """
+
+    task = "age"
+    AGE_SCALE = 100.0  # the output predicts age / 100, so the regression target is of order 1
+
+    def __init__(self, in_features: int, drop_rate: float = 0.0, thresholds: AgeThresholds = AgeThresholds(), **_):
+        super().__init__()
+        self.blocks = {"age_value": 1}
+        self.dropout = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(in_features, 1)
+        self.thresholds = thresholds
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(features))
+
+    def ages(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.float()[:, 0] * self.AGE_SCALE
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """One-hot age group of the predicted age under the configured thresholds."""
+        ages = self.ages(logits)
+        groups = (ages >= self.thresholds.middle).long() + (ages >= self.thresholds.old).long()
+        return torch.nn.functional.one_hot(groups, 3).float()

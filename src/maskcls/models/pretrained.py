@@ -36,22 +36,25 @@ def _how_to_proceed(name: str) -> str:
     )
 
 
-def create_backbone(name: str, pretrained: str) -> nn.Module:
-    """A timm backbone without classifier (``num_classes=0``) and with the requested weights."""
+def create_backbone(name: str, pretrained: str, **options) -> nn.Module:
+    """A timm backbone without classifier (``num_classes=0``) and with the requested weights.
+
+    ``options`` go to the timm constructor (e.g. ``drop_path_rate``).
+    """
     if not timm.is_model(name):
         close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:5]
         raise ValueError(f"unknown timm model '{name}'" + (f"; similar: {', '.join(close)}" if close else ""))
     if pretrained == "none":
-        return timm.create_model(name, pretrained=False, num_classes=0)
+        return timm.create_model(name, pretrained=False, num_classes=0, **options)
     if pretrained == "hub":
         try:
-            return timm.create_model(name, pretrained=True, num_classes=0)
+            return timm.create_model(name, pretrained=True, num_classes=0, **options)
         except Exception as err:  # network, missing hub entry, ...: all end the same way for a user
             raise PretrainedWeightsError(
                 f"could not get pretrained weights for '{name}' from the hub ({type(err).__name__}: {err}). "
                 + _how_to_proceed(name)
             ) from None
-    model = timm.create_model(name, pretrained=False)
+    model = timm.create_model(name, pretrained=False, **options)
     if pretrained == "offline":
         load_offline_weights(model, name)
     else:
@@ -76,7 +79,7 @@ def offline_weights_path(name: str) -> Path:
 
 def load_offline_weights(model: nn.Module, name: str) -> None:
     """Map the package's state dict onto timm's by position: both list the same tensors in the same order."""
-    source = _read_state_dict(offline_weights_path(name))
+    source = read_state_dict(offline_weights_path(name))
     target = model.state_dict()
     if len(source) != len(target):
         raise PretrainedWeightsError(f"offline weights for '{name}' have {len(source)} tensors, timm expects {len(target)}")
@@ -94,7 +97,7 @@ def load_weights_file(model: nn.Module, path: Path) -> None:
     """Load a local weights file into ``model``, skipping the classifier (its size differs)."""
     if not path.is_file():
         raise PretrainedWeightsError(f"model.pretrained: weights file not found: {path}. " + _how_to_proceed(""))
-    state = _read_state_dict(path)
+    state = read_state_dict(path)
     target = model.state_dict()
     usable = {k: v for k, v in state.items() if k in target and v.shape == target[k].shape}
     backbone_keys = [k for k in target if not k.startswith(_classifier_prefix(model))]
@@ -111,7 +114,8 @@ def _classifier_prefix(model: nn.Module) -> str:
     return (getattr(model, "pretrained_cfg", None) or {}).get("classifier", "classifier")
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors`` or a torch file read with ``weights_only=True`` (``module.`` prefixes dropped)."""
     try:
         if path.suffix == ".safetensors":
             state = load_file(str(path))

@@ -11,7 +11,7 @@ A run directory holds everything needed to predict and to judge the run::
 from __future__ import annotations
 
 import json
-import math
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -31,15 +31,15 @@ from ..config import Config, load_config
 from ..data.cache import ImageCache, build_cache, default_cache_root
 from ..data.folds import assign_folds
 from ..data.images import ImageLimits
-from ..data.layout import SKIP_HINT, DataError, Problem, read_train
+from ..data.layout import SKIP_HINT, DataError, Problem, read_extra, read_train
 from ..data.loader import FoldDataModule, balanced_weights
-from ..inference.predictor import predict_probs
+from ..inference.predictor import predict_outputs
 from ..io import save_figure, write_csv, write_json, write_yaml
 from ..labels import NUM_CLASSES
-from ..metrics import classification_metrics
+from ..metrics import age_metrics, classification_metrics
 from ..models.artifact import save_model
 from ..runtime import quiet_lightning, resolve_precision
-from ..tables import PROB_COLUMNS, read_oof, with_probs
+from ..tables import PROB_COLUMNS, with_probs
 from .module import MaskClassifier
 
 class RunError(RuntimeError):
@@ -55,9 +55,14 @@ class TrainingData:
     problems: list[Problem]
 
 
-def prepare_training_data(train_dir: str | Path, cfg: Config, progress: bool = True) -> TrainingData:
-    """Read and check the layout, decode every photo once, and apply ``data.on_bad_image``."""
+def prepare_training_data(train_dir: str | Path, cfg: Config, progress: bool = True, extra: str | Path | None = None) -> TrainingData:
+    """Read and check the layout (and any ``extra`` labelled photos), decode every photo once, apply ``data.on_bad_image``."""
     manifest, problems = read_train(train_dir, cfg.labels.thresholds)
+    manifest = manifest.assign(source="train")
+    if extra is not None:
+        extra_rows, extra_problems = read_extra(extra)
+        manifest = pd.concat([manifest, extra_rows.assign(source="extra")], ignore_index=True)
+        problems = problems + extra_problems
     cache = build_cache(
         manifest[["image_id", "path"]],
         cfg.data.cache_hw,
@@ -72,17 +77,25 @@ def prepare_training_data(train_dir: str | Path, cfg: Config, progress: bool = T
     manifest = manifest[~manifest["path"].isin({p.file for p in image_problems})].reset_index(drop=True)
     if problems and cfg.data.on_bad_image == "fail":
         raise DataError(f"{len(problems)} problem(s) found in {train_dir}; nothing was trained.", problems, SKIP_HINT)
-    if manifest.empty:
+    if not (manifest["source"] == "train").any():
         raise DataError(f"no usable photos in {train_dir}", problems)
     return TrainingData(manifest, cache, problems)
 
 
 def train_kfold(
-    train_dir: str | Path, cfg: Config, out_dir: str | Path, force: bool = False, progress: bool = True, callbacks: Sequence[Callback] = ()
+    train_dir: str | Path,
+    cfg: Config,
+    out_dir: str | Path,
+    force: bool = False,
+    progress: bool = True,
+    callbacks: Sequence[Callback] = (),
+    extra: str | Path | None = None,
 ) -> dict:
     """Train every fold of a new run in ``out_dir``; returns the summary (also in ``summary.json``).
 
     ``callbacks`` are extra Lightning callbacks given to every fold's trainer (e.g. Optuna pruning).
+    ``extra`` is a CSV of extra labelled photos (image_id, path, label), e.g. pseudo-labels: they are
+    added to the training part of every fold and never to validation, so OOF scores stay honest.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -91,8 +104,9 @@ def train_kfold(
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_yaml(out_dir / "config.yaml", cfg.to_dict())
-    write_json(out_dir / "run.json", {"data": str(Path(train_dir).resolve()), "maskcls_version": __version__})
-    return _run(Path(train_dir), cfg, out_dir, resume=False, progress=progress, callbacks=callbacks)
+    extra = str(Path(extra).resolve()) if extra else None
+    write_json(out_dir / "run.json", {"data": str(Path(train_dir).resolve()), "extra": extra, "maskcls_version": __version__})
+    return _run(Path(train_dir), cfg, out_dir, resume=False, progress=progress, callbacks=callbacks, extra=extra)
 
 
 def resume_kfold(out_dir: str | Path, progress: bool = True) -> dict:
@@ -102,18 +116,23 @@ def resume_kfold(out_dir: str | Path, progress: bool = True) -> dict:
         if not (out_dir / name).is_file():
             raise RunError(f"cannot resume {out_dir}: {name} is missing (was it made by `maskcls train`?)")
     cfg = load_config(out_dir / "config.yaml")
-    train_dir = Path(json.loads((out_dir / "run.json").read_text())["data"])
-    return _run(train_dir, cfg, out_dir, resume=True, progress=progress)
+    run = json.loads((out_dir / "run.json").read_text())
+    return _run(Path(run["data"]), cfg, out_dir, resume=True, progress=progress, extra=run.get("extra"))
 
 
-def _run(train_dir: Path, cfg: Config, out_dir: Path, resume: bool, progress: bool, callbacks: Sequence[Callback] = ()) -> dict:
+def _run(
+    train_dir: Path, cfg: Config, out_dir: Path, resume: bool, progress: bool, callbacks: Sequence[Callback] = (), extra: str | None = None
+) -> dict:
     quiet_lightning()
     started = time.perf_counter()
-    data = prepare_training_data(train_dir, cfg, progress)
+    data = prepare_training_data(train_dir, cfg, progress, extra)
     if data.problems:
         write_csv(out_dir / "skipped.csv", pd.DataFrame([{"file": p.file, "reason": p.reason} for p in data.problems]))
-    manifest = data.manifest.assign(fold=assign_folds(data.manifest, cfg.cv.folds, cfg.cv.seed))
-    write_csv(out_dir / "folds.csv", manifest[["image_id", "person_id", "label", "fold"]])
+    labelled = (data.manifest["source"] == "train").to_numpy()
+    folds = np.full(len(data.manifest), -1, dtype=np.int64)  # extra photos: training only, never validation
+    folds[labelled] = assign_folds(data.manifest[labelled], cfg.cv.folds, cfg.cv.seed)
+    manifest = data.manifest.assign(fold=folds)
+    write_csv(out_dir / "folds.csv", manifest[["image_id", "person_id", "label", "fold", "source"]])
 
     fold_results = []
     for fold in cfg.cv.train_folds if cfg.cv.train_folds is not None else range(cfg.cv.folds):
@@ -146,17 +165,15 @@ def train_fold(
     datamodule = FoldDataModule(
         str(data.cache.path),
         train_part["cache_row"].to_numpy(),
-        train_labels,
+        _targets(train_part),
         val_part["cache_row"].to_numpy(),
-        val_part["label"].to_numpy(),
+        _targets(val_part),
         batch_size=cfg.train.batch_size,
         sample_weights=weights,
         seed=cfg.train.seed + fold,
         workers=cfg.data.loader_workers,
     )
-    batches = len(train_part) // cfg.train.batch_size if len(train_part) > cfg.train.batch_size else 1
-    steps_per_epoch = math.ceil(batches / cfg.train.accumulate_grad_batches)
-    module = MaskClassifier(cfg.to_dict(), np.bincount(train_labels, minlength=NUM_CLASSES).tolist(), steps_per_epoch)
+    module = MaskClassifier(cfg.to_dict(), np.bincount(train_labels, minlength=NUM_CLASSES).tolist())
 
     checkpoint = ModelCheckpoint(
         dirpath=fold_dir / "checkpoints", filename="best", monitor="val_macro_f1", mode="max", save_last=True, enable_version_counter=False
@@ -166,6 +183,8 @@ def train_fold(
         callbacks.append(EarlyStopping(monitor="val_macro_f1", mode="max", patience=cfg.train.early_stopping_patience))
     if progress:
         callbacks.append(RichProgressBar(leave=True))
+    if resume:
+        _keep_earlier_metrics(fold_dir / "csv")
     trainer = pl.Trainer(
         max_epochs=cfg.train.epochs,
         accelerator=cfg.train.accelerator,
@@ -178,18 +197,23 @@ def train_fold(
         gradient_clip_val=cfg.train.grad_clip or None,
         accumulate_grad_batches=cfg.train.accumulate_grad_batches,
         num_sanity_val_steps=0,
-        log_every_n_steps=max(1, min(20, steps_per_epoch)),
+        log_every_n_steps=max(1, min(20, len(train_part) // cfg.train.batch_size)),
         enable_model_summary=False,
         enable_progress_bar=progress,
     )
     last = fold_dir / "checkpoints" / "last.ckpt"
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume and last.is_file() else None, weights_only=True)
+    _close_loggers(trainer)
 
     best = torch.load(checkpoint.best_model_path or last, map_location="cpu", weights_only=True)
     module.load_state_dict(best["state_dict"])
-    val_probs = predict_probs(module.model, cfg.data, str(data.cache.path), val_part["cache_row"].to_numpy(), cfg.train.batch_size, cfg.train.accelerator, cfg.train.precision, progress)
-    oof = with_probs(val_part[["image_id", "person_id", "fold", "label"]], val_probs)
-    scores = classification_metrics(oof["label"].to_numpy(), val_probs)
+    model = module.eval_model
+    outputs = predict_outputs(
+        model, cfg.data, str(data.cache.path), val_part["cache_row"].to_numpy(), batch_size=cfg.train.batch_size,
+        accelerator=cfg.train.accelerator, precision=cfg.train.precision, progress=progress, tta=cfg.tta.name, merge=cfg.tta.merge,
+    )
+    oof = oof_table(val_part, outputs, model.task)
+    scores = task_metrics(oof, model.task)
     result = {
         "fold": fold,
         "best_epoch": int(best["epoch"]),
@@ -200,10 +224,36 @@ def train_fold(
         "wall_seconds": round(time.perf_counter() - fold_started, 1),
     }
     if trainer.is_global_zero:
-        save_model(fold_dir, module.model, cfg, extra={"fold": fold, "val_macro_f1": scores.get("macro_f1")})
+        save_model(fold_dir, model, cfg, extra={"fold": fold, "val_macro_f1": scores.get("macro_f1")})
         write_csv(fold_dir / "oof.csv", oof)
         write_json(fold_dir / "fold.json", result)
     return result
+
+
+def _targets(part: pd.DataFrame) -> np.ndarray:
+    """``(N, 2)`` = [class, age in years] per photo, as the data loaders hand them to the model."""
+    return np.stack([part["label"].to_numpy(), part["age"].to_numpy()], axis=1)
+
+
+AGE_COLUMNS = ["a0", "a1", "a2"]
+
+
+def oof_table(part: pd.DataFrame, outputs: dict[str, np.ndarray], task: str) -> pd.DataFrame:
+    """Out-of-fold rows: keys and p0..p17 for the 18-class task; a0..a2 (+ age_pred) for an age model."""
+    keys = part[["image_id", "person_id", "fold", "label"]].reset_index(drop=True)
+    if task == "classes":
+        return with_probs(keys, outputs["probs"])
+    table = pd.concat([keys.assign(age=part["age"].to_numpy()), pd.DataFrame(outputs["probs"], columns=AGE_COLUMNS)], axis=1)
+    if "age_value" in outputs:
+        table["age_pred"] = outputs["age_value"]
+    return table
+
+
+def task_metrics(oof: pd.DataFrame, task: str) -> dict[str, float]:
+    if task == "classes":
+        return classification_metrics(oof["label"].to_numpy(), oof[PROB_COLUMNS].to_numpy())
+    predicted = oof["age_pred"].to_numpy() if "age_pred" in oof else None
+    return age_metrics(oof["label"].to_numpy(), oof[AGE_COLUMNS].to_numpy(), oof["age"].to_numpy(), predicted)
 
 
 def _fold_is_complete(fold_dir: Path) -> bool:
@@ -211,30 +261,63 @@ def _fold_is_complete(fold_dir: Path) -> bool:
 
 
 def _loggers(cfg: Config, fold_dir: Path) -> list:
+    """TensorBoard (default), CSV, and Weights & Biases (offline with ``train.wandb_offline`` or ``WANDB_MODE=offline``)."""
     loggers = []
     if "tensorboard" in cfg.train.loggers:
         loggers.append(TensorBoardLogger(save_dir=str(fold_dir), name="tensorboard", version="", default_hp_metric=False))
     if "csv" in cfg.train.loggers:
         loggers.append(CSVLogger(save_dir=str(fold_dir), name="csv", version=""))
+    if "wandb" in cfg.train.loggers:
+        from lightning.pytorch.loggers import WandbLogger
+
+        run_name = fold_dir.parent.name
+        loggers.append(
+            WandbLogger(
+                project=cfg.train.wandb_project,
+                group=run_name,
+                name=f"{run_name}-{fold_dir.name}",
+                save_dir=str(fold_dir),
+                offline=cfg.train.wandb_offline or os.environ.get("WANDB_MODE") == "offline",
+                config=cfg.to_dict(),
+            )
+        )
     return loggers
+
+
+def _keep_earlier_metrics(csv_dir: Path) -> None:
+    """Lightning's CSV logger deletes an existing metrics.csv; keep the killed attempt's rows as a numbered part."""
+    current = csv_dir / "metrics.csv"
+    if current.is_file():
+        current.rename(csv_dir / f"metrics.part{len(list(csv_dir.glob('metrics.part*.csv')))}.csv")
+
+
+def _close_loggers(trainer: pl.Trainer) -> None:
+    """Each fold is its own W&B run: finish it before the next fold starts one."""
+    for logger in trainer.loggers:
+        if type(logger).__name__ == "WandbLogger":
+            logger.experiment.finish()
 
 
 def _finish(out_dir: Path, cfg: Config, manifest: pd.DataFrame, fold_results: list[dict], wall_seconds: float) -> dict:
     """Gather fold outputs into the run's tables, plots and summary."""
-    oof = pd.concat([read_oof(out_dir / f"fold_{r['fold']}" / "oof.csv") for r in fold_results], ignore_index=True)
+    oof = pd.concat([pd.read_csv(out_dir / f"fold_{r['fold']}" / "oof.csv", dtype={"image_id": str, "person_id": str}) for r in fold_results], ignore_index=True)
     write_csv(out_dir / "oof.csv", oof)
-    scores = classification_metrics(oof["label"].to_numpy(), oof[PROB_COLUMNS].to_numpy())
+    task = "classes" if PROB_COLUMNS[0] in oof else "age"
+    scores = task_metrics(oof, task)
     metrics = _epoch_metrics(out_dir, [r["fold"] for r in fold_results])
     if not metrics.empty:
         write_csv(out_dir / "metrics.csv", metrics)
         save_figure(out_dir / "curves.png", training_curves(metrics))
-    predicted = oof[PROB_COLUMNS].to_numpy().argmax(axis=1)
-    save_figure(out_dir / "confusion.png", confusion_figure(oof["label"].to_numpy(), predicted, cfg.labels.thresholds, "out-of-fold confusion matrix"))
+    if task == "classes":
+        predicted = oof[PROB_COLUMNS].to_numpy().argmax(axis=1)
+        save_figure(out_dir / "confusion.png", confusion_figure(oof["label"].to_numpy(), predicted, cfg.labels.thresholds, "out-of-fold confusion matrix"))
     summary = {
+        "task": task,
+        "extra_images": int((manifest["source"] == "extra").sum()),
         **{f"oof_{k}" if k in ("macro_f1", "accuracy") else k: v for k, v in scores.items()},
         "folds": fold_results,
-        "images": int(len(manifest)),
-        "persons": int(manifest["person_id"].nunique()),
+        "images": int((manifest["source"] == "train").sum()),
+        "persons": int(manifest.loc[manifest["source"] == "train", "person_id"].nunique()),
         "oof_images": int(len(oof)),
         "model": cfg.model.name,
         "image_size": list(cfg.data.size_hw),
@@ -249,10 +332,12 @@ def _epoch_metrics(out_dir: Path, folds: list[int]) -> pd.DataFrame:
     """One row per fold and epoch from Lightning's CSV logs (it writes step and epoch values on separate rows)."""
     frames = []
     for fold in folds:
-        path = out_dir / f"fold_{fold}" / "csv" / "metrics.csv"
-        if not path.is_file():
+        csv_dir = out_dir / f"fold_{fold}" / "csv"
+        parts = sorted(csv_dir.glob("metrics.part*.csv"), key=lambda p: int(p.stem.removeprefix("metrics.part"))) + [csv_dir / "metrics.csv"]
+        parts = [p for p in parts if p.is_file()]
+        if not parts:
             continue
-        logged = pd.read_csv(path)
+        logged = pd.concat([pd.read_csv(p) for p in parts], ignore_index=True)  # a replayed epoch's later rows win
         logged = logged.rename(columns={"train_loss_epoch": "train_loss"})
         keep = [c for c in logged.columns if c in ("epoch", "train_loss") or c.startswith("val_")]
         per_epoch = logged[keep].dropna(subset=["epoch"]).groupby("epoch", as_index=False).last()
