@@ -46,6 +46,18 @@ def test_tta_merges_the_mean_of_view_probabilities(tiny_run):
     assert np.allclose(logits_merge.sum(1), 1, atol=1e-5) and not np.allclose(logits_merge, both)
 
 
+def test_reevaluate_with_tta_keeps_the_models_and_redoes_the_oof(tiny_run, tmp_path):
+    _invoke("reevaluate", "--run", tiny_run, "--tta", "none", "--out", tmp_path / "same", "--quiet")
+    original, same = pd.read_csv(tiny_run / "oof.csv"), pd.read_csv(tmp_path / "same" / "oof.csv")
+    assert np.allclose(original[PROB_COLUMNS].to_numpy(), same[PROB_COLUMNS].to_numpy(), atol=1e-5)
+    _invoke("reevaluate", "--run", tiny_run, "--tta", "flip", "--out", tmp_path / "flip", "--quiet")
+    flipped = pd.read_csv(tmp_path / "flip" / "oof.csv")
+    assert flipped["image_id"].tolist() == original["image_id"].tolist()
+    assert not np.allclose(original[PROB_COLUMNS].to_numpy(), flipped[PROB_COLUMNS].to_numpy(), atol=1e-4)
+    assert json.loads((tmp_path / "flip" / "fold_0" / "model.json").read_text())["tta"]["name"] == "flip"
+    assert load_run(tmp_path / "flip").meta["tta"]["name"] == "flip"
+
+
 def test_predict_with_tta_and_mc_dropout_adds_uncertainty_columns(tiny_run, demo_dir, tmp_path):
     _invoke("predict", "--run", tiny_run, "--data", demo_dir / "eval", "--out", tmp_path, "--tta", "flip", "--mc-dropout", "3", "--quiet")
     table = pd.read_csv(tmp_path / "test_probs.csv")

@@ -108,11 +108,16 @@ def train(
     if logger:
         overrides.append(f"train.loggers=[{', '.join(logger)}]")
     cfg = load_config(config, overrides)
-    if age_config is not None:
-        from .training.age_model import train_with_age_model
+    if age_config is not None or cfg.model.head == "separate":
+        from .training.combine import train_separate, train_with_age_model
 
-        summary = train_with_age_model(data, cfg, load_config(age_config, overrides), out_dir, force=force, progress=not quiet)
-        out.print(f"main run OOF macro F1 {summary['main_oof_macro_f1']:.4f}; with the age model [bold]{summary['oof_macro_f1']:.4f}[/] ({out_dir})")
+        if age_config is not None:
+            summary = train_with_age_model(data, cfg, load_config(age_config, overrides), out_dir, force=force, progress=not quiet)
+        else:
+            summary = train_separate(data, cfg, out_dir, force=force, progress=not quiet)
+        for run, score in summary["source_scores"].items():
+            out.print(f"{run}: {score['task']} macro F1 {score['macro_f1']:.4f}")
+        out.print(f"combined out-of-fold macro F1: [bold]{summary['oof_macro_f1']:.4f}[/]  ({out_dir})")
         return
     summary = train_kfold(data, cfg, out_dir, force=force, progress=not quiet, extra=extra)
     _print_summary(summary, out_dir)
@@ -149,6 +154,22 @@ def predict(
             else:
                 view.add_row(row["file"], str(row["class"]), row["mask"], row["gender"], row["age"], f"{row['probability']:.3f}")
         out.print(view)
+
+
+@app.command()
+@_user_errors
+def reevaluate(
+    run: Path = typer.Option(..., help="A finished k-fold run."),
+    tta: str = typer.Option(..., help="Test-time augmentation set for the new OOF predictions: none, flip, flip_zoom, full."),
+    out_dir: Path = typer.Option(..., "--out", help="New run directory (fold models hard-linked)."),
+    merge: str = typer.Option("mean_probs", help="mean_probs or mean_logits."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+):
+    """Redo a run's out-of-fold predictions with another TTA set, without retraining."""
+    from .training.reevaluate import reevaluate as run_reevaluate
+
+    summary = run_reevaluate(run, out_dir, tta, merge, progress=not quiet)
+    _print_summary(summary, out_dir)
 
 
 @app.command()
@@ -307,12 +328,18 @@ def score(
 
 
 def _print_summary(summary: dict, run_dir: Path) -> None:
-    table = Table("fold", "macro F1", "accuracy", "mask acc", "gender acc", "age acc", "best epoch", "seconds", title=f"run {run_dir}")
+    """Per-fold and out-of-fold scores; single-head runs (mask, gender or age only) show their head's."""
+    extra = [(key, label) for key, label in (("mask_accuracy", "mask acc"), ("gender_accuracy", "gender acc"), ("age_accuracy", "age acc"), ("age_mae", "age MAE"))
+             if key in summary]
+    table = Table("fold", "macro F1", "accuracy", *(label for _, label in extra), "best epoch", "seconds", title=f"run {run_dir}")
     for fold in summary["folds"]:
-        table.add_row(str(fold["fold"]), f"{fold['macro_f1']:.4f}", f"{fold['accuracy']:.4f}", f"{fold['mask_accuracy']:.4f}", f"{fold['gender_accuracy']:.4f}", f"{fold['age_accuracy']:.4f}", str(fold["best_epoch"]), f"{fold['wall_seconds']:.0f}")
-    table.add_row("OOF", f"{summary['oof_macro_f1']:.4f}", f"{summary['oof_accuracy']:.4f}", f"{summary['mask_accuracy']:.4f}", f"{summary['gender_accuracy']:.4f}", f"{summary['age_accuracy']:.4f}", "", f"{summary['wall_seconds']:.0f}", style="bold")
+        table.add_row(str(fold["fold"]), f"{fold['macro_f1']:.4f}", f"{fold['accuracy']:.4f}", *(f"{fold[key]:.4f}" for key, _ in extra),
+                      str(fold["best_epoch"]), f"{fold['wall_seconds']:.0f}")
+    table.add_row("OOF", f"{summary['oof_macro_f1']:.4f}", f"{summary['oof_accuracy']:.4f}", *(f"{summary[key]:.4f}" for key, _ in extra),
+                  "", f"{summary['wall_seconds']:.0f}", style="bold")
     out.print(table)
-    out.print(f"out-of-fold macro F1: [bold]{summary['oof_macro_f1']:.4f}[/]  (files in {run_dir})")
+    task = "" if summary.get("task", "classes") == "classes" else f"{summary['task']} "
+    out.print(f"out-of-fold {task}macro F1: [bold]{summary['oof_macro_f1']:.4f}[/]  (files in {run_dir})")
 
 
 if __name__ == "__main__":

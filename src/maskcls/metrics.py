@@ -48,10 +48,13 @@ def macro_f1(labels: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean(2 * true_pos[present] / (support[present] + guessed[present])))
 
 
-def age_metrics(labels: np.ndarray, age_probs: np.ndarray, true_ages: np.ndarray | None = None, predicted_ages: np.ndarray | None = None) -> dict[str, float]:
-    """Scores of an age-only model: age-group macro F1 and accuracy, and mean absolute error in years for regression."""
-    truth = decode(np.asarray(labels, dtype=np.int64))[2]
-    guess = np.asarray(age_probs).argmax(axis=1)
+def head_metrics(
+    labels: np.ndarray, head_probs: np.ndarray, head: str, true_ages: np.ndarray | None = None, predicted_ages: np.ndarray | None = None
+) -> dict[str, float]:
+    """Scores of a single-head model (mask, gender or age): macro F1 and accuracy of that head, and for
+    age regression the mean absolute error in years."""
+    truth = decode(np.asarray(labels, dtype=np.int64))[("mask", "gender", "age").index(head)]
+    guess = np.asarray(head_probs).argmax(axis=1)
     metrics = {"macro_f1": float(f1_score(truth, guess, average="macro")), "accuracy": float(accuracy_score(truth, guess))}
     if predicted_ages is not None and true_ages is not None:
         known = np.asarray(true_ages) >= 0

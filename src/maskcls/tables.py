@@ -15,6 +15,8 @@ import pandas as pd
 from .labels import NUM_CLASSES
 
 PROB_COLUMNS = [f"p{i}" for i in range(NUM_CLASSES)]
+# Probability columns of single-head runs (separate mask / gender / age models).
+HEAD_COLUMNS = {"mask": ["m0", "m1", "m2"], "gender": ["g0", "g1"], "age": ["a0", "a1", "a2"]}
 OOF_COLUMNS = ["image_id", "person_id", "fold", "label", *PROB_COLUMNS]
 TEST_COLUMNS = ["image_id", *PROB_COLUMNS]
 

@@ -120,13 +120,12 @@ def predict_table(
         spread[readable] = disagreement(np.stack(member_probs)[:, readable])
         return Prediction(probs, ensemble.answers(member_probs), {"disagreement": spread}, _union(m.problems for m in members))
     if (run_dir / "combine.json").is_file():
-        from ..training.age_model import load_combination
+        from ..training.combine import load_combination
 
         combination = load_combination(run_dir)
-        main = predict_table(combination.main, photos, **options)
-        age = predict_table(combination.age, photos, **options)
-        probs = combination.combine(main.probs, age.probs, age.columns.get("age_pred"))
-        return Prediction(probs, _argmax_or(probs, combination.fallback_class), {}, _union([main.problems, age.problems]))
+        parts = {run: predict_table(run, photos, **options) for run in combination.runs}
+        probs = combination.combine({run: (part.probs, part.columns.get("age_pred")) for run, part in parts.items()})
+        return Prediction(probs, _argmax_or(probs, combination.fallback_class), {}, _union(part.problems for part in parts.values()))
     return _predict_folds(load_run(run_dir), photos, **options)
 
 
@@ -180,7 +179,7 @@ def predict_eval(
     if problems and on_bad_image == "fail":
         raise DataError(f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.", problems, SKIP_HINT)
     if prediction.probs.shape[1] != len(PROB_COLUMNS):
-        raise RunError(f"{run_dir} is an age-only model: it predicts age groups, not the 18 classes; combine it with a main run")
+        raise RunError(f"{run_dir} predicts a single head, not the 18 classes; predict with the combined directory instead")
     test_probs = pd.concat([info[["image_id"]], pd.DataFrame(prediction.probs, columns=PROB_COLUMNS)], axis=1)
     test_probs["entropy"] = predictive_entropy(prediction.probs)
     for name, values in prediction.columns.items():
@@ -207,7 +206,7 @@ def predict_files(run_dir: str | Path, files: list[str | Path], tta: str | None 
     readable = photos[~photos["path"].isin(errors)].reset_index(drop=True)
     prediction = predict_table(run_dir, readable, tta=tta, accelerator=accelerator, progress=False, cache_dir=None) if len(readable) else None
     if prediction is not None and prediction.probs.shape[1] != len(PROB_COLUMNS):
-        raise RunError(f"{run_dir} is an age-only model: it predicts age groups, not the 18 classes")
+        raise RunError(f"{run_dir} predicts a single head, not the 18 classes; predict with the combined directory instead")
     ages = _age_names(run_dir)
     rows, position = [], {path: i for i, path in enumerate(readable["path"])}
     for path in photos["path"]:
@@ -224,11 +223,10 @@ def predict_files(run_dir: str | Path, files: list[str | Path], tta: str | None 
 def _age_names(run_dir: str | Path) -> tuple[str, str, str]:
     """Age-group names under the thresholds of the first k-fold run found behind ``run_dir``."""
     run_dir = Path(run_dir)
-    for marker, key in (("ensemble.json", "members"), ("combine.json", "main")):
-        if (run_dir / marker).is_file():
-            recipe = json.loads((run_dir / marker).read_text())
-            first = recipe[key][0]["path"] if key == "members" else recipe[key]
-            return _age_names(first)
+    if (run_dir / "ensemble.json").is_file():
+        return _age_names(json.loads((run_dir / "ensemble.json").read_text())["members"][0]["path"])
+    if (run_dir / "combine.json").is_file():
+        return _age_names(json.loads((run_dir / "combine.json").read_text())["sources"]["age"])
     meta = json.loads((run_dir / f"fold_{json.loads((run_dir / 'summary.json').read_text())['folds'][0]['fold']}" / "model.json").read_text())
     return LabelsConfig.model_validate(meta["labels"]).thresholds.names()
 

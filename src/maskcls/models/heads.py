@@ -4,8 +4,9 @@ A head maps pooled backbone features to one block of logits per output (``blocks
 width) and turns logits into probabilities of its task:
 
 - task ``classes``: the 18 competition classes (``linear``, ``msd``, ``three_head``);
-- task ``age``: the three age groups only (``age_classes``, ``age_regression``), for the
-  age-specific model that is combined with a main model's mask and gender outputs.
+- task ``mask``, ``gender`` or ``age``: one head only (``mask_classes``, ``gender_classes``,
+  ``age_classes``, ``age_regression``), for separate per-head models and the age-specific model,
+  combined afterwards (``training/combine.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..labels import AgeThresholds, NUM_CLASSES, joint_from_heads
+from ..labels import HEAD_SIZES, NUM_CLASSES, AgeThresholds, joint_from_heads
 
 HEADS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -99,23 +100,39 @@ class ThreeHead(nn.Module):
         return joint_from_heads(mask, gender, age)
 
 
-@register_head("age_classes")
-class AgeClassHead(nn.Module):
-    """Age group only (3 classes): the age-specific model, trained on every photo for age alone."""
+class SingleTaskHead(nn.Module):
+    """One of mask (3), gender (2) or age group (3) alone, learnt from every photo."""
 
-    task = "age"
+    task = ""
 
     def __init__(self, in_features: int, drop_rate: float = 0.0, **_):
         super().__init__()
-        self.blocks = {"age": 3}
+        self.blocks = {self.task: HEAD_SIZES[self.task]}
         self.dropout = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(in_features, 3)
+        self.fc = nn.Linear(in_features, HEAD_SIZES[self.task])
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(features))
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.float().softmax(dim=1)
+
+
+@register_head("mask_classes")
+class MaskClassHead(SingleTaskHead):
+    task = "mask"
+
+
+@register_head("gender_classes")
+class GenderClassHead(SingleTaskHead):
+    task = "gender"
+
+
+@register_head("age_classes")
+class AgeClassHead(SingleTaskHead):
+    """Age group only: the age-specific model, trained on every photo for age alone."""
+
+    task = "age"
 
 
 @register_head("age_regression")

@@ -36,10 +36,10 @@ from ..data.loader import FoldDataModule, balanced_weights
 from ..inference.predictor import predict_outputs
 from ..io import save_figure, write_csv, write_json, write_yaml
 from ..labels import NUM_CLASSES
-from ..metrics import age_metrics, classification_metrics
+from ..metrics import classification_metrics, head_metrics
 from ..models.artifact import save_model
 from ..runtime import quiet_lightning, resolve_precision
-from ..tables import PROB_COLUMNS, with_probs
+from ..tables import HEAD_COLUMNS, PROB_COLUMNS, with_probs
 from .module import MaskClassifier
 
 class RunError(RuntimeError):
@@ -235,25 +235,33 @@ def _targets(part: pd.DataFrame) -> np.ndarray:
     return np.stack([part["label"].to_numpy(), part["age"].to_numpy()], axis=1)
 
 
-AGE_COLUMNS = ["a0", "a1", "a2"]
-
-
 def oof_table(part: pd.DataFrame, outputs: dict[str, np.ndarray], task: str) -> pd.DataFrame:
-    """Out-of-fold rows: keys and p0..p17 for the 18-class task; a0..a2 (+ age_pred) for an age model."""
+    """Out-of-fold rows: keys and p0..p17 for the 18-class task; the head's columns (m*, g* or a*, plus
+    age and age_pred for age regression) for a single-head model."""
     keys = part[["image_id", "person_id", "fold", "label"]].reset_index(drop=True)
     if task == "classes":
         return with_probs(keys, outputs["probs"])
-    table = pd.concat([keys.assign(age=part["age"].to_numpy()), pd.DataFrame(outputs["probs"], columns=AGE_COLUMNS)], axis=1)
+    table = pd.concat([keys.assign(age=part["age"].to_numpy()), pd.DataFrame(outputs["probs"], columns=HEAD_COLUMNS[task])], axis=1)
     if "age_value" in outputs:
         table["age_pred"] = outputs["age_value"]
     return table
+
+
+def oof_task(oof: pd.DataFrame) -> str:
+    """Which task an OOF table holds, from its columns."""
+    if PROB_COLUMNS[0] in oof:
+        return "classes"
+    for task, columns in HEAD_COLUMNS.items():
+        if columns[0] in oof:
+            return task
+    raise RunError("an out-of-fold table without probability columns")
 
 
 def task_metrics(oof: pd.DataFrame, task: str) -> dict[str, float]:
     if task == "classes":
         return classification_metrics(oof["label"].to_numpy(), oof[PROB_COLUMNS].to_numpy())
     predicted = oof["age_pred"].to_numpy() if "age_pred" in oof else None
-    return age_metrics(oof["label"].to_numpy(), oof[AGE_COLUMNS].to_numpy(), oof["age"].to_numpy(), predicted)
+    return head_metrics(oof["label"].to_numpy(), oof[HEAD_COLUMNS[task]].to_numpy(), task, oof["age"].to_numpy(), predicted)
 
 
 def _fold_is_complete(fold_dir: Path) -> bool:
@@ -302,7 +310,7 @@ def _finish(out_dir: Path, cfg: Config, manifest: pd.DataFrame, fold_results: li
     """Gather fold outputs into the run's tables, plots and summary."""
     oof = pd.concat([pd.read_csv(out_dir / f"fold_{r['fold']}" / "oof.csv", dtype={"image_id": str, "person_id": str}) for r in fold_results], ignore_index=True)
     write_csv(out_dir / "oof.csv", oof)
-    task = "classes" if PROB_COLUMNS[0] in oof else "age"
+    task = oof_task(oof)
     scores = task_metrics(oof, task)
     metrics = _epoch_metrics(out_dir, [r["fold"] for r in fold_results])
     if not metrics.empty:

@@ -4,7 +4,7 @@ checkpoints, logging and DDP.
 Batches arrive as ``(uint8 photos, targets, positions)`` where ``targets[:, 0]`` is the class and
 ``targets[:, 1]`` the age in years. Training turns classes into soft targets (label smoothing,
 MixUp / CutMix) and sums the head's losses; validation scores the head's task (18 classes, or
-age groups for the age-specific model) on every validation photo exactly once, across all ranks.
+one head for a single-head model) on every validation photo exactly once, across all ranks.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from timm.utils import ModelEmaV3
 
 from ..config import Config
 from ..data.augment import BatchPreprocess
-from ..metrics import age_metrics, classification_metrics
+from ..metrics import classification_metrics, head_metrics
 from ..models.factory import create_model
 from .losses import HeadCriterion
 from .optim import build_optimizer, build_scheduler, step_scheduler
@@ -28,7 +28,7 @@ class MaskClassifier(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.cfg = cfg = Config.model_validate(config)
-        self.model = create_model(cfg.model, thresholds=cfg.labels.thresholds)
+        self.model = create_model(cfg.model, thresholds=cfg.labels.thresholds).train()  # transformers loads in eval mode
         self.ema = ModelEmaV3(self.model, decay=cfg.train.ema_decay, use_warmup=True) if cfg.train.ema_decay else None
         self.preprocess = BatchPreprocess(cfg.data, cfg.augment)
         self.criterion = HeadCriterion(self.model.head, cfg.loss, np.asarray(class_counts))
@@ -100,10 +100,11 @@ class MaskClassifier(pl.LightningModule):
         positions, probs, labels, ages, predicted_ages = (t.float().cpu().numpy() for t in gathered)
         keep = np.unique(positions, return_index=True)[1]
         labels = labels[keep].astype(np.int64)
-        if self.model.task == "age":
-            metrics = age_metrics(labels, probs[keep], ages[keep], predicted_ages[keep] if hasattr(self.model.head, "ages") else None)
-        else:
+        if self.model.task == "classes":
             metrics = classification_metrics(labels, probs[keep])
+        else:
+            predicted = predicted_ages[keep] if hasattr(self.model.head, "ages") else None
+            metrics = head_metrics(labels, probs[keep], self.model.task, ages[keep], predicted)
         self.log_dict({f"val_{k}": v for k, v in metrics.items() if k != "macro_f1"})
         self.log("val_macro_f1", metrics["macro_f1"], prog_bar=True)
         self.log("val_count", float(len(keep)))

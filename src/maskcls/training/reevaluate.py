@@ -1,0 +1,67 @@
+"""Re-make a run's out-of-fold predictions with another test-time augmentation, without retraining.
+
+Each fold model predicts its own validation fold again with the new TTA set; the result is a new run
+directory (models hard-linked, ``tta`` recorded in ``config.yaml`` and every ``model.json``), so its OOF
+table and its test predictions are made the same way, and it can be ensembled like any run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from ..config import load_config
+from ..inference.predictor import predict_outputs
+from ..io import write_csv, write_json, write_yaml
+from ..models.artifact import META_FILE, WEIGHTS_FILE, load_model
+from .kfold import RunError, _finish, oof_table, prepare_training_data, task_metrics
+
+
+def reevaluate(run_dir: str | Path, out_dir: str | Path, tta: str, merge: str = "mean_probs", batch_size: int = 64, progress: bool = True) -> dict:
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    for name in ("config.yaml", "run.json", "folds.csv", "summary.json"):
+        if not (run_dir / name).is_file():
+            raise RunError(f"{run_dir} is not a finished k-fold run: {name} is missing")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise RunError(f"{out_dir} already exists; choose another --out")
+    started = time.perf_counter()
+    cfg = load_config(run_dir / "config.yaml", [f"tta.name={tta}", f"tta.merge={merge}"])
+    run = json.loads((run_dir / "run.json").read_text())
+    data = prepare_training_data(run["data"], cfg, progress, run.get("extra"))
+    folds = pd.read_csv(run_dir / "folds.csv", dtype={"image_id": str, "person_id": str})
+    manifest = data.manifest.merge(folds[["image_id", "fold"]], on="image_id", how="inner")
+    if len(manifest) != len(folds):
+        raise RunError(f"the photos of {run['data']} changed since {run_dir} was trained; retrain instead")
+
+    write_yaml(out_dir / "config.yaml", cfg.to_dict())
+    write_json(out_dir / "run.json", {**run, "reevaluated_from": str(run_dir.resolve())})
+    write_csv(out_dir / "folds.csv", folds)
+    results = []
+    for entry in json.loads((run_dir / "summary.json").read_text())["folds"]:
+        fold = entry["fold"]
+        source, target = run_dir / f"fold_{fold}", out_dir / f"fold_{fold}"
+        model, meta = load_model(source)
+        val_part = manifest[manifest["fold"] == fold]
+        outputs = predict_outputs(model, cfg.data, str(data.cache.path), val_part["cache_row"].to_numpy(), batch_size=batch_size,
+                                  accelerator=cfg.train.accelerator, progress=progress, tta=tta, merge=merge)
+        oof = oof_table(val_part, outputs, model.task)
+        target.mkdir(parents=True, exist_ok=True)
+        _link_or_copy(source / WEIGHTS_FILE, target / WEIGHTS_FILE)
+        write_json(target / META_FILE, {**meta, "tta": cfg.tta.model_dump(mode="json")})
+        write_csv(target / "oof.csv", oof)
+        result = {**entry, **task_metrics(oof, model.task), "tta": tta}
+        write_json(target / "fold.json", result)
+        results.append(result)
+    return _finish(out_dir, cfg, manifest, results, time.perf_counter() - started)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
