@@ -83,3 +83,21 @@ def test_no_half_written_cache_is_left_after_an_error(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         build_cache(frame, (32, 24), tmp_path / "cache", progress=False)
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_device_resident_batches_equal_memory_mapped_batches(tmp_path):
+    import torch
+
+    from maskcls.data.loader import CachedImages, EpochSampler
+
+    frame = _photos(tmp_path)
+    cache = build_cache(frame, (32, 24), tmp_path / "cache", progress=False)
+    rows, targets = np.array([5, 0, 3, 1]), np.array([[1, 20], [2, 30], [3, 40], [4, 50]])
+    mapped = CachedImages(str(cache.path), rows, targets)
+    resident = CachedImages(str(cache.path), rows, targets)
+    resident.to_device(torch.from_numpy(np.ascontiguousarray(cache.array())))  # the GPU path, on the CPU here
+    sampler = EpochSampler(len(rows), weights=np.array([1.0, 2.0, 3.0, 4.0]), seed=1)
+    positions = list(sampler)
+    for a, b in zip(mapped.__getitems__(positions), resident.__getitems__(positions)):
+        assert torch.equal(torch.as_tensor(a), torch.as_tensor(b))
+    assert torch.equal(mapped.__getitems__(positions)[0][0], torch.from_numpy(cache.array()[rows[positions[0]]]))

@@ -327,6 +327,42 @@ def score(
     out.print(table)
 
 
+@app.command()
+@_user_errors
+def bench(
+    model: List[str] = typer.Option([], help="timm model(s) (default: tf_efficientnet_b3 at 512x384 and efficientnet_b0 at 384x288)."),
+    size: List[str] = typer.Option([], help="Input size HxW per --model, e.g. 512x384."),
+    batch: List[int] = typer.Option([], help="maskcls / limit batch size per --model."),
+    images: int = typer.Option(2000, help="Synthetic 384x512 JPEGs to generate when --data is not given."),
+    data: Optional[Path] = typer.Option(None, help="A train/ folder to read instead of generated photos."),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the network (limit and maskcls alike)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    workers: Optional[int] = typer.Option(None, help="PIL baseline DataLoader workers (default min(8, cores))."),
+    out_json: Optional[Path] = typer.Option(None, "--out", help="Also write the results as JSON."),
+):
+    """Measure training photos/s: competition-style baseline, device limit, maskcls cold and warm, inference."""
+    from .bench import run_bench
+    from .io import write_json
+
+    if not model:
+        model, size, batch = ["tf_efficientnet_b3", "efficientnet_b0"], ["512x384", "384x288"], [64, 128]
+    if not (len(size) == len(model) and len(batch) in (0, len(model))):
+        raise typer.BadParameter("give one --size (and optionally one --batch) per --model")
+    reports = []
+    for index, name in enumerate(model):
+        height, width = (int(v) for v in size[index].lower().split("x"))
+        report = run_bench(name, (height, width), images, batch[index] if batch else 64, data, compile_model, device, workers)
+        reports.append(report)
+        table = Table("pipeline", "photos/s", "seconds", "photos", title=f"{name} at {height}x{width} on {report['device']} ({report['photos']} photos)")
+        for result in report["results"]:
+            table.add_row(result["name"], f"{result['images_per_s']:.1f}", f"{result['seconds']:.1f}", str(result["images"]))
+        out.print(table)
+        for ratio, value in report["ratios"].items():
+            out.print(f"  {ratio}: [bold]{value:.2f}[/]")
+    if out_json:
+        write_json(out_json, reports)
+
+
 def _print_summary(summary: dict, run_dir: Path) -> None:
     """Per-fold and out-of-fold scores; single-head runs (mask, gender or age only) show their head's."""
     extra = [(key, label) for key, label in (("mask_accuracy", "mask acc"), ("gender_accuracy", "gender acc"), ("age_accuracy", "age acc"), ("age_mae", "age MAE"))

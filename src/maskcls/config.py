@@ -56,7 +56,9 @@ class DataConfig(_Section):
     max_file_mb: float = Field(50.0, gt=0)
     cache_dir: Optional[str] = None
     decode_workers: int = Field(0, ge=0)
-    loader_workers: int = Field(0, ge=0)
+    loader_workers: Optional[int] = Field(None, ge=0)
+    device_cache: Literal["auto", "on", "off"] = "auto"
+    device_cache_gb: float = Field(16.0, gt=0)
 
     @field_validator("image_size")
     @classmethod
@@ -168,6 +170,7 @@ class TrainConfig(_Section):
     devices: Union[int, str] = "auto"
     num_nodes: int = Field(1, ge=1)
     strategy: str = "auto"
+    compile: bool = False
     loggers: list[Literal["tensorboard", "csv", "wandb"]] = ["tensorboard", "csv"]
     wandb_project: str = "maskcls"
     wandb_offline: bool = False
@@ -225,18 +228,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     """Read a YAML recipe (or the default one when ``path`` is None) and apply ``key=value`` overrides."""
     data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        data = read_yaml(path, "config file") or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(data).__name__}")
     for override in overrides:
         _apply_override(data, override)
     return config_from_dict(data, source=str(path) if path else "overrides")
+
+
+def read_yaml(path: str | Path, what: str = "file") -> Any:
+    """A YAML file's content; a missing file or a syntax error is a ConfigError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
 
 
 def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:

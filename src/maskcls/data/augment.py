@@ -5,6 +5,10 @@ draws a random resized crop (or the centre crop), flip, colour jitter, blur and 
 evaluation takes the centre crop, or one of the test-time views below. Both normalise and return
 float ``(N, 3, h, w)`` in channels_last. One implementation serves the CPU and the GPU.
 
+Crop, flip and colour jitter are a handful of whole-batch tensor ops (one ``roi_align`` crops and
+resizes every photo at once), with torchvision's parameter distributions; a test checks their
+statistics against torchvision's per-photo transforms. Blur and cutout come from kornia.
+
 MixUp and CutMix change the targets too, so they live with the loss (``training/module.py``).
 """
 
@@ -13,10 +17,12 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+import kornia
 import kornia.augmentation as K
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import roi_align
 
 from ..config import AugmentConfig, DataConfig
 
@@ -40,20 +46,85 @@ class BatchPreprocess(nn.Module):
 
 
 def build_train_augment(size_hw: tuple[int, int], cfg: AugmentConfig) -> nn.Module:
-    if cfg.crop == "random_resized":
-        steps: list[nn.Module] = [K.RandomResizedCrop(size_hw, scale=tuple(cfg.crop_scale), ratio=tuple(cfg.crop_ratio))]
-    else:
-        steps = [K.CenterCrop(size_hw)]
-    if cfg.hflip > 0:
-        steps.append(K.RandomHorizontalFlip(p=cfg.hflip))
-    if cfg.brightness or cfg.contrast or cfg.saturation or cfg.hue:
-        steps.append(K.ColorJitter(cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue, p=1.0))
+    steps: list[nn.Module] = [BatchCropFlipJitter(size_hw, cfg)]
     if cfg.blur > 0:
         kernel = 2 * math.ceil(3 * cfg.blur_sigma[1]) + 1
         steps.append(K.RandomGaussianBlur((kernel, kernel), tuple(cfg.blur_sigma), p=cfg.blur))
     if cfg.cutout > 0:
         steps.append(K.RandomErasing(scale=(0.02, 0.2), ratio=(0.3, 3.3), p=cfg.cutout))
-    return K.AugmentationSequential(*steps)
+    return nn.Sequential(*steps)
+
+
+class BatchCropFlipJitter(nn.Module):
+    """Random resized crop (or centre crop), horizontal flip and colour jitter for a whole batch at once.
+
+    Parameters follow torchvision: crop area ~ U(scale) of the photo and log-aspect ~ U(log ratio)
+    (10 tries, then the centre crop), brightness / contrast / saturation factors ~ U[1 - j, 1 + j].
+    """
+
+    def __init__(self, size_hw: tuple[int, int], cfg: AugmentConfig):
+        super().__init__()
+        self.size_hw = size_hw
+        self.cfg = cfg
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, height, width = x.shape
+        boxes = self._crop_boxes(n, height, width, x.device) if self.cfg.crop == "random_resized" else self._centre_boxes(n, height, width, x.device)
+        indexed = torch.cat([torch.arange(n, device=x.device, dtype=x.dtype)[:, None], boxes.to(x.dtype)], dim=1)
+        # Bilinear samples per output pixel: 1 is plain bilinear, more average (anti-alias) when shrinking a lot.
+        shrink = max(((boxes[:, 3] - boxes[:, 1]) / self.size_hw[0]).max().item(), ((boxes[:, 2] - boxes[:, 0]) / self.size_hw[1]).max().item())
+        x = roi_align(x, indexed, output_size=self.size_hw, spatial_scale=1.0, sampling_ratio=max(1, round(shrink)), aligned=True)
+        if self.cfg.hflip > 0:
+            flip = torch.rand(n, device=x.device) < self.cfg.hflip
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        return self._jitter(x)
+
+    def _crop_boxes(self, n: int, height: int, width: int, device) -> torch.Tensor:
+        tries = 10
+        area = height * width * torch.empty(n, tries, device=device).uniform_(*self.cfg.crop_scale)
+        log_ratio = torch.empty(n, tries, device=device).uniform_(math.log(self.cfg.crop_ratio[0]), math.log(self.cfg.crop_ratio[1]))
+        aspect = torch.exp(log_ratio)
+        crop_w = torch.sqrt(area * aspect).round()
+        crop_h = torch.sqrt(area / aspect).round()
+        valid = (crop_w > 0) & (crop_w <= width) & (crop_h > 0) & (crop_h <= height)
+        first = torch.where(valid.any(1), valid.float().argmax(1), torch.full((n,), -1, device=device))
+        chosen = first.clamp_min(0)[:, None]
+        crop_w, crop_h = crop_w.gather(1, chosen)[:, 0], crop_h.gather(1, chosen)[:, 0]
+        fallback = first < 0  # torchvision's fallback: the centre crop at the nearest allowed aspect
+        crop_w = torch.where(fallback, torch.full_like(crop_w, float(width)), crop_w)
+        crop_h = torch.where(fallback, torch.full_like(crop_h, float(height)), crop_h)
+        top = (torch.rand(n, device=device) * (height - crop_h + 1)).floor()
+        left = (torch.rand(n, device=device) * (width - crop_w + 1)).floor()
+        return torch.stack([left, top, left + crop_w, top + crop_h], dim=1)
+
+    def _centre_boxes(self, n: int, height: int, width: int, device) -> torch.Tensor:
+        top, left = (height - self.size_hw[0]) // 2, (width - self.size_hw[1]) // 2
+        box = torch.tensor([left, top, left + self.size_hw[1], top + self.size_hw[0]], dtype=torch.float32, device=device)
+        return box.expand(n, 4)
+
+    def _jitter(self, x: torch.Tensor) -> torch.Tensor:
+        cfg, n = self.cfg, x.shape[0]
+
+        def factors(strength: float) -> torch.Tensor:
+            return torch.empty(n, 1, 1, 1, device=x.device).uniform_(max(0.0, 1 - strength), 1 + strength)
+
+        if cfg.brightness:
+            x = x.mul_(factors(cfg.brightness)).clamp_(0, 1)
+        if cfg.contrast:
+            mean = _grayscale(x).mean(dim=(1, 2, 3), keepdim=True)
+            x = x.sub_(mean).mul_(factors(cfg.contrast)).add_(mean).clamp_(0, 1)
+        if cfg.saturation:
+            gray = _grayscale(x)
+            x = x.sub_(gray).mul_(factors(cfg.saturation)).add_(gray).clamp_(0, 1)
+        if cfg.hue:
+            shift = torch.empty(n, device=x.device).uniform_(-cfg.hue, cfg.hue) * 2 * math.pi
+            x = kornia.enhance.adjust_hue(x, shift)
+        return x
+
+
+def _grayscale(x: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601 luma, as torchvision's rgb_to_grayscale."""
+    return (0.2989 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
 
 
 def to_float_nchw(images: torch.Tensor) -> torch.Tensor:

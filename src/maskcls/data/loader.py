@@ -39,7 +39,16 @@ class CachedImages(Dataset):
     def __getitem__(self, position: int):
         return self.__getitems__([position])
 
+    def to_device(self, pixels: torch.Tensor) -> None:
+        """Serve batches from ``pixels``, the whole cache already in device memory: indexing happens there."""
+        self._device_pixels = pixels
+        self._device_rows = torch.as_tensor(self.rows, device=pixels.device)
+        self._device_targets = torch.as_tensor(self.targets, device=pixels.device)
+
     def __getitems__(self, positions):
+        if getattr(self, "_device_pixels", None) is not None:
+            index = torch.as_tensor(positions, dtype=torch.long, device=self._device_pixels.device)
+            return self._device_pixels[self._device_rows[index]], self._device_targets[index], index
         positions = np.asarray(positions, dtype=np.int64)
         rows = self.rows[positions]
         order = np.argsort(rows)  # sorted reads are sequential on disk
@@ -111,15 +120,36 @@ class FoldDataModule(pl.LightningDataModule):
         batch_size: int,
         sample_weights: np.ndarray | None = None,
         seed: int = 0,
-        workers: int = 0,
+        workers: int | None = None,
+        device_cache: str = "auto",
+        device_cache_gb: float = 16.0,
     ):
         super().__init__()
+        self.cache_path = cache_path
         self.train_set = CachedImages(cache_path, train_rows, train_targets)
         self.val_set = CachedImages(cache_path, val_rows, val_targets)
         self.batch_size = batch_size
         self.sample_weights = sample_weights
         self.seed = seed
         self.workers = workers
+        self.device_cache = device_cache
+        self.device_cache_gb = device_cache_gb
+        self.resident = False
+
+    def setup(self, stage: str) -> None:
+        """Upload the decoded cache to the accelerator once, when it fits the budget (``data.device_cache``).
+
+        Then every batch is gathered, augmented and fed on the device: the data path costs no host work.
+        """
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        pixels = np.load(self.cache_path, mmap_mode="r")
+        fits = pixels.nbytes <= self.device_cache_gb * 2**30
+        wanted = self.device_cache == "on" or (self.device_cache == "auto" and device.type == "cuda")
+        if wanted and fits and not self.resident:
+            on_device = torch.from_numpy(np.ascontiguousarray(pixels)).to(device)
+            for dataset in (self.train_set, self.val_set):
+                dataset.to_device(on_device)
+            self.resident = True
 
     def train_dataloader(self):
         # Under DDP every rank draws the same global sample and Lightning's DistributedSamplerWrapper gives
@@ -136,6 +166,10 @@ class FoldDataModule(pl.LightningDataModule):
         return self._loader(self.val_set)
 
     def _loader(self, dataset, sampler=None, drop_last=False):
+        on_gpu = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        # Resident batches are already on the device; streamed ones come from the memory map through pinned
+        # memory, with a few workers on a GPU machine (on a CPU they would only take cores from training).
+        workers = 0 if self.resident else (self.workers if self.workers is not None else (4 if on_gpu else 0))
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -143,8 +177,9 @@ class FoldDataModule(pl.LightningDataModule):
             shuffle=False,
             drop_last=drop_last,
             collate_fn=keep_batch,
-            num_workers=self.workers,
-            persistent_workers=self.workers > 0,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=on_gpu and not self.resident,
         )
 
 

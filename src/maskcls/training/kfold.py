@@ -172,6 +172,8 @@ def train_fold(
         sample_weights=weights,
         seed=cfg.train.seed + fold,
         workers=cfg.data.loader_workers,
+        device_cache=cfg.data.device_cache,
+        device_cache_gb=cfg.data.device_cache_gb,
     )
     module = MaskClassifier(cfg.to_dict(), np.bincount(train_labels, minlength=NUM_CLASSES).tolist())
 
@@ -200,6 +202,7 @@ def train_fold(
         log_every_n_steps=max(1, min(20, len(train_part) // cfg.train.batch_size)),
         enable_model_summary=False,
         enable_progress_bar=progress,
+        benchmark=True if torch.cuda.is_available() else None,  # cuDNN picks the fastest kernels for the fixed input size
     )
     last = fold_dir / "checkpoints" / "last.ckpt"
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume and last.is_file() else None, weights_only=True)

@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import Callback
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from ..config import Config, ConfigError, reject_unknown_keys, config_from_dict, load_config, valid_keys
+from ..config import Config, ConfigError, config_from_dict, load_config, read_yaml, reject_unknown_keys, valid_keys
 from ..data.cache import CacheError
 from ..data.layout import DataError
 from ..io import write_csv, write_yaml
@@ -138,13 +138,7 @@ def load_search_space(path: str | Path, config_path: str | Path | None = None, o
     The value check catches a typo before hours of training; values that are only wrong together
     (e.g. a loss name the factory does not know) still fail their trial, which is recorded and skipped.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"search space file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    raw = read_yaml(path, "search space file")
     space = parse_search_space(raw, source=str(path))
     for key, distribution in space.items():
         for value in _edge_values(distribution):
