@@ -10,11 +10,15 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
 out = Console()
 err = Console(stderr=True)
+
+
+OPTIONAL_PACKAGES = {"xgboost": "stack", "optuna": "tune", "wandb": "wandb", "transformers": "hf"}
 
 
 def _user_errors(command):
@@ -34,7 +38,13 @@ def _user_errors(command):
         except (ConfigError, DataError, RunError, PretrainedWeightsError, CacheError, ModelFileError, FileExistsError, FileNotFoundError, ValueError) as error:
             if os.environ.get("MASKCLS_DEBUG"):
                 raise
-            err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+            err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except ModuleNotFoundError as error:
+            extra = OPTIONAL_PACKAGES.get((error.name or "").split(".")[0])
+            if extra is None or os.environ.get("MASKCLS_DEBUG"):
+                raise
+            err.print(f"[bold red]error:[/] this needs the optional package '{error.name}': {escape(f'pip install maskcls[{extra}]')}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return run

@@ -25,3 +25,12 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*The number of training batches.*")
     warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")  # the EMA copy, on purpose
+
+
+def progress_bar():
+    """Rich bars on a terminal; plain tqdm lines (every 50 steps) in logs, where Rich would print only at the end."""
+    import sys
+
+    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+
+    return RichProgressBar(leave=True) if sys.stderr.isatty() else TQDMProgressBar(refresh_rate=50)

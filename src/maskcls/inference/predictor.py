@@ -17,7 +17,7 @@ from ..data.augment import BatchPreprocess
 from ..data.loader import prediction_loader
 from ..ensemble.uncertainty import disagreement
 from ..models.factory import MaskNet
-from ..runtime import quiet_lightning, resolve_precision
+from ..runtime import progress_bar, quiet_lightning, resolve_precision
 from .tta import tta_views
 
 
@@ -88,6 +88,7 @@ def predict_outputs(
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=progress,
+        callbacks=[progress_bar()] if progress else [],
     )
     batches = trainer.predict(predictor, prediction_loader(pixels, rows, batch_size)) if len(rows) else []
     outputs: dict[str, np.ndarray] = {}

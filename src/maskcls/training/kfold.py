@@ -22,7 +22,7 @@ import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from .. import __version__
@@ -38,7 +38,7 @@ from ..io import save_figure, write_csv, write_json, write_yaml
 from ..labels import NUM_CLASSES
 from ..metrics import classification_metrics, head_metrics
 from ..models.artifact import save_model
-from ..runtime import quiet_lightning, resolve_precision
+from ..runtime import progress_bar, quiet_lightning, resolve_precision
 from ..tables import HEAD_COLUMNS, PROB_COLUMNS, with_probs
 from .module import MaskClassifier
 
@@ -184,7 +184,7 @@ def train_fold(
     if cfg.train.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor="val_macro_f1", mode="max", patience=cfg.train.early_stopping_patience))
     if progress:
-        callbacks.append(RichProgressBar(leave=True))
+        callbacks.append(progress_bar())
     if resume:
         _keep_earlier_metrics(fold_dir / "csv")
     trainer = pl.Trainer(
