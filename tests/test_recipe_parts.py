@@ -211,3 +211,42 @@ def test_mixup_with_an_odd_batch_or_a_regression_head_is_refused():
         load_config(None, ["augment.mixup=0.2", "train.batch_size=7"])
     with pytest.raises(ConfigError, match="age_regression"):
         load_config(None, ["augment.cutmix=1.0", "model.head=age_regression"])
+
+
+def test_centre_crop_mode_blur_and_cutout():
+    from maskcls.config import AugmentConfig, DataConfig
+    from maskcls.data.augment import BatchPreprocess, center_crop
+
+    images = torch.randint(0, 255, (8, 36, 27, 3), dtype=torch.uint8)
+    data_cfg = DataConfig(image_size=(32, 24), normalize="inception")
+    still = AugmentConfig(crop="center", hflip=0.0, brightness=0.0, contrast=0.0, saturation=0.0)
+    expected = center_crop(images.permute(0, 3, 1, 2).float() / 255, (32, 24)) * 2 - 1
+    assert torch.allclose(BatchPreprocess(data_cfg, still)(images, train=True), expected, atol=1e-5)
+    noisy = AugmentConfig(blur=1.0, cutout=1.0)
+    out = BatchPreprocess(data_cfg, noisy)(images, train=True)
+    assert out.shape == (8, 3, 32, 24) and torch.isfinite(out).all()
+
+
+def test_mixup_and_cutmix_give_soft_targets_that_sum_to_one():
+    from maskcls.training.module import MaskClassifier
+
+    cfg = load_config(None, ["model.name=test_efficientnet", "model.pretrained=none", "augment.mixup=0.4", "augment.cutmix=1.0", "train.batch_size=8"])
+    module = MaskClassifier(cfg.to_dict(), [1] * 18)
+    images = torch.rand(8, 3, 32, 32)
+    mixed, soft = module.mixup(images, LABELS[:6].repeat(2)[:8])
+    assert soft.shape == (8, 18) and torch.allclose(soft.sum(1), torch.ones(8))
+    assert (soft > 0).sum(1).max() >= 2  # two classes per mixed photo
+
+
+def test_ema_follows_the_weights_slowly():
+    from maskcls.training.module import MaskClassifier
+
+    cfg = load_config(None, ["model.name=test_efficientnet", "model.pretrained=none", "train.ema_decay=0.5"])
+    module = MaskClassifier(cfg.to_dict(), [1] * 18)
+    before = module.ema.module.head.fc.weight.clone()
+    with torch.no_grad():
+        module.model.head.fc.weight.add_(1.0)
+    module.ema.update(module.model, step=1000)
+    after = module.ema.module.head.fc.weight
+    assert torch.allclose(after, before + 0.5, atol=1e-5)  # halfway, at decay 0.5
+    assert module.eval_model is module.ema.module

@@ -111,3 +111,10 @@ def test_wandb_logger_works_offline(demo_dir, tmp_path, monkeypatch):
     offline_runs = list((run / "fold_0").rglob("offline-run-*"))
     assert offline_runs, "no offline W&B run was written"
     assert list(offline_runs[0].glob("*.wandb"))
+
+
+def test_accumulation_clipping_and_bf16_autocast_train(demo_dir, tmp_path):
+    run = train_tiny(demo_dir, tmp_path / "run", "train.epochs=1", "cv.train_folds=[0]", "train.accumulate_grad_batches=2",
+                     "train.grad_clip=0.5", "train.precision=bf16-mixed", "optim.name=adamp", "scheduler.name=onecycle")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["folds"][0]["epochs_run"] == 1 and 0 <= summary["oof_macro_f1"] <= 1
