@@ -8,7 +8,7 @@ BIN=${BIN:-.venv/bin}
 mkdir -p benchmarks/results
 case "${1:-cpu}" in
   cpu)  # a 2-core CPU: small models, where the data path matters most
-    "$BIN/maskcls" bench --model mobilenetv3_small_100 --size 128x96 --batch 64 --images 1400 --out benchmarks/results/cpu_mobilenetv3_small.json
+    "$BIN/maskcls" bench --model mobilenetv3_small_100 --size 128x96 --batch 64 --images 2800 --out benchmarks/results/cpu_mobilenetv3_small.json
     "$BIN/maskcls" bench --model tf_efficientnet_lite0 --size 128x96 --batch 64 --images 1400 --out benchmarks/results/cpu_lite0.json
     ;;
   gpu)  # the configurations: tf_efficientnet_b3 at 512x384 and efficientnet_b0 at 384x288, then compiled

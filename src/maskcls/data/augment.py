@@ -5,9 +5,9 @@ draws a random resized crop (or the centre crop), flip, colour jitter, blur and 
 evaluation takes the centre crop, or one of the test-time views below. Both normalise and return
 float ``(N, 3, h, w)`` in channels_last. One implementation serves the CPU and the GPU.
 
-Crop, flip and colour jitter are a handful of whole-batch tensor ops (one ``roi_align`` crops and
-resizes every photo at once), with torchvision's parameter distributions; a test checks their
-statistics against torchvision's per-photo transforms. Blur and cutout come from kornia.
+Crop, flip and colour jitter are a handful of whole-batch tensor ops (one ``grid_sample`` crops,
+resizes and mirrors every photo at once), with torchvision's parameter distributions; a test checks
+their statistics against torchvision's per-photo transforms. Blur and cutout come from kornia.
 
 MixUp and CutMix change the targets too, so they live with the loss (``training/module.py``).
 """
@@ -22,7 +22,6 @@ import kornia.augmentation as K
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import roi_align
 
 from ..config import AugmentConfig, DataConfig
 
@@ -70,13 +69,18 @@ class BatchCropFlipJitter(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, height, width = x.shape
         boxes = self._crop_boxes(n, height, width, x.device) if self.cfg.crop == "random_resized" else self._centre_boxes(n, height, width, x.device)
-        indexed = torch.cat([torch.arange(n, device=x.device, dtype=x.dtype)[:, None], boxes.to(x.dtype)], dim=1)
-        # Bilinear samples per output pixel: 1 is plain bilinear, more average (anti-alias) when shrinking a lot.
-        shrink = max(((boxes[:, 3] - boxes[:, 1]) / self.size_hw[0]).max().item(), ((boxes[:, 2] - boxes[:, 0]) / self.size_hw[1]).max().item())
-        x = roi_align(x, indexed, output_size=self.size_hw, spatial_scale=1.0, sampling_ratio=max(1, round(shrink)), aligned=True)
+        # Crop, resize and flip are one axis-aligned affine map per photo: a single bilinear grid_sample
+        # for the batch. Output pixel centres in [-1, 1] (align_corners=False) map to the crop box.
+        scale_x = (boxes[:, 2] - boxes[:, 0]) / width
         if self.cfg.hflip > 0:
-            flip = torch.rand(n, device=x.device) < self.cfg.hflip
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            scale_x = torch.where(torch.rand(n, device=x.device) < self.cfg.hflip, -scale_x, scale_x)
+        out_h, out_w = self.size_hw
+        centres_x = torch.linspace(-1 + 1 / out_w, 1 - 1 / out_w, out_w, device=x.device)
+        centres_y = torch.linspace(-1 + 1 / out_h, 1 - 1 / out_h, out_h, device=x.device)
+        grid_x = scale_x[:, None] * centres_x + ((boxes[:, 0] + boxes[:, 2]) / width - 1)[:, None]
+        grid_y = ((boxes[:, 3] - boxes[:, 1]) / height)[:, None] * centres_y + ((boxes[:, 1] + boxes[:, 3]) / height - 1)[:, None]
+        grid = torch.stack(torch.broadcast_tensors(grid_x[:, None, :], grid_y[:, :, None]), dim=-1).to(x.dtype)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
         return self._jitter(x)
 
     def _crop_boxes(self, n: int, height: int, width: int, device) -> torch.Tensor:
