@@ -250,3 +250,14 @@ def test_ema_follows_the_weights_slowly():
     after = module.ema.module.head.fc.weight
     assert torch.allclose(after, before + 0.5, atol=1e-5)  # halfway, at decay 0.5
     assert module.eval_model is module.ema.module
+
+
+def test_compile_option_compiles_in_place_and_keeps_state_dict_names():
+    from maskcls.training.module import MaskClassifier
+
+    cfg = load_config(None, ["model.name=test_efficientnet", "model.pretrained=none", "train.compile=true"])
+    module = MaskClassifier(cfg.to_dict(), [1] * 18)
+    names = list(module.state_dict())
+    module.configure_model()
+    assert module.model._compiled_call_impl is not None  # torch.compile is lazy: nothing is built until the first step
+    assert list(module.state_dict()) == names and not any("_orig_mod" in n for n in names)

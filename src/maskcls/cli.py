@@ -98,6 +98,7 @@ def train(
     num_nodes: Optional[int] = typer.Option(None, help="Machines (train.num_nodes) for multi-node DDP."),
     strategy: Optional[str] = typer.Option(None, help="Lightning strategy (train.strategy), e.g. ddp."),
     logger: List[str] = typer.Option([], "--logger", help="tensorboard, csv, wandb (repeatable; replaces train.loggers)."),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the network (train.compile=true): faster GPU steps after a warm-up."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it already holds a run."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ):
@@ -117,6 +118,8 @@ def train(
             overrides.append(f"{key}={value}")
     if logger:
         overrides.append(f"train.loggers=[{', '.join(logger)}]")
+    if compile_model:
+        overrides.append("train.compile=true")
     cfg = load_config(config, overrides)
     if age_config is not None or cfg.model.head == "separate":
         from .training.combine import train_separate, train_with_age_model
