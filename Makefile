@@ -35,6 +35,7 @@ demo: $(VENV)/.core
 	@echo "demo finished in $$(( $$(date +%s) - $$(cat $(VENV)/.demo-start) )) s (install excluded)"
 
 test: $(VENV)/.all
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
 
 clean:

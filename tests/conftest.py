@@ -36,17 +36,23 @@ TINY = ["model.name=test_efficientnet", "model.pretrained=none", "data.image_siz
         "train.batch_size=32", "optim.lr=0.005", "cv.folds=3", "train.early_stopping_patience=0"]
 
 
-def train_tiny(demo_dir: Path, run_dir: Path, *overrides: str) -> Path:
-    """Train a tiny model on the demo set through the CLI (a few seconds per fold on 2 cores)."""
+def invoke(*args):
+    """Run the ``maskcls`` CLI in-process; fail the test with its output unless it exits 0."""
     from typer.testing import CliRunner
 
     from maskcls.cli import app
 
-    args = ["train", "--data", str(demo_dir / "train"), "--out", str(run_dir), "--quiet"]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def train_tiny(demo_dir: Path, run_dir: Path, *overrides: str) -> Path:
+    """Train a tiny model on the demo set through the CLI (a few seconds per fold on 2 cores)."""
+    args = ["train", "--data", demo_dir / "train", "--out", run_dir, "--quiet"]
     for override in TINY + list(overrides):
         args += ["--set", override]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
+    invoke(*args)
     return run_dir
 
 

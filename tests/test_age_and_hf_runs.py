@@ -7,22 +7,13 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from conftest import TINY
-from maskcls.cli import app
+from conftest import TINY, invoke
 from maskcls.labels import head_probabilities
 from maskcls.tables import PROB_COLUMNS
 from maskcls.training.combine import age_groups_one_hot, fit_age_cuts
 
 pytestmark = pytest.mark.slow
-runner = CliRunner()
-
-
-def _invoke(*args):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result
 
 
 def test_fit_age_cuts_finds_the_shifted_threshold():
@@ -43,7 +34,7 @@ def test_train_with_an_age_model_and_predict_from_the_combination(demo_dir, tmp_
     args = ["train", "--data", demo_dir / "train", "--out", tmp_path / "run", "--age-config", age_recipe, "--quiet"]
     for override in TINY + ["train.epochs=3", "cv.train_folds=[0, 1, 2]"]:
         args += ["--set", override]
-    result = _invoke(*args)
+    result = invoke(*args)
     assert "combined out-of-fold macro F1" in result.output
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert (summary["age_cuts"] is not None) == (age_head == "age_regression")
@@ -54,7 +45,7 @@ def test_train_with_an_age_model_and_predict_from_the_combination(demo_dir, tmp_
     assert np.allclose(heads_main["mask"], heads_combined["mask"], atol=1e-6)  # mask and gender come from the main run
     if age_head == "age_classes":
         assert np.allclose(heads_combined["age"], age_oof.set_index("image_id").loc[combined["image_id"], ["a0", "a1", "a2"]].to_numpy(), atol=1e-5)
-    _invoke("predict", "--run", tmp_path / "run", "--data", demo_dir / "eval", "--quiet")
+    invoke("predict", "--run", tmp_path / "run", "--data", demo_dir / "eval", "--quiet")
     submission = pd.read_csv(tmp_path / "run" / "submission.csv")
     assert len(submission) == 42 and submission["ans"].between(0, 17).all()
 
@@ -68,9 +59,9 @@ def test_hugging_face_backbone_trains_and_predicts_without_its_folder(demo_dir, 
     for override in TINY + [f"model.name=hf:{folder}", "model.pretrained=hub", "data.image_size=[48, 40]", "data.normalize=inception",
                             "train.epochs=1", "cv.train_folds=[0]", "optim.layer_decay=0.8"]:
         args += ["--set", override]
-    _invoke(*args)
+    invoke(*args)
     shutil.rmtree(folder)  # the trained model must not need it any more
-    _invoke("predict", "--run", tmp_path / "run", "--data", demo_dir / "eval", "--quiet")
+    invoke("predict", "--run", tmp_path / "run", "--data", demo_dir / "eval", "--quiet")
     assert len(pd.read_csv(tmp_path / "run" / "submission.csv")) == 42
 
 
@@ -78,7 +69,7 @@ def test_separate_models_per_head_are_trained_and_combined(demo_dir, tmp_path):
     args = ["train", "--data", demo_dir / "train", "--out", tmp_path / "run", "--quiet"]
     for override in TINY + ["train.epochs=2", "model.head=separate"]:
         args += ["--set", override]
-    _invoke(*args)
+    invoke(*args)
     combined = pd.read_csv(tmp_path / "run" / "oof.csv")
     heads = head_probabilities(combined[PROB_COLUMNS].to_numpy())
     for head, columns in (("mask", ["m0", "m1", "m2"]), ("gender", ["g0", "g1"]), ("age", ["a0", "a1", "a2"])):
@@ -86,4 +77,4 @@ def test_separate_models_per_head_are_trained_and_combined(demo_dir, tmp_path):
         assert np.allclose(heads[head], part[columns].to_numpy(), atol=1e-5)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert set(summary["sources"]) == {"mask", "gender", "age"}
-    _invoke("predict", "--run", tmp_path / "run", "--data", demo_dir / "eval", "--quiet")
+    invoke("predict", "--run", tmp_path / "run", "--data", demo_dir / "eval", "--quiet")

@@ -95,7 +95,7 @@ def test_device_resident_batches_equal_memory_mapped_batches(tmp_path):
     rows, targets = np.array([5, 0, 3, 1]), np.array([[1, 20], [2, 30], [3, 40], [4, 50]])
     mapped = CachedImages(str(cache.path), rows, targets)
     resident = CachedImages(str(cache.path), rows, targets)
-    resident.to_device(torch.from_numpy(np.ascontiguousarray(cache.array())))  # the GPU path, on the CPU here
+    resident.to_device(torch.from_numpy(np.array(cache.array())))  # the GPU path, on the CPU here
     sampler = EpochSampler(len(rows), weights=np.array([1.0, 2.0, 3.0, 4.0]), seed=1)
     positions = list(sampler)
     for a, b in zip(mapped.__getitems__(positions), resident.__getitems__(positions)):

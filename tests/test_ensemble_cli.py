@@ -6,30 +6,19 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from typer.testing import CliRunner
 
-from conftest import train_tiny
-from maskcls.cli import app
-from maskcls.config import DataConfig
+from conftest import invoke
 from maskcls.inference.predict import load_run
 from maskcls.inference.predictor import predict_outputs
 from maskcls.tables import PROB_COLUMNS
 
 pytestmark = pytest.mark.slow
-runner = CliRunner()
-
-
-def _invoke(*args):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture(scope="module")
 def predicted_runs(tiny_run, tiny_run_b, demo_dir):
     for run in (tiny_run, tiny_run_b):
-        _invoke("predict", "--run", run, "--data", demo_dir / "eval", "--quiet")
+        invoke("predict", "--run", run, "--data", demo_dir / "eval", "--quiet")
     return tiny_run, tiny_run_b
 
 
@@ -47,10 +36,10 @@ def test_tta_merges_the_mean_of_view_probabilities(tiny_run):
 
 
 def test_reevaluate_with_tta_keeps_the_models_and_redoes_the_oof(tiny_run, tmp_path):
-    _invoke("reevaluate", "--run", tiny_run, "--tta", "none", "--out", tmp_path / "same", "--quiet")
+    invoke("reevaluate", "--run", tiny_run, "--tta", "none", "--out", tmp_path / "same", "--quiet")
     original, same = pd.read_csv(tiny_run / "oof.csv"), pd.read_csv(tmp_path / "same" / "oof.csv")
     assert np.allclose(original[PROB_COLUMNS].to_numpy(), same[PROB_COLUMNS].to_numpy(), atol=1e-5)
-    _invoke("reevaluate", "--run", tiny_run, "--tta", "flip", "--out", tmp_path / "flip", "--quiet")
+    invoke("reevaluate", "--run", tiny_run, "--tta", "flip", "--out", tmp_path / "flip", "--quiet")
     flipped = pd.read_csv(tmp_path / "flip" / "oof.csv")
     assert flipped["image_id"].tolist() == original["image_id"].tolist()
     assert not np.allclose(original[PROB_COLUMNS].to_numpy(), flipped[PROB_COLUMNS].to_numpy(), atol=1e-4)
@@ -59,7 +48,7 @@ def test_reevaluate_with_tta_keeps_the_models_and_redoes_the_oof(tiny_run, tmp_p
 
 
 def test_predict_with_tta_and_mc_dropout_adds_uncertainty_columns(tiny_run, demo_dir, tmp_path):
-    _invoke("predict", "--run", tiny_run, "--data", demo_dir / "eval", "--out", tmp_path, "--tta", "flip", "--mc-dropout", "3", "--quiet")
+    invoke("predict", "--run", tiny_run, "--data", demo_dir / "eval", "--out", tmp_path, "--tta", "flip", "--mc-dropout", "3", "--quiet")
     table = pd.read_csv(tmp_path / "test_probs.csv")
     for column in ("entropy", "disagreement", "mc_mutual_information"):
         assert column in table and (table[column] >= 0).all()
@@ -71,12 +60,12 @@ def test_predict_with_tta_and_mc_dropout_adds_uncertainty_columns(tiny_run, demo
 def test_ensemble_directory_round_trips_through_predict(predicted_runs, demo_dir, tmp_path, method, extra):
     run_a, run_b = predicted_runs
     ensemble_dir = tmp_path / "ens"
-    _invoke("ensemble", "--runs", run_a, "--runs", run_b, "--method", method, "--out", ensemble_dir, "--cv-splits", 3, *extra)
+    invoke("ensemble", "--runs", run_a, "--runs", run_b, "--method", method, "--out", ensemble_dir, "--cv-splits", 3, *extra)
     summary = json.loads((ensemble_dir / "summary.json").read_text())
     for name in ("oof.csv", "test_probs.csv", "submission.csv", "summary.json", "ensemble.json"):
         assert (ensemble_dir / name).is_file()
     assert summary["method"] == method and 0 <= summary["oof_macro_f1"] <= 1
-    _invoke("predict", "--run", ensemble_dir, "--data", demo_dir / "eval", "--out", tmp_path / "again", "--quiet")
+    invoke("predict", "--run", ensemble_dir, "--data", demo_dir / "eval", "--out", tmp_path / "again", "--quiet")
     built = pd.read_csv(ensemble_dir / "test_probs.csv")
     again = pd.read_csv(tmp_path / "again" / "test_probs.csv")
     assert np.allclose(built[PROB_COLUMNS].to_numpy(), again[PROB_COLUMNS].to_numpy(), atol=1e-5)
@@ -86,7 +75,7 @@ def test_ensemble_directory_round_trips_through_predict(predicted_runs, demo_dir
 def test_pseudo_labels_train_a_new_round_without_entering_validation(predicted_runs, demo_dir, tmp_path):
     run_a, _ = predicted_runs
     pseudo_csv = tmp_path / "pseudo.csv"
-    result = _invoke("pseudo", "--from", run_a, "--data", demo_dir / "eval", "--threshold", 0.2, "--max-per-class", 2, "--out", pseudo_csv)
+    result = invoke("pseudo", "--from", run_a, "--data", demo_dir / "eval", "--threshold", 0.2, "--max-per-class", 2, "--out", pseudo_csv)
     assert "pseudo-labels" in result.output
     picked = pd.read_csv(pseudo_csv)
     assert len(picked) > 0 and picked.groupby("label").size().max() <= 2 and (picked["confidence"] >= 0.2).all()
@@ -95,7 +84,7 @@ def test_pseudo_labels_train_a_new_round_without_entering_validation(predicted_r
     args = ["train", "--data", demo_dir / "train", "--out", round_two, "--extra", pseudo_csv, "--quiet"]
     for override in ("model.name=test_efficientnet", "model.pretrained=none", "data.image_size=[64, 48]", "train.epochs=2", "cv.folds=3", "cv.train_folds=[0]"):
         args += ["--set", override]
-    _invoke(*args)
+    invoke(*args)
     folds = pd.read_csv(round_two / "folds.csv")
     extra = folds[folds["source"] == "extra"]
     assert len(extra) == len(picked) and (extra["fold"] == -1).all()
@@ -107,7 +96,7 @@ def test_pseudo_labels_train_a_new_round_without_entering_validation(predicted_r
 
 def test_uncertain_exports_a_csv_and_a_contact_sheet(predicted_runs, tmp_path):
     run_a, _ = predicted_runs
-    _invoke("uncertain", "--from", run_a, "--k", 5, "--out", tmp_path)
+    invoke("uncertain", "--from", run_a, "--k", 5, "--out", tmp_path)
     ranked = pd.read_csv(tmp_path / "uncertain.csv")
     assert len(ranked) == 5 and ranked["entropy"].is_monotonic_decreasing
     probs = pd.read_csv(run_a / "test_probs.csv")

@@ -1,6 +1,5 @@
 """Heads, losses, samplers, optimizers and schedules: shapes, values on known inputs, statistics, curves."""
 
-import math
 
 import numpy as np
 import pytest

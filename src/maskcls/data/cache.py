@@ -103,7 +103,6 @@ def build_cache(
             for _ in track(pool.map(decode, range(len(paths))), f"decoding {len(paths)} photos", len(paths), progress):
                 pass
         pixels.flush()
-        del pixels
         pd.DataFrame({"image_id": image_ids, "path": paths, "error": errors}).to_csv(tmp / "index.csv", index=False)
         meta = {
             "version": CACHE_VERSION,

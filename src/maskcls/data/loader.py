@@ -146,7 +146,7 @@ class FoldDataModule(pl.LightningDataModule):
         fits = pixels.nbytes <= self.device_cache_gb * 2**30
         wanted = self.device_cache == "on" or (self.device_cache == "auto" and device.type == "cuda")
         if wanted and fits and not self.resident:
-            on_device = torch.from_numpy(np.ascontiguousarray(pixels)).to(device)
+            on_device = torch.from_numpy(np.load(self.cache_path)).to(device)  # read whole, then one upload
             for dataset in (self.train_set, self.val_set):
                 dataset.to_device(on_device)
             self.resident = True

@@ -26,7 +26,7 @@ import pandas as pd
 from ..io import atomic_dir, write_csv, write_json
 from ..labels import NUM_CLASSES
 from ..metrics import classification_metrics
-from ..tables import PROB_COLUMNS, TableError, probs_of, read_oof, read_test_probs, with_probs
+from ..tables import TableError, probs_of, read_oof, read_test_probs, with_probs
 from .stacking import META_LEARNERS, Stacker, cross_fit, cross_validated_stacking
 from .thresholds import apply_class_scales, class_scale_report
 from .uncertainty import disagreement, predictive_entropy

@@ -40,17 +40,19 @@ def split_blocks(head: nn.Module, logits: torch.Tensor) -> dict[str, torch.Tenso
     return dict(zip(head.blocks, torch.split(logits, list(head.blocks.values()), dim=1)))
 
 
-@register_head("linear")
-class LinearHead(nn.Module):
-    """Dropout + one linear layer to the 18 classes."""
+class DropoutLinearHead(nn.Module):
+    """Dropout + one linear layer to the concatenated logit blocks ``blocks``; softmax probabilities.
+
+    Every head here is this, with its own blocks, task and way of turning logits into probabilities.
+    """
 
     task = "classes"
+    blocks: dict[str, int] = {"class": NUM_CLASSES}
 
     def __init__(self, in_features: int, drop_rate: float = 0.0, **_):
         super().__init__()
-        self.blocks = {"class": NUM_CLASSES}
         self.dropout = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(in_features, NUM_CLASSES)
+        self.fc = nn.Linear(in_features, sum(self.blocks.values()))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(features))
@@ -59,8 +61,13 @@ class LinearHead(nn.Module):
         return logits.float().softmax(dim=1)
 
 
+@register_head("linear")
+class LinearHead(DropoutLinearHead):
+    """Dropout + one linear layer to the 18 classes."""
+
+
 @register_head("msd")
-class MultiSampleDropoutHead(LinearHead):
+class MultiSampleDropoutHead(DropoutLinearHead):
     """Multi-sample dropout (Inoue 2019): K dropout masks through one shared linear layer, logits averaged.
 
     Trains like K heads at the cost of one; at evaluation dropout is off, so it is a single pass.
@@ -77,66 +84,46 @@ class MultiSampleDropoutHead(LinearHead):
 
 
 @register_head("three_head")
-class ThreeHead(nn.Module):
+class ThreeHead(DropoutLinearHead):
     """Separate mask (3), gender (2) and age (3) outputs from one backbone.
 
     Each output learns from every photo of its own kind (all 60+ photos teach "age 60+", whatever
     the mask), and the 18 class probabilities are the product of the three.
     """
 
-    task = "classes"
-
-    def __init__(self, in_features: int, drop_rate: float = 0.0, **_):
-        super().__init__()
-        self.blocks = {"mask": 3, "gender": 2, "age": 3}
-        self.dropout = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(in_features, sum(self.blocks.values()))
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(features))
+    blocks = dict(HEAD_SIZES)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         mask, gender, age = (block.float().softmax(dim=1) for block in split_blocks(self, logits).values())
         return joint_from_heads(mask, gender, age)
 
 
-class SingleTaskHead(nn.Module):
-    """One of mask (3), gender (2) or age group (3) alone, learnt from every photo."""
-
-    task = ""
-
-    def __init__(self, in_features: int, drop_rate: float = 0.0, **_):
-        super().__init__()
-        self.blocks = {self.task: HEAD_SIZES[self.task]}
-        self.dropout = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(in_features, HEAD_SIZES[self.task])
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(features))
-
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits.float().softmax(dim=1)
-
-
 @register_head("mask_classes")
-class MaskClassHead(SingleTaskHead):
+class MaskClassHead(DropoutLinearHead):
+    """Mask alone (3 classes), learnt from every photo: one part of the separate-models recipe."""
+
     task = "mask"
+    blocks = {"mask": HEAD_SIZES["mask"]}
 
 
 @register_head("gender_classes")
-class GenderClassHead(SingleTaskHead):
+class GenderClassHead(DropoutLinearHead):
+    """Gender alone (2 classes), learnt from every photo."""
+
     task = "gender"
+    blocks = {"gender": HEAD_SIZES["gender"]}
 
 
 @register_head("age_classes")
-class AgeClassHead(SingleTaskHead):
-    """Age group only: the age-specific model, trained on every photo for age alone."""
+class AgeClassHead(DropoutLinearHead):
+    """Age group alone (3 classes): the age-specific model, or one part of the separate-models recipe."""
 
     task = "age"
+    blocks = {"age": HEAD_SIZES["age"]}
 
 
 @register_head("age_regression")
-class AgeRegressionHead(nn.Module):
+class AgeRegressionHead(DropoutLinearHead):
     """Age in years (one output); groups come from thresholds, later tuned on out-of-fold predictions.
 
     Regression keeps the order of ages, so a 58-year-old predicted as 61 costs little, and the cut
@@ -144,17 +131,12 @@ class AgeRegressionHead(nn.Module):
     """
 
     task = "age"
+    blocks = {"age_value": 1}
     AGE_SCALE = 100.0  # the output predicts age / 100, so the regression target is of order 1
 
     def __init__(self, in_features: int, drop_rate: float = 0.0, thresholds: AgeThresholds = AgeThresholds(), **_):
-        super().__init__()
-        self.blocks = {"age_value": 1}
-        self.dropout = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(in_features, 1)
+        super().__init__(in_features, drop_rate)
         self.thresholds = thresholds
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(features))
 
     def ages(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.float()[:, 0] * self.AGE_SCALE
