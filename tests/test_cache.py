@@ -100,4 +100,4 @@ def test_device_resident_batches_equal_memory_mapped_batches(tmp_path):
     positions = list(sampler)
     for a, b in zip(mapped.__getitems__(positions), resident.__getitems__(positions)):
         assert torch.equal(torch.as_tensor(a), torch.as_tensor(b))
-    assert torch.equal(mapped.__getitems__(positions)[0][0], torch.from_numpy(cache.array()[rows[positions[0]]]))
+    assert torch.equal(mapped.__getitems__(positions)[0][0], torch.tensor(cache.array()[rows[positions[0]]]))
