@@ -65,6 +65,7 @@ def test_local_weights_file_is_loaded(tmp_path, suffix):
     assert torch.equal(backbone.conv1[0].weight, source.conv1[0].weight)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickled_objects_are_never_unpickled(tmp_path, capsys):
     class Payload:
         def __reduce__(self):
