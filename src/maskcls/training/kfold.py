@@ -42,6 +42,7 @@ from ..runtime import progress_bar, quiet_lightning, resolve_precision
 from ..tables import HEAD_COLUMNS, PROB_COLUMNS, with_probs
 from .module import MaskClassifier
 
+
 class RunError(RuntimeError):
     """A run directory that cannot be used as asked (exists already, incomplete, inconsistent)."""
 
