@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..config import DataConfig, LabelsConfig
 from ..data.cache import build_cache, default_cache_root
-from ..data.images import ImageError, ImageLimits, read_resized
+from ..data.images import ImageLimits
 from ..data.layout import SKIP_HINT, DataError, Problem, read_eval
 from ..ensemble.uncertainty import disagreement, predictive_entropy
 from ..io import write_csv, write_json
@@ -197,26 +197,18 @@ def predict_eval(
 def predict_files(run_dir: str | Path, files: list[str | Path], tta: str | None = None, accelerator: str = "auto") -> pd.DataFrame:
     """One row per photo: class, mask, gender, age group and probability (or the reason it failed)."""
     photos = pd.DataFrame({"image_id": [str(f) for f in files], "path": [str(f) for f in files]})
-    errors = {}
-    for path in photos["path"]:
-        try:
-            read_resized(path, (8, 8))
-        except ImageError as err:
-            errors[path] = str(err)
-    readable = photos[~photos["path"].isin(errors)].reset_index(drop=True)
-    prediction = predict_table(run_dir, readable, tta=tta, accelerator=accelerator, progress=False, cache_dir=None) if len(readable) else None
-    if prediction is not None and prediction.probs.shape[1] != len(PROB_COLUMNS):
+    prediction = predict_table(run_dir, photos, tta=tta, accelerator=accelerator, progress=False)
+    if prediction.probs.shape[1] != len(PROB_COLUMNS):
         raise RunError(f"{run_dir} predicts a single head, not the 18 classes; predict with the combined directory instead")
+    errors = {problem.file: problem.reason for problem in prediction.problems}
     ages = _age_names(run_dir)
-    rows, position = [], {path: i for i, path in enumerate(readable["path"])}
-    for path in photos["path"]:
+    rows = []
+    for path, p, label in zip(photos["path"], prediction.probs, prediction.answers):
         if path in errors:
             rows.append({"file": path, "class": None, "mask": None, "gender": None, "age": None, "probability": None, "error": errors[path]})
             continue
-        p = prediction.probs[position[path]]
-        label = int(prediction.answers[position[path]])
-        mask, gender, age = decode(label)
-        rows.append({"file": path, "class": label, "mask": MASK_NAMES[mask], "gender": GENDER_NAMES[gender], "age": ages[age], "probability": float(p[label]), "error": ""})
+        mask, gender, age = decode(int(label))
+        rows.append({"file": path, "class": int(label), "mask": MASK_NAMES[mask], "gender": GENDER_NAMES[gender], "age": ages[age], "probability": float(p[label]), "error": ""})
     return pd.DataFrame(rows)
 
 

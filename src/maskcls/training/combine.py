@@ -26,10 +26,10 @@ import pandas as pd
 
 from ..config import Config
 from ..io import write_csv, write_json
-from ..labels import decode, encode, head_probabilities, joint_from_heads
+from ..labels import encode, head_probabilities, joint_from_heads
 from ..metrics import classification_metrics, macro_f1
 from ..tables import HEAD_COLUMNS, PROB_COLUMNS, with_probs
-from .kfold import RunError, oof_task, train_kfold
+from .kfold import RunError, oof_task, task_metrics, train_kfold
 
 COMBINE_FILE = "combine.json"
 HEADS = ("mask", "gender", "age")
@@ -195,7 +195,4 @@ def _head_oof(table: pd.DataFrame, head: str) -> np.ndarray:
 
 def _source_score(table: pd.DataFrame) -> dict:
     task = oof_task(table)
-    columns = PROB_COLUMNS if task == "classes" else HEAD_COLUMNS[task]
-    guess = table[columns].to_numpy().argmax(axis=1)
-    truth = table["label"].to_numpy() if task == "classes" else decode(table["label"].to_numpy())[HEADS.index(task)]
-    return {"task": task, "macro_f1": macro_f1(truth, guess)}
+    return {"task": task, "macro_f1": task_metrics(table, task)["macro_f1"]}

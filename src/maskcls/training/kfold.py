@@ -143,7 +143,7 @@ def _run(
             continue
         fold_results.append(train_fold(fold, cfg, data, manifest, fold_dir, resume=resume, progress=progress, callbacks=callbacks))
 
-    return _finish(out_dir, cfg, manifest, fold_results, time.perf_counter() - started)
+    return finish_run(out_dir, cfg, manifest, fold_results, time.perf_counter() - started)
 
 
 def train_fold(
@@ -310,7 +310,7 @@ def _close_loggers(trainer: pl.Trainer) -> None:
             logger.experiment.finish()
 
 
-def _finish(out_dir: Path, cfg: Config, manifest: pd.DataFrame, fold_results: list[dict], wall_seconds: float) -> dict:
+def finish_run(out_dir: Path, cfg: Config, manifest: pd.DataFrame, fold_results: list[dict], wall_seconds: float) -> dict:
     """Gather fold outputs into the run's tables, plots and summary."""
     oof = pd.concat([pd.read_csv(out_dir / f"fold_{r['fold']}" / "oof.csv", dtype={"image_id": str, "person_id": str}) for r in fold_results], ignore_index=True)
     write_csv(out_dir / "oof.csv", oof)

@@ -19,7 +19,7 @@ from ..config import load_config
 from ..inference.predictor import predict_outputs
 from ..io import write_csv, write_json, write_yaml
 from ..models.artifact import META_FILE, WEIGHTS_FILE, load_model
-from .kfold import RunError, _finish, oof_table, prepare_training_data, task_metrics
+from .kfold import RunError, finish_run, oof_table, prepare_training_data, task_metrics
 
 
 def reevaluate(run_dir: str | Path, out_dir: str | Path, tta: str, merge: str = "mean_probs", batch_size: int = 64, progress: bool = True) -> dict:
@@ -57,7 +57,7 @@ def reevaluate(run_dir: str | Path, out_dir: str | Path, tta: str, merge: str = 
         result = {**entry, **task_metrics(oof, model.task), "tta": tta}
         write_json(target / "fold.json", result)
         results.append(result)
-    return _finish(out_dir, cfg, manifest, results, time.perf_counter() - started)
+    return finish_run(out_dir, cfg, manifest, results, time.perf_counter() - started)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
