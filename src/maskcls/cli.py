@@ -57,12 +57,14 @@ def demo_data(
     persons: int = typer.Option(200, help="Persons in train/ (7 photos each)."),
     eval_persons: int = typer.Option(40, help="Persons in eval/."),
     seed: int = typer.Option(0),
+    size: str = typer.Option("128x96", help="Photo size HxW (the competition's photos are 512x384)."),
     force: bool = typer.Option(False, "--force", help="Replace out_dir if it exists."),
 ):
     """Draw the built-in demo data set (synthetic faces) in the competition layout."""
     from .data.demo import generate_demo
 
-    generate_demo(out_dir, persons=persons, eval_persons=eval_persons, seed=seed, force=force)
+    height, width = (int(v) for v in size.lower().split("x"))
+    generate_demo(out_dir, persons=persons, eval_persons=eval_persons, size_hw=(height, width), seed=seed, force=force)
     out.print(f"demo data: {out_dir}/train ({persons} persons), {out_dir}/eval ({eval_persons} persons)")
 
 
