@@ -18,6 +18,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never silently grey pixels
 _EXIF_ORIENTATION = 0x0112
+_IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
 
 
 class ImageError(Exception):
@@ -83,6 +84,8 @@ def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
+        if data.startswith(_IMAGE_SIGNATURES):  # a JPEG / PNG whose header was cut short
+            raise ImageError("corrupt or truncated image (its header is incomplete)") from None
         raise ImageError("not an image file (format not recognised)") from None
     except Image.DecompressionBombError as err:
         raise ImageError(f"decompression bomb refused ({err})") from None
