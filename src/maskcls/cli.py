@@ -12,10 +12,63 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
+APP_HELP = """Classify photos of people into the 18 classes of the Mask Classification competition
+(mask worn / incorrect / not worn x male / female x age under 30 / 30-59 / 60+).
+
+First steps, on the built-in demo data:
+
+    maskcls demo-data data/demo
+
+    maskcls eda data/demo/train --eval data/demo/eval --out reports/eda
+
+    maskcls train --data data/demo/train --config configs/demo.yaml --out runs/demo
+
+    maskcls predict --run runs/demo --data data/demo/eval
+
+    maskcls score runs/demo/submission.csv data/demo/eval_answers.csv
+
+Run maskcls COMMAND --help for a command's options and an example.
+"""
+
+
+class _HelpGroup(TyperGroup):
+    """Flags read as flags in --help (typer would label them <bool>)."""
+
+    def get_params(self, ctx):
+        return _flags_without_type(super().get_params(ctx))
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is not None:
+            _flags_without_type(command.get_params(ctx))
+        return command
+
+
+def _flags_without_type(params):
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+app = typer.Typer(cls=_HelpGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=APP_HELP)
 out = Console()
 err = Console(stderr=True)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        out.print(f"maskcls {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit.")):
+    pass
 
 
 OPTIONAL_PACKAGES = {
@@ -66,7 +119,12 @@ def demo_data(
     size: str = typer.Option("128x96", help="Photo size HxW (the competition's photos are 512x384)."),
     force: bool = typer.Option(False, "--force", help="Replace out_dir if it exists."),
 ):
-    """Draw the built-in demo data set (synthetic faces) in the competition layout."""
+    """Draw the built-in demo data set (synthetic faces) in the competition layout.
+
+    Example:
+
+        maskcls demo-data data/demo --persons 200
+    """
     from .data.demo import generate_demo
 
     height, width = (int(v) for v in size.lower().split("x"))
@@ -79,25 +137,32 @@ def demo_data(
 def eda(
     train_dir: Path = typer.Argument(..., help="A train/ folder (train.csv + images/)."),
     out_dir: Path = typer.Option(Path("reports/eda"), "--out", help="Where index.html and the plots go."),
+    eval_dir: Optional[Path] = typer.Option(None, "--eval", help="An eval/ folder (info.csv + images/) to compare with train: sizes, brightness, colour, duplicates."),
     config: Optional[Path] = typer.Option(None, help="Recipe whose labels.age_* thresholds to draw."),
-    set_: List[str] = typer.Option([], "--set", help="Override, e.g. labels.age_old=58."),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override, e.g. labels.age_old=58."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ):
-    """Write an HTML report with plots of a training folder."""
+    """Write an HTML report of a training folder (and an eval folder): tables, plots, duplicates, a summary.
+
+    Example:
+
+        maskcls eda data/demo/train --eval data/demo/eval --out reports/eda
+    """
     from .analysis.eda import eda_report
     from .config import load_config
 
     cfg = load_config(config, set_)
-    page = eda_report(train_dir, out_dir, cfg.labels.thresholds)
+    page = eda_report(train_dir, out_dir, cfg.labels.thresholds, eval_dir=eval_dir, progress=not quiet)
     out.print(f"EDA report: {page}")
 
 
 @app.command()
 @_user_errors
 def train(
-    data: Optional[Path] = typer.Option(None, help="A train/ folder in the competition layout."),
+    data: Optional[Path] = typer.Option(None, help="A train/ folder in the competition layout. Required unless --resume."),
     config: Optional[Path] = typer.Option(None, help="YAML recipe (default: the built-in lite0 baseline)."),
-    set_: List[str] = typer.Option([], "--set", help="Override a recipe key, e.g. --set train.epochs=3 (repeatable)."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory to create, e.g. runs/NAME."),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override a recipe key, e.g. --set train.epochs=3 (repeatable)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory to create, e.g. runs/NAME. Required unless --resume."),
     on_bad_image: Optional[str] = typer.Option(None, help="fail (default) or skip problem photos (listed in skipped.csv)."),
     extra: Optional[Path] = typer.Option(None, help="CSV of extra labelled photos (image_id,path,label), e.g. from `maskcls pseudo`: training folds only."),
     age_config: Optional[Path] = typer.Option(None, help="Also train this age-specific recipe on the same folds and combine (runs/NAME/{main,age})."),
@@ -110,7 +175,15 @@ def train(
     force: bool = typer.Option(False, "--force", help="Replace --out if it already holds a run."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ):
-    """Train one model per person-level fold; write OOF predictions, models and a summary."""
+    """Train one model per person-level fold; write OOF predictions, models and a summary.
+
+    Needs --data and --out, or --resume RUN. Progress (fold, epoch, elapsed, ETA for the whole run)
+    goes to stderr: live bars on a terminal, one plain line per epoch in a log.
+
+    Example:
+
+        maskcls train --data data/demo/train --config configs/demo.yaml --out runs/demo
+    """
     from .config import load_config
     from .training.kfold import resume_kfold, train_kfold
 
@@ -157,7 +230,19 @@ def predict(
     batch_size: int = typer.Option(64),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ):
-    """Predict an eval folder (submission.csv) or loose photos (a table)."""
+    """Predict an eval folder (submission.csv) or loose photos (a table; predictions.csv with --out).
+
+    Loose photos that cannot be read are listed apart, and the exit status is then 2.
+
+    Examples:
+
+        maskcls predict --run runs/demo --data data/demo/eval
+
+        maskcls predict --run runs/demo photo1.jpg photo2.png --out predictions/
+    """
+    import json
+
+    from .data.layout import DataError
     from .inference.predict import predict_eval, predict_files
 
     if data is None and not files:
@@ -165,16 +250,29 @@ def predict(
     if data is not None:
         submission = predict_eval(run, data, out_dir, on_bad_image=on_bad_image, tta=tta, mc_samples=mc_dropout, batch_size=batch_size, progress=not quiet)
         target = out_dir or run
-        out.print(f"wrote {target}/submission.csv ({len(submission)} rows) and {target}/test_probs.csv")
+        out.print(f"wrote {target}/submission.csv ({len(submission)} rows) and {target}/test_probs.csv", soft_wrap=True)
+        record = json.loads((Path(target) / "predict.json").read_text())
+        if record.get("skipped"):
+            err.print(f"{record['skipped']} photo(s) could not be read and got the fallback class; listed in {record['skipped_list']}", highlight=False, soft_wrap=True)
     if files:
-        table = predict_files(run, files, tta=tta)
-        view = Table("file", "class", "mask", "gender", "age", "probability")
-        for row in table.to_dict("records"):
-            if row["error"]:
-                view.add_row(row["file"], "-", "-", "-", "-", f"[red]{row['error']}[/]")
-            else:
-                view.add_row(row["file"], str(row["class"]), row["mask"], row["gender"], row["age"], f"{row['probability']:.3f}")
-        out.print(view)
+        table = predict_files(run, files, tta=tta, out_dir=out_dir)
+        failed = table[table["error"] != ""]
+        classified = table[table["error"] == ""]
+        if len(classified):
+            view = Table("photo", "class", "mask", "gender", "age", "probability")
+            view.columns[0].overflow = "fold"
+            for row in classified.itertuples(index=False):
+                view.add_row(escape(row.name), str(row[2]), row.mask, row.gender, row.age, f"{row.probability:.3f}")
+            out.print(view)
+        if out_dir is not None:
+            out.print(f"wrote {out_dir}/predictions.csv ({len(table)} rows)", soft_wrap=True)
+        if len(failed):
+            problems = Table("photo", "why it could not be classified", title="not classified", title_style="bold red")
+            problems.columns[0].overflow = "fold"
+            for row in failed.itertuples(index=False):
+                problems.add_row(escape(row.name), escape(row.error))
+            err.print(problems)
+            raise DataError(f"{len(failed)} of {len(table)} photo(s) could not be classified (listed above)")
 
 
 @app.command()
@@ -186,7 +284,12 @@ def reevaluate(
     merge: str = typer.Option("mean_probs", help="mean_probs or mean_logits."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ):
-    """Redo a run's out-of-fold predictions with another TTA set, without retraining."""
+    """Redo a run's out-of-fold predictions with another TTA set, without retraining.
+
+    Example:
+
+        maskcls reevaluate --run runs/demo --tta flip --out runs/demo_flip
+    """
     from .training.reevaluate import reevaluate as run_reevaluate
 
     summary = run_reevaluate(run, out_dir, tta, merge, progress=not quiet)
@@ -206,7 +309,12 @@ def ensemble(
     cv_splits: int = typer.Option(5, help="Person-grouped splits for the honest scores of fitted methods."),
     seed: int = typer.Option(0),
 ):
-    """Combine runs by voting or stacking; scores are out of sample (person-grouped cross-validation)."""
+    """Combine runs by voting or stacking; scores are out of sample (person-grouped cross-validation).
+
+    Example:
+
+        maskcls ensemble --runs runs/a --runs runs/b --method soft --out runs/ens
+    """
     from .ensemble.build import build_ensemble
 
     summary = build_ensemble(runs, method, out_dir, learner=learner, weight_objective=weight_objective, head_features=head_features,
@@ -231,7 +339,12 @@ def pseudo(
     max_per_class: Optional[int] = typer.Option(None, help="Cap per class (most confident first), so rare classes are not swamped."),
     out_csv: Path = typer.Option(Path("pseudo.csv"), "--out", help="CSV for `maskcls train --extra`."),
 ):
-    """Pick confident unlabelled photos as pseudo-labels for the next training round."""
+    """Pick confident unlabelled photos as pseudo-labels for the next training round.
+
+    Example:
+
+        maskcls pseudo --from runs/ens --data data/demo/eval --threshold 0.9 --max-per-class 200 --out pseudo.csv
+    """
     from .ensemble.pseudo import pseudo_label_counts, select_pseudo_labels
     from .io import write_csv
     from .tables import read_test_probs
@@ -255,7 +368,12 @@ def uncertain(
     data: Optional[Path] = typer.Option(None, help="The eval/ folder (default: the one recorded by `maskcls predict`)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Where uncertain.csv and uncertain.png go (default: the run)."),
 ):
-    """Export the photos most worth a human look: a CSV and a contact sheet."""
+    """Export the photos most worth a human look: a CSV and a contact sheet.
+
+    Example:
+
+        maskcls uncertain --from runs/demo --k 100 --by entropy
+    """
     import json
 
     import pandas as pd
@@ -286,13 +404,18 @@ def tune(
     trials: int = typer.Option(20, help="Trials to add to the study."),
     out_dir: Path = typer.Option(..., "--out", help="Study folder: study.db, trials/, trials.csv, best.yaml."),
     config: Optional[Path] = typer.Option(None, help="Base recipe."),
-    set_: List[str] = typer.Option([], "--set", help="Override the base recipe, e.g. --set cv.train_folds=[0]."),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override the base recipe, e.g. --set cv.train_folds=[0]."),
     storage: Optional[str] = typer.Option(None, help="Optuna storage URL shared by several machines (default: sqlite in --out)."),
     study: str = typer.Option("maskcls", help="Study name inside the storage."),
     seed: int = typer.Option(0, help="Sampler seed (give each machine its own)."),
     timeout: Optional[float] = typer.Option(None, help="Stop starting trials after this many seconds."),
 ):
-    """Hyper-parameter search with Optuna (pruning on validation macro F1); writes the best recipe."""
+    """Hyper-parameter search with Optuna (pruning on validation macro F1); writes the best recipe.
+
+    Example:
+
+        maskcls tune --data data/demo/train --space configs/spaces/example.yaml --trials 20 --out runs/study
+    """
     from .training.tune import tune as run_tune
 
     result = run_tune(data, space, trials, out_dir, config_path=config, overrides=set_, storage=storage, study_name=study, seed=seed, timeout=timeout, progress=True)
@@ -307,10 +430,15 @@ def tune(
 def cache(
     data_dir: Path = typer.Argument(..., help="A train/ or eval/ folder."),
     config: Optional[Path] = typer.Option(None, help="Recipe whose data.image_size to decode for."),
-    set_: List[str] = typer.Option([], "--set", help="Override, e.g. data.image_size=224."),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override, e.g. data.image_size=224."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Delete the existing cache of this data first."),
 ):
-    """Decode every photo once into the memory-mapped cache that training and prediction read."""
+    """Decode every photo once into the memory-mapped cache that training and prediction read.
+
+    Example:
+
+        maskcls cache data/demo/train --config configs/demo.yaml
+    """
     import shutil
 
     from .config import load_config
@@ -336,15 +464,25 @@ def cache(
 @_user_errors
 def score(
     submission: Path = typer.Argument(..., help="A submission.csv (ImageID, ans)."),
-    answers: Path = typer.Argument(..., help="True classes: a CSV with ImageID and label columns."),
+    answers: Path = typer.Argument(..., help="True classes: ImageID with label, or ImageID with ans (the competition's own format)."),
+    allow_partial: bool = typer.Option(False, "--allow-partial", help="Score the photos the submission covers even if it misses some answers or has unknown ImageIDs."),
 ):
-    """Score a submission against known answers (macro F1, accuracy, per head)."""
+    """Score a submission against known answers (macro F1, accuracy, per head).
+
+    A submission that misses photos of the answers, or names photos they do not have, is refused
+    (exit status 2) unless --allow-partial.
+
+    Example:
+
+        maskcls score runs/demo/submission.csv data/demo/eval_answers.csv
+    """
     from .metrics import score_submission
 
-    scores = score_submission(submission, answers)
-    table = Table("metric", "value", title=f"{submission} vs {answers}")
+    scores = score_submission(submission, answers, allow_partial=allow_partial)
+    out.print(f"{submission} scored against {answers}", highlight=False, soft_wrap=True)
+    table = Table("metric", "value", title="scores")
     for name, value in scores.items():
-        table.add_row(name, f"{value:.4f}")
+        table.add_row(name, str(value) if isinstance(value, int) else f"{value:.4f}")
     out.print(table)
 
 
@@ -361,7 +499,12 @@ def bench(
     workers: Optional[int] = typer.Option(None, help="PIL baseline DataLoader workers (default min(8, cores))."),
     out_json: Optional[Path] = typer.Option(None, "--out", help="Also write the results as JSON."),
 ):
-    """Measure training photos/s: competition-style baseline, device limit, maskcls cold and warm, inference."""
+    """Measure training photos/s: competition-style baseline, device limit, maskcls cold and warm, inference.
+
+    Example:
+
+        maskcls bench --model efficientnet_b0 --size 384x288 --batch 64
+    """
     from .bench import run_bench
     from .io import write_json
 
@@ -397,6 +540,8 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
     out.print(table)
     task = "" if summary.get("task", "classes") == "classes" else f"{summary['task']} "
     out.print(f"out-of-fold {task}macro F1: [bold]{summary['oof_macro_f1']:.4f}[/]  (files in {run_dir})")
+    if summary.get("skipped_images"):
+        err.print(f"{summary['skipped_images']} problem photo(s) or row(s) were left out of training; listed in {run_dir}/skipped.csv", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,12 @@ class DataError(ValueError):
         super().__init__("\n".join(lines))
 
 
-SKIP_HINT = "Fix these files, or pass --on-bad-image skip to leave them out (they are then listed in skipped.csv)."
+def skip_hint(listed_in: str = "skipped.csv") -> str:
+    """What to do about bad photos, naming the file the skipped ones are listed in."""
+    return f"Fix these files, or pass --on-bad-image skip to leave them out (they are then listed in {listed_in})."
+
+
+SKIP_HINT = skip_hint("skipped.csv")
 
 
 def read_train(train_dir: str | Path, thresholds: AgeThresholds = AgeThresholds()) -> tuple[pd.DataFrame, list[Problem]]:

@@ -17,7 +17,8 @@ from ..data.augment import BatchPreprocess
 from ..data.loader import prediction_loader
 from ..ensemble.uncertainty import disagreement
 from ..models.factory import MaskNet
-from ..runtime import progress_bar, quiet_lightning, resolve_precision
+from ..progress import RunProgress, lightning_bar
+from ..runtime import quiet_lightning, resolve_precision
 from .tta import tta_views
 
 
@@ -72,8 +73,11 @@ def predict_outputs(
     tta: str = "none",
     merge: str = "mean_probs",
     mc_samples: int = 0,
+    plan: RunProgress | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-photo outputs for ``rows`` of ``pixels`` (cache file or array), in their order.
+
+    ``plan``: the whole job's progress, shown above the prediction bar on a terminal.
 
     Always ``probs`` (18 classes, or 3 age groups for an age model); ``age_value`` for age
     regression; ``mc_mutual_information`` with Monte-Carlo dropout.
@@ -88,7 +92,7 @@ def predict_outputs(
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=progress,
-        callbacks=[progress_bar()] if progress else [],
+        callbacks=[lightning_bar(plan)] if progress else [],
     )
     batches = trainer.predict(predictor, prediction_loader(pixels, rows, batch_size)) if len(rows) else []
     outputs: dict[str, np.ndarray] = {}

@@ -38,7 +38,9 @@ from ..io import save_figure, write_csv, write_json, write_yaml
 from ..labels import NUM_CLASSES
 from ..metrics import classification_metrics, head_metrics
 from ..models.artifact import save_model
-from ..runtime import progress_bar, quiet_lightning, resolve_precision
+from ..models.pretrained import check_model_name
+from ..progress import RunProgress, lightning_bar
+from ..runtime import quiet_lightning, resolve_precision
 from ..tables import HEAD_COLUMNS, PROB_COLUMNS, with_probs
 from .module import MaskClassifier
 
@@ -126,9 +128,16 @@ def _run(
 ) -> dict:
     quiet_lightning()
     started = time.perf_counter()
+    check_model_name(cfg.model.name)
     data = prepare_training_data(train_dir, cfg, progress, extra)
+    fold_numbers = list(cfg.cv.train_folds if cfg.cv.train_folds is not None else range(cfg.cv.folds))
+    plan = RunProgress(f"train {out_dir}", [(f"fold {fold}", cfg.train.epochs) for fold in fold_numbers], unit="epoch", enabled=progress)
+    skipped_csv = out_dir / "skipped.csv"
     if data.problems:
-        write_csv(out_dir / "skipped.csv", pd.DataFrame([{"file": p.file, "reason": p.reason} for p in data.problems]))
+        write_csv(skipped_csv, pd.DataFrame([{"file": p.file, "reason": p.reason} for p in data.problems]))
+        plan.say(f"{len(data.problems)} problem photo(s) or row(s) left out (--on-bad-image skip); listed in {skipped_csv}")
+    else:
+        skipped_csv.unlink(missing_ok=True)  # from an earlier attempt of a resumed run
     labelled = (data.manifest["source"] == "train").to_numpy()
     folds = np.full(len(data.manifest), -1, dtype=np.int64)  # extra photos: training only, never validation
     folds[labelled] = assign_folds(data.manifest[labelled], cfg.cv.folds, cfg.cv.seed)
@@ -136,14 +145,15 @@ def _run(
     write_csv(out_dir / "folds.csv", manifest[["image_id", "person_id", "label", "fold", "source"]])
 
     fold_results = []
-    for fold in cfg.cv.train_folds if cfg.cv.train_folds is not None else range(cfg.cv.folds):
+    for fold in fold_numbers:
         fold_dir = out_dir / f"fold_{fold}"
         if resume and _fold_is_complete(fold_dir):
             fold_results.append(json.loads((fold_dir / "fold.json").read_text()))
+            plan.skip(f"fold {fold}", "finished before the resume")
             continue
-        fold_results.append(train_fold(fold, cfg, data, manifest, fold_dir, resume=resume, progress=progress, callbacks=callbacks))
+        fold_results.append(train_fold(fold, cfg, data, manifest, fold_dir, resume=resume, progress=progress, callbacks=callbacks, plan=plan))
 
-    return finish_run(out_dir, cfg, manifest, fold_results, time.perf_counter() - started)
+    return finish_run(out_dir, cfg, manifest, fold_results, time.perf_counter() - started, skipped_images=len(data.problems))
 
 
 def train_fold(
@@ -155,8 +165,12 @@ def train_fold(
     resume: bool = False,
     progress: bool = True,
     callbacks: Sequence[Callback] = (),
+    plan: RunProgress | None = None,
 ) -> dict:
-    """Train on all folds but ``fold``, keep the checkpoint with the best validation macro F1, predict ``fold``."""
+    """Train on all folds but ``fold``, keep the checkpoint with the best validation macro F1, predict ``fold``.
+
+    ``plan`` (the whole run's progress) is advanced every epoch and shown above the epoch bar.
+    """
     fold_started = time.perf_counter()
     pl.seed_everything(cfg.train.seed + fold, workers=True, verbose=False)
     is_val = (manifest["fold"] == fold).to_numpy()
@@ -184,8 +198,10 @@ def train_fold(
     callbacks = [checkpoint, LearningRateMonitor(logging_interval="step"), *callbacks]
     if cfg.train.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor="val_macro_f1", mode="max", patience=cfg.train.early_stopping_patience))
+    if plan is not None:
+        callbacks.append(plan.epoch_callback(f"fold {fold}"))
     if progress:
-        callbacks.append(progress_bar())
+        callbacks.append(lightning_bar(plan))
     if resume:
         _keep_earlier_metrics(fold_dir / "csv")
     trainer = pl.Trainer(
@@ -214,7 +230,7 @@ def train_fold(
     model = module.eval_model
     outputs = predict_outputs(
         model, cfg.data, str(data.cache.path), val_part["cache_row"].to_numpy(), batch_size=cfg.train.batch_size,
-        accelerator=cfg.train.accelerator, precision=cfg.train.precision, progress=progress, tta=cfg.tta.name, merge=cfg.tta.merge,
+        accelerator=cfg.train.accelerator, precision=cfg.train.precision, progress=progress, tta=cfg.tta.name, merge=cfg.tta.merge, plan=plan,
     )
     oof = oof_table(val_part, outputs, model.task)
     scores = task_metrics(oof, model.task)
@@ -231,6 +247,8 @@ def train_fold(
         save_model(fold_dir, model, cfg, extra={"fold": fold, "val_macro_f1": scores.get("macro_f1")})
         write_csv(fold_dir / "oof.csv", oof)
         write_json(fold_dir / "fold.json", result)
+    if plan is not None:
+        plan.finish(f"fold {fold}", f"macro F1 {scores['macro_f1']:.4f} (best epoch {result['best_epoch']})")
     return result
 
 
@@ -310,8 +328,8 @@ def _close_loggers(trainer: pl.Trainer) -> None:
             logger.experiment.finish()
 
 
-def finish_run(out_dir: Path, cfg: Config, manifest: pd.DataFrame, fold_results: list[dict], wall_seconds: float) -> dict:
-    """Gather fold outputs into the run's tables, plots and summary."""
+def finish_run(out_dir: Path, cfg: Config, manifest: pd.DataFrame, fold_results: list[dict], wall_seconds: float, skipped_images: int = 0) -> dict:
+    """Gather fold outputs into the run's tables, plots and summary (``skipped_images``: problems listed in ``skipped.csv``)."""
     oof = pd.concat([pd.read_csv(out_dir / f"fold_{r['fold']}" / "oof.csv", dtype={"image_id": str, "person_id": str}) for r in fold_results], ignore_index=True)
     write_csv(out_dir / "oof.csv", oof)
     task = oof_task(oof)
@@ -335,6 +353,7 @@ def finish_run(out_dir: Path, cfg: Config, manifest: pd.DataFrame, fold_results:
         "image_size": list(cfg.data.size_hw),
         "epochs": cfg.train.epochs,
         "wall_seconds": round(wall_seconds, 1),
+        "skipped_images": skipped_images,
     }
     write_json(out_dir / "summary.json", summary)
     return summary
