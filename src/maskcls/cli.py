@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -259,7 +260,8 @@ def predict(
         failed = table[table["error"] != ""]
         classified = table[table["error"] == ""]
         if len(classified):
-            view = Table("photo", "class", "mask", "gender", "age", "probability")
+            view = Table("photo", "class", "mask", "gender", "age", "prob.", box=box.SIMPLE_HEAD)
+            view.columns[0].min_width = int(classified["name"].str.len().max())  # the shortest distinct names, never cut
             view.columns[0].overflow = "fold"
             for row in classified.itertuples(index=False):
                 view.add_row(escape(row.name), str(row[2]), row.mask, row.gender, row.age, f"{row.probability:.3f}")
@@ -267,7 +269,7 @@ def predict(
         if out_dir is not None:
             out.print(f"wrote {out_dir}/predictions.csv ({len(table)} rows)", soft_wrap=True)
         if len(failed):
-            problems = Table("photo", "why it could not be classified", title="not classified", title_style="bold red")
+            problems = Table("photo", "why it could not be classified", title="not classified", title_style="bold red", box=box.SIMPLE_HEAD)
             problems.columns[0].overflow = "fold"
             for row in failed.itertuples(index=False):
                 problems.add_row(escape(row.name), escape(row.error))

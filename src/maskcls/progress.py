@@ -300,7 +300,7 @@ def _plan_rich_bar(plan: RunProgress | None):
         """Lightning's rich bar; the plan's line is drawn above its tasks (rich's ``get_renderables`` hook)."""
 
         def __init__(self, plan: RunProgress | None):
-            super().__init__(leave=False)
+            super().__init__(leave=False, console_kwargs={"stderr": True})
             self.plan = plan
 
         def _show_plan(self) -> None:

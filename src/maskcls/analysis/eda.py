@@ -36,7 +36,8 @@ FEW_SIZES = 6
 # Every figure a report may write (and names earlier versions wrote), so a new report removes the stale ones.
 REPORT_FIGURES = {"class_counts.png", "heads.png", "persons_gender_age.png", "age_by_gender.png", "race.png", "brightness.png", "sizes.png",
                   "duplicates.jpg", "samples.jpg", "age_histogram.png", "image_stats.png", "samples.png"}
-SHIFT_KS = 0.1  # a two-sample KS statistic above this between train and eval brightness is worth a look
+# Train and eval brightness differ when a two-sample KS test says so (p) by a margin worth a look (statistic).
+SHIFT_KS, SHIFT_P = 0.1, 0.001
 COLOUR_SHIFT = 0.03  # channel means (0..1) further apart than this
 
 
@@ -204,8 +205,9 @@ def _shift_notes(train_stats: pd.DataFrame, eval_stats: pd.DataFrame) -> list[st
     train_ok, eval_ok = train_stats[train_stats["error"] == ""], eval_stats[eval_stats["error"] == ""]
     if train_ok.empty or eval_ok.empty:
         return notes
-    ks = ks_2samp(train_ok["brightness"], eval_ok["brightness"]).statistic
-    if ks > SHIFT_KS:
+    test = ks_2samp(train_ok["brightness"], eval_ok["brightness"])
+    ks = test.statistic
+    if ks > SHIFT_KS and test.pvalue < SHIFT_P:
         notes.append(f"eval brightness differs from train (mean {eval_ok['brightness'].mean():.0f} vs {train_ok['brightness'].mean():.0f}, KS {ks:.2f})")
     train_sizes, eval_sizes = set(_sizes(train_ok).index), set(_sizes(eval_ok).index)
     if eval_sizes - train_sizes:
@@ -376,13 +378,12 @@ def _pairs_figure(pairs: pd.DataFrame, limit: int = 8):
     for axis in axes.flat:
         axis.set_axis_off()
     for index, pair in enumerate(shown.itertuples(index=False)):
+        how = "identical files" if pair.identical else f"distance {pair.distance}"
         for side, (path, image_id, person) in enumerate(((pair.path_a, pair.image_a, pair.person_a), (pair.path_b, pair.image_b, pair.person_b))):
             axis = axes[index // 2, (index % 2) * 2 + side]
             _show(axis, path, (128, 128))
             label = f"eval {_shorten(str(image_id), 14)}" if person == "(eval)" else f"{person} / {str(image_id).rsplit('/', 1)[-1]}"
-            axis.set_title(label, fontsize=7)
-        how = "identical files" if pair.identical else f"distance {pair.distance}"
-        axes[index // 2, (index % 2) * 2].text(0, -0.16, f"{pair.kind}: {how}", transform=axes[index // 2, (index % 2) * 2].transAxes, fontsize=7, va="top")
+            axis.set_title(f"{pair.kind}, {how}\n{label}" if side == 0 else f"\n{label}", fontsize=7, loc="left" if side == 0 else "center")
     figure.tight_layout()
     return figure
 

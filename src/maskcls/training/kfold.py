@@ -100,6 +100,7 @@ def train_kfold(
     ``extra`` is a CSV of extra labelled photos (image_id, path, label), e.g. pseudo-labels: they are
     added to the training part of every fold and never to validation, so OOF scores stay honest.
     """
+    check_model_name(cfg.model.name)
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         if not force:
@@ -128,7 +129,6 @@ def _run(
 ) -> dict:
     quiet_lightning()
     started = time.perf_counter()
-    check_model_name(cfg.model.name)
     data = prepare_training_data(train_dir, cfg, progress, extra)
     fold_numbers = list(cfg.cv.train_folds if cfg.cv.train_folds is not None else range(cfg.cv.folds))
     plan = RunProgress(f"train {out_dir}", [(f"fold {fold}", cfg.train.epochs) for fold in fold_numbers], unit="epoch", enabled=progress)
