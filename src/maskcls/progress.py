@@ -28,6 +28,7 @@ comparable units (epochs of the same model, models of the same size, or estimate
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -213,7 +214,7 @@ class RunProgress:
 
     def say(self, line: str) -> None:
         """Print one line of its own (a stage's result, a warning) the way this plan prints."""
-        if not self.enabled:
+        if not self.enabled or not _primary_process():
             return
         if self.interactive:
             console.print(Text(line), highlight=False, soft_wrap=True)
@@ -271,7 +272,9 @@ class RunProgress:
     def epoch_callback(self, stage: str, metric: str = "val_macro_f1", label: str = "best val macro F1"):
         """A Lightning callback: the stage starts with the fit, each epoch advances it by one unit and
         its line carries the epoch's losses and ``metric``; the best ``metric`` so far is a fact."""
-        return _epoch_progress(self, stage, metric, label)
+        from .progress_lightning import EpochProgress
+
+        return EpochProgress(self, stage, metric, label)
 
 
 def _count(value: float) -> str:
@@ -284,71 +287,15 @@ def lightning_bar(plan: RunProgress | None = None):
     On a terminal, Lightning's rich bar with ``plan``'s line above it. Elsewhere a silent bar: the plan
     (through ``plan.epoch_callback``) prints plain lines instead of Lightning's ``\\r``-redrawn bars.
     """
-    from lightning.pytorch.callbacks import TQDMProgressBar
+    from .progress_lightning import PlanRichBar, silent_bar
 
     if plan is not None and not plan.enabled:
-        return TQDMProgressBar(refresh_rate=0)
+        return silent_bar()
     if not (plan.interactive if plan is not None else is_interactive()):
-        return TQDMProgressBar(refresh_rate=0)  # refresh_rate 0 disables Lightning's bar
-    return _plan_rich_bar(plan)
-
-
-def _plan_rich_bar(plan: RunProgress | None):
-    from lightning.pytorch.callbacks import RichProgressBar
-
-    class PlanRichBar(RichProgressBar):
-        """Lightning's rich bar; the plan's line is drawn above its tasks (rich's ``get_renderables`` hook)."""
-
-        def __init__(self, plan: RunProgress | None):
-            super().__init__(leave=False, console_kwargs={"stderr": True})
-            self.plan = plan
-
-        def _show_plan(self) -> None:
-            progress = self.progress
-            if self.plan is None or progress is None or getattr(progress, "_plan_line", False):
-                return
-            tasks_table = progress.get_renderables
-
-            def renderables():
-                yield Text(self.plan.line(), style="bold", no_wrap=True, overflow="ellipsis")
-                yield from tasks_table()
-
-            progress.get_renderables = renderables
-            progress._plan_line = True
-
-        def on_train_epoch_start(self, trainer, pl_module) -> None:
-            super().on_train_epoch_start(trainer, pl_module)
-            self._show_plan()
-
-        def on_validation_start(self, trainer, pl_module) -> None:
-            super().on_validation_start(trainer, pl_module)
-            self._show_plan()
-
-        def on_predict_start(self, trainer, pl_module) -> None:
-            super().on_predict_start(trainer, pl_module)
-            self._show_plan()
-
+        return silent_bar()
     return PlanRichBar(plan)
 
 
-def _epoch_progress(plan: RunProgress, stage: str, metric: str, label: str):
-    from lightning.pytorch.callbacks import Callback
-
-    class EpochProgress(Callback):
-        def __init__(self):
-            self.best: float | None = None
-
-        def on_train_start(self, trainer, pl_module) -> None:
-            plan.start(stage, units=trainer.max_epochs, done=trainer.current_epoch)
-
-        def on_train_epoch_end(self, trainer, pl_module) -> None:
-            if not trainer.is_global_zero:
-                return
-            logged = {key: float(value) for key, value in trainer.callback_metrics.items() if getattr(value, "numel", lambda: 1)() == 1}
-            if metric in logged and (self.best is None or logged[metric] > self.best):
-                self.best = logged[metric]
-                plan.note(label, self.best)
-            names = (("train_loss_epoch", "train loss"), ("val_loss", "val loss"), (metric, metric.replace("_", " ")))
-            plan.advance(1, ", ".join(f"{name} {logged[key]:.4f}" for key, name in names if key in logged))
-
-    return EpochProgress()
+def _primary_process() -> bool:
+    """Only one process of a multi-process (DDP) run prints: local rank 0 of node 0, as Lightning numbers them."""
+    return all(os.environ.get(name, "0") == "0" for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))

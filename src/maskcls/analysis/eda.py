@@ -21,7 +21,7 @@ import pandas as pd
 import seaborn as sns
 
 from ..config import NORMALIZE_PRESETS
-from ..data.images import ImageError, read_resized
+from ..data.images import ImageError, read_image, read_resized
 from ..data.layout import Problem, read_eval, read_train
 from ..io import save_figure, write_text
 from ..labels import GENDER_NAMES, MASK_NAMES, NUM_CLASSES, AgeThresholds, class_names
@@ -242,8 +242,8 @@ def _persons_section(manifest: pd.DataFrame, persons: pd.DataFrame, cross: pd.Da
     figures = {
         "heads.png": ("Photos per mask status, gender and age group", _heads_figure(manifest, thresholds)),
         "persons_gender_age.png": ("Persons per gender and age group", _persons_heatmap(cross)),
-        "age_by_gender.png": ("Age of persons by gender, with the group thresholds", _age_figure(persons, thresholds)),
         "race.png": ("Persons by race and gender", _race_figure(persons)),
+        "age_by_gender.png": ("Age of persons by gender, with the group thresholds", _age_figure(persons, thresholds)),
     }
     return Section("Persons, mask, gender and age", body, figures)
 
@@ -305,7 +305,7 @@ def _heads_figure(manifest: pd.DataFrame, thresholds: AgeThresholds):
 
 
 def _persons_heatmap(cross: pd.DataFrame):
-    figure, axis = plt.subplots(figsize=(5.5, 2.6))
+    figure, axis = plt.subplots(figsize=(5.0, 2.8))
     core = cross.drop(index="all", columns="all")
     sns.heatmap(core, annot=True, fmt="d", cmap="Blues", cbar_kws={"label": "persons"}, ax=axis)
     axis.set(xlabel="age group", ylabel="gender", title="persons per gender and age group")
@@ -330,7 +330,7 @@ def _age_figure(persons: pd.DataFrame, thresholds: AgeThresholds):
 
 def _race_figure(persons: pd.DataFrame):
     table = persons.assign(gender=persons["gender"].map(dict(enumerate(GENDER_NAMES)))).pivot_table(index="race", columns="gender", values="person_id", aggfunc="count", fill_value=0)
-    figure, axis = plt.subplots(figsize=(7, 3.5))
+    figure, axis = plt.subplots(figsize=(5.0, 3.2))
     table.plot.bar(ax=axis, rot=0, color=["#e69f00", "#0072b2"][: len(table.columns)])
     axis.set(ylabel="persons", xlabel="race", title="persons by race and gender")
     figure.tight_layout()
@@ -381,7 +381,7 @@ def _pairs_figure(pairs: pd.DataFrame, limit: int = 8):
         how = "identical files" if pair.identical else f"distance {pair.distance}"
         for side, (path, image_id, person) in enumerate(((pair.path_a, pair.image_a, pair.person_a), (pair.path_b, pair.image_b, pair.person_b))):
             axis = axes[index // 2, (index % 2) * 2 + side]
-            _show(axis, path, (128, 128))
+            _show(axis, path)
             label = f"eval {_shorten(str(image_id), 14)}" if person == "(eval)" else f"{person} / {str(image_id).rsplit('/', 1)[-1]}"
             axis.set_title(f"{pair.kind}, {how}\n{label}" if side == 0 else f"\n{label}", fontsize=7, loc="left" if side == 0 else "center")
     figure.tight_layout()
@@ -418,9 +418,10 @@ def _sample_grid(manifest: pd.DataFrame, thresholds: AgeThresholds, per_class: i
     return figure
 
 
-def _show(axis, path: str, size_hw: tuple[int, int]) -> None:
+def _show(axis, path: str, size_hw: tuple[int, int] | None = None) -> None:
+    """The photo (at ``size_hw``, or as it is) on ``axis``, or a note that it cannot be read."""
     try:
-        axis.imshow(read_resized(path, size_hw))
+        axis.imshow(read_resized(path, size_hw) if size_hw else read_image(path))
         axis.set_axis_on()
         axis.set_xticks([])
         axis.set_yticks([])
@@ -467,7 +468,7 @@ def _html_page(title: str, summary: list[str], facts: dict, sections: list[Secti
     for section in sections:
         images = "".join(f"<figure><img src='{name}' alt='{html.escape(caption)}'><figcaption>{html.escape(caption)}</figcaption></figure>"
                          for name, caption in section.figures.items())
-        body += f"<section id='{_anchor(section.title)}'><h2>{html.escape(section.title)}</h2>{section.html}{images}</section>"
+        body += f"<section id='{_anchor(section.title)}'><h2>{html.escape(section.title)}</h2>{section.html}<div class='figures'>{images}</div></section>"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>maskcls EDA: {escaped}</title>
 <style>
@@ -478,7 +479,7 @@ nav{{font-size:.9em;margin:.5em 0 1em}} nav a{{color:#0072b2;text-decoration:non
 table{{border-collapse:collapse;font-size:.88em;margin:.3em 0 .8em}} th,td{{padding:3px 10px;border-bottom:1px solid #e5e5e5;text-align:left}}
 table.data td.num{{text-align:right;font-variant-numeric:tabular-nums}} table.data tr:nth-child(even){{background:#fafafa}} table.data thead th{{background:#eef3f8}}
 .row{{display:flex;flex-wrap:wrap;gap:2.5em;align-items:flex-start}}
-figure{{margin:.8em 0}} img{{max-width:100%;border:1px solid #ddd}} figcaption{{font-size:.85em;color:#555}}
+.figures{{display:flex;flex-wrap:wrap;gap:0 1.5em;align-items:flex-start}} figure{{margin:.8em 0}} img{{max-width:100%;border:1px solid #ddd}} figcaption{{font-size:.85em;color:#555}}
 code{{background:#f4f4f4;padding:0 .25em}}
 </style></head>
 <body><h1>Data report: {escaped}</h1>
