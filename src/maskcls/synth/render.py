@@ -192,10 +192,12 @@ def render_mask(image: np.ndarray, landmarks: np.ndarray, style: MaskStyle, wear
     premultiplied = rgb * alpha[..., None] + loop_layer[..., :3] * loop_layer[..., 3:] * (1 - alpha[..., None])
     alpha = alpha + loop_layer[..., 3] * (1 - alpha)
     premultiplied, alpha = _downsample(premultiplied, SUPERSAMPLE), _downsample(alpha, SUPERSAMPLE)
-    blur = max(0.35, 0.004 * face_width)  # the photo is never sharper than its JPEG: neither is the mask
+    photo = image[y0:y1, x0:x1].astype(np.float64) / 255.0
+    blur = _photo_blur(photo, face_width)  # a blurry photo gets an equally blurry mask
     premultiplied = np.stack([_blur(premultiplied[..., c], blur) for c in range(3)], axis=-1)
     alpha = np.clip(_blur(alpha, blur), 0.0, 1.0)
-    photo = image[y0:y1, x0:x1].astype(np.float64) / 255.0
+    if _saturation(photo) < 0.015:  # a black-and-white photo gets a grey mask
+        premultiplied = np.repeat(premultiplied @ np.array([[0.299], [0.587], [0.114]]), 3, axis=-1)
     lit = premultiplied * _lighting(image, box, alpha, face_width)[..., None]
     lit += rng.normal(0.0, 0.012, lit.shape) * alpha[..., None]
     out_patch = np.clip(photo * (1 - alpha[..., None]) + lit, 0.0, 1.0)
@@ -385,6 +387,18 @@ def _lighting(image: np.ndarray, box, alpha: np.ndarray, face_width: float) -> n
     patch = luma[y0:y1, x0:x1]
     exposure = np.clip(np.percentile(patch, 97) / 0.85, 0.45, 1.1)
     return local * exposure
+
+
+def _photo_blur(photo: np.ndarray, face_width: float) -> float:
+    """Gaussian sigma (pixels) that makes the mask about as sharp as the photo, from its mean gradient."""
+    luma = photo @ np.array([0.299, 0.587, 0.114])
+    sharpness = (np.abs(np.diff(luma, axis=0)).mean() + np.abs(np.diff(luma, axis=1)).mean()) / 2
+    base = max(0.35, 0.004 * face_width)
+    return float(np.clip(base + (0.03 - sharpness) * 40, base, 1.6 * base + 0.6))
+
+
+def _saturation(photo: np.ndarray) -> float:
+    return float(np.abs(photo - photo.mean(axis=-1, keepdims=True)).mean())
 
 
 def _rasterise(grid: np.ndarray, box, scale: int) -> tuple[np.ndarray, np.ndarray]:
