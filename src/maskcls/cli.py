@@ -4,6 +4,7 @@ prints the result; everything it does is importable without the CLI."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 from pathlib import Path
 from typing import List, Optional
@@ -99,7 +100,9 @@ def train(
     set_: List[str] = typer.Option([], "--set", help="Override a recipe key, e.g. --set train.epochs=3 (repeatable)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory to create, e.g. runs/NAME."),
     on_bad_image: Optional[str] = typer.Option(None, help="fail (default) or skip problem photos (listed in skipped.csv)."),
-    extra: Optional[Path] = typer.Option(None, help="CSV of extra labelled photos (image_id,path,label), e.g. from `maskcls pseudo`: training folds only."),
+    extra: List[Path] = typer.Option([], help="Extra labelled photos for the training folds only (repeatable): a CSV (image_id,path,label), e.g. from `maskcls pseudo`, or a competition-layout folder of whole persons, e.g. from `maskcls synth masks`."),
+    extra_max_per_class: Optional[int] = typer.Option(None, help="Add at most this many extra photos per class (whole persons, seeded order)."),
+    extra_ratio: Optional[float] = typer.Option(None, help="Add at most this many extra photos per real training photo (e.g. 0.5)."),
     age_config: Optional[Path] = typer.Option(None, help="Also train this age-specific recipe on the same folds and combine (runs/NAME/{main,age})."),
     resume: Optional[Path] = typer.Option(None, help="Continue the killed run in this directory."),
     devices: Optional[str] = typer.Option(None, help="Devices per node (train.devices), e.g. 4 or auto."),
@@ -140,8 +143,13 @@ def train(
             out.print(f"{run}: {score['task']} macro F1 {score['macro_f1']:.4f}")
         out.print(f"combined out-of-fold macro F1: [bold]{summary['oof_macro_f1']:.4f}[/]  ({out_dir})")
         return
-    summary = train_kfold(data, cfg, out_dir, force=force, progress=not quiet, extra=extra)
+    from .data.extra import ExtraSpec
+
+    extra_spec = ExtraSpec(ExtraSpec.of(extra).sources, extra_max_per_class, extra_ratio)
+    summary = train_kfold(data, cfg, out_dir, force=force, progress=not quiet, extra=extra_spec)
     _print_summary(summary, out_dir)
+    if summary.get("extra_images"):
+        out.print(f"extra: {summary['extra_images']} photos of {summary['extra_persons']} persons in the training folds (sources in {out_dir}/run.json)")
 
 
 @app.command()
@@ -166,6 +174,7 @@ def predict(
         submission = predict_eval(run, data, out_dir, on_bad_image=on_bad_image, tta=tta, mc_samples=mc_dropout, batch_size=batch_size, progress=not quiet)
         target = out_dir or run
         out.print(f"wrote {target}/submission.csv ({len(submission)} rows) and {target}/test_probs.csv")
+        _print_face_crop(json.loads((target / "predict.json").read_text()).get("face_crop"))
     if files:
         table = predict_files(run, files, tta=tta)
         view = Table("file", "class", "mask", "gender", "age", "probability")
@@ -314,18 +323,20 @@ def cache(
     import shutil
 
     from .config import load_config
-    from .data.cache import build_cache, cache_directory, default_cache_root
+    from .data.cache import FaceCrop, build_cache, cache_directory, default_cache_root
     from .data.images import ImageLimits
     from .data.layout import read_eval, read_train
 
     cfg = load_config(config, set_)
     manifest, problems = read_train(data_dir, cfg.labels.thresholds) if (data_dir / "train.csv").is_file() else read_eval(data_dir)
-    root, limits = default_cache_root(cfg.data.cache_dir), ImageLimits.from_config(cfg.data)
+    root, limits, face_crop = default_cache_root(cfg.data.cache_dir), ImageLimits.from_config(cfg.data), FaceCrop.from_config(cfg.data)
     if rebuild:
-        shutil.rmtree(cache_directory(manifest, cfg.data.cache_hw, root, limits), ignore_errors=True)
-    built = build_cache(manifest[["image_id", "path"]], cfg.data.cache_hw, root, limits, cfg.data.decode_workers)
+        shutil.rmtree(cache_directory(manifest, cfg.data.cache_hw, root, limits, face_crop), ignore_errors=True)
+    built = build_cache(manifest[["image_id", "path"]], cfg.data.cache_hw, root, limits, cfg.data.decode_workers, face_crop=face_crop)
     problems += built.problems(manifest["path"].tolist())
     out.print(f"cache: {built.directory} ({len(built.image_ids)} photos at {built.size_hw[0]}x{built.size_hw[1]}, {built.nbytes / 2**20:.1f} MiB)")
+    if built.faces is not None:
+        _print_face_crop({"photos": len(built.faces), "no_face": int((~built.face_found()).sum())})
     for problem in problems[:20]:
         err.print(f"  problem: {problem}", highlight=False)
     if len(problems) > 20:
@@ -477,6 +488,13 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
     out.print(table)
     task = "" if summary.get("task", "classes") == "classes" else f"{summary['task']} "
     out.print(f"out-of-fold {task}macro F1: [bold]{summary['oof_macro_f1']:.4f}[/]  (files in {run_dir})")
+    _print_face_crop(summary.get("face_crop"))
+
+
+def _print_face_crop(counts: dict | None) -> None:
+    """data.face_crop: how many photos had no face found (and were used whole)."""
+    if counts:
+        out.print(f"face crop: no face found in {counts['no_face']} of {counts['photos']} photos (the whole photo was used)")
 
 
 if __name__ == "__main__":
