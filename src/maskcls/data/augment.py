@@ -52,7 +52,7 @@ class BatchPreprocess(nn.Module):
 def build_train_augment(size_hw: tuple[int, int], cfg: AugmentConfig) -> nn.Module:
     steps: list[nn.Module] = [BatchCropFlipJitter(size_hw, cfg)]
     if cfg.motion_blur > 0:
-        steps.append(K.RandomMotionBlur(tuple(cfg.motion_blur_kernel), angle=(-180.0, 180.0), direction=(-1.0, 1.0), p=cfg.motion_blur))
+        steps.append(K.RandomMotionBlur(tuple(cfg.motion_blur_kernel), angle=(-180.0, 180.0), direction=(-1.0, 1.0), border_type="replicate", p=cfg.motion_blur))
     if cfg.downscale > 0:
         steps.append(RandomDownscale(tuple(cfg.downscale_range), p=cfg.downscale))
     if cfg.jpeg > 0:

@@ -7,7 +7,7 @@ the bottom edge follows the jaw line below the chin; the inside is a Coons patch
 half is sampled separately, so the nose and the chin sit at ``s = 0.5`` whatever the head's yaw:
 a turned head compresses the far half of the mask, which is the perspective of the real thing.
 
-The patch is rasterised with 3x3 supersampling; every sub-pixel gets its ``(s, t)``, and the look is
+The patch is rasterised with 2x2 supersampling; every sub-pixel gets its ``(s, t)``, and the look is
 a function of them: the kind's outline (pleated rectangle, rounded cloth, KF94 boat, N95 cup),
 colour or pattern, pleats, seams, nose clip, edge darkening and wrap-around shading, a fold shadow
 along the nose, shading from the yaw estimate, the photo's own lighting, and a little noise. Ear
@@ -35,7 +35,7 @@ COLOURS = {
     "n95": {"white": (236, 234, 226), "grey": (206, 206, 200)},
 }
 ANCHOR_NAMES = ("top_left", "top_middle", "top_right", "bottom_left", "bottom_middle", "bottom_right")
-SUPERSAMPLE = 3
+SUPERSAMPLE = 2
 
 
 class TemplateError(ValueError):
@@ -402,44 +402,40 @@ def _saturation(photo: np.ndarray) -> float:
 
 
 def _rasterise(grid: np.ndarray, box, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(s, t)`` of every sub-pixel of ``box`` that the patch covers (NaN elsewhere), two triangles per grid cell."""
+    """``(s, t)`` of every sub-pixel of ``box`` that the patch covers (NaN elsewhere).
+
+    Two triangles per grid cell; Pillow fills each with its number, and each triangle's affine map
+    from sub-pixel to patch coordinates gives ``(s, t)`` for all covered sub-pixels at once.
+    """
     x0, y0, x1, y1 = box
     rows, cols = (y1 - y0) * scale, (x1 - x0) * scale
-    s_map = np.full((rows, cols), np.nan)
-    t_map = np.full((rows, cols), np.nan)
     nt, ns = grid.shape[0] - 1, grid.shape[1] - 1
     # sub-pixel k of photo pixel x has its centre at x - 0.5 + (k + 0.5) / scale
-    to_sub = lambda p: (p - np.array([x0, y0]) + 0.5) * scale - 0.5  # noqa: E731
-    sub = to_sub(grid)
+    sub = (grid - np.array([x0, y0]) + 0.5) * scale - 0.5
     st = np.stack(np.meshgrid(np.linspace(0, 1, ns + 1), np.linspace(0, 1, nt + 1)), axis=-1)
+    corners = []
     for i in range(nt):
         for j in range(ns):
-            for a, b, c in (((i, j), (i, j + 1), (i + 1, j + 1)), ((i, j), (i + 1, j + 1), (i + 1, j))):
-                _fill_triangle(sub[a], sub[b], sub[c], st[a], st[b], st[c], s_map, t_map)
+            corners += [((i, j), (i, j + 1), (i + 1, j + 1)), ((i, j), (i + 1, j + 1), (i + 1, j))]
+    index = np.array(corners)  # (T, 3, 2) grid indices
+    xy = sub[index[..., 0], index[..., 1]]
+    uv = st[index[..., 0], index[..., 1]]
+    matrices = np.concatenate([xy, np.ones((*xy.shape[:2], 1))], axis=-1)
+    usable = np.abs(np.linalg.det(matrices)) > 1e-6
+    maps = np.zeros((len(index), 3, 2))
+    maps[usable] = np.linalg.solve(matrices[usable], uv[usable])
+    canvas = Image.new("I", (cols, rows), 0)
+    draw = ImageDraw.Draw(canvas)
+    for number in np.flatnonzero(usable):
+        draw.polygon([tuple(point) for point in xy[number]], fill=int(number) + 1)
+    ids = np.asarray(canvas) - 1
+    ys, xs = np.nonzero(ids >= 0)
+    chosen = maps[ids[ys, xs]]
+    s_map = np.full((rows, cols), np.nan)
+    t_map = np.full((rows, cols), np.nan)
+    s_map[ys, xs] = np.clip(chosen[:, 0, 0] * xs + chosen[:, 1, 0] * ys + chosen[:, 2, 0], 0, 1)
+    t_map[ys, xs] = np.clip(chosen[:, 0, 1] * xs + chosen[:, 1, 1] * ys + chosen[:, 2, 1], 0, 1)
     return s_map, t_map
-
-
-def _fill_triangle(p0, p1, p2, q0, q1, q2, s_map, t_map) -> None:
-    rows, cols = s_map.shape
-    low = np.floor(np.minimum(np.minimum(p0, p1), p2)).astype(int)
-    high = np.ceil(np.maximum(np.maximum(p0, p1), p2)).astype(int)
-    cx0, cy0 = max(low[0], 0), max(low[1], 0)
-    cx1, cy1 = min(high[0] + 1, cols), min(high[1] + 1, rows)
-    if cx1 <= cx0 or cy1 <= cy0:
-        return
-    denominator = (p1[1] - p2[1]) * (p0[0] - p2[0]) + (p2[0] - p1[0]) * (p0[1] - p2[1])
-    if abs(denominator) < 1e-9:
-        return
-    ys, xs = np.arange(cy0, cy1)[:, None], np.arange(cx0, cx1)[None, :]
-    w0 = ((p1[1] - p2[1]) * (xs - p2[0]) + (p2[0] - p1[0]) * (ys - p2[1])) / denominator
-    w1 = ((p2[1] - p0[1]) * (xs - p2[0]) + (p0[0] - p2[0]) * (ys - p2[1])) / denominator
-    w2 = 1 - w0 - w1
-    inside = (w0 >= -1e-6) & (w1 >= -1e-6) & (w2 >= -1e-6)
-    if not inside.any():
-        return
-    region_s, region_t = s_map[cy0:cy1, cx0:cx1], t_map[cy0:cy1, cx0:cx1]
-    region_s[inside] = (w0 * q0[0] + w1 * q1[0] + w2 * q2[0])[inside]
-    region_t[inside] = (w0 * q0[1] + w1 * q1[1] + w2 * q2[1])[inside]
 
 
 def _downsample(values: np.ndarray, scale: int) -> np.ndarray:
