@@ -140,7 +140,7 @@ def mask_grid(landmarks: np.ndarray, wear: str, rng: np.random.Generator | None 
         sag, side_left, side_right = 0.015, [4, 5], [12, 11]
     else:  # chin: the mask sits below the lower lip
         top_left, top_right = widen(lm[5], -1), widen(lm[11], 1)
-        top_middle = _lerp(lm[57], lm[8], 0.2 + jitter(0.04))
+        top_middle = _lerp(lm[57], lm[8], 0.25 + jitter(0.04))
         sag, side_left, side_right = 0.0, [6], [10]
     top = np.concatenate([_bezier(top_left, _sagging(top_left, top_middle, sag * height, down), top_middle, ns // 2 + 1)[:-1],
                           _bezier(top_middle, _sagging(top_middle, top_right, sag * height, down), top_right, ns // 2 + 1)])
