@@ -127,13 +127,20 @@ def autolabel_vs_model(b0: Path, utk_train: Path) -> dict:
         "age_mae": round(float(np.abs(labels["age"].to_numpy()[found] - normal["age"].to_numpy()[found]).mean()), 2),
         "seconds": round(seconds, 1),
     }
-    oof = pd.read_csv(b0 / "oof.csv", dtype={"image_id": str, "person_id": str}).set_index("image_id").loc[normal["image_id"]]
-    heads = head_probabilities(oof[PROB_COLUMNS].to_numpy())
+    oof = pd.read_csv(b0 / "oof.csv", dtype={"image_id": str, "person_id": str}).set_index("image_id")
+    in_oof = normal["image_id"].isin(oof.index).to_numpy()  # runs that trained some folds only: their persons
+    heads = head_probabilities(oof.loc[normal["image_id"][in_oof], PROB_COLUMNS].to_numpy())
+    truth = normal[in_oof]
+    tool_gender_right = labels["gender"].to_numpy() == gender_true
+    tool_group_right = thresholds.group(labels["age"].to_numpy()) == normal["age_group"].to_numpy()
+    both = found & in_oof
     model = {
-        "gender_accuracy": round(float((heads["gender"].argmax(1) == normal["gender"].to_numpy()).mean()), 4),
-        "age_group_accuracy": round(float((heads["age"].argmax(1) == normal["age_group"].to_numpy()).mean()), 4),
-        "gender_accuracy_on_found": round(float((heads["gender"].argmax(1) == normal["gender"].to_numpy())[found].mean()), 4),
-        "age_group_accuracy_on_found": round(float((heads["age"].argmax(1) == normal["age_group"].to_numpy())[found].mean()), 4),
+        "photos": int(in_oof.sum()),
+        "gender_accuracy": round(float((heads["gender"].argmax(1) == truth["gender"].to_numpy()).mean()), 4),
+        "age_group_accuracy": round(float((heads["age"].argmax(1) == truth["age_group"].to_numpy()).mean()), 4),
+        "same_photos_synth_label_gender_accuracy": round(float(tool_gender_right[both].mean()), 4),
+        "same_photos_synth_label_age_group_accuracy": round(float(tool_group_right[both].mean()), 4),
+        "same_photos_count": int(both.sum()),
     }
     return {"synth_label": tool, "b0_oof_heads": model}
 
