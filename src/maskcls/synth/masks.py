@@ -12,7 +12,6 @@ does not depend on the order or the number of worker processes.
 
 from __future__ import annotations
 
-import io
 import re
 import shutil
 import zlib
@@ -27,7 +26,7 @@ from PIL import Image
 from ..data.images import ImageError, read_image
 from ..data.importers import read_photos
 from ..data.layout import DataError, read_train
-from ..io import write_csv
+from ..io import atomic_dir, write_csv
 from ..progress import track
 from .faces import DEFAULT_DETECTOR, DEFAULT_UPSAMPLE, FaceFinder
 from .render import INCORRECT_MODES, KINDS, Template, load_templates, random_style, render_mask
@@ -142,20 +141,14 @@ def _make_person(task: dict) -> dict:
 
 
 def _write_person(folder: Path, photos: dict[str, np.ndarray], normal_source: str, quality: int) -> None:
-    """Write the seven photos into a temp folder, then rename it: a killed job leaves no half person."""
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for stem, pixels in photos.items():
-        Image.fromarray(pixels).save(tmp / f"{stem}.jpg", quality=quality)
-    if Path(normal_source).suffix.lower() in (".jpg", ".jpeg"):
-        shutil.copyfile(normal_source, tmp / "normal.jpg")  # the unmasked photo stays byte for byte the original
-    else:
-        buffer = io.BytesIO()
-        Image.fromarray(read_image(normal_source)).save(buffer, format="JPEG", quality=quality)
-        (tmp / "normal.jpg").write_bytes(buffer.getvalue())
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    """The seven photos appear at once (a temp folder renamed): a killed job leaves no half person."""
+    with atomic_dir(folder) as tmp:
+        for stem, pixels in photos.items():
+            Image.fromarray(pixels).save(tmp / f"{stem}.jpg", quality=quality)
+        if Path(normal_source).suffix.lower() in (".jpg", ".jpeg"):
+            shutil.copyfile(normal_source, tmp / "normal.jpg")  # the unmasked photo stays byte for byte the original
+        else:
+            Image.fromarray(read_image(normal_source)).save(tmp / "normal.jpg", quality=quality)
 
 
 def _reason_kind(reason: str) -> str:
