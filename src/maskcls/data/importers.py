@@ -70,7 +70,7 @@ def read_photos(source: str | Path, fmt: str = "auto", labels: str | Path | None
             raise ValueError(f"unknown mask state '{mask}'; use wear, incorrect or not_wear")
         default_mask = MASK_WORDS[mask.strip().lower()]
     if fmt == "auto":
-        fmt = "csv" if source.is_file() else "folders" if _class_folders(source) else "utkface"
+        fmt = "csv" if source.is_file() or source.suffix.lower() == ".csv" else "folders" if _class_folders(source) else "utkface"
     if fmt == "csv":
         table, problems = _read_csv_source(source)
     elif not source.is_dir():
