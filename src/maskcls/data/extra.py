@@ -100,7 +100,7 @@ def limit_extras(extra: pd.DataFrame, real_images: int, spec: ExtraSpec, seed: i
     return extra.iloc[np.sort(np.concatenate(kept))] if kept else extra.iloc[:0]
 
 
-def extra_report(extra_all: pd.DataFrame, extra_used: pd.DataFrame, spec: ExtraSpec) -> list[dict]:
+def describe_extras(extra_all: pd.DataFrame, extra_used: pd.DataFrame, spec: ExtraSpec) -> list[dict]:
     """Per source: persons and photos offered, and how many were used after the limits (for ``run.json``)."""
     report = []
     for source in spec.sources:

@@ -31,8 +31,7 @@ from ..config import Config, load_config
 from ..data.cache import FaceCrop, ImageCache, build_cache, default_cache_root
 from ..data.folds import assign_folds
 from ..data.images import ImageLimits
-from ..data.extra import ExtraSpec, limit_extras, read_extras
-from ..data.extra import extra_report as describe_extras
+from ..data.extra import ExtraSpec, describe_extras, limit_extras, read_extras
 from ..data.layout import SKIP_HINT, DataError, Problem, read_train
 from ..data.loader import FoldDataModule, balanced_weights
 from ..inference.predictor import predict_outputs
