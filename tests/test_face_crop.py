@@ -30,7 +30,7 @@ def test_face_is_found_cropped_and_cached_with_its_box(tmp_path):
     scene.save(tmp_path / "scene.png")
     Image.fromarray(noise_photo(120)).save(tmp_path / "noise.png")
     frame = pd.DataFrame({"image_id": ["scene", "noise"], "path": [str(tmp_path / "scene.png"), str(tmp_path / "noise.png")]})
-    crop = FaceCrop(margin=0.1, detector="hog", upsample=1)
+    crop = FaceCrop(margin=0.1, detector="hog", upsample=1, pad=0.0)
     cache = build_cache(frame, (48, 48), tmp_path / "cache", face_crop=crop, progress=False)
     x0, y0, x1, y1 = (int(v) for v in cache.faces[0].split())
     assert 165 <= x0 < x1 <= 305 and 55 <= y0 < y1 <= 195 and x1 - x0 > 60
@@ -42,8 +42,9 @@ def test_face_is_found_cropped_and_cached_with_its_box(tmp_path):
     assert np.array_equal(pixels[1], whole)  # no face: the whole photo
     again = build_cache(frame, (48, 48), tmp_path / "cache", face_crop=crop, progress=False)
     assert again.directory == cache.directory and again.faces == cache.faces  # read back from the index
-    keys = {cache_directory(frame, (48, 48), tmp_path, face_crop=c) for c in (None, crop, FaceCrop(margin=0.3, detector="hog", upsample=1))}
-    assert len(keys) == 3
+    keys = {cache_directory(frame, (48, 48), tmp_path, face_crop=c) for c in (None, crop, FaceCrop(margin=0.3, detector="hog", upsample=1, pad=0.0),
+                                                                          FaceCrop(margin=0.1, detector="hog", upsample=1, pad=0.25))}
+    assert len(keys) == 4
 
 
 def test_face_crop_counts_reach_train_and_predict_output(demo_dir, tmp_path):

@@ -42,7 +42,7 @@ def test_non_face_corrupt_and_unlabelled_photos_are_logged_not_fatal(tmp_path):
     assert "wrote 0 persons" in result.output and "skipped 4 of 4 inputs" in result.output
     log = pd.read_csv(tmp_path / "out" / "synth_log.csv", keep_default_na=False).set_index("where")
     reasons = dict(zip(log.index.str.rsplit(":", n=1).str[1], log["reason"]))
-    assert reasons["2"].startswith("no face found (hog detector")
+    assert reasons["2"].startswith("no face found (auto detector")
     assert reasons["3"].startswith("unreadable image: ")
     assert reasons["4"].startswith("no gender / age")
     assert reasons["5"] == "unknown gender 'robot' (expected male or female)"

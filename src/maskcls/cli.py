@@ -410,7 +410,7 @@ def synth_masks(
     seed: int = typer.Option(0, help="Same seed, same photos (per person, whatever the worker count)."),
     templates: Optional[Path] = typer.Option(None, help="Folder of mask templates (image + anchor YAML each; see README)."),
     template_share: float = typer.Option(0.5, help="Share of masks drawn from --templates when given."),
-    detector: str = typer.Option("hog", help="Face detector: hog, cnn or auto (HOG, then the CNN where HOG finds nothing)."),
+    detector: str = typer.Option("auto", help="Face detector: hog, cnn or auto (HOG, then the CNN where HOG finds nothing)."),
     upsample: int = typer.Option(1, help="Times the detector doubles the photo (finds smaller faces, slower)."),
     quality: int = typer.Option(90, help="JPEG quality of the drawn photos."),
     workers: int = typer.Option(1, help="Processes drawing persons in parallel."),
@@ -434,7 +434,7 @@ def synth_label(
     faces: Path = typer.Option(..., help="Folder of face photos (searched recursively)."),
     out_csv: Path = typer.Option(..., "--out", help="Labels CSV to write: path, gender, age, gender_confidence, age_confidence."),
     min_confidence: float = typer.Option(0.0, help="Leave out photos whose gender confidence (0..1) is below this."),
-    detector: str = typer.Option("hog", help="Face detector: hog, cnn or auto."),
+    detector: str = typer.Option("auto", help="Face detector: hog, cnn or auto (HOG, then the CNN where HOG finds nothing)."),
     upsample: int = typer.Option(1, help="Times the detector doubles the photo."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ):

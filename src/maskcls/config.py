@@ -63,6 +63,7 @@ class DataConfig(_Section):
     face_margin: float = Field(0.4, ge=0.0, le=3.0)
     face_detector: Literal["hog", "cnn", "auto"] = "auto"
     face_upsample: int = Field(1, ge=0, le=3)
+    face_pad: float = Field(0.25, ge=0.0, le=1.0)
     face_detect_size: int = Field(320, ge=64)
 
     @field_validator("image_size")

@@ -38,20 +38,22 @@ class CacheError(RuntimeError):
 class FaceCrop:
     """Cut each photo to its largest face, grown by ``margin`` x the face size on every side, before resizing.
 
-    Faces are looked for in a copy of at most ``detect_size`` pixels on its longer side (see
-    ``synth/faces.py`` for the detectors); where none is found the whole photo is used.
+    Faces are looked for in a copy of at most ``detect_size`` pixels on its longer side, with a black
+    border of ``pad`` x its longer side (faces cut by the frame are found more often; see README
+    "Face detection" for the detectors); where none is found the whole photo is used.
     """
 
     margin: float = 0.4
     detector: str = "auto"
     upsample: int = 1
     detect_size: int = 320
+    pad: float = 0.25
 
     @classmethod
     def from_config(cls, data_cfg) -> "FaceCrop | None":
         if not data_cfg.face_crop:
             return None
-        return cls(data_cfg.face_margin, data_cfg.face_detector, data_cfg.face_upsample, data_cfg.face_detect_size)
+        return cls(data_cfg.face_margin, data_cfg.face_detector, data_cfg.face_upsample, data_cfg.face_detect_size, data_cfg.face_pad)
 
 
 @dataclass
@@ -123,7 +125,7 @@ def build_cache(
     if face_crop is not None:
         from ..synth.faces import FaceFinder
 
-        finder = FaceFinder(face_crop.detector, face_crop.upsample, landmarks=False)
+        finder = FaceFinder(face_crop.detector, face_crop.upsample, landmarks=False, pad=face_crop.pad)
     with atomic_dir(directory) as tmp:
         pixels = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(len(paths), *size_hw, 3))
         errors = [""] * len(paths)

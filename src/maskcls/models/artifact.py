@@ -19,7 +19,7 @@ from .factory import MaskNet, create_model
 FORMAT = "maskcls-model/1"
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
-FACE_CROP_KEYS = ("face_crop", "face_margin", "face_detector", "face_upsample", "face_detect_size")  # prediction crops as training did
+FACE_CROP_KEYS = ("face_crop", "face_margin", "face_detector", "face_upsample", "face_detect_size", "face_pad")  # prediction crops as training did
 
 
 class ModelFileError(RuntimeError):

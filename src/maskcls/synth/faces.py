@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 DETECTORS = ("hog", "cnn", "auto")
-DEFAULT_DETECTOR = "hog"
+DEFAULT_DETECTOR = "auto"  # HOG finds 99 % of aligned crops fast; the CNN rescues most of the rest (README "Face detection")
 DEFAULT_UPSAMPLE = 1
 _MODEL_FILES = {
     "landmarks": "shape_predictor_68_face_landmarks.dat",

@@ -12,6 +12,7 @@ does not depend on the order or the number of worker processes.
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import shutil
 import zlib
@@ -69,8 +70,8 @@ def synthesize_masks(
     tasks = _person_tasks(table, out_dir / "images", options)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     results = []
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+    if workers > 1:  # spawned, not forked: a fork of a process whose thread pools (BLAS, OpenMP) ran can hang
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             for result in track(pool.map(_make_person, tasks, chunksize=4), f"synthesizing {len(tasks)} persons", len(tasks), progress):
                 results.append(result)
     else:
