@@ -168,9 +168,11 @@ def test_help_reads_for_users():
     assert run_cli("--version").output.strip() == f"maskcls {__version__}"
     commands = [name for name in app.registered_commands]
     assert len(commands) >= 12
-    for command in commands:
-        name = command.name or command.callback.__name__.replace("_", "-")
-        text = run_cli(name, "--help", columns=120).output
+    names = [[command.name or command.callback.__name__.replace("_", "-")] for command in commands]
+    for group in app.registered_groups:
+        names += [[group.name, command.name or command.callback.__name__.replace("_", "-")] for command in group.typer_instance.registered_commands]
+    for name in names:
+        text = run_cli(*name, "--help", columns=120).output
         assert "Example" in text, name
         assert "<bool>" not in text, name
     train_help = run_cli("train", "--help", columns=120).output

