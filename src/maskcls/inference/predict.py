@@ -19,14 +19,16 @@ import pandas as pd
 from ..config import DataConfig, LabelsConfig
 from ..data.cache import build_cache, default_cache_root
 from ..data.images import ImageLimits
-from ..data.layout import SKIP_HINT, DataError, Problem, read_eval
-from ..ensemble.uncertainty import disagreement, predictive_entropy
-from ..io import write_csv, write_json
-from ..labels import GENDER_NAMES, MASK_NAMES, decode
+from ..data.layout import SKIP_HINT, DataError, read_eval
+from ..ensemble.uncertainty import disagreement
 from ..models.artifact import ModelFileError, load_model
 from ..models.factory import MaskNet
 from ..tables import PROB_COLUMNS
 from ..training.kfold import RunError
+from .outputs import Prediction, file_rows, write_eval_predictions
+from .outputs import argmax_or as _argmax_or
+from .outputs import fill_rows as _fill
+from .outputs import union_problems as _union
 from .predictor import predict_outputs
 
 
@@ -51,16 +53,6 @@ class TrainedRun:
     @property
     def task(self) -> str:
         return self.meta.get("task", "classes")
-
-
-@dataclass
-class Prediction:
-    """Probabilities of a table of photos (NaN rows: photos that could not be read) and per-row extras."""
-
-    probs: np.ndarray
-    answers: np.ndarray
-    columns: dict[str, np.ndarray]
-    problems: list[Problem]
 
 
 def load_run(run_dir: str | Path) -> TrainedRun:
@@ -175,23 +167,9 @@ def predict_eval(
     if problems and on_bad_image == "fail":
         raise DataError(f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.", problems, SKIP_HINT)
     prediction = predict_table(run_dir, info, tta, mc_samples, batch_size, accelerator, cache_dir, progress)
-    problems = _union([problems, prediction.problems])
-    if problems and on_bad_image == "fail":
-        raise DataError(f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.", problems, SKIP_HINT)
     if prediction.probs.shape[1] != len(PROB_COLUMNS):
         raise RunError(f"{run_dir} predicts a single head, not the 18 classes; predict with the combined directory instead")
-    test_probs = pd.concat([info[["image_id"]], pd.DataFrame(prediction.probs, columns=PROB_COLUMNS)], axis=1)
-    test_probs["entropy"] = predictive_entropy(prediction.probs)
-    for name, values in prediction.columns.items():
-        test_probs[name] = values
-    submission = pd.read_csv(Path(eval_dir) / "info.csv", dtype=str, keep_default_na=False)
-    submission["ans"] = prediction.answers.astype(int)
-    write_csv(out_dir / "test_probs.csv", test_probs)
-    write_csv(out_dir / "submission.csv", submission)
-    write_json(out_dir / "predict.json", {"data": str(Path(eval_dir).resolve()), "tta": tta, "mc_dropout": mc_samples})
-    if problems:
-        write_csv(out_dir / "predict_skipped.csv", pd.DataFrame([{"file": p.file, "reason": p.reason} for p in problems]))
-    return submission
+    return write_eval_predictions(eval_dir, out_dir, info, prediction, problems, on_bad_image, {"tta": tta, "mc_dropout": mc_samples})
 
 
 def predict_files(run_dir: str | Path, files: list[str | Path], tta: str | None = None, accelerator: str = "auto") -> pd.DataFrame:
@@ -200,16 +178,7 @@ def predict_files(run_dir: str | Path, files: list[str | Path], tta: str | None 
     prediction = predict_table(run_dir, photos, tta=tta, accelerator=accelerator, progress=False)
     if prediction.probs.shape[1] != len(PROB_COLUMNS):
         raise RunError(f"{run_dir} predicts a single head, not the 18 classes; predict with the combined directory instead")
-    errors = {problem.file: problem.reason for problem in prediction.problems}
-    ages = _age_names(run_dir)
-    rows = []
-    for path, p, label in zip(photos["path"], prediction.probs, prediction.answers):
-        if path in errors:
-            rows.append({"file": path, "class": None, "mask": None, "gender": None, "age": None, "probability": None, "error": errors[path]})
-            continue
-        mask, gender, age = decode(int(label))
-        rows.append({"file": path, "class": int(label), "mask": MASK_NAMES[mask], "gender": GENDER_NAMES[gender], "age": ages[age], "probability": float(p[label]), "error": ""})
-    return pd.DataFrame(rows)
+    return file_rows(photos["path"].tolist(), prediction, _age_names(run_dir))
 
 
 def _age_names(run_dir: str | Path) -> tuple[str, str, str]:
@@ -221,24 +190,3 @@ def _age_names(run_dir: str | Path) -> tuple[str, str, str]:
         return _age_names(json.loads((run_dir / "combine.json").read_text())["sources"]["age"])
     meta = json.loads((run_dir / f"fold_{json.loads((run_dir / 'summary.json').read_text())['folds'][0]['fold']}" / "model.json").read_text())
     return LabelsConfig.model_validate(meta["labels"]).thresholds.names()
-
-
-def _argmax_or(probs: np.ndarray, fallback: int) -> np.ndarray:
-    readable = np.all(np.isfinite(probs), axis=1)
-    return np.where(readable, np.nan_to_num(probs, nan=-1.0).argmax(axis=1), fallback).astype(np.int64)
-
-
-def _fill(length: int, rows: np.ndarray, values) -> np.ndarray:
-    column = np.full(length, np.nan)
-    column[rows] = values
-    return column
-
-
-def _union(problem_lists) -> list[Problem]:
-    seen, merged = set(), []
-    for problems in problem_lists:
-        for problem in problems:
-            if problem not in seen:
-                seen.add(problem)
-                merged.append(problem)
-    return merged

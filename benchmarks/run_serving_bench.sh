@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The commands behind the ONNX Runtime and HTTP service tables of BENCHMARKS.md: draw competition-sized demo
+# photos, train tf_efficientnet_lite0 (offline ImageNet weights, 128 px) for 2 epochs on one fold, export it,
+# then run both benchmarks. Usage: benchmarks/run_serving_bench.sh   (WORK=dir to keep the files elsewhere)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.venv/bin}
+WORK=${WORK:-runs/serving_bench}
+mkdir -p benchmarks/results "$WORK"
+"$BIN/maskcls" demo-data "$WORK/demo" --persons 100 --eval-persons 40 --size 512x384 --force
+"$BIN/maskcls" train --data "$WORK/demo/train" --out "$WORK/lite0" --force --quiet \
+  --set model.name=tf_efficientnet_lite0 --set model.pretrained=offline --set data.image_size=128 \
+  --set train.epochs=2 --set "cv.train_folds=[0]"
+"$BIN/maskcls" export --run "$WORK/lite0" --out "$WORK/lite0.onnx"
+"$BIN/python" benchmarks/onnx_vs_torch.py --run "$WORK/lite0" --photos "$WORK/demo/eval/images" --out benchmarks/results/onnx_cpu.json
+"$BIN/python" benchmarks/serve_load.py --onnx "$WORK/lite0.onnx" --photos "$WORK/demo/eval/images" --out benchmarks/results/serve_cpu.json
