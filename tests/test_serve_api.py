@@ -234,3 +234,33 @@ def test_batcher_refuses_beyond_its_queue():
             await batcher.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_run_served_by_pytorch_answers_like_its_export(tiny_run, client, photo):
+    with TestClient(create_app(ServeSettings(run=tiny_run))) as torch_client:
+        health = torch_client.get("/health").json()
+        served = torch_client.post("/predict", content=photo.read_bytes(), headers={"Content-Type": "image/jpeg"}).json()
+    exported = client.post("/predict", content=photo.read_bytes(), headers={"Content-Type": "image/jpeg"}).json()
+    assert health["engine"] == "pytorch" and health["model_id"] == exported["model_id"]  # same weights, same id
+    assert served["class"] == exported["class"]
+    assert np.abs(np.array(served["probabilities"]) - exported["probabilities"]).max() < 1e-4
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "give either a run (--run DIR) or an ONNX file"),
+        (["--onnx", "absent.onnx"], "ONNX model not found: absent.onnx"),
+        (["--onnx", "m.onnx", "--max-batch", "0"], "max_batch: Input should be greater than or equal to 1"),
+    ],
+)
+def test_serve_command_refuses_bad_options_before_listening(args, message, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from maskcls.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.onnx").write_bytes(b"")
+    result = CliRunner().invoke(app, ["serve", *args], env={"COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())

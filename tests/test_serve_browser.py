@@ -30,7 +30,8 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}", "--window-size=1000,760"):
+                 "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}", "--window-size=1000,760",
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"):  # a synthetic webcam, allowed without a prompt
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(60)
@@ -82,3 +83,10 @@ def test_upload_a_photo_and_read_the_prediction(browser, live_server, demo_dir, 
     error = browser.find_element(By.ID, "error").text
     assert "could not be classified" in error and "not an image file" in error
     assert not browser.find_element(By.ID, "result").is_displayed()
+
+    browser.find_element(By.ID, "camera-start").click()  # the webcam path, with Chromium's fake camera
+    wait.until(lambda d: d.execute_script("return document.getElementById('camera-video').videoWidth") > 0)
+    browser.find_element(By.ID, "camera-shot").click()
+    wait.until(seen.visibility_of_element_located((By.ID, "result")))
+    assert not browser.find_element(By.ID, "error").is_displayed()
+    assert browser.find_element(By.ID, "class-name").text.count("/") == 2

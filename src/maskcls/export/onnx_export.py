@@ -45,7 +45,7 @@ def export_onnx(
     chosen = list(run.folds) if folds is None else list(folds)
     groups = [[fold] for fold in chosen] if separate else [chosen]
     written = []
-    for group in track(groups, f"exporting {len(groups)} ONNX file(s)", len(groups), progress and len(groups) > 1):
+    for group in track(groups, f"exporting {len(groups)} ONNX file(s)", len(groups), progress):
         target = out.with_name(f"{out.stem}.fold{group[0]}.onnx") if separate else out
         graph, metadata = build_graph(run, group, tta)
         metadata = metadata.model_copy(update={"opset": opset})

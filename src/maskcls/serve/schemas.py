@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from ..export.metadata import LabelSpec
+from ..labels import decode
 
 
 class ErrorBody(BaseModel):
@@ -36,7 +37,7 @@ class PhotoPrediction(BaseModel):
     def from_outputs(cls, outputs: dict[str, np.ndarray], labels: LabelSpec, model_id: str, latency_ms: float) -> "PhotoPrediction":
         probs = outputs["probs"]
         label = int(np.argmax(probs))
-        mask, gender, age = label // 6, (label // 3) % 2, label % 3
+        mask, gender, age = decode(label)
         return cls(
             class_id=label, class_name=labels.class_names[label], mask=labels.mask_names[mask], gender=labels.gender_names[gender],
             age_group=labels.age_names[age], probability=float(probs[label]), probabilities=[float(p) for p in probs],

@@ -24,5 +24,6 @@ def run_server(settings: ServeSettings, host: str = "127.0.0.1", port: int = 800
     if workers == 1:
         uvicorn.run(create_app(settings, loaded), host=host, port=port, log_level=log_level)
         return
+    del loaded  # checked; each worker loads its own copy, the supervising process keeps none
     os.environ.update(settings.to_env())
     uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers, log_level=log_level)
