@@ -12,5 +12,9 @@ mkdir -p benchmarks/results "$WORK"
   --set model.name=tf_efficientnet_lite0 --set model.pretrained=offline --set data.image_size=128 \
   --set train.epochs=2 --set "cv.train_folds=[0]"
 "$BIN/maskcls" export --run "$WORK/lite0" --out "$WORK/lite0.onnx"
-"$BIN/python" benchmarks/onnx_vs_torch.py --run "$WORK/lite0" --photos "$WORK/demo/eval/images" --out benchmarks/results/onnx_cpu.json
-"$BIN/python" benchmarks/serve_load.py --onnx "$WORK/lite0.onnx" --photos "$WORK/demo/eval/images" --out benchmarks/results/serve_cpu.json
+for threads in 2 1; do
+  "$BIN/python" benchmarks/onnx_vs_torch.py --run "$WORK/lite0" --photos "$WORK/demo/eval/images" --count 128 --rounds 3 \
+    --threads "$threads" --out "benchmarks/results/onnx_cpu_${threads}threads.json"
+done
+"$BIN/python" benchmarks/serve_load.py --onnx "$WORK/lite0.onnx" --photos "$WORK/demo/eval/images" --requests 300 --rounds 3 \
+  --out benchmarks/results/serve_cpu.json

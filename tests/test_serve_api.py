@@ -264,3 +264,28 @@ def test_serve_command_refuses_bad_options_before_listening(args, message, tmp_p
     result = CliRunner().invoke(app, ["serve", *args], env={"COLUMNS": "300"})
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
+
+
+def test_batcher_waits_only_for_requests_on_their_way():
+    calls = []
+
+    def predict(batch):
+        calls.append(len(batch))
+        return {"x": batch}
+
+    async def scenario():
+        batcher = MicroBatcher(predict, max_batch=8, max_wait_s=30, queue_size=8)
+        await batcher.start()
+        try:
+            photo = np.zeros((1, 1, 3), np.uint8)
+            await asyncio.wait_for(batcher.submit(photo), timeout=10)  # alone: not held for the 30 s window
+            with batcher.incoming():  # another request is being read and decoded
+                first = asyncio.create_task(batcher.submit(photo))
+                await asyncio.sleep(0.05)
+                second = asyncio.create_task(batcher.submit(photo))
+            await asyncio.wait_for(asyncio.gather(first, second), timeout=10)
+        finally:
+            await batcher.stop()
+
+    asyncio.run(scenario())
+    assert calls == [1, 2]

@@ -3,14 +3,16 @@
 A request puts its decoded photo in a bounded queue and awaits its own result. One loop takes the
 first photo waiting, gathers whatever else arrives within ``max_wait`` (up to ``max_batch``), runs the
 model once on the stack in a worker thread (the event loop keeps accepting requests meanwhile) and
-hands each request its row. Photos that arrive during a forward pass wait for the next one, so under
-load batches grow by themselves. When ``queue_size`` photos already wait, ``submit`` raises
+hands each request its row. It waits only while other requests are on their way (``incoming``: read
+and decoding), so a lone request is never delayed. Photos that arrive during a forward pass wait for
+the next one, so under load batches grow by themselves. When ``queue_size`` photos already wait, ``submit`` raises
 ``QueueFull`` at once (the service answers 503 with Retry-After) instead of letting memory grow.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -40,6 +42,7 @@ class MicroBatcher:
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._incoming = 0
 
     async def start(self) -> None:
         self._queue = asyncio.Queue(self.queue_size)
@@ -60,6 +63,15 @@ class MicroBatcher:
     @property
     def waiting(self) -> int:
         return self._queue.qsize() if self._queue is not None else 0
+
+    @contextlib.contextmanager
+    def incoming(self):
+        """Around reading and decoding a request: a photo is on its way, worth waiting for."""
+        self._incoming += 1
+        try:
+            yield
+        finally:
+            self._incoming -= 1
 
     async def submit(self, photo: np.ndarray) -> Outputs:
         """The model's outputs for one photo ``(H, W, 3)`` uint8, computed in a shared batch."""
@@ -82,7 +94,7 @@ class MicroBatcher:
                     items.append(self._queue.get_nowait())
                     continue
                 remaining = deadline - loop.time()
-                if remaining <= 0:
+                if remaining <= 0 or not self._incoming:
                     break
                 try:
                     items.append(await asyncio.wait_for(self._queue.get(), remaining))

@@ -55,5 +55,6 @@ def settings_from(values: dict, source: str = "options") -> ServeSettings:
         return ServeSettings.model_validate(values)
     except ValidationError as err:
         first = err.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "settings"
-        raise ConfigError(f"serve {source}: {key}: {first['msg']}") from None
+        key = ".".join(str(part) for part in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"serve {source}: {key + ': ' if key else ''}{message}") from None

@@ -44,7 +44,7 @@ async def read_uploads(request: Request, max_bytes: int, max_files: int) -> list
     body = await request.body()
     if not body:
         raise HTTPException(422, f"the request body is empty; {RAW_BODY_HELP}")
-    return [Upload("body", body)]
+    return [Upload("request body", body)]
 
 
 async def decode_upload(upload: Upload, size_hw: tuple[int, int], limits: ImageLimits) -> np.ndarray:

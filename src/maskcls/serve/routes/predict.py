@@ -48,8 +48,9 @@ _ERRORS = {
 async def predict(request: Request, service=Depends(get_service)) -> PhotoPrediction:
     """Classify one photo: a multipart upload (field ``file``) or the raw image bytes as the body."""
     started = time.perf_counter()
-    uploads = await read_uploads(request, service.settings.max_upload_bytes, max_files=1)
-    photo = await decode_upload(uploads[0], service.model.metadata.cache_hw, service.limits)
+    with service.batcher.incoming():
+        uploads = await read_uploads(request, service.settings.max_upload_bytes, max_files=1)
+        photo = await decode_upload(uploads[0], service.model.metadata.cache_hw, service.limits)
     outputs = await _submit(service, photo)
     return PhotoPrediction.from_outputs(outputs, service.model.metadata.labels, service.model.metadata.model_id, (time.perf_counter() - started) * 1000)
 
@@ -58,14 +59,16 @@ async def predict(request: Request, service=Depends(get_service)) -> PhotoPredic
 async def predict_batch(request: Request, service=Depends(get_service)) -> BatchPrediction:
     """Classify several photos (multipart, one file field each); a bad photo gets its own error, the others their prediction."""
     started = time.perf_counter()
-    uploads = await read_uploads(request, service.settings.max_upload_bytes, max_files=service.settings.max_files)
+    with service.batcher.incoming():
+        uploads = await read_uploads(request, service.settings.max_upload_bytes, max_files=service.settings.max_files)
     items = await asyncio.gather(*(_one_item(service, upload, started) for upload in uploads))
     return BatchPrediction(results=list(items), model_id=service.model.metadata.model_id, latency_ms=round((time.perf_counter() - started) * 1000, 3))
 
 
 async def _one_item(service, upload, started: float) -> BatchItem:
     try:
-        photo = await decode_upload(upload, service.model.metadata.cache_hw, service.limits)
+        with service.batcher.incoming():
+            photo = await decode_upload(upload, service.model.metadata.cache_hw, service.limits)
     except HTTPException as err:
         return BatchItem(filename=upload.filename, status=err.status_code, error=str(err.detail))
     outputs = await _submit(service, photo)
