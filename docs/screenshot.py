@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--onnx", type=Path, required=True)
     parser.add_argument("--photo", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path("docs/images/serve_page.png"))
-    parser.add_argument("--size", default="960x620", help="Window WxH.")
+    parser.add_argument("--size", default="960x700", help="Window WxH.")
     args = parser.parse_args()
 
     with socket.socket() as probe:
