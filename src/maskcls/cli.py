@@ -160,7 +160,7 @@ def predict(
     run: Optional[Path] = typer.Option(None, help="A trained directory: a run, an ensemble, or a main + age combination."),
     onnx: Optional[Path] = typer.Option(None, "--onnx", help="Or a model from `maskcls export`: runs with onnxruntime, without PyTorch."),
     data: Optional[Path] = typer.Option(None, help="An eval/ folder (info.csv + images/): writes submission.csv."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Where test_probs.csv and submission.csv go (default: the run)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Where test_probs.csv and submission.csv go (default: the run, or the ONNX file's folder)."),
     tta: Optional[str] = typer.Option(None, help="Test-time augmentation set: none, flip, flip_zoom, full (default: the run's recipe)."),
     mc_dropout: int = typer.Option(0, help="Monte-Carlo dropout passes (0 = off); adds mc_mutual_information to test_probs.csv."),
     on_bad_image: str = typer.Option("fail", help="fail, or skip unreadable eval photos (they get the fallback class)."),
