@@ -76,6 +76,17 @@ def tiny_onnx(tiny_run, tmp_path_factory) -> Path:
     return path
 
 
+# Python code to run first in a child process: every later import of torch (or a torch submodule) fails there.
+NO_TORCH = """
+import importlib.abc, sys
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this test: the ONNX runtime path must not import it")
+sys.meta_path.insert(0, NoTorch())
+"""
+
+
 def free_port() -> int:
     import socket
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import SHARED_DATA, invoke
+from conftest import NO_TORCH, SHARED_DATA, invoke
 from maskcls.cli import app
 from maskcls.config import DataConfig, ModelConfig
 from maskcls.data.images import read_resized
@@ -28,17 +28,6 @@ from maskcls.tables import PROB_COLUMNS
 
 TOLERANCE = 1e-4
 DATA = DataConfig(image_size=[64, 48])
-
-# Run in a child process first: every later import of torch (or a torch submodule) fails there.
-NO_TORCH = """
-import importlib.abc, sys
-class NoTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked in this test: the ONNX runtime path must not import it")
-sys.meta_path.insert(0, NoTorch())
-"""
-
 
 def _random_model(head: str, seed: int):
     """A random test_efficientnet whose head is rescaled so that its probabilities are far from uniform."""

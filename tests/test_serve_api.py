@@ -2,7 +2,10 @@
 
 import asyncio
 import io
+import os
 import struct
+import subprocess
+import sys
 import time
 import zlib
 
@@ -12,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from conftest import NO_TORCH
 from maskcls.data.images import read_resized
 from maskcls.export.runtime import OnnxModel
 from maskcls.serve.app import create_app
@@ -289,3 +293,18 @@ def test_batcher_waits_only_for_requests_on_their_way():
 
     asyncio.run(scenario())
     assert calls == [1, 2]
+
+
+def test_serving_an_onnx_model_never_imports_torch(tiny_onnx, photo):
+    code = NO_TORCH + f"""
+from fastapi.testclient import TestClient
+from maskcls.serve.app import create_app
+from maskcls.serve.settings import ServeSettings
+with TestClient(create_app(ServeSettings(onnx={str(tiny_onnx)!r}))) as client:
+    answer = client.post("/predict", content=open({str(photo)!r}, "rb").read(), headers={{"Content-Type": "image/jpeg"}})
+    assert answer.status_code == 200, answer.text
+    assert client.get("/health").json()["engine"] == "onnxruntime"
+assert not any(name == "torch" or name.startswith("torch.") for name in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
+    assert done.returncode == 0, done.stdout + done.stderr
