@@ -34,11 +34,11 @@ async def read_uploads(request: Request, max_bytes: int, max_files: int) -> list
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";")[0].strip().lower()
     if media_type == "multipart/form-data":
-        form = await request.form(max_files=max_files, max_fields=max_files)
-        files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
-        if not files:
-            raise HTTPException(422, f"the form holds no file; {RAW_BODY_HELP}")
-        return [Upload(upload.filename or f"file{index}", await upload.read()) for index, upload in enumerate(files)]
+        async with request.form(max_files=max_files, max_fields=max_files) as form:  # closes the spooled files
+            files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
+            if not files:
+                raise HTTPException(422, f"the form holds no file; {RAW_BODY_HELP}")
+            return [Upload(upload.filename or f"file{index}", await upload.read()) for index, upload in enumerate(files)]
     if media_type and not (media_type.startswith("image/") or media_type == "application/octet-stream"):
         raise HTTPException(415, f"unsupported content type '{media_type}'; {RAW_BODY_HELP}")
     body = await request.body()
