@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -82,21 +83,29 @@ OPTIONAL_PACKAGES = {
 }
 
 
+# Errors that mean bad input, by the module that defines them. They are looked up only in modules already
+# imported (an error cannot come from a module never loaded), so reporting one never imports torch: the
+# ONNX commands run where torch is not installed.
+USER_ERRORS = {
+    "maskcls.config": "ConfigError", "maskcls.data.cache": "CacheError", "maskcls.data.layout": "DataError",
+    "maskcls.models.artifact": "ModelFileError", "maskcls.models.pretrained": "PretrainedWeightsError",
+    "maskcls.training.kfold": "RunError",
+}
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    loaded = (getattr(sys.modules[module], name) for module, name in USER_ERRORS.items() if module in sys.modules)
+    return (*loaded, FileExistsError, FileNotFoundError, ValueError)
+
+
 def _user_errors(command):
     """Known bad inputs end with their message and exit status 2, not a traceback (MASKCLS_DEBUG=1 shows it)."""
 
     @functools.wraps(command)
     def run(*args, **kwargs):
-        from .config import ConfigError
-        from .data.cache import CacheError
-        from .data.layout import DataError
-        from .models.artifact import ModelFileError
-        from .models.pretrained import PretrainedWeightsError
-        from .training.kfold import RunError
-
         try:
             return command(*args, **kwargs)
-        except (ConfigError, DataError, RunError, PretrainedWeightsError, CacheError, ModelFileError, FileExistsError, FileNotFoundError, ValueError) as error:
+        except _known_errors() as error:
             if os.environ.get("MASKCLS_DEBUG"):
                 raise
             err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
@@ -230,16 +239,18 @@ def train(
 @_user_errors
 def predict(
     files: Optional[List[Path]] = typer.Argument(None, help="Photos to classify (prints a table)."),
-    run: Path = typer.Option(..., help="A trained directory: a run, an ensemble, or a main + age combination."),
+    run: Optional[Path] = typer.Option(None, help="A trained directory: a run, an ensemble, or a main + age combination."),
+    onnx: Optional[Path] = typer.Option(None, "--onnx", help="Or a model from `maskcls export`: runs with onnxruntime, without PyTorch."),
     data: Optional[Path] = typer.Option(None, help="An eval/ folder (info.csv + images/): writes submission.csv."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Where test_probs.csv and submission.csv go (default: the run)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Where test_probs.csv and submission.csv go (default: the run, or the ONNX file's folder)."),
     tta: Optional[str] = typer.Option(None, help="Test-time augmentation set: none, flip, flip_zoom, full (default: the run's recipe)."),
     mc_dropout: int = typer.Option(0, help="Monte-Carlo dropout passes (0 = off); adds mc_mutual_information to test_probs.csv."),
     on_bad_image: str = typer.Option("fail", help="fail, or skip unreadable eval photos (they get the fallback class)."),
     batch_size: int = typer.Option(64),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ):
-    """Predict an eval folder (submission.csv) or loose photos (a table; predictions.csv with --out).
+    """Predict an eval folder (submission.csv) or loose photos (a table; predictions.csv with --out), with a
+    trained directory (PyTorch) or an exported ONNX model (onnxruntime only).
 
     Loose photos that cannot be read are listed apart, and the exit status is then 2.
 
@@ -248,22 +259,37 @@ def predict(
         maskcls predict --run runs/demo --data data/demo/eval
 
         maskcls predict --run runs/demo photo1.jpg photo2.png --out predictions/
+
+        maskcls predict --onnx model.onnx --data data/demo/eval --out runs/demo_onnx
     """
     from .data.layout import DataError
-    from .inference.predict import predict_eval, predict_files
 
     if data is None and not files:
         raise typer.BadParameter("give --data EVAL_DIR or one or more photo files")
+    if (run is None) == (onnx is None):
+        raise typer.BadParameter("give either --run DIR or --onnx MODEL.onnx")
+    if onnx is not None and (tta or mc_dropout):
+        raise typer.BadParameter("--tta and --mc-dropout do not apply to --onnx: the TTA set is fixed when exporting (maskcls export --tta SET)")
+    if onnx is not None:
+        from .export.runtime import predict_eval_onnx, predict_files_onnx
+
+        run_eval = functools.partial(predict_eval_onnx, onnx, data, out_dir, on_bad_image=on_bad_image, batch_size=batch_size, progress=not quiet)
+        run_files = functools.partial(predict_files_onnx, onnx, files)
+    else:
+        from .inference.predict import predict_eval, predict_files
+
+        run_eval = functools.partial(predict_eval, run, data, out_dir, on_bad_image=on_bad_image, tta=tta, mc_samples=mc_dropout, batch_size=batch_size, progress=not quiet)
+        run_files = functools.partial(predict_files, run, files, tta=tta)
     if data is not None:
-        submission = predict_eval(run, data, out_dir, on_bad_image=on_bad_image, tta=tta, mc_samples=mc_dropout, batch_size=batch_size, progress=not quiet)
-        target = out_dir or run
+        submission = run_eval()
+        target = out_dir or run or onnx.parent
         out.print(f"wrote {target}/submission.csv ({len(submission)} rows) and {target}/test_probs.csv", soft_wrap=True)
         record = json.loads((Path(target) / "predict.json").read_text())
         if record.get("skipped"):
             err.print(f"{record['skipped']} photo(s) could not be read and got the fallback class; listed in {record['skipped_list']}", highlight=False, soft_wrap=True)
         _print_face_crop(record.get("face_crop"))
     if files:
-        table = predict_files(run, files, tta=tta, out_dir=out_dir)
+        table = run_files(out_dir=out_dir)
         failed = table[table["error"] != ""]
         classified = table[table["error"] == ""]
         if len(classified):
@@ -631,6 +657,67 @@ def import_data(
         err.print(f"  skipped: {problem}", highlight=False)
     if len(summary["problems"]) > 20:
         err.print(f"  ... and {len(summary['problems']) - 20} more (all in {out_path}.problems.csv)")
+
+
+# ----------------------------------------------------------------------------- shipping: export, serve
+
+
+@app.command("export")
+@_user_errors
+def export_model(
+    run: Path = typer.Option(..., help="A finished k-fold run (18-class head: linear, msd or three_head)."),
+    out_file: Path = typer.Option(..., "--out", help="The ONNX file to write, e.g. model.onnx."),
+    fold: List[int] = typer.Option([], "--fold", help="Export only this fold (repeatable); default: every fold."),
+    all_folds: bool = typer.Option(False, "--all-folds", help="Every fold of the run, merged into one graph (the default)."),
+    separate: bool = typer.Option(False, "--separate", help="One file per fold (OUT_STEM.foldK.onnx) instead of one merged graph."),
+    tta: Optional[str] = typer.Option(None, help="Test-time augmentation set baked into the graph (default: the run's recipe)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+):
+    """Export a run to ONNX: preprocessing, TTA and fold averaging in the graph, everything else in its metadata.
+
+    Examples:
+
+        maskcls export --run runs/demo --out model.onnx --tta flip
+
+        maskcls export --run runs/demo --out model.onnx --separate
+    """
+    from .export.onnx_export import export_onnx
+
+    if fold and all_folds:
+        raise typer.BadParameter("give --fold K or --all-folds, not both")
+    written = export_onnx(run, out_file, folds=fold or None, separate=separate, tta=tta, progress=not quiet)
+    for path in written:
+        out.print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+
+
+@app.command()
+@_user_errors
+def serve(
+    run: Optional[Path] = typer.Option(None, help="A finished k-fold run, served with PyTorch."),
+    onnx: Optional[Path] = typer.Option(None, "--onnx", help="Or a model from `maskcls export`, served with onnxruntime (no PyTorch)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8000),
+    workers: int = typer.Option(1, help="Worker processes (uvicorn's), each with its own copy of the model."),
+    max_batch: int = typer.Option(32, help="Most photos one forward pass takes (1: no batching)."),
+    max_wait_ms: float = typer.Option(5.0, help="How long the first photo of a batch waits for others."),
+    queue_size: int = typer.Option(256, help="Photos waiting at most; beyond it requests get 503 with Retry-After."),
+    max_upload_mb: float = typer.Option(10.0, help="Largest request body accepted (413 beyond)."),
+    threads: int = typer.Option(0, help="Threads per worker for inference (0: the engine's default)."),
+):
+    """Serve a model over HTTP: a web page at /, POST /predict, /health, /metrics, OpenAPI docs at /docs.
+
+    Examples:
+
+        maskcls serve --onnx model.onnx --port 8000
+
+        maskcls serve --run runs/demo --host 0.0.0.0 --workers 2
+    """
+    from .serve.server import run_server
+    from .serve.settings import settings_from
+
+    settings = settings_from(dict(run=run, onnx=onnx, max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size,
+                                  max_upload_mb=max_upload_mb, threads=threads))
+    run_server(settings, host=host, port=port, workers=workers)
 
 
 def _print_summary(summary: dict, run_dir: Path) -> None:

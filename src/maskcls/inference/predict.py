@@ -19,15 +19,17 @@ import pandas as pd
 from ..config import DataConfig, LabelsConfig
 from ..data.cache import FaceCrop, build_cache, default_cache_root
 from ..data.images import ImageLimits
-from ..data.layout import DataError, Problem, read_eval, skip_hint
-from ..ensemble.uncertainty import disagreement, predictive_entropy
-from ..io import write_csv, write_json
-from ..labels import GENDER_NAMES, MASK_NAMES, decode
+from ..data.layout import DataError, read_eval, skip_hint
+from ..ensemble.uncertainty import disagreement
 from ..models.artifact import ModelFileError, load_model
 from ..models.factory import MaskNet
 from ..progress import RunProgress
 from ..tables import PROB_COLUMNS
 from ..training.kfold import RunError
+from .outputs import PREDICT_SKIPPED, Prediction, file_rows, write_eval_predictions
+from .outputs import argmax_or as _argmax_or
+from .outputs import fill_rows as _fill
+from .outputs import union_problems as _union
 from .predictor import predict_outputs
 
 
@@ -54,16 +56,6 @@ class TrainedRun:
         return self.meta.get("task", "classes")
 
 
-@dataclass
-class Prediction:
-    """Probabilities of a table of photos (NaN rows: photos that could not be read) and per-row extras."""
-
-    probs: np.ndarray
-    answers: np.ndarray
-    columns: dict[str, np.ndarray]
-    problems: list[Problem]
-
-
 def load_run(run_dir: str | Path) -> TrainedRun:
     """The fold models of a finished run, checked to be complete and consistent with each other."""
     run_dir = Path(run_dir)
@@ -88,9 +80,6 @@ def load_run(run_dir: str | Path) -> TrainedRun:
     oof_path = run_dir / "oof.csv"
     fallback = int(pd.read_csv(oof_path, usecols=["label"])["label"].mode()[0]) if oof_path.is_file() else 0
     return TrainedRun(run_dir, models, metas[0], fallback, folds)
-
-
-PREDICT_SKIPPED = "predict_skipped.csv"
 
 
 def check_trained_dir(run_dir: Path) -> None:
@@ -229,28 +218,9 @@ def predict_eval(
     if problems and on_bad_image == "fail":
         raise DataError(f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.", problems, hint)
     prediction = predict_table(run_dir, info, tta, mc_samples, batch_size, accelerator, cache_dir, progress, plan)
-    problems = _union([problems, prediction.problems])
-    if problems and on_bad_image == "fail":
-        raise DataError(f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.", problems, hint)
     if prediction.probs.shape[1] != len(PROB_COLUMNS):
         raise RunError(f"{run_dir} predicts a single head, not the 18 classes; predict with the combined directory instead")
-    test_probs = pd.concat([info[["image_id"]], pd.DataFrame(prediction.probs, columns=PROB_COLUMNS)], axis=1)
-    test_probs["entropy"] = predictive_entropy(prediction.probs)
-    for name, values in prediction.columns.items():
-        test_probs[name] = values
-    submission = pd.read_csv(Path(eval_dir) / "info.csv", dtype=str, keep_default_na=False)
-    submission["ans"] = prediction.answers.astype(int)
-    write_csv(out_dir / "test_probs.csv", test_probs)
-    write_csv(out_dir / "submission.csv", submission)
-    skipped = out_dir / PREDICT_SKIPPED
-    face_crop = {"photos": int(np.isfinite(test_probs["face_found"]).sum()), "no_face": int((test_probs["face_found"] == 0).sum())} if "face_found" in test_probs else None
-    if problems:
-        write_csv(skipped, pd.DataFrame([{"file": p.file, "reason": p.reason} for p in problems]))
-    else:
-        skipped.unlink(missing_ok=True)  # from an earlier prediction into the same folder
-    write_json(out_dir / "predict.json", {"data": str(Path(eval_dir).resolve()), "tta": tta, "mc_dropout": mc_samples,
-                                          "skipped": len(problems), "skipped_list": str(skipped) if problems else None, "face_crop": face_crop})
-    return submission
+    return write_eval_predictions(eval_dir, out_dir, info, prediction, problems, on_bad_image, {"tta": tta, "mc_dropout": mc_samples})
 
 
 def predict_files(run_dir: str | Path, files: list[str | Path], tta: str | None = None, accelerator: str = "auto",
@@ -261,33 +231,7 @@ def predict_files(run_dir: str | Path, files: list[str | Path], tta: str | None 
     prediction = predict_table(run_dir, photos, tta=tta, accelerator=accelerator, progress=False)
     if prediction.probs.shape[1] != len(PROB_COLUMNS):
         raise RunError(f"{run_dir} predicts a single head, not the 18 classes; predict with the combined directory instead")
-    errors = {problem.file: problem.reason for problem in prediction.problems}
-    ages = _age_names(run_dir)
-    rows = []
-    for path, name, p, label in zip(photos["path"], distinct_tails(photos["path"].tolist()), prediction.probs, prediction.answers):
-        if path in errors:
-            rows.append({"file": path, "name": name, "class": None, "mask": "", "gender": "", "age": "", "probability": np.nan, "error": errors[path]})
-            continue
-        mask, gender, age = decode(int(label))
-        rows.append({"file": path, "name": name, "class": int(label), "mask": MASK_NAMES[mask], "gender": GENDER_NAMES[gender], "age": ages[age],
-                     "probability": float(p[label]), "error": ""})
-    table = pd.DataFrame(rows, columns=["file", "name", "class", "mask", "gender", "age", "probability", "error"]).astype({"class": "Int64"})
-    if out_dir is not None:
-        write_csv(Path(out_dir) / "predictions.csv", table)
-    return table
-
-
-def distinct_tails(paths: list[str]) -> list[str]:
-    """The fewest trailing path parts that tell each path from the others (``a/normal.jpg``, ``b/normal.jpg``)."""
-    parts = [Path(path).parts or (path,) for path in paths]
-    tails = []
-    for own in parts:
-        for depth in range(1, len(own) + 1):
-            tail = own[-depth:]
-            if all(other == own or other[-depth:] != tail for other in parts):
-                break
-        tails.append(str(Path(*tail)))
-    return tails
+    return file_rows(photos["path"].tolist(), prediction, _age_names(run_dir), out_dir)
 
 
 def _age_names(run_dir: str | Path) -> tuple[str, str, str]:
@@ -299,23 +243,3 @@ def _age_names(run_dir: str | Path) -> tuple[str, str, str]:
         return _age_names(json.loads((run_dir / "combine.json").read_text())["sources"]["age"])
     meta = json.loads((run_dir / f"fold_{json.loads((run_dir / 'summary.json').read_text())['folds'][0]['fold']}" / "model.json").read_text())
     return LabelsConfig.model_validate(meta["labels"]).thresholds.names()
-
-
-def _argmax_or(probs: np.ndarray, fallback: int) -> np.ndarray:
-    readable = np.all(np.isfinite(probs), axis=1)
-    return np.where(readable, np.nan_to_num(probs, nan=-1.0).argmax(axis=1), fallback).astype(np.int64)
-
-
-def _fill(length: int, rows: np.ndarray, values) -> np.ndarray:
-    column = np.full(length, np.nan)
-    column[rows] = values
-    return column
-
-
-def _union(problem_lists) -> list[Problem]:
-    """One problem per file, the first reason found (a missing photo is "missing" in info.csv and "not found" when decoded)."""
-    merged: dict[str, Problem] = {}
-    for problems in problem_lists:
-        for problem in problems:
-            merged.setdefault(problem.file, problem)
-    return list(merged.values())

@@ -51,14 +51,17 @@ class Predictor(pl.LightningModule):
     def _one_pass(self, inputs: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         head = self.model.head
         logits = [self.model(x).float() for x in inputs]
-        if self.merge == "mean_logits":
-            probs = head.probabilities(torch.stack(logits).mean(0))
-        else:
-            probs = torch.stack([head.probabilities(l) for l in logits]).mean(0)
-        result = {"probs": probs}
+        result = {"probs": merge_views(head, logits, self.merge)}
         if hasattr(head, "ages"):
             result["age_value"] = torch.stack([head.ages(l) for l in logits]).mean(0)
         return result
+
+
+def merge_views(head: nn.Module, logits: list[torch.Tensor], merge: str) -> torch.Tensor:
+    """Probabilities of a photo from the logits of its test-time views: mean of probabilities, or of logits."""
+    if merge == "mean_logits":
+        return head.probabilities(torch.stack(logits).mean(0))
+    return torch.stack([head.probabilities(l) for l in logits]).mean(0)
 
 
 def predict_outputs(
