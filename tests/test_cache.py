@@ -79,7 +79,7 @@ def test_no_half_written_cache_is_left_after_an_error(tmp_path, monkeypatch):
     def explode(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cache_module, "read_resized", explode)
+    monkeypatch.setattr(cache_module.Framer, "read", explode)
     with pytest.raises(KeyboardInterrupt):
         build_cache(frame, (32, 24), tmp_path / "cache", progress=False)
     assert list((tmp_path / "cache").iterdir()) == []

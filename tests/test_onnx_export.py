@@ -186,11 +186,12 @@ def _with_meta(update=None, drop=None):
     "change, message",
     [
         (lambda props: {}, "has no maskcls metadata: it was not written by `maskcls export`"),
-        (_with_meta({"format_version": 0, "maskcls_version": "0.0.1"}), r"exported by maskcls 0.0.1 in model format 0; this maskcls \(.*\) reads format 1 only: export the run again"),
+        (_with_meta({"format_version": 0, "maskcls_version": "0.0.1"}), r"exported by maskcls 0.0.1 in model format 0; this maskcls \(.*\) reads format 2 only: export the run again"),
         (_with_meta(drop=["format_version"]), "in model format None"),
         (_with_meta({"format_version": 99}), "newer than this maskcls .* upgrade maskcls"),
         (_with_meta(drop=["labels"]), "incomplete or damaged \\(field 'labels'"),
-        (_with_meta({"input": {"name": "pixels", "dtype": "uint8", "layout": "NHWC", "height": 99, "width": 54}}), "does not match its metadata"),
+        (_with_meta({"input": {"name": "pixels", "dtype": "uint8", "layout": "NHWC", "height": 99, "width": 54, "center_crop": 1.0, "face_crop": None}}),
+         "does not match its metadata"),
     ],
     ids=["missing", "older", "unversioned", "newer", "incomplete", "mismatched"],
 )

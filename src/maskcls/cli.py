@@ -475,16 +475,17 @@ def cache(
     import shutil
 
     from .config import load_config
-    from .data.cache import FaceCrop, build_cache, cache_directory, default_cache_root
+    from .data.cache import build_cache, cache_directory, default_cache_root
+    from .data.framing import Framing
     from .data.images import ImageLimits
     from .data.layout import read_eval, read_train
 
     cfg = load_config(config, set_)
     manifest, problems = read_train(data_dir, cfg.labels.thresholds) if (data_dir / "train.csv").is_file() else read_eval(data_dir)
-    root, limits, face_crop = default_cache_root(cfg.data.cache_dir), ImageLimits.from_config(cfg.data), FaceCrop.from_config(cfg.data)
+    root, limits, framing = default_cache_root(cfg.data.cache_dir), ImageLimits.from_config(cfg.data), Framing.from_config(cfg.data)
     if rebuild:
-        shutil.rmtree(cache_directory(manifest, cfg.data.cache_hw, root, limits, face_crop), ignore_errors=True)
-    built = build_cache(manifest[["image_id", "path"]], cfg.data.cache_hw, root, limits, cfg.data.decode_workers, face_crop=face_crop)
+        shutil.rmtree(cache_directory(manifest, cfg.data.cache_hw, root, limits, framing), ignore_errors=True)
+    built = build_cache(manifest[["image_id", "path"]], cfg.data.cache_hw, root, limits, cfg.data.decode_workers, framing=framing)
     problems += built.problems(manifest["path"].tolist())
     out.print(f"cache: {built.directory} ({len(built.image_ids)} photos at {built.size_hw[0]}x{built.size_hw[1]}, {built.nbytes / 2**20:.1f} MiB)")
     if built.faces is not None:

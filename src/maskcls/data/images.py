@@ -8,6 +8,7 @@ no conversion take the fast path: libjpeg-turbo (simplejpeg) with DCT-domain dow
 from __future__ import annotations
 
 import io
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,18 +47,53 @@ class ImageLimits:
 
 def read_image(path: str | Path, limits: ImageLimits = ImageLimits()) -> np.ndarray:
     """The whole photo as ``(H, W, 3)`` uint8 RGB, upright."""
-    data = _read_bytes(path, limits)
-    image = _open_checked(data, limits)
-    return np.asarray(_to_rgb(image))
+    return np.asarray(decode_image(read_bytes(path, limits), limits))
 
 
-def read_resized(path: str | Path, size_hw: tuple[int, int], limits: ImageLimits = ImageLimits()) -> np.ndarray:
-    """The photo resized to ``size_hw`` (height, width) as ``(h, w, 3)`` uint8 RGB, upright."""
-    return decode_resized(_read_bytes(path, limits), size_hw, limits)
+def read_resized(path: str | Path, size_hw: tuple[int, int], limits: ImageLimits = ImageLimits(), center_crop: float = 1.0) -> np.ndarray:
+    """The photo resized to ``size_hw`` (height, width) as ``(h, w, 3)`` uint8 RGB, upright.
+
+    ``center_crop`` < 1 keeps that centred fraction of the photo's height and width before resizing.
+    """
+    return decode_resized(read_bytes(path, limits), size_hw, limits, center_crop=center_crop)
 
 
-def decode_resized(data: bytes, size_hw: tuple[int, int], limits: ImageLimits = ImageLimits(), formats: tuple[str, ...] | None = None) -> np.ndarray:
+def decode_image(data: bytes, limits: ImageLimits = ImageLimits(), formats: tuple[str, ...] | None = None) -> Image.Image:
+    """The whole photo in ``data`` as an upright 8-bit RGB image; ``formats`` (Pillow names) limits what is accepted."""
+    return _to_rgb(_open_accepted(data, limits, formats))
+
+
+def decode_resized(data: bytes, size_hw: tuple[int, int], limits: ImageLimits = ImageLimits(), formats: tuple[str, ...] | None = None,
+                   center_crop: float = 1.0) -> np.ndarray:
     """``read_resized`` for bytes already in memory (an upload); ``formats`` (Pillow names) limits what is accepted."""
+    image = _open_accepted(data, limits, formats)
+    height, width = size_hw
+    if image.format == "JPEG" and image.mode in ("RGB", "L") and _orientation(image) in (None, 1):
+        try:  # libjpeg-turbo scales in the DCT domain down to no less than what the crop and resize need
+            pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=math.ceil(height / center_crop),
+                                            min_width=math.ceil(width / center_crop), strict=True)
+        except ValueError as err:
+            raise ImageError(f"corrupt or truncated JPEG ({err})", "corrupt") from None
+        rgb = Image.fromarray(pixels)
+    else:
+        rgb = _to_rgb(image)
+    rgb = crop_center(rgb, center_crop)
+    if rgb.size != (width, height):
+        rgb = rgb.resize((width, height), Image.Resampling.BILINEAR)
+    return np.ascontiguousarray(np.asarray(rgb))
+
+
+def crop_center(image: Image.Image, fraction: float) -> Image.Image:
+    """The centred ``fraction`` of the image's width and height (``data.center_crop``); the image itself at 1."""
+    if fraction >= 1.0:
+        return image
+    width, height = image.size
+    keep_w, keep_h = max(1, round(width * fraction)), max(1, round(height * fraction))
+    left, top = (width - keep_w) // 2, (height - keep_h) // 2
+    return image.crop((left, top, left + keep_w, top + keep_h))
+
+
+def _open_accepted(data: bytes, limits: ImageLimits, formats: tuple[str, ...] | None) -> Image.Image:
     if not data:
         raise ImageError("empty file (0 bytes)", "empty")
     if len(data) > limits.max_bytes:
@@ -65,21 +101,11 @@ def decode_resized(data: bytes, size_hw: tuple[int, int], limits: ImageLimits = 
     image = _open_checked(data, limits)
     if formats is not None and image.format not in formats:
         raise ImageError(f"unsupported image type {image.format}; send one of {', '.join(formats)}", "unsupported")
-    height, width = size_hw
-    if image.format == "JPEG" and image.mode in ("RGB", "L") and _orientation(image) in (None, 1):
-        try:
-            pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=height, min_width=width, strict=True)
-        except ValueError as err:
-            raise ImageError(f"corrupt or truncated JPEG ({err})", "corrupt") from None
-        rgb = Image.fromarray(pixels)
-    else:
-        rgb = _to_rgb(image)
-    if rgb.size != (width, height):
-        rgb = rgb.resize((width, height), Image.Resampling.BILINEAR)
-    return np.ascontiguousarray(np.asarray(rgb))
+    return image
 
 
-def _read_bytes(path: str | Path, limits: ImageLimits) -> bytes:
+def read_bytes(path: str | Path, limits: ImageLimits) -> bytes:
+    """The file's bytes, refused with the reason when it is missing, unreadable, empty or over the size limit."""
     try:
         size = os.stat(path).st_size
     except FileNotFoundError:

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..config import AugmentConfig, DataConfig
 from ..data.augment import BatchPreprocess
+from ..data.framing import Framing
 from ..inference.predict import TrainedRun, load_run
 from ..inference.predictor import merge_views
 from ..inference.tta import tta_views
@@ -82,10 +83,9 @@ def build_graph(run: str | Path | TrainedRun, folds: list[int] | None = None, tt
         head=run.meta["model"]["head"],
         folds=tuple(chosen),
         fallback_class=run.fallback_class,
-        input=InputSpec(height=cache_h, width=cache_w),
+        input=InputSpec.for_framing(cache_h, cache_w, Framing.from_config(data_cfg)),
         preprocess=PreprocessSpec(
-            image_size=data_cfg.size_hw, resize_margin=data_cfg.resize_margin, center_crop=data_cfg.center_crop,
-            normalize=data_cfg.normalize, mean=mean, std=std,
+            image_size=data_cfg.size_hw, resize_margin=data_cfg.resize_margin, normalize=data_cfg.normalize, mean=mean, std=std,
         ),
         labels=LabelSpec(
             age_middle=labels_cfg.age_middle, age_old=labels_cfg.age_old, mask_names=MASK_NAMES, gender_names=GENDER_NAMES,

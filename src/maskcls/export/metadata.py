@@ -14,9 +14,10 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .. import __version__
+from ..data.framing import FaceCrop, Framing
 
 FORMAT = "maskcls-onnx"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the input records its framing (centre crop, face crop)
 METADATA_KEY = "maskcls"
 INPUT_NAME = "pixels"
 OUTPUT_NAMES = ("probs", "mask", "gender", "age", "fold_probs")
@@ -30,15 +31,38 @@ class _Part(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class FaceCropSpec(_Part):
+    """``data.face_crop`` of the run (``data.framing.FaceCrop``): the runtime crops photos to their face as training did."""
+
+    margin: float
+    detector: str
+    upsample: int
+    detect_size: int
+    pad: float
+
+
 class InputSpec(_Part):
-    """The graph's input: ``(N, height, width, 3)`` uint8 RGB photos, decoded by ``data.images.read_resized``."""
+    """The graph's input: ``(N, height, width, 3)`` uint8 RGB photos, framed and decoded by ``data.framing.Framer``."""
 
     name: str = INPUT_NAME
     dtype: Literal["uint8"] = "uint8"
     layout: Literal["NHWC"] = "NHWC"
     height: int
     width: int
-    decode: str = "maskcls.data.images.read_resized: EXIF upright, RGB (alpha on white), bilinear resize to height x width"
+    center_crop: float
+    face_crop: Optional[FaceCropSpec]
+    decode: str = ("maskcls.data.framing.Framer: EXIF upright, RGB (alpha on white), the centred center_crop fraction, "
+                   "the largest face when face_crop is set, bilinear resize to height x width")
+
+    @property
+    def framing(self) -> Framing:
+        face = FaceCrop(**self.face_crop.model_dump()) if self.face_crop is not None else None
+        return Framing(self.center_crop, face)
+
+    @classmethod
+    def for_framing(cls, height: int, width: int, framing: Framing) -> "InputSpec":
+        face = FaceCropSpec(**vars(framing.face)) if framing.face is not None else None
+        return cls(height=height, width=width, center_crop=framing.center_crop, face_crop=face)
 
 
 class PreprocessSpec(_Part):
@@ -46,7 +70,6 @@ class PreprocessSpec(_Part):
 
     image_size: tuple[int, int]
     resize_margin: float
-    center_crop: float
     normalize: str
     mean: tuple[float, float, float]
     std: tuple[float, float, float]

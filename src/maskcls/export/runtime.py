@@ -1,7 +1,7 @@
 """Predict with an exported model using onnxruntime and numpy only: this module never imports torch.
 
-Photos are decoded by the same torch-free code as training and ``predict --run`` (``data.images``
-through the decode-once cache, at the cache size the model's metadata names); everything after
+Photos are framed and decoded by the same torch-free code as training and ``predict --run``
+(``data.framing`` through the decode-once cache, at the cache size and framing the model's metadata names); everything after
 decoding is inside the graph. So ``predict --onnx`` writes the same ``test_probs.csv`` and
 ``submission.csv`` as ``predict --run`` (within float rounding), on a machine without PyTorch.
 """
@@ -65,7 +65,8 @@ class OnnxModel:
 def predict_photos(model: OnnxModel, photos: pd.DataFrame, batch_size: int = 64, cache_dir: str | None = None,
                    limits: ImageLimits = ImageLimits(), progress: bool = True) -> Prediction:
     """Predictions of ``photos`` (``image_id``, ``path``): the ONNX twin of ``inference.predict.predict_table``."""
-    cache = build_cache(photos[["image_id", "path"]], model.metadata.cache_hw, default_cache_root(cache_dir), limits, progress=progress)
+    cache = build_cache(photos[["image_id", "path"]], model.metadata.cache_hw, default_cache_root(cache_dir), limits, progress=progress,
+                        framing=model.metadata.input.framing)
     problems = cache.problems(photos["path"].tolist())
     bad_paths = {p.file for p in problems}
     good = np.flatnonzero(~photos["path"].isin(bad_paths).to_numpy())
@@ -80,6 +81,8 @@ def predict_photos(model: OnnxModel, photos: pd.DataFrame, batch_size: int = 64,
         probs[rows] = outputs["probs"]
         fold_probs[start : start + len(rows)] = outputs["fold_probs"]
     columns = {"disagreement": fill_rows(len(photos), good, disagreement(fold_probs.transpose(1, 0, 2)) if len(good) else [])}
+    if cache.faces is not None:  # the run crops faces: 1 = cropped to the face found, 0 = no face, the whole photo
+        columns["face_found"] = fill_rows(len(photos), good, cache.face_found()[good].astype(float))
     return Prediction(probs, argmax_or(probs, model.metadata.fallback_class), columns, problems)
 
 

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from ..config import DataConfig, LabelsConfig
-from ..data.cache import FaceCrop, build_cache, default_cache_root
+from ..data.cache import build_cache, default_cache_root
+from ..data.framing import Framing
 from ..data.images import ImageLimits
 from ..data.layout import DataError, read_eval, skip_hint
 from ..ensemble.uncertainty import disagreement
@@ -163,7 +164,7 @@ def predict_table(
 def _predict_folds(run: TrainedRun, photos: pd.DataFrame, tta, mc_samples, batch_size, accelerator, cache_dir, progress, plan) -> Prediction:
     data_cfg = run.data_cfg
     cache = build_cache(photos[["image_id", "path"]], data_cfg.cache_hw, default_cache_root(cache_dir), ImageLimits.from_config(data_cfg), progress=progress,
-                        face_crop=FaceCrop.from_config(data_cfg))
+                        framing=Framing.from_config(data_cfg))
     problems = cache.problems(photos["path"].tolist())
     bad_paths = {p.file for p in problems}
     good = np.flatnonzero(~photos["path"].isin(bad_paths).to_numpy())

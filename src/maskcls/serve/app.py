@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from .. import __version__
+from ..data.framing import Framer
 from ..data.images import ImageLimits
 from .batching import MicroBatcher
 from .metrics import MetricsMiddleware, ServiceMetrics
@@ -40,6 +41,7 @@ class Service:
     metrics: ServiceMetrics
     settings: ServeSettings
     limits: ImageLimits
+    framer: Framer  # photos framed as the model was trained (centre crop, face crop)
 
 
 def load_served_model(settings: ServeSettings):
@@ -65,7 +67,8 @@ def create_app(settings: ServeSettings, loaded: tuple | None = None) -> FastAPI:
         batcher = MicroBatcher(model.predict, settings.max_batch, settings.max_wait_ms / 1000, settings.queue_size, metrics.observe_batch)
         await batcher.start()
         limits = ImageLimits(max_pixels=settings.max_image_pixels, max_bytes=settings.max_upload_bytes)
-        app.state.service = Service(model, engine, batcher, metrics, settings, limits)
+        framer = await asyncio.to_thread(Framer, model.metadata.input.framing)  # loads the face detector when the run crops faces
+        app.state.service = Service(model, engine, batcher, metrics, settings, limits, framer)
         log.info("serving %s (%s) from %s", model.metadata.model_id, engine, model.source)
         try:
             yield

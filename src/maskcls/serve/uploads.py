@@ -15,7 +15,8 @@ import numpy as np
 from fastapi import HTTPException, Request
 from starlette.datastructures import UploadFile
 
-from ..data.images import ImageError, ImageLimits, decode_resized
+from ..data.framing import Framer
+from ..data.images import ImageError, ImageLimits
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")
 STATUS_BY_KIND = {"empty": 422, "too_large": 413, "not_image": 415, "unsupported": 415, "corrupt": 422, "bomb": 413}
@@ -47,10 +48,11 @@ async def read_uploads(request: Request, max_bytes: int, max_files: int) -> list
     return [Upload("request body", body)]
 
 
-async def decode_upload(upload: Upload, size_hw: tuple[int, int], limits: ImageLimits) -> np.ndarray:
-    """The photo as uint8 ``(h, w, 3)``, decoded in a worker thread; bad photos raise HTTPException."""
+async def decode_upload(upload: Upload, size_hw: tuple[int, int], limits: ImageLimits, framer: Framer) -> np.ndarray:
+    """The photo as uint8 ``(h, w, 3)``, framed as the model was trained, in a worker thread; bad photos raise HTTPException."""
     try:
-        return await asyncio.to_thread(decode_resized, upload.data, size_hw, limits, ACCEPTED_FORMATS)
+        pixels, _ = await asyncio.to_thread(framer.decode, upload.data, size_hw, limits, ACCEPTED_FORMATS)
+        return pixels
     except ImageError as err:
         raise HTTPException(STATUS_BY_KIND.get(err.kind, 422), f"{upload.filename}: {err}") from None
 

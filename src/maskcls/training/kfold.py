@@ -28,7 +28,8 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from .. import __version__
 from ..analysis.plots import confusion_figure, training_curves
 from ..config import Config, load_config
-from ..data.cache import FaceCrop, ImageCache, build_cache, default_cache_root
+from ..data.cache import ImageCache, build_cache, default_cache_root
+from ..data.framing import Framing
 from ..data.folds import assign_folds
 from ..data.images import ImageLimits
 from ..data.extra import ExtraSpec, describe_extras, limit_extras, read_extras
@@ -81,7 +82,7 @@ def prepare_training_data(train_dir: str | Path, cfg: Config, progress: bool = T
         ImageLimits.from_config(cfg.data),
         workers=cfg.data.decode_workers,
         progress=progress,
-        face_crop=FaceCrop.from_config(cfg.data),
+        framing=Framing.from_config(cfg.data),
     )
     image_problems = cache.problems(manifest["path"].tolist())
     problems = problems + image_problems

@@ -50,7 +50,7 @@ async def predict(request: Request, service=Depends(get_service)) -> PhotoPredic
     started = time.perf_counter()
     with service.batcher.incoming():
         uploads = await read_uploads(request, service.settings.max_upload_bytes, max_files=1)
-        photo = await decode_upload(uploads[0], service.model.metadata.cache_hw, service.limits)
+        photo = await decode_upload(uploads[0], service.model.metadata.cache_hw, service.limits, service.framer)
     outputs = await _submit(service, photo)
     return PhotoPrediction.from_outputs(outputs, service.model.metadata.labels, service.model.metadata.model_id, (time.perf_counter() - started) * 1000)
 
@@ -68,7 +68,7 @@ async def predict_batch(request: Request, service=Depends(get_service)) -> Batch
 async def _one_item(service, upload, started: float) -> BatchItem:
     try:
         with service.batcher.incoming():
-            photo = await decode_upload(upload, service.model.metadata.cache_hw, service.limits)
+            photo = await decode_upload(upload, service.model.metadata.cache_hw, service.limits, service.framer)
     except HTTPException as err:
         return BatchItem(filename=upload.filename, status=err.status_code, error=str(err.detail))
     outputs = await _submit(service, photo)
