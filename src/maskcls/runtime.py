@@ -26,9 +26,3 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")  # the EMA copy, on purpose
 
-
-def progress_bar():
-    """Lightning's bar on a terminal, none in logs; kept for callers of the older name (see ``maskcls.progress.lightning_bar``)."""
-    from .progress import lightning_bar
-
-    return lightning_bar()
