@@ -81,13 +81,14 @@ def eda(
     out_dir: Path = typer.Option(Path("reports/eda"), "--out", help="Where index.html and the plots go."),
     config: Optional[Path] = typer.Option(None, help="Recipe whose labels.age_* thresholds to draw."),
     set_: List[str] = typer.Option([], "--set", help="Override, e.g. labels.age_old=58."),
+    label_fixes: Optional[Path] = typer.Option(None, help="Reviewed label fixes CSV, applied on top of train.csv (never modified)."),
 ):
     """Write an HTML report with plots of a training folder."""
     from .analysis.eda import eda_report
     from .config import load_config
 
     cfg = load_config(config, set_)
-    page = eda_report(train_dir, out_dir, cfg.labels.thresholds)
+    page = eda_report(train_dir, out_dir, cfg.labels.thresholds, label_fixes=label_fixes)
     out.print(f"EDA report: {page}")
 
 
@@ -100,6 +101,7 @@ def train(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory to create, e.g. runs/NAME."),
     on_bad_image: Optional[str] = typer.Option(None, help="fail (default) or skip problem photos (listed in skipped.csv)."),
     extra: Optional[Path] = typer.Option(None, help="CSV of extra labelled photos (image_id,path,label), e.g. from `maskcls pseudo`: training folds only."),
+    label_fixes: Optional[Path] = typer.Option(None, help="Reviewed label fixes CSV (e.g. from `maskcls noise`), applied on top of train.csv, which is never modified."),
     age_config: Optional[Path] = typer.Option(None, help="Also train this age-specific recipe on the same folds and combine (runs/NAME/{main,age})."),
     resume: Optional[Path] = typer.Option(None, help="Continue the killed run in this directory."),
     devices: Optional[str] = typer.Option(None, help="Devices per node (train.devices), e.g. 4 or auto."),
@@ -133,14 +135,14 @@ def train(
         from .training.combine import train_separate, train_with_age_model
 
         if age_config is not None:
-            summary = train_with_age_model(data, cfg, load_config(age_config, overrides), out_dir, force=force, progress=not quiet)
+            summary = train_with_age_model(data, cfg, load_config(age_config, overrides), out_dir, force=force, progress=not quiet, label_fixes=label_fixes)
         else:
-            summary = train_separate(data, cfg, out_dir, force=force, progress=not quiet)
+            summary = train_separate(data, cfg, out_dir, force=force, progress=not quiet, label_fixes=label_fixes)
         for run, score in summary["source_scores"].items():
             out.print(f"{run}: {score['task']} macro F1 {score['macro_f1']:.4f}")
         out.print(f"combined out-of-fold macro F1: [bold]{summary['oof_macro_f1']:.4f}[/]  ({out_dir})")
         return
-    summary = train_kfold(data, cfg, out_dir, force=force, progress=not quiet, extra=extra)
+    summary = train_kfold(data, cfg, out_dir, force=force, progress=not quiet, extra=extra, label_fixes=label_fixes)
     _print_summary(summary, out_dir)
 
 
@@ -155,6 +157,7 @@ def predict(
     mc_dropout: int = typer.Option(0, help="Monte-Carlo dropout passes (0 = off); adds mc_mutual_information to test_probs.csv."),
     on_bad_image: str = typer.Option("fail", help="fail, or skip unreadable eval photos (they get the fallback class)."),
     batch_size: int = typer.Option(64),
+    calibrate: bool = typer.Option(False, "--calibrate", help="Apply the temperature fitted by `maskcls calibrate` to the probabilities."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ):
     """Predict an eval folder (submission.csv) or loose photos (a table)."""
@@ -163,11 +166,12 @@ def predict(
     if data is None and not files:
         raise typer.BadParameter("give --data EVAL_DIR or one or more photo files")
     if data is not None:
-        submission = predict_eval(run, data, out_dir, on_bad_image=on_bad_image, tta=tta, mc_samples=mc_dropout, batch_size=batch_size, progress=not quiet)
+        submission = predict_eval(run, data, out_dir, on_bad_image=on_bad_image, tta=tta, mc_samples=mc_dropout, batch_size=batch_size, progress=not quiet,
+                                  calibrate=calibrate)
         target = out_dir or run
         out.print(f"wrote {target}/submission.csv ({len(submission)} rows) and {target}/test_probs.csv")
     if files:
-        table = predict_files(run, files, tta=tta)
+        table = predict_files(run, files, tta=tta, calibrate=calibrate)
         view = Table("file", "class", "mask", "gender", "age", "probability")
         for row in table.to_dict("records"):
             if row["error"]:
@@ -382,6 +386,64 @@ def bench(
             out.print(f"  {ratio}: [bold]{value:.2f}[/]")
     if out_json:
         write_json(out_json, reports)
+
+
+@app.command()
+@_user_errors
+def report(
+    run: Path = typer.Option(..., help="A trained directory: a run, an ensemble or a combination."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder for index.html (self-contained) and its tables, e.g. reports/NAME."),
+    data: Optional[Path] = typer.Option(None, help="A labelled folder (train layout) to predict and report on instead of the out-of-fold predictions."),
+    gradcam: int = typer.Option(48, help="Grad-CAM overlays in all (right and wrong, per head); 0 for none."),
+    examples: int = typer.Option(8, help="Most confident wrong photos shown per head."),
+    seed: int = typer.Option(0, help="Which right predictions are drawn for Grad-CAM."),
+    batch_size: int = typer.Option(64, help="Prediction batch size (with --data)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+):
+    """Evaluation report: confusion matrices, per-class scores, curves, worst confusions, Grad-CAM, calibration, fairness."""
+    from .analysis.report import evaluation_report
+
+    result = evaluation_report(run, out_dir, data, gradcam=gradcam, examples=examples, seed=seed, batch_size=batch_size, progress=not quiet)
+    costly = ", ".join(f"{c['name']} (F1 {c['f1']:.2f})" for c in result["costliest_classes"])
+    calibration, group = result["calibration"], result["worst_group"]
+    out.print(f"macro F1 [bold]{result['macro_f1']:.4f}[/], accuracy {result['accuracy']:.4f} on {result['photos']} photos ({escape(result['judged'])})")
+    out.print(f"costliest classes: {escape(costly)}")
+    out.print(f"ECE {calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f} with T = {calibration['temperature']:.3f}; "
+              f"weakest group: {group['attribute']} {escape(str(group['group']))} (macro F1 {group['macro_f1']:.3f}, gap {group['macro_f1_gap']:+.3f})")
+    out.print(f"report: {result['html']} ({result['gradcam_overlays']} Grad-CAM overlays, {result['wall_seconds']:.1f} s)")
+
+
+@app.command()
+@_user_errors
+def calibrate(run: Path = typer.Option(..., help="A run, ensemble or combination with oof.csv.")):
+    """Fit a temperature on the out-of-fold predictions and store it (RUN/calibration.json) for `predict --calibrate`."""
+    from .analysis.calibration import calibrate_run
+
+    record = calibrate_run(run)
+    out.print(f"T = [bold]{record['temperature']:.4f}[/]: NLL {record['nll_before']:.4f} -> {record['nll_after']:.4f}, "
+              f"ECE {record['ece_before']:.4f} -> {record['ece_after']:.4f} (after: temperatures fitted on other persons)  ({run}/calibration.json)")
+
+
+@app.command()
+@_user_errors
+def noise(
+    run: Path = typer.Option(..., help="A run (or ensemble) whose out-of-fold predictions judge the labels."),
+    out_dir: Path = typer.Option(Path("reports/noise"), "--out", help="Folder for noise.csv, suggested_fixes.csv, noise.png."),
+    data: Optional[Path] = typer.Option(None, help="The training folder whose labels to judge (default: the one the run trained on)."),
+    label_fixes: Optional[Path] = typer.Option(None, help="Reviewed label fixes to apply before judging (default: the run's own)."),
+    confidence: float = typer.Option(0.8, help="How sure a mask prediction must be to contradict a mask label (0.5..1)."),
+):
+    """Rank photos and persons whose labels the out-of-fold predictions contradict (cleanlab + person-level rules)."""
+    from .analysis.noise import KINDS, noise_report
+
+    summary = noise_report(run, out_dir, data, label_fixes, confidence)
+    table = Table("kind", "suspects", title=f"{summary['photos_judged']} photos of {summary['persons_judged']} persons judged -> {out_dir}/noise.csv")
+    for kind in KINDS:
+        table.add_row(kind, str(summary["suspects"][kind]))
+    out.print(table)
+    if summary["labels_differing_from_run"]:
+        out.print(f"note: {summary['labels_differing_from_run']} photos have other labels than the run trained on; they are judged by the data's labels")
+    out.print(f"review {out_dir}/noise.png and {out_dir}/suggested_fixes.csv, then: maskcls train --label-fixes FIXES.csv ...")
 
 
 def _print_summary(summary: dict, run_dir: Path) -> None:

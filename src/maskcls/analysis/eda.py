@@ -16,7 +16,7 @@ import pandas as pd
 from PIL import Image
 
 from ..data.images import ImageError, read_resized
-from ..data.layout import read_train
+from ..data.label_fixes import read_train_with_fixes
 from ..io import save_figure, write_text
 from ..labels import GENDER_NAMES, MASK_NAMES, NUM_CLASSES, AgeThresholds, class_names
 from ..progress import track
@@ -31,11 +31,13 @@ def eda_report(
     max_stat_images: int = 1500,
     seed: int = 0,
     progress: bool = True,
+    label_fixes: str | Path | None = None,
 ) -> Path:
-    """Write ``out_dir/index.html`` and its PNG plots; returns the HTML path."""
+    """Write ``out_dir/index.html`` and its PNG plots; returns the HTML path. ``label_fixes``: a reviewed fixes
+    CSV applied on top of ``train.csv`` (never modified), named on the page."""
     out_dir = Path(out_dir)
+    manifest, problems, fixes = read_train_with_fixes(train_dir, thresholds, label_fixes)
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest, problems = read_train(train_dir, thresholds)
     if manifest.empty:
         raise ValueError(f"no photos found in {train_dir} (problems: {len(problems)})")
     persons = manifest.drop_duplicates("person_id")
@@ -61,6 +63,8 @@ def eda_report(
         "largest / smallest class": f"{counts.max() / max(counts.min(), 1):.1f}x",
         "problems found": len(problems),
     }
+    if fixes is not None:
+        facts["label fixes"] = f"{fixes.path} ({fixes.rows} rows, sha256 {fixes.sha256[:12]})"
     page = _html_page(Path(train_dir), facts, figures, problems)
     return write_text(out_dir / "index.html", page)
 

@@ -15,9 +15,10 @@ from sklearn.metrics import confusion_matrix  # noqa: E402
 from ..labels import NUM_CLASSES, AgeThresholds, class_names  # noqa: E402
 
 
-def training_curves(metrics: pd.DataFrame):
-    """Loss and validation macro F1 per epoch, one line per fold (``metrics.csv`` of a run)."""
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+def training_curves(metrics: pd.DataFrame, learning_rates: pd.DataFrame | None = None):
+    """Loss and validation macro F1 per epoch, one line per fold (``metrics.csv`` of a run); with
+    ``learning_rates`` (fold, step, lr) a third panel with the learning rate per optimiser step."""
+    figure, axes = plt.subplots(1, 3 if learning_rates is not None else 2, figsize=(16 if learning_rates is not None else 11, 4))
     colours = sns.color_palette("tab10")
     for index, (fold, rows) in enumerate(metrics.groupby("fold")):
         colour = colours[index % len(colours)]
@@ -28,6 +29,10 @@ def training_curves(metrics: pd.DataFrame):
             axes[1].plot(rows["epoch"], rows["val_macro_f1"], marker="o", color=colour, label=f"fold {fold}")
     axes[0].set(title="loss (solid: train, dashed: validation)", xlabel="epoch")
     axes[1].set(title="validation macro F1", xlabel="epoch", ylim=(0, 1))
+    if learning_rates is not None:
+        for index, (fold, rows) in enumerate(learning_rates.groupby("fold")):
+            axes[2].plot(rows["step"], rows["lr"], color=colours[index % len(colours)], label=f"fold {fold}")
+        axes[2].set(title="learning rate", xlabel="optimiser step")
     for axis in axes:
         axis.legend(fontsize=7)
         axis.grid(alpha=0.3)
@@ -55,5 +60,38 @@ def class_balance(counts: np.ndarray, thresholds: AgeThresholds = AgeThresholds(
     axis.bar_label(bars, fontsize=7)
     axis.set_xticks(range(NUM_CLASSES), [f"{i}\n{n}" for i, n in enumerate(names)], rotation=90, fontsize=7)
     axis.set(title=title, ylabel="photos")
+    figure.tight_layout()
+    return figure
+
+
+def confusion_pair_figure(matrix: np.ndarray, names: list[str], title: str, size: tuple[float, float] = (18, 7.5)):
+    """A confusion matrix twice: photo counts, and rows normalised to recall (so rare classes read as well)."""
+    matrix = np.asarray(matrix)
+    recall = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    figure, axes = plt.subplots(1, 2, figsize=size)
+    small = len(names) > 6
+    options = dict(xticklabels=names, yticklabels=names, cbar=False, annot_kws={"fontsize": 6 if small else 9})
+    sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", ax=axes[0], **options)
+    sns.heatmap(recall, annot=np.round(recall * 100).astype(int), fmt="d", cmap="Blues", vmin=0, vmax=1, ax=axes[1], **options)
+    axes[0].set(xlabel="predicted", ylabel="true", title=f"{title}: photos")
+    axes[1].set(xlabel="predicted", ylabel="true", title=f"{title}: % of the true class (recall)")
+    for axis in axes:
+        axis.tick_params(labelsize=7 if small else 9)
+    figure.tight_layout()
+    return figure
+
+
+def photo_grid(rows: list[tuple[str, list[np.ndarray], list[str]]], cell: float = 1.5):
+    """Rows of photos with a caption under each; each row is (title, images, captions)."""
+    columns = max(1, max(len(images) for _, images, _ in rows))
+    figure, axes = plt.subplots(len(rows), columns, figsize=(columns * cell, len(rows) * (cell * 1.45)), squeeze=False)
+    for row, (title, images, captions) in enumerate(rows):
+        for column in range(columns):
+            axis = axes[row, column]
+            axis.axis("off")
+            if column < len(images):
+                axis.imshow(images[column])
+                axis.set_title(captions[column], fontsize=6.5)
+        axes[row, 0].text(-0.08, 0.5, title, transform=axes[row, 0].transAxes, rotation=90, ha="right", va="center", fontsize=8)
     figure.tight_layout()
     return figure

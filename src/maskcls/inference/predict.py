@@ -165,8 +165,12 @@ def predict_eval(
     accelerator: str = "auto",
     cache_dir: str | None = None,
     progress: bool = True,
+    calibrate: bool = False,
 ) -> pd.DataFrame:
-    """Write ``test_probs.csv`` and ``submission.csv`` for ``eval_dir``; returns the submission."""
+    """Write ``test_probs.csv`` and ``submission.csv`` for ``eval_dir``; returns the submission.
+
+    ``calibrate`` applies the temperature stored by ``maskcls calibrate`` to the probabilities (never to the answers).
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"run directory not found: {run_dir}")
@@ -175,6 +179,7 @@ def predict_eval(
     if problems and on_bad_image == "fail":
         raise DataError(f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.", problems, SKIP_HINT)
     prediction = predict_table(run_dir, info, tta, mc_samples, batch_size, accelerator, cache_dir, progress)
+    temperature = _calibrate(prediction, run_dir) if calibrate else None
     problems = _union([problems, prediction.problems])
     if problems and on_bad_image == "fail":
         raise DataError(f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.", problems, SKIP_HINT)
@@ -188,16 +193,18 @@ def predict_eval(
     submission["ans"] = prediction.answers.astype(int)
     write_csv(out_dir / "test_probs.csv", test_probs)
     write_csv(out_dir / "submission.csv", submission)
-    write_json(out_dir / "predict.json", {"data": str(Path(eval_dir).resolve()), "tta": tta, "mc_dropout": mc_samples})
+    write_json(out_dir / "predict.json", {"data": str(Path(eval_dir).resolve()), "tta": tta, "mc_dropout": mc_samples, "temperature": temperature})
     if problems:
         write_csv(out_dir / "predict_skipped.csv", pd.DataFrame([{"file": p.file, "reason": p.reason} for p in problems]))
     return submission
 
 
-def predict_files(run_dir: str | Path, files: list[str | Path], tta: str | None = None, accelerator: str = "auto") -> pd.DataFrame:
+def predict_files(run_dir: str | Path, files: list[str | Path], tta: str | None = None, accelerator: str = "auto", calibrate: bool = False) -> pd.DataFrame:
     """One row per photo: class, mask, gender, age group and probability (or the reason it failed)."""
     photos = pd.DataFrame({"image_id": [str(f) for f in files], "path": [str(f) for f in files]})
     prediction = predict_table(run_dir, photos, tta=tta, accelerator=accelerator, progress=False)
+    if calibrate:
+        _calibrate(prediction, run_dir)
     if prediction.probs.shape[1] != len(PROB_COLUMNS):
         raise RunError(f"{run_dir} predicts a single head, not the 18 classes; predict with the combined directory instead")
     errors = {problem.file: problem.reason for problem in prediction.problems}
@@ -214,13 +221,18 @@ def predict_files(run_dir: str | Path, files: list[str | Path], tta: str | None 
 
 def _age_names(run_dir: str | Path) -> tuple[str, str, str]:
     """Age-group names under the thresholds of the first k-fold run found behind ``run_dir``."""
-    run_dir = Path(run_dir)
-    if (run_dir / "ensemble.json").is_file():
-        return _age_names(json.loads((run_dir / "ensemble.json").read_text())["members"][0]["path"])
-    if (run_dir / "combine.json").is_file():
-        return _age_names(json.loads((run_dir / "combine.json").read_text())["sources"]["age"])
-    meta = json.loads((run_dir / f"fold_{json.loads((run_dir / 'summary.json').read_text())['folds'][0]['fold']}" / "model.json").read_text())
-    return LabelsConfig.model_validate(meta["labels"]).thresholds.names()
+    from ..rundir import run_labels
+
+    return run_labels(run_dir).thresholds.names()
+
+
+def _calibrate(prediction: Prediction, run_dir: str | Path) -> float:
+    """Temperature-scale ``prediction``'s probabilities in place (answers unchanged); returns the temperature."""
+    from ..analysis.calibration import apply_temperature, stored_temperature
+
+    temperature = stored_temperature(run_dir)
+    prediction.probs = apply_temperature(prediction.probs, temperature)
+    return temperature
 
 
 def _argmax_or(probs: np.ndarray, fallback: int) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 A run directory holds everything needed to predict and to judge the run::
 
-    config.yaml  run.json  folds.csv  skipped.csv
+    config.yaml  run.json  folds.csv  skipped.csv  label_fixes.csv  label_changes.csv  (with --label-fixes)
     fold_<k>/model.safetensors  fold_<k>/model.json  fold_<k>/oof.csv  fold_<k>/checkpoints/
     fold_<k>/tensorboard/  fold_<k>/csv/metrics.csv
     oof.csv  metrics.csv  summary.json  curves.png  confusion.png
@@ -29,12 +29,13 @@ from .. import __version__
 from ..analysis.plots import confusion_figure, training_curves
 from ..config import Config, load_config
 from ..data.cache import ImageCache, build_cache, default_cache_root
-from ..data.folds import assign_folds
+from ..data.folds import assign_folds, folds_from_file
 from ..data.images import ImageLimits
+from ..data.label_fixes import apply_label_fixes, read_label_fixes
 from ..data.layout import SKIP_HINT, DataError, Problem, read_extra, read_train
 from ..data.loader import FoldDataModule, balanced_weights
 from ..inference.predictor import predict_outputs
-from ..io import save_figure, write_csv, write_json, write_yaml
+from ..io import atomic_path, save_figure, write_csv, write_json, write_yaml
 from ..labels import NUM_CLASSES
 from ..metrics import classification_metrics, head_metrics
 from ..models.artifact import save_model
@@ -54,11 +55,20 @@ class TrainingData:
     manifest: pd.DataFrame
     cache: ImageCache
     problems: list[Problem]
+    label_changes: pd.DataFrame | None = None  # photos whose labels the --label-fixes overlay changed
 
 
-def prepare_training_data(train_dir: str | Path, cfg: Config, progress: bool = True, extra: str | Path | None = None) -> TrainingData:
-    """Read and check the layout (and any ``extra`` labelled photos), decode every photo once, apply ``data.on_bad_image``."""
+def prepare_training_data(
+    train_dir: str | Path, cfg: Config, progress: bool = True, extra: str | Path | None = None, label_fixes: str | Path | None = None
+) -> TrainingData:
+    """Read and check the layout (and any ``extra`` labelled photos), decode every photo once, apply ``data.on_bad_image``.
+
+    ``label_fixes`` (a reviewed fixes CSV, see ``data/label_fixes.py``) is applied on top of ``train.csv``, never to it.
+    """
     manifest, problems = read_train(train_dir, cfg.labels.thresholds)
+    label_changes = None
+    if label_fixes is not None:
+        manifest, label_changes = apply_label_fixes(manifest, read_label_fixes(label_fixes, train_dir, cfg.labels.thresholds), cfg.labels.thresholds)
     manifest = manifest.assign(source="train")
     if extra is not None:
         extra_rows, extra_problems = read_extra(extra)
@@ -80,7 +90,7 @@ def prepare_training_data(train_dir: str | Path, cfg: Config, progress: bool = T
         raise DataError(f"{len(problems)} problem(s) found in {train_dir}; nothing was trained.", problems, SKIP_HINT)
     if not (manifest["source"] == "train").any():
         raise DataError(f"no usable photos in {train_dir}", problems)
-    return TrainingData(manifest, cache, problems)
+    return TrainingData(manifest, cache, problems, label_changes)
 
 
 def train_kfold(
@@ -91,14 +101,18 @@ def train_kfold(
     progress: bool = True,
     callbacks: Sequence[Callback] = (),
     extra: str | Path | None = None,
+    label_fixes: str | Path | None = None,
 ) -> dict:
     """Train every fold of a new run in ``out_dir``; returns the summary (also in ``summary.json``).
 
     ``callbacks`` are extra Lightning callbacks given to every fold's trainer (e.g. Optuna pruning).
     ``extra`` is a CSV of extra labelled photos (image_id, path, label), e.g. pseudo-labels: they are
     added to the training part of every fold and never to validation, so OOF scores stay honest.
+    ``label_fixes`` is a reviewed fixes CSV applied on top of ``train.csv`` (which is never modified); the run keeps
+    a copy (``label_fixes.csv``), its hash in ``run.json`` and the changed photos in ``label_changes.csv``.
     """
     out_dir = Path(out_dir)
+    fixes = read_label_fixes(label_fixes, train_dir, cfg.labels.thresholds) if label_fixes is not None else None  # bad fixes fail before anything is written
     if out_dir.exists() and any(out_dir.iterdir()):
         if not force:
             raise RunError(f"{out_dir} already holds a run; use --resume {out_dir} to continue it, --force to replace it, or another --out")
@@ -106,8 +120,14 @@ def train_kfold(
     out_dir.mkdir(parents=True, exist_ok=True)
     write_yaml(out_dir / "config.yaml", cfg.to_dict())
     extra = str(Path(extra).resolve()) if extra else None
-    write_json(out_dir / "run.json", {"data": str(Path(train_dir).resolve()), "extra": extra, "maskcls_version": __version__})
-    return _run(Path(train_dir), cfg, out_dir, resume=False, progress=progress, callbacks=callbacks, extra=extra)
+    run = {"data": str(Path(train_dir).resolve()), "extra": extra, "maskcls_version": __version__}
+    if fixes is not None:
+        with atomic_path(out_dir / "label_fixes.csv") as tmp:
+            shutil.copyfile(fixes.path, tmp)
+        run["label_fixes"] = fixes.record()
+    write_json(out_dir / "run.json", run)
+    return _run(Path(train_dir), cfg, out_dir, resume=False, progress=progress, callbacks=callbacks, extra=extra,
+                label_fixes=out_dir / "label_fixes.csv" if fixes is not None else None)
 
 
 def resume_kfold(out_dir: str | Path, progress: bool = True) -> dict:
@@ -118,20 +138,27 @@ def resume_kfold(out_dir: str | Path, progress: bool = True) -> dict:
             raise RunError(f"cannot resume {out_dir}: {name} is missing (was it made by `maskcls train`?)")
     cfg = load_config(out_dir / "config.yaml")
     run = json.loads((out_dir / "run.json").read_text())
-    return _run(Path(run["data"]), cfg, out_dir, resume=True, progress=progress, extra=run.get("extra"))
+    label_fixes = out_dir / "label_fixes.csv" if run.get("label_fixes") else None
+    return _run(Path(run["data"]), cfg, out_dir, resume=True, progress=progress, extra=run.get("extra"), label_fixes=label_fixes)
 
 
 def _run(
-    train_dir: Path, cfg: Config, out_dir: Path, resume: bool, progress: bool, callbacks: Sequence[Callback] = (), extra: str | None = None
+    train_dir: Path, cfg: Config, out_dir: Path, resume: bool, progress: bool, callbacks: Sequence[Callback] = (), extra: str | None = None,
+    label_fixes: Path | None = None,
 ) -> dict:
     quiet_lightning()
     started = time.perf_counter()
-    data = prepare_training_data(train_dir, cfg, progress, extra)
+    data = prepare_training_data(train_dir, cfg, progress, extra, label_fixes)
     if data.problems:
         write_csv(out_dir / "skipped.csv", pd.DataFrame([{"file": p.file, "reason": p.reason} for p in data.problems]))
+    if data.label_changes is not None:
+        write_csv(out_dir / "label_changes.csv", data.label_changes)
     labelled = (data.manifest["source"] == "train").to_numpy()
     folds = np.full(len(data.manifest), -1, dtype=np.int64)  # extra photos: training only, never validation
-    folds[labelled] = assign_folds(data.manifest[labelled], cfg.cv.folds, cfg.cv.seed)
+    if cfg.cv.folds_file:
+        folds[labelled] = folds_from_file(data.manifest[labelled], cfg.cv.folds_file, cfg.cv.folds)
+    else:
+        folds[labelled] = assign_folds(data.manifest[labelled], cfg.cv.folds, cfg.cv.seed)
     manifest = data.manifest.assign(fold=folds)
     write_csv(out_dir / "folds.csv", manifest[["image_id", "person_id", "label", "fold", "source"]])
 
