@@ -74,6 +74,8 @@ class TokenGrid:
         image_h, image_w = self.input_hw
         for prefix in range(0, min(count, 17)):
             patches = count - prefix
+            if patches <= prefix:
+                break
             stride = math.sqrt(image_h * image_w / patches)
             height, width = round(image_h / stride), round(image_w / stride)
             if height * width == patches:
