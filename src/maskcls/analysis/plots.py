@@ -81,6 +81,21 @@ def confusion_pair_figure(matrix: np.ndarray, names: list[str], title: str, size
     return figure
 
 
+def head_confusions_figure(items: list[tuple[str, np.ndarray, list[str]]]):
+    """Small confusion matrices side by side (one column per (title, matrix, names)): counts above, recall below."""
+    figure, axes = plt.subplots(2, len(items), figsize=(4.2 * len(items), 6.4), squeeze=False)
+    for column, (title, matrix, names) in enumerate(items):
+        matrix = np.asarray(matrix)
+        recall = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+        options = dict(xticklabels=names, yticklabels=names, cbar=False, annot_kws={"fontsize": 9})
+        sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", ax=axes[0, column], **options)
+        sns.heatmap(recall, annot=np.round(recall * 100).astype(int), fmt="d", cmap="Blues", vmin=0, vmax=1, ax=axes[1, column], **options)
+        axes[0, column].set(title=f"{title}: photos", ylabel="true")
+        axes[1, column].set(title=f"{title}: % of the true value", xlabel="predicted", ylabel="true")
+    figure.tight_layout()
+    return figure
+
+
 def photo_grid(rows: list[tuple[str, list[np.ndarray], list[str]]], cell: float = 1.5):
     """Rows of photos with a caption under each; each row is (title, images, captions)."""
     columns = max(1, max(len(images) for _, images, _ in rows))

@@ -38,7 +38,7 @@ from ..rundir import directory_kind, kfold_run_of, run_label_fixes, run_labels, 
 from ..tables import TableError, probs_of, read_oof, with_probs
 from .calibration import CALIBRATION_FILE, CalibrationReport, calibration_report, reliability_figure, stored_temperature
 from .fairness import fairness_table
-from .plots import confusion_pair_figure, photo_grid, training_curves
+from .plots import confusion_pair_figure, head_confusions_figure, photo_grid, training_curves
 
 SECTIONS = {
     "recipe": "Recipe and data",
@@ -364,12 +364,12 @@ def _sections(run_dir, judged, scores, per_class, matrices, curves, worst, confu
     thresholds = judged.thresholds
     body = {key: "" for key in SECTIONS}
     body["recipe"] = _recipe_html(run_dir, judged)
-    score_rows = pd.DataFrame([{"metric": key.replace("_", " "), "value": value} for key, value in scores.items()])
+    score_rows = pd.DataFrame([{key.replace("_", " "): value for key, value in scores.items()}])
     costly = per_class.nlargest(3, "macro_f1_cost")
     body["scores"] = (_table(score_rows) + "<p>Classes that cost the most macro F1 (each class takes (1 - F1) / classes off it): "
                       + "; ".join(f"<b>{html.escape(r.name)}</b> (F1 {r.f1:.3f}, costs {r.macro_f1_cost:.3f})" for r in costly.itertuples()) + "</p>")
-    head_figures = "".join(_figure(confusion_pair_figure(matrices[head], head_names(head, thresholds), head, size=(8, 3.2))) for head in HEADS)
-    body["confusion"] = _figure(confusion_pair_figure(matrices["class"], names, "18 classes")) + head_figures
+    head_figure = head_confusions_figure([(head, matrices[head], head_names(head, thresholds)) for head in HEADS])
+    body["confusion"] = _figure(confusion_pair_figure(matrices["class"], names, "18 classes")) + _figure(head_figure)
     body["per-class"] = _table(per_class, highlight=set(costly.index)) + f"<p>macro F1 {scores['macro_f1']:.4f} = 1 - the sum of the costs.</p>"
     if curves is not None:
         body["curves"] = _figure(training_curves(*curves))
@@ -389,7 +389,8 @@ def _sections(run_dir, judged, scores, per_class, matrices, curves, worst, confu
                            f"<code>maskcls calibrate --run RUN</code> stores T; <code>maskcls predict --calibrate</code> applies it.</p>"
                            + _figure(reliability_figure(calibration)))
     worst_groups = set(fairness.nsmallest(3, "macro_f1_gap").index)
-    body["fairness"] = "<p>Scores per group of people (true gender and age group; race from train.csv). Gap: group macro F1 minus everyone's.</p>" + _table(fairness, highlight=worst_groups)
+    body["fairness"] = ("<p>Scores per group of people (true gender and age group; race from train.csv). Macro F1 here averages the classes in the "
+                         "group's labels; gap: the group's minus everyone's on the same measure. Small groups give noisy scores: read the counts.</p>") + _table(fairness, highlight=worst_groups)
     if judged.member_scores is not None:
         body["members"] = _table(judged.member_scores)
     else:
@@ -441,7 +442,10 @@ def _recipe_html(run_dir: Path, judged: Judged) -> str:
     })
     if judged.photos_note:
         facts["note"] = judged.photos_note
-    return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts.items()) + "</table>"
+    data_keys = [k for k in facts if k in ("training data", "extra photos", "label fixes", "persons / photos", "mask wear / incorrect / not worn", "female", "age groups", "rarest class", "note")]
+    columns = [{k: v for k, v in facts.items() if k not in data_keys}, {k: facts[k] for k in data_keys}]
+    tables = "".join("<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in column.items()) + "</table>" for column in columns)
+    return f"<div class='columns'>{tables}</div>"
 
 
 def _worst_html(worst: pd.DataFrame, head: str, thresholds: AgeThresholds, judged: Judged) -> str:
@@ -500,6 +504,6 @@ def _page(title: str, headline: dict, sections: list[tuple[str, str]]) -> str:
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1250px;margin:2em auto;color:#222}} img{{max-width:100%;border:1px solid #ddd;margin:4px 0}}
 table{{border-collapse:collapse;margin:6px 0;font-size:13px}} th,td{{padding:3px 10px;border-bottom:1px solid #eee;text-align:left}}
-tr.hi td{{background:#fde2e1}} .headline{{background:#f3f6fa;padding:10px;border-radius:4px}} nav{{margin:8px 0}}</style></head>
+tr.hi td{{background:#fde2e1}} .columns{{display:flex;gap:40px;align-items:flex-start}} .headline{{background:#f3f6fa;padding:10px;border-radius:4px}} nav{{margin:8px 0}}</style></head>
 <body><h1>{html.escape(title)}</h1>{summary}<nav>{contents}</nav>{blocks}</body></html>
 """
