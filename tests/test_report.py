@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from conftest import invoke
-from maskcls.analysis.report import SECTIONS, gradcam_selection, per_class_table, top_confusions
+from maskcls.analysis.evaluation import gradcam_selection, per_class_table, top_confusions
+from maskcls.analysis.report import SECTIONS
 from maskcls.labels import AgeThresholds, class_names
 from maskcls.tables import PROB_COLUMNS
 
