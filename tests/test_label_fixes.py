@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from conftest import TINY, invoke
+from maskcls.data.folds import folds_from_file
 from maskcls.data.label_fixes import UNKNOWN_AGE, apply_label_fixes, read_label_fixes, read_train_with_fixes
 from maskcls.data.layout import DataError, read_train
 from maskcls.labels import Mask, encode
@@ -127,13 +128,14 @@ def test_train_with_fixes_records_them_and_keeps_train_csv(demo_dir, persons, tm
     assert (changes[changes["field"] == "gender"]["person_id"] == persons.at[0, "id"]).sum() == 7
     assert set(changes.loc[changes["field"] == "mask", "image_id"]) == {f"{persons.at[2, 'path']}/normal", f"{persons.at[2, 'path']}/incorrect_mask"}
 
-    # Same persons in the same folds, whatever the labels: cv.folds_file.
-    args = ["train", "--data", demo_dir / "train", "--out", tmp_path / "same_folds", "--quiet", "--set", f"cv.folds_file={run / 'folds.csv'}"]
-    for override in TINY + ["train.epochs=1", "cv.train_folds=[0]"]:
-        args += ["--set", override]
-    invoke(*args)
-    again = pd.read_csv(tmp_path / "same_folds" / "folds.csv", dtype={"image_id": str}).set_index("image_id")["fold"]
+    # Same persons in the same folds, whatever the labels (cv.folds_file): the unfixed manifest gets the fixed run's folds.
+    manifest, _ = read_train(demo_dir / "train")
+    again = pd.Series(folds_from_file(manifest, run / "folds.csv", 3), index=manifest["image_id"])
     assert again.equals(folds.set_index("image_id")["fold"].loc[again.index])
+    with pytest.raises(DataError, match="cv.folds=5"):
+        folds_from_file(manifest, run / "folds.csv", 5)
+    with pytest.raises(DataError, match="no fold for 1 person"):
+        folds_from_file(manifest.assign(person_id=manifest["person_id"].where(manifest.index > 0, "newcomer")), run / "folds.csv", 3)
 
     # eda reads the same overlay
     invoke("eda", demo_dir / "train", "--out", tmp_path / "eda", "--label-fixes", fixes_csv)
