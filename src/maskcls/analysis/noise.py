@@ -199,17 +199,32 @@ def noise_report(
 
 
 def _contact_sheet(suspects: pd.DataFrame, out_png: Path, size: int) -> None:
-    """The top suspects of every kind, person-level kinds first; a swapped pair shows both photos."""
+    """The top suspects of every kind, person-level kinds first; a swapped pair shows both photos. Captions:
+    kind letter (S swap, G gender, A age, M mask, C class), person, given > predicted, score."""
     from ..ensemble.uncertainty import contact_sheet
 
     per_kind = max(1, size // len(KINDS))
     paths, captions = [], []
     for kind in KINDS:
         for suspect in suspects[suspects["kind"] == kind].head(per_kind).itertuples(index=False):
-            label = {"swapped_pair": "swap", "person_gender": "gender", "person_age": "age", "photo_mask": "mask", "photo_class": "class"}[kind]
+            given, predicted = (_short(text) for text in (suspect.given, suspect.predicted))
             paths.append(suspect.path)
-            captions.append(f"{label} {suspect.person_id} {suspect.score:.2f}")
             if kind == "swapped_pair":
+                captions.append(f"S {suspect.person_id} normal {suspect.score:.2f}")
                 paths.extend(str(p) for p in sorted(Path(suspect.path).parent.glob("incorrect_mask.*"))[:1])
-                captions.append(f"swap {suspect.person_id} (incorrect)")
-    contact_sheet(paths, captions, out_png, thumb_hw=(112, 96), columns=10)
+                captions.append(f"S {suspect.person_id} incorrect")
+            else:
+                captions.append(f"{'GAMC'[KINDS.index(kind) - 1]} {suspect.person_id} {given}>{predicted} {suspect.score:.2f}")
+    contact_sheet(paths[: len(captions)], captions, out_png, thumb_hw=(128, 120), columns=10)
+
+
+def _short(label: str) -> str:
+    """'gender: female' -> 'f', 'mask: not_wear' -> 'not', 'class 4: ...' -> 'c4', 'age_group: 30-59' -> '30-59'."""
+    field, _, value = label.partition(": ")
+    if field == "gender":
+        return value[0]
+    if field == "mask":
+        return value[:3]
+    if field.startswith("class"):
+        return "c" + field.split()[-1]
+    return value
