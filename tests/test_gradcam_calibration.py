@@ -9,7 +9,10 @@ import pytest
 import torch
 from torch import nn
 
+from typer.testing import CliRunner
+
 from conftest import invoke
+from maskcls.cli import app
 from maskcls.analysis.calibration import (
     CalibrationError,
     apply_temperature,
@@ -128,6 +131,13 @@ def test_predict_applies_the_stored_temperature(tiny_run, demo_dir, tmp_path):
     assert np.allclose(calibrated, apply_temperature(plain, record["temperature"]), atol=1e-5)
     assert pd.read_csv(tmp_path / "plain" / "submission.csv").equals(pd.read_csv(tmp_path / "calibrated" / "submission.csv"))
     assert json.loads((tmp_path / "calibrated" / "predict.json").read_text())["temperature"] == record["temperature"]
+    photos = sorted((demo_dir / "eval" / "images").iterdir())[:3]
+    rows = invoke("predict", "--run", run, *photos, "--out", tmp_path / "files", "--calibrate")
+    table = pd.read_csv(tmp_path / "files" / "predictions.csv")
+    plain_rows = pd.read_csv(tmp_path / "plain" / "test_probs.csv").set_index("image_id").loc[[p.name for p in photos], PROB_COLUMNS].to_numpy()
+    assert np.allclose(table["probability"], apply_temperature(plain_rows, record["temperature"]).max(axis=1), atol=1e-5), rows.output
+    refused = CliRunner().invoke(app, ["predict", "--onnx", str(tmp_path / "model.onnx"), "--data", str(demo_dir / "eval"), "--calibrate"])
+    assert refused.exit_code == 2 and "--calibrate needs --run" in refused.output
     oof = pd.read_csv(run / "oof.csv")
     oof.loc[0, "p0"] = 0.5
     oof.to_csv(run / "oof.csv", index=False)

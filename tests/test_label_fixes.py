@@ -137,6 +137,12 @@ def test_train_with_fixes_records_them_and_keeps_train_csv(demo_dir, persons, tm
     with pytest.raises(DataError, match="no fold for 1 person"):
         folds_from_file(manifest.assign(person_id=manifest["person_id"].where(manifest.index > 0, "newcomer")), run / "folds.csv", 3)
 
+    # reevaluating the run judges it on the labels it trained with, and keeps the fixes
+    invoke("reevaluate", "--run", run, "--tta", "flip", "--out", tmp_path / "flip", "--quiet")
+    oof = pd.read_csv(tmp_path / "flip" / "oof.csv", dtype={"image_id": str})
+    assert oof.set_index("image_id")["label"].equals(expected.set_index("image_id").loc[oof["image_id"], "label"])
+    assert sha256(tmp_path / "flip" / "label_fixes.csv") == sha256(fixes_csv)
+
     # eda reads the same overlay
     invoke("eda", demo_dir / "train", "--out", tmp_path / "eda", "--label-fixes", fixes_csv)
     assert "label fixes" in (tmp_path / "eda" / "index.html").read_text()

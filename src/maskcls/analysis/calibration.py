@@ -17,16 +17,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy.optimize import minimize_scalar  # noqa: E402
-
-from ..io import write_json  # noqa: E402
-from ..tables import probs_of, read_oof  # noqa: E402
+from ..io import write_json
+from ..tables import probs_of, read_oof
 
 CALIBRATION_FILE = "calibration.json"
 _EPS = 1e-12
@@ -54,6 +48,8 @@ def negative_log_likelihood(probs: np.ndarray, labels: np.ndarray) -> float:
 
 def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     """The temperature that minimises the NLL of ``labels`` (bounded to 0.05..20, searched on log T)."""
+    from scipy.optimize import minimize_scalar
+
     log_probs = np.log(np.clip(np.asarray(probs, dtype=np.float64), _EPS, 1.0))
     labels = np.asarray(labels, dtype=np.int64)
 
@@ -127,23 +123,6 @@ def calibration_report(
         expected_calibration_error(probs, labels), expected_calibration_error(after, labels),
         reliability_table(probs, labels), reliability_table(after, labels), note,
     )
-
-
-def reliability_figure(report: CalibrationReport):
-    """Reliability diagram before and after temperature scaling, with the photos per bin underneath."""
-    figure, (axis, counts) = plt.subplots(2, 1, figsize=(6, 6), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
-    width = 1.0 / len(report.reliability_before["count"])
-    for table, label, colour in ((report.reliability_before, f"before (ECE {report.ece_before:.3f})", "#dd8452"),
-                                 (report.reliability_after, f"after T={report.temperature:.2f} (ECE {report.ece_after:.3f})", "#4c72b0")):
-        used = table["count"] > 0
-        axis.plot(table["confidence"][used], table["accuracy"][used], marker="o", color=colour, label=label)
-        counts.bar(table["lower"] + width / 2, table["count"], width=width * 0.9, alpha=0.5, color=colour)
-    axis.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-    axis.set(ylabel="accuracy", title="reliability (top-1 class)", xlim=(0, 1), ylim=(0, 1))
-    axis.legend(fontsize=8)
-    counts.set(xlabel="confidence", ylabel="photos")
-    figure.tight_layout()
-    return figure
 
 
 def calibrate_run(run_dir: str | Path) -> dict:

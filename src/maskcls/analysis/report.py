@@ -35,10 +35,10 @@ from ..metrics import classification_metrics
 from ..progress import track
 from ..rundir import directory_kind, kfold_run_of, run_label_fixes, run_labels, run_record
 from ..tables import TableError, probs_of, read_oof, with_probs
-from .calibration import CALIBRATION_FILE, CalibrationReport, calibration_report, reliability_figure, stored_temperature
+from .calibration import CALIBRATION_FILE, CalibrationReport, calibration_report, stored_temperature
 from .evaluation import HEADS, confusion_tables, gradcam_selection, head_names, per_class_table, top_confusions, worst_predictions
 from .fairness import fairness_table
-from .plots import confusion_pair_figure, head_confusions_figure, photo_grid, training_curves
+from .plots import confusion_pair_figure, head_confusions_figure, photo_grid, reliability_figure, training_curves
 
 SECTIONS = {
     "recipe": "Recipe and data",
