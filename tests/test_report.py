@@ -3,6 +3,7 @@ and predictions on a labelled folder."""
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,7 @@ import pytest
 
 from conftest import invoke
 from maskcls.analysis.evaluation import gradcam_selection, per_class_table, top_confusions
-from maskcls.analysis.report import SECTIONS
+from maskcls.analysis.report import SECTIONS, training_history
 from maskcls.labels import AgeThresholds, class_names
 from maskcls.tables import PROB_COLUMNS
 
@@ -41,7 +42,18 @@ def test_report_of_a_linear_run(tiny_run, tmp_path):
     fairness = pd.read_csv(tmp_path / "report" / "fairness.csv")
     assert set(fairness["attribute"]) == {"gender", "age group", "race"}
     assert fairness.groupby("attribute")["photos"].sum().eq(summary["oof_images"]).all()
-    assert "learning rate" in page or "lr" in page
+    metrics, learning_rates = training_history(tiny_run)
+    assert set(learning_rates["fold"]) == set(metrics["fold"]) == {0, 1, 2} and (learning_rates["lr"] > 0).all()
+
+
+def test_report_names_the_extra_photos_a_run_trained_with(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    record = json.loads((run / "run.json").read_text())
+    sources = [{"path": "data/plain_synth", "kind": "layout", "persons": 3, "images": 21, "used_persons": 2, "used_images": 14}]
+    (run / "run.json").write_text(json.dumps({**record, "extra": ["data/plain_synth"], "extra_sources": sources}))
+    invoke("report", "--run", run, "--out", tmp_path / "report", "--gradcam", "0", "--examples", "1", "--quiet")
+    assert "<th>extra photos</th><td>data/plain_synth (14 of 21 photos used)</td>" in (tmp_path / "report" / "index.html").read_text()
 
 
 def test_report_of_a_three_head_run_and_of_an_ensemble(tiny_run, tiny_run_b, tmp_path):

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from ..data.extra import ExtraSpec
 from ..data.images import ImageError, read_resized
 from ..data.label_fixes import read_train_with_fixes
 from ..data.layout import read_train
@@ -107,7 +108,7 @@ def evaluation_report(
     fairness = fairness_table(table, judged.thresholds)
     worst = {head: worst_predictions(table, head, examples) for head in HEADS}
     confusions = pd.concat([top_confusions(labels, predicted, head, judged.thresholds) for head in ("class", *HEADS)], ignore_index=True)
-    curves = _curves(run_dir) if judged.kind == "run" and data_dir is None else None
+    curves = training_history(run_dir) if judged.kind == "run" and data_dir is None else None
     cams = _gradcams(run_dir, judged, gradcam, seed, progress) if judged.kind == "run" and gradcam > 0 and judged.has_photos else None
 
     headline = {
@@ -225,7 +226,10 @@ def _calibration(run_dir: Path, judged: Judged, labels: np.ndarray, probs: np.nd
     return calibration_report(probs, labels, temperature=temperature)
 
 
-def _curves(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame | None] | None:
+def training_history(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None] | None:
+    """A run's ``metrics.csv`` (per fold and epoch), and the learning rate per fold and optimiser step from each fold's
+    Lightning CSV log (None where none was logged); None for a directory without ``metrics.csv``."""
+    run_dir = Path(run_dir)
     path = run_dir / "metrics.csv"
     if not path.is_file():
         return None
@@ -333,8 +337,10 @@ def _recipe_html(run_dir: Path, judged: Judged) -> str:
         facts["age cuts"] = str(recipe.get("age_cuts"))
     record = run_record(run_dir)
     facts["training data"] = str(record.get("data"))
-    if record.get("extra"):
-        facts["extra photos"] = record["extra"]
+    if record.get("extra_sources"):
+        facts["extra photos"] = "; ".join(f"{e['path']} ({e['used_images']} of {e['images']} photos used)" for e in record["extra_sources"])
+    elif record.get("extra"):  # runs from before the sources were described
+        facts["extra photos"] = "; ".join(str(source) for source in ExtraSpec.from_run(record).sources)
     if record.get("label_fixes"):
         fixes = record["label_fixes"]
         facts["label fixes"] = f"{fixes['path']} ({fixes['rows']} rows, sha256 {fixes['sha256'][:12]}; kept as {kfold_run_of(run_dir) / 'label_fixes.csv'})"
