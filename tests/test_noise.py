@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import invoke
-from maskcls.analysis.noise import KINDS, SUSPECT_COLUMNS, find_label_noise, fixes_from_suspects
+from maskcls.analysis.noise import KINDS, SUSPECT_COLUMNS, NoiseError, find_label_noise, fixes_from_suspects
 from maskcls.data.label_fixes import read_label_fixes
 from maskcls.data.layout import read_train
 from maskcls.labels import Mask, encode
@@ -107,3 +107,16 @@ def test_noise_command_finds_planted_errors_with_a_trained_run(tiny_run, demo_di
     assert len(set(gender[:6]) & set(flipped)) >= 2, gender  # at the top 2K
     assert (tmp_path / "noise" / "noise.png").is_file() and (tmp_path / "noise" / "suggested_fixes.csv").is_file()
     read_label_fixes(tmp_path / "noise" / "suggested_fixes.csv", noisy)
+
+
+def test_bad_input_is_refused_with_the_reason(planted, tmp_path):
+    from typer.testing import CliRunner
+
+    from maskcls.cli import app
+
+    table, _ = planted
+    with pytest.raises(NoiseError, match=r"confidence must be in \[0.5, 1\)"):
+        find_label_noise(table, confidence=1.0)
+    (tmp_path / "run").mkdir()
+    result = CliRunner().invoke(app, ["noise", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "noise")])
+    assert result.exit_code == 2 and "oof.csv" in result.output and not (tmp_path / "noise").exists()

@@ -34,6 +34,10 @@ from ..labels import GENDER_NAMES, MASK_NAMES, AgeThresholds, Mask, class_names,
 from ..rundir import run_label_fixes, run_labels, run_record
 from ..tables import PROB_COLUMNS, TableError, probs_of, read_oof
 
+class NoiseError(ValueError):
+    """A run or folder the noise finder cannot judge (no 18-class OOF table, no overlap with the folder)."""
+
+
 KINDS = ("swapped_pair", "person_gender", "person_age", "photo_mask", "photo_class")
 SUSPECT_COLUMNS = ["kind", "rank", "person_id", "image_id", "path", "given", "predicted", "score", "photos", "field", "suggested"]
 
@@ -42,7 +46,7 @@ def find_label_noise(table: pd.DataFrame, thresholds: AgeThresholds = AgeThresho
     """Ranked suspects (``SUSPECT_COLUMNS``) of a table with the manifest's columns (image_id, person_id, stem,
     path, mask, gender, age_group, label) and the OOF probabilities p0..p17 of the same photos."""
     if not 0.5 <= confidence < 1:
-        raise ValueError(f"confidence must be in [0.5, 1), got {confidence}")
+        raise NoiseError(f"confidence must be in [0.5, 1), got {confidence}")
     table = table.reset_index(drop=True)
     probs = probs_of(table)
     heads = head_probabilities(probs)
@@ -89,7 +93,7 @@ def _person_votes(table: pd.DataFrame, head_probs: np.ndarray, column: str, name
     columns = [f"v{i}" for i in range(head_probs.shape[1])]
     votes = pd.concat([table[["person_id", column]], pd.DataFrame(head_probs, columns=columns)], axis=1)
     if votes.groupby("person_id")[column].nunique().gt(1).any():
-        raise ValueError(f"a person's photos disagree on {column}: the table does not come from one training folder")
+        raise NoiseError(f"a person's photos disagree on {column}: the table does not come from one training folder")
     mean = votes.groupby("person_id", sort=False).agg(given=(column, "first"), photos=(column, "size"), **{c: (c, "mean") for c in columns})
     averaged = mean[columns].to_numpy()
     given = mean["given"].to_numpy()
@@ -168,17 +172,17 @@ def noise_report(
     try:
         oof = read_oof(oof_path)
     except TableError as err:
-        raise ValueError(f"{err} (the noise finder needs a run's 18-class out-of-fold table)") from None
+        raise NoiseError(f"{err} (the noise finder needs a run's 18-class out-of-fold table)") from None
     thresholds = run_labels(run_dir).thresholds
     if data_dir is None:
         data_dir = run_record(run_dir).get("data")
         if data_dir is None:
-            raise ValueError(f"{run_dir} records no training folder: pass --data TRAIN_DIR")
+            raise NoiseError(f"{run_dir} records no training folder: pass --data TRAIN_DIR")
         label_fixes = label_fixes if label_fixes is not None else run_label_fixes(run_dir)
     manifest, problems, fixes = read_train_with_fixes(data_dir, thresholds, label_fixes)
     table = manifest.merge(oof[["image_id", "label", *PROB_COLUMNS]].rename(columns={"label": "run_label"}), on="image_id", how="inner")
     if table.empty:
-        raise ValueError(f"no photo of {data_dir} has an out-of-fold prediction in {oof_path}: is it the folder the run trained on?")
+        raise NoiseError(f"no photo of {data_dir} has an out-of-fold prediction in {oof_path}: is it the folder the run trained on?")
     suspects = find_label_noise(table, thresholds, confidence)
     fixes_table = fixes_from_suspects(suspects)
     summary = {
@@ -211,11 +215,12 @@ def _contact_sheet(suspects: pd.DataFrame, out_png: Path, size: int) -> None:
             paths.append(suspect.path)
             if kind == "swapped_pair":
                 captions.append(f"S {suspect.person_id} normal {suspect.score:.2f}")
-                paths.extend(str(p) for p in sorted(Path(suspect.path).parent.glob("incorrect_mask.*"))[:1])
-                captions.append(f"S {suspect.person_id} incorrect")
+                other = [str(p) for p in sorted(Path(suspect.path).parent.glob("incorrect_mask.*"))[:1]]
+                paths += other
+                captions += [f"S {suspect.person_id} incorrect"] * len(other)
             else:
                 captions.append(f"{'GAMC'[KINDS.index(kind) - 1]} {suspect.person_id} {given}>{predicted} {suspect.score:.2f}")
-    contact_sheet(paths[: len(captions)], captions, out_png, thumb_hw=(128, 120), columns=10)
+    contact_sheet(paths, captions, out_png, thumb_hw=(128, 120), columns=10)
 
 
 def _short(label: str) -> str:
