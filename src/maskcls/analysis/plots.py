@@ -51,8 +51,7 @@ def training_curves(metrics: pd.DataFrame, learning_rates: pd.DataFrame | None =
     for axis in axes:
         axis.grid(alpha=0.3)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[1].legend(handles=fold_handles + style_handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), bbox_transform=axes[-1].transAxes,
-                   fontsize=9, frameon=False)
+    axes[-1].legend(handles=fold_handles + style_handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9, frameon=False)
     figure.tight_layout()
     return figure
 
