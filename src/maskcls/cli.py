@@ -151,6 +151,7 @@ def eda(
     eval_dir: Optional[Path] = typer.Option(None, "--eval", help="An eval/ folder (info.csv + images/) to compare with train: sizes, brightness, colour, duplicates."),
     config: Optional[Path] = typer.Option(None, help="Recipe whose labels.age_* thresholds to draw."),
     set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override, e.g. labels.age_old=58."),
+    label_fixes: Optional[Path] = typer.Option(None, help="Reviewed label fixes CSV (e.g. from `maskcls noise`), applied on top of train.csv, which is never modified."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ):
     """Write an HTML report of a training folder (and an eval folder): tables, plots, duplicates, a summary.
@@ -163,7 +164,7 @@ def eda(
     from .config import load_config
 
     cfg = load_config(config, set_)
-    page = eda_report(train_dir, out_dir, cfg.labels.thresholds, eval_dir=eval_dir, progress=not quiet)
+    page = eda_report(train_dir, out_dir, cfg.labels.thresholds, eval_dir=eval_dir, progress=not quiet, label_fixes=label_fixes)
     out.print(f"EDA report: {page}")
 
 
@@ -178,6 +179,7 @@ def train(
     extra: List[Path] = typer.Option([], help="Extra labelled photos for the training folds only (repeatable): a CSV (image_id,path,label), e.g. from `maskcls pseudo`, or a competition-layout folder of whole persons, e.g. from `maskcls synth masks`."),
     extra_max_per_class: Optional[int] = typer.Option(None, help="Add at most this many extra photos per class (whole persons, seeded order)."),
     extra_ratio: Optional[float] = typer.Option(None, help="Add at most this many extra photos per real training photo (e.g. 0.5)."),
+    label_fixes: Optional[Path] = typer.Option(None, help="Reviewed label fixes CSV (e.g. from `maskcls noise`), applied on top of train.csv, which is never modified."),
     age_config: Optional[Path] = typer.Option(None, help="Also train this age-specific recipe on the same folds and combine (runs/NAME/{main,age})."),
     resume: Optional[Path] = typer.Option(None, help="Continue the killed run in this directory."),
     devices: Optional[str] = typer.Option(None, help="Devices per node (train.devices), e.g. 4 or auto."),
@@ -219,9 +221,9 @@ def train(
         from .training.combine import train_separate, train_with_age_model
 
         if age_config is not None:
-            summary = train_with_age_model(data, cfg, load_config(age_config, overrides), out_dir, force=force, progress=not quiet)
+            summary = train_with_age_model(data, cfg, load_config(age_config, overrides), out_dir, force=force, progress=not quiet, label_fixes=label_fixes)
         else:
-            summary = train_separate(data, cfg, out_dir, force=force, progress=not quiet)
+            summary = train_separate(data, cfg, out_dir, force=force, progress=not quiet, label_fixes=label_fixes)
         for run, score in summary["source_scores"].items():
             out.print(f"{run}: {score['task']} macro F1 {score['macro_f1']:.4f}")
         out.print(f"combined out-of-fold macro F1: [bold]{summary['oof_macro_f1']:.4f}[/]  ({out_dir})")
@@ -229,7 +231,7 @@ def train(
     from .data.extra import ExtraSpec
 
     extra_spec = ExtraSpec(ExtraSpec.of(extra).sources, extra_max_per_class, extra_ratio)
-    summary = train_kfold(data, cfg, out_dir, force=force, progress=not quiet, extra=extra_spec)
+    summary = train_kfold(data, cfg, out_dir, force=force, progress=not quiet, extra=extra_spec, label_fixes=label_fixes)
     _print_summary(summary, out_dir)
     if summary.get("extra_images"):
         out.print(f"extra: {summary['extra_images']} photos of {summary['extra_persons']} persons in the training folds (sources in {out_dir}/run.json)")
@@ -247,6 +249,7 @@ def predict(
     mc_dropout: int = typer.Option(0, help="Monte-Carlo dropout passes (0 = off); adds mc_mutual_information to test_probs.csv."),
     on_bad_image: str = typer.Option("fail", help="fail, or skip unreadable eval photos (they get the fallback class)."),
     batch_size: int = typer.Option(64),
+    calibrate: bool = typer.Option(False, "--calibrate", help="Apply the temperature fitted by `maskcls calibrate` to the probabilities."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ):
     """Predict an eval folder (submission.csv) or loose photos (a table; predictions.csv with --out), with a
@@ -261,6 +264,8 @@ def predict(
         maskcls predict --run runs/demo photo1.jpg photo2.png --out predictions/
 
         maskcls predict --onnx model.onnx --data data/demo/eval --out runs/demo_onnx
+
+        maskcls predict --run runs/demo --data data/demo/eval --calibrate   (after maskcls calibrate --run runs/demo)
     """
     from .data.layout import DataError
 
@@ -270,6 +275,8 @@ def predict(
         raise typer.BadParameter("give either --run DIR or --onnx MODEL.onnx")
     if onnx is not None and (tta or mc_dropout):
         raise typer.BadParameter("--tta and --mc-dropout do not apply to --onnx: the TTA set is fixed when exporting (maskcls export --tta SET)")
+    if onnx is not None and calibrate:
+        raise typer.BadParameter("--calibrate needs --run: the temperature is stored in the run directory (RUN/calibration.json)")
     if onnx is not None:
         from .export.runtime import predict_eval_onnx, predict_files_onnx
 
@@ -278,8 +285,9 @@ def predict(
     else:
         from .inference.predict import predict_eval, predict_files
 
-        run_eval = functools.partial(predict_eval, run, data, out_dir, on_bad_image=on_bad_image, tta=tta, mc_samples=mc_dropout, batch_size=batch_size, progress=not quiet)
-        run_files = functools.partial(predict_files, run, files, tta=tta)
+        run_eval = functools.partial(predict_eval, run, data, out_dir, on_bad_image=on_bad_image, tta=tta, mc_samples=mc_dropout, batch_size=batch_size,
+                                     progress=not quiet, calibrate=calibrate)
+        run_files = functools.partial(predict_files, run, files, tta=tta, calibrate=calibrate)
     if data is not None:
         submission = run_eval()
         target = out_dir or run or onnx.parent
@@ -719,6 +727,93 @@ def serve(
     settings = settings_from(dict(run=run, onnx=onnx, max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size,
                                   max_upload_mb=max_upload_mb, threads=threads))
     run_server(settings, host=host, port=port, workers=workers)
+
+
+# ----------------------------------------------------------------------------- understanding a model: report, calibrate, noise
+
+
+@app.command()
+@_user_errors
+def report(
+    run: Path = typer.Option(..., help="A trained directory: a run, an ensemble or a combination."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder for index.html (self-contained) and its tables, e.g. reports/NAME."),
+    data: Optional[Path] = typer.Option(None, help="A labelled folder (train layout) to predict and report on instead of the out-of-fold predictions."),
+    gradcam: int = typer.Option(48, help="Grad-CAM overlays in all (right and wrong, per head); 0 for none."),
+    examples: int = typer.Option(8, help="Most confident wrong photos shown per head."),
+    seed: int = typer.Option(0, help="Which right predictions are drawn for Grad-CAM."),
+    batch_size: int = typer.Option(64, help="Prediction batch size (with --data)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+):
+    """Evaluation report: confusion matrices, per-class scores, curves, worst confusions, Grad-CAM, calibration, fairness.
+
+    One self-contained HTML page from the run's out-of-fold predictions (or from predictions on a labelled --data folder).
+
+    Examples:
+
+        maskcls report --run runs/demo --out reports/demo
+
+        maskcls report --run runs/demo_ensemble --out reports/demo_ensemble
+
+        maskcls report --run runs/demo --data data/demo_holdout/train --out reports/holdout --gradcam 0
+    """
+    from .analysis.report import evaluation_report
+
+    result = evaluation_report(run, out_dir, data, gradcam=gradcam, examples=examples, seed=seed, batch_size=batch_size, progress=not quiet)
+    costly = ", ".join(f"{c['name']} (F1 {c['f1']:.2f})" for c in result["costliest_classes"])
+    calibration, group = result["calibration"], result["worst_group"]
+    out.print(f"macro F1 [bold]{result['macro_f1']:.4f}[/], accuracy {result['accuracy']:.4f} on {result['photos']} photos ({escape(result['judged'])})")
+    out.print(f"costliest classes: {escape(costly)}")
+    out.print(f"ECE {calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f} with T = {calibration['temperature']:.3f}; "
+              f"weakest group: {group['attribute']} {escape(str(group['group']))} (macro F1 {group['macro_f1']:.3f}, gap {group['macro_f1_gap']:+.3f})")
+    out.print(f"report: {result['html']} ({result['gradcam_overlays']} Grad-CAM overlays, {result['wall_seconds']:.1f} s)")
+
+
+@app.command()
+@_user_errors
+def calibrate(run: Path = typer.Option(..., help="A run, ensemble or combination with oof.csv.")):
+    """Fit a temperature on the out-of-fold predictions and store it (RUN/calibration.json) for `predict --calibrate`.
+
+    Example:
+
+        maskcls calibrate --run runs/demo
+    """
+    from .analysis.calibration import calibrate_run
+
+    record = calibrate_run(run)
+    out.print(f"T = [bold]{record['temperature']:.4f}[/]: NLL {record['nll_before']:.4f} -> {record['nll_after']:.4f}, "
+              f"ECE {record['ece_before']:.4f} -> {record['ece_after']:.4f} (after: temperatures fitted on other persons)  ({run}/calibration.json)")
+
+
+@app.command()
+@_user_errors
+def noise(
+    run: Path = typer.Option(..., help="A run (or ensemble) whose out-of-fold predictions judge the labels."),
+    out_dir: Path = typer.Option(Path("reports/noise"), "--out", help="Folder for noise.csv, suggested_fixes.csv, noise.png."),
+    data: Optional[Path] = typer.Option(None, help="The training folder whose labels to judge (default: the one the run trained on)."),
+    label_fixes: Optional[Path] = typer.Option(None, help="Reviewed label fixes to apply before judging (default: the run's own)."),
+    confidence: float = typer.Option(0.8, help="How sure a mask prediction must be to contradict a mask label (0.5..1)."),
+):
+    """Rank photos and persons whose labels the out-of-fold predictions contradict (cleanlab + person-level rules).
+
+    Writes noise.csv (ranked suspects), suggested_fixes.csv (in the --label-fixes format, to review) and a contact sheet.
+
+    Examples:
+
+        maskcls noise --run runs/demo --out reports/noise
+
+        maskcls train --data data/demo/train --label-fixes reviewed_fixes.csv --out runs/demo_fixed
+    """
+    from .analysis.noise import KINDS, noise_report
+
+    summary = noise_report(run, out_dir, data, label_fixes, confidence)
+    out.print(f"{summary['photos_judged']} photos of {summary['persons_judged']} persons judged -> {out_dir}/noise.csv", soft_wrap=True)
+    table = Table("kind", "suspects", box=box.SIMPLE_HEAD)
+    for kind in KINDS:
+        table.add_row(kind, str(summary["suspects"][kind]))
+    out.print(table)
+    if summary["labels_differing_from_run"]:
+        out.print(f"note: {summary['labels_differing_from_run']} photos have other labels than the run trained on; they are judged by the data's labels")
+    out.print(f"review {out_dir}/noise.png and {out_dir}/suggested_fixes.csv, then: maskcls train --label-fixes FIXES.csv ...", soft_wrap=True)
 
 
 def _print_summary(summary: dict, run_dir: Path) -> None:

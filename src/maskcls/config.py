@@ -212,6 +212,7 @@ class CVConfig(_Section):
     folds: int = Field(5, ge=2)
     seed: int = 42
     train_folds: Optional[list[int]] = None
+    folds_file: Optional[str] = None  # a run's folds.csv: reuse its person -> fold split (compare runs on the same folds)
 
 
 class Config(_Section):

@@ -92,6 +92,13 @@ def write_csv(path: str | Path, frame: pd.DataFrame, **kwargs: Any) -> Path:
     return Path(path)
 
 
+def copy_file(source: str | Path, path: str | Path) -> Path:
+    """A byte-for-byte copy of ``source`` at ``path``, written atomically."""
+    with atomic_path(path) as tmp:
+        shutil.copyfile(source, tmp)
+    return Path(path)
+
+
 def save_figure(path: str | Path, figure) -> Path:
     """Save a matplotlib figure atomically and close it (``.jpg`` for photo grids: a tenth of the PNG's size)."""
     import matplotlib.pyplot as plt

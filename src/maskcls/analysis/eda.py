@@ -22,7 +22,8 @@ import seaborn as sns
 
 from ..config import NORMALIZE_PRESETS
 from ..data.images import ImageError, read_image, read_resized
-from ..data.layout import Problem, read_eval, read_train
+from ..data.label_fixes import read_train_with_fixes
+from ..data.layout import Problem, read_eval
 from ..io import save_figure, write_text
 from ..labels import GENDER_NAMES, MASK_NAMES, NUM_CLASSES, AgeThresholds, class_names
 from .duplicates import duplicate_pairs, person_pairs
@@ -60,13 +61,15 @@ def eda_report(
     seed: int = 0,
     progress: bool = True,
     workers: int = 0,
+    label_fixes: str | Path | None = None,
 ) -> Path:
     """Write ``out_dir/index.html`` and its PNG plots; returns the HTML path.
 
     Every photo is read once (in parallel threads) for its size, brightness, colour moments and hashes.
+    ``label_fixes``: a reviewed fixes CSV applied on top of ``train.csv`` (never modified), named on the page.
     """
     train_dir, out_dir = Path(train_dir), Path(out_dir)
-    manifest, problems = read_train(train_dir, thresholds)
+    manifest, problems, fixes = read_train_with_fixes(train_dir, thresholds, label_fixes)
     if manifest.empty:
         raise ValueError(f"no usable photos found in {train_dir} ({len(problems)} problem(s) found)")
     train_stats = photo_stats(manifest["path"].tolist(), f"reading {len(manifest)} training photos", workers, progress)
@@ -107,6 +110,8 @@ def eda_report(
         "imbalance (largest / smallest class)": _imbalance(classes),
         "problems found": f"{len(problems):,}",
     }
+    if fixes is not None:
+        facts["label fixes"] = f"{fixes.path} ({fixes.rows} rows, sha256 {fixes.sha256[:12]})"
     title = f"{train_dir}" + (f" and {eval_dir}" if eval_dir is not None else "")
     return write_text(out_dir / "index.html", _html_page(title, summary, facts, sections))
 

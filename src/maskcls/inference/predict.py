@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..analysis.calibration import apply_temperature, stored_temperature
 from ..config import DataConfig, LabelsConfig
 from ..data.cache import build_cache, default_cache_root
 from ..data.framing import Framing
@@ -205,11 +206,14 @@ def predict_eval(
     accelerator: str = "auto",
     cache_dir: str | None = None,
     progress: bool = True,
+    calibrate: bool = False,
 ) -> pd.DataFrame:
     """Write ``test_probs.csv`` and ``submission.csv`` for ``eval_dir``; returns the submission.
 
     With ``on_bad_image="skip"`` unreadable photos keep their row (the run's most frequent class) and
     are listed, one row per photo, in ``predict_skipped.csv``; ``predict.json`` records how many.
+    ``calibrate`` applies the temperature stored by ``maskcls calibrate`` to the probabilities (never to the answers);
+    ``predict.json`` records it.
     """
     run_dir = Path(run_dir)
     plan = prediction_plan(run_dir, f"predict {eval_dir}", enabled=progress)
@@ -218,29 +222,33 @@ def predict_eval(
     hint = skip_hint(PREDICT_SKIPPED)
     if problems and on_bad_image == "fail":
         raise DataError(f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.", problems, hint)
+    temperature = stored_temperature(run_dir) if calibrate else None  # a missing calibration fails before predicting
     prediction = predict_table(run_dir, info, tta, mc_samples, batch_size, accelerator, cache_dir, progress, plan)
     if prediction.probs.shape[1] != len(PROB_COLUMNS):
         raise RunError(f"{run_dir} predicts a single head, not the 18 classes; predict with the combined directory instead")
-    return write_eval_predictions(eval_dir, out_dir, info, prediction, problems, on_bad_image, {"tta": tta, "mc_dropout": mc_samples})
+    if temperature is not None:
+        prediction.probs = apply_temperature(prediction.probs, temperature)
+    record = {"tta": tta, "mc_dropout": mc_samples, "temperature": temperature}
+    return write_eval_predictions(eval_dir, out_dir, info, prediction, problems, on_bad_image, record)
 
 
 def predict_files(run_dir: str | Path, files: list[str | Path], tta: str | None = None, accelerator: str = "auto",
-                  out_dir: str | Path | None = None) -> pd.DataFrame:
+                  out_dir: str | Path | None = None, calibrate: bool = False) -> pd.DataFrame:
     """One row per photo: its shortest distinct name, class, mask, gender, age group and probability, or
-    (``error``) why it could not be read; failed rows have no class. ``out_dir``: also write ``predictions.csv`` there."""
+    (``error``) why it could not be read; failed rows have no class. ``out_dir``: also write ``predictions.csv`` there.
+    ``calibrate``: probabilities scaled by the temperature stored by ``maskcls calibrate``."""
     photos = pd.DataFrame({"image_id": [str(f) for f in files], "path": [str(f) for f in files]})
+    temperature = stored_temperature(run_dir) if calibrate else None
     prediction = predict_table(run_dir, photos, tta=tta, accelerator=accelerator, progress=False)
     if prediction.probs.shape[1] != len(PROB_COLUMNS):
         raise RunError(f"{run_dir} predicts a single head, not the 18 classes; predict with the combined directory instead")
+    if temperature is not None:
+        prediction.probs = apply_temperature(prediction.probs, temperature)
     return file_rows(photos["path"].tolist(), prediction, _age_names(run_dir), out_dir)
 
 
 def _age_names(run_dir: str | Path) -> tuple[str, str, str]:
     """Age-group names under the thresholds of the first k-fold run found behind ``run_dir``."""
-    run_dir = Path(run_dir)
-    if (run_dir / "ensemble.json").is_file():
-        return _age_names(json.loads((run_dir / "ensemble.json").read_text())["members"][0]["path"])
-    if (run_dir / "combine.json").is_file():
-        return _age_names(json.loads((run_dir / "combine.json").read_text())["sources"]["age"])
-    meta = json.loads((run_dir / f"fold_{json.loads((run_dir / 'summary.json').read_text())['folds'][0]['fold']}" / "model.json").read_text())
-    return LabelsConfig.model_validate(meta["labels"]).thresholds.names()
+    from ..rundir import run_labels
+
+    return run_labels(run_dir).thresholds.names()

@@ -89,16 +89,18 @@ def fit_age_cuts(mask_probs: np.ndarray, gender_probs: np.ndarray, age_pred: np.
     return best, best_score
 
 
-def train_separate(train_dir: str | Path, cfg: Config, out_dir: str | Path, force: bool = False, progress: bool = True) -> dict:
+def train_separate(train_dir: str | Path, cfg: Config, out_dir: str | Path, force: bool = False, progress: bool = True, label_fixes: str | Path | None = None) -> dict:
     """One network per head (``mask/``, ``gender/``, ``age/`` in ``out_dir``) on the same folds, combined there."""
     out_dir = Path(out_dir)
     for head in HEADS:
         head_cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"head": SINGLE_HEADS[head]})})
-        train_kfold(train_dir, head_cfg, out_dir / head, force=force, progress=progress)
+        train_kfold(train_dir, head_cfg, out_dir / head, force=force, progress=progress, label_fixes=label_fixes)
     return combine_runs({head: out_dir / head for head in HEADS}, out_dir)
 
 
-def train_with_age_model(train_dir: str | Path, main_cfg: Config, age_cfg: Config, out_dir: str | Path, force: bool = False, progress: bool = True) -> dict:
+def train_with_age_model(
+    train_dir: str | Path, main_cfg: Config, age_cfg: Config, out_dir: str | Path, force: bool = False, progress: bool = True, label_fixes: str | Path | None = None
+) -> dict:
     """Train ``main/`` and ``age/`` on the same person folds in ``out_dir``, then combine them there."""
     if main_cfg.model.head not in ("linear", "msd", "three_head"):
         raise RunError(f"the main recipe must predict the 18 classes, not model.head={main_cfg.model.head}")
@@ -107,8 +109,8 @@ def train_with_age_model(train_dir: str | Path, main_cfg: Config, age_cfg: Confi
     # Same folds and labels for both, or the combined out-of-fold predictions would not be out of fold.
     age_cfg = age_cfg.model_copy(update={"cv": main_cfg.cv, "labels": main_cfg.labels})
     out_dir = Path(out_dir)
-    train_kfold(train_dir, main_cfg, out_dir / "main", force=force, progress=progress)
-    train_kfold(train_dir, age_cfg, out_dir / "age", force=force, progress=progress)
+    train_kfold(train_dir, main_cfg, out_dir / "main", force=force, progress=progress, label_fixes=label_fixes)
+    train_kfold(train_dir, age_cfg, out_dir / "age", force=force, progress=progress, label_fixes=label_fixes)
     return combine_runs({"mask": out_dir / "main", "gender": out_dir / "main", "age": out_dir / "age"}, out_dir)
 
 

@@ -2,7 +2,7 @@
 
 A run directory holds everything needed to predict and to judge the run::
 
-    config.yaml  run.json  folds.csv  skipped.csv
+    config.yaml  run.json  folds.csv  skipped.csv  label_fixes.csv  label_changes.csv  (with --label-fixes)
     fold_<k>/model.safetensors  fold_<k>/model.json  fold_<k>/oof.csv  fold_<k>/checkpoints/
     fold_<k>/tensorboard/  fold_<k>/csv/metrics.csv
     oof.csv  metrics.csv  summary.json  curves.png  confusion.png
@@ -30,13 +30,14 @@ from ..analysis.plots import confusion_figure, training_curves
 from ..config import Config, load_config
 from ..data.cache import ImageCache, build_cache, default_cache_root
 from ..data.framing import Framing
-from ..data.folds import assign_folds
-from ..data.images import ImageLimits
 from ..data.extra import ExtraSpec, describe_extras, limit_extras, read_extras
+from ..data.folds import assign_folds, folds_from_file
+from ..data.images import ImageLimits
+from ..data.label_fixes import apply_label_fixes, read_label_fixes
 from ..data.layout import SKIP_HINT, DataError, Problem, read_train
 from ..data.loader import FoldDataModule, balanced_weights
 from ..inference.predictor import predict_outputs
-from ..io import save_figure, write_csv, write_json, write_yaml
+from ..io import copy_file, save_figure, write_csv, write_json, write_yaml
 from ..labels import NUM_CLASSES
 from ..metrics import classification_metrics, head_metrics
 from ..models.artifact import save_model
@@ -59,11 +60,18 @@ class TrainingData:
     cache: ImageCache
     problems: list[Problem]
     extra_sources: list[dict] = field(default_factory=list)
+    label_changes: pd.DataFrame | None = None  # photos whose labels the --label-fixes overlay changed
 
 
-def prepare_training_data(train_dir: str | Path, cfg: Config, progress: bool = True, extra=None) -> TrainingData:
-    """Read and check the layout (and any ``extra`` sources, see ``data/extra.py``), decode every photo once, apply ``data.on_bad_image``."""
+def prepare_training_data(train_dir: str | Path, cfg: Config, progress: bool = True, extra=None, label_fixes: str | Path | None = None) -> TrainingData:
+    """Read and check the layout (and any ``extra`` sources, see ``data/extra.py``), decode every photo once, apply ``data.on_bad_image``.
+
+    ``label_fixes`` (a reviewed fixes CSV, see ``data/label_fixes.py``) is applied on top of ``train.csv``, never to it.
+    """
     manifest, problems = read_train(train_dir, cfg.labels.thresholds)
+    label_changes = None
+    if label_fixes is not None:
+        manifest, label_changes = apply_label_fixes(manifest, read_label_fixes(label_fixes, train_dir, cfg.labels.thresholds), cfg.labels.thresholds)
     manifest = manifest.assign(source="train", origin="")
     spec = ExtraSpec.of(extra)
     extra_report = []
@@ -94,7 +102,7 @@ def prepare_training_data(train_dir: str | Path, cfg: Config, progress: bool = T
         raise DataError(f"{len(problems)} problem(s) found in {train_dir}; nothing was trained.", problems, SKIP_HINT)
     if not (manifest["source"] == "train").any():
         raise DataError(f"no usable photos in {train_dir}", problems)
-    return TrainingData(manifest, cache, problems, extra_report)
+    return TrainingData(manifest, cache, problems, extra_report, label_changes)
 
 
 def train_kfold(
@@ -105,6 +113,7 @@ def train_kfold(
     progress: bool = True,
     callbacks: Sequence[Callback] = (),
     extra=None,
+    label_fixes: str | Path | None = None,
 ) -> dict:
     """Train every fold of a new run in ``out_dir``; returns the summary (also in ``summary.json``).
 
@@ -112,9 +121,12 @@ def train_kfold(
     ``extra``: extra labelled photos — a CSV (image_id, path, label), a competition-layout folder of
     whole persons, a list of them, or an ``ExtraSpec`` with limits. They are added to the training
     part of every fold and never to validation, so OOF scores stay honest.
+    ``label_fixes`` is a reviewed fixes CSV applied on top of ``train.csv`` (which is never modified); the run keeps
+    a copy (``label_fixes.csv``), its hash in ``run.json`` and the changed photos in ``label_changes.csv``.
     """
     check_model_name(cfg.model.name)
     out_dir = Path(out_dir)
+    fixes = read_label_fixes(label_fixes, train_dir, cfg.labels.thresholds) if label_fixes is not None else None  # bad fixes fail before anything is written
     if out_dir.exists() and any(out_dir.iterdir()):
         if not force:
             raise RunError(f"{out_dir} already holds a run; use --resume {out_dir} to continue it, --force to replace it, or another --out")
@@ -122,8 +134,13 @@ def train_kfold(
     out_dir.mkdir(parents=True, exist_ok=True)
     write_yaml(out_dir / "config.yaml", cfg.to_dict())
     extra = ExtraSpec.of(extra)
-    write_json(out_dir / "run.json", {"data": str(Path(train_dir).resolve()), **extra.to_run(), "maskcls_version": __version__})
-    return _run(Path(train_dir), cfg, out_dir, resume=False, progress=progress, callbacks=callbacks, extra=extra)
+    run = {"data": str(Path(train_dir).resolve()), **extra.to_run(), "maskcls_version": __version__}
+    if fixes is not None:
+        copy_file(fixes.path, out_dir / "label_fixes.csv")
+        run["label_fixes"] = fixes.record()
+    write_json(out_dir / "run.json", run)
+    return _run(Path(train_dir), cfg, out_dir, resume=False, progress=progress, callbacks=callbacks, extra=extra,
+                label_fixes=out_dir / "label_fixes.csv" if fixes is not None else None)
 
 
 def resume_kfold(out_dir: str | Path, progress: bool = True) -> dict:
@@ -134,15 +151,17 @@ def resume_kfold(out_dir: str | Path, progress: bool = True) -> dict:
             raise RunError(f"cannot resume {out_dir}: {name} is missing (was it made by `maskcls train`?)")
     cfg = load_config(out_dir / "config.yaml")
     run = json.loads((out_dir / "run.json").read_text())
-    return _run(Path(run["data"]), cfg, out_dir, resume=True, progress=progress, extra=ExtraSpec.from_run(run))
+    label_fixes = out_dir / "label_fixes.csv" if run.get("label_fixes") else None
+    return _run(Path(run["data"]), cfg, out_dir, resume=True, progress=progress, extra=ExtraSpec.from_run(run), label_fixes=label_fixes)
 
 
 def _run(
-    train_dir: Path, cfg: Config, out_dir: Path, resume: bool, progress: bool, callbacks: Sequence[Callback] = (), extra: ExtraSpec | None = None
+    train_dir: Path, cfg: Config, out_dir: Path, resume: bool, progress: bool, callbacks: Sequence[Callback] = (), extra: ExtraSpec | None = None,
+    label_fixes: Path | None = None,
 ) -> dict:
     quiet_lightning()
     started = time.perf_counter()
-    data = prepare_training_data(train_dir, cfg, progress, extra)
+    data = prepare_training_data(train_dir, cfg, progress, extra, label_fixes)
     fold_numbers = list(cfg.cv.train_folds if cfg.cv.train_folds is not None else range(cfg.cv.folds))
     plan = RunProgress(f"train {out_dir}", [(f"fold {fold}", cfg.train.epochs) for fold in fold_numbers], unit="epoch", enabled=progress)
     skipped_csv = out_dir / "skipped.csv"
@@ -151,11 +170,17 @@ def _run(
         plan.say(f"{len(data.problems)} problem photo(s) or row(s) left out (--on-bad-image skip); listed in {skipped_csv}")
     else:
         skipped_csv.unlink(missing_ok=True)  # from an earlier attempt of a resumed run
+    if data.label_changes is not None:
+        write_csv(out_dir / "label_changes.csv", data.label_changes)
+        plan.say(f"label fixes: {data.label_changes['image_id'].nunique()} photo(s) changed; listed in {out_dir / 'label_changes.csv'}")
     if data.extra_sources:  # where every extra photo came from, and how many the limits let in
         write_json(out_dir / "run.json", {**json.loads((out_dir / "run.json").read_text()), "extra_sources": data.extra_sources})
     labelled = (data.manifest["source"] == "train").to_numpy()
     folds = np.full(len(data.manifest), -1, dtype=np.int64)  # extra photos: training only, never validation
-    folds[labelled] = assign_folds(data.manifest[labelled], cfg.cv.folds, cfg.cv.seed)
+    if cfg.cv.folds_file:
+        folds[labelled] = folds_from_file(data.manifest[labelled], cfg.cv.folds_file, cfg.cv.folds)
+    else:
+        folds[labelled] = assign_folds(data.manifest[labelled], cfg.cv.folds, cfg.cv.seed)
     manifest = data.manifest.assign(fold=folds)
     write_csv(out_dir / "folds.csv", manifest[["image_id", "person_id", "label", "fold", "source", "origin"]])
 

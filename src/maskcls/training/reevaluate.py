@@ -18,8 +18,9 @@ import pandas as pd
 from ..config import load_config
 from ..data.extra import ExtraSpec
 from ..inference.predictor import predict_outputs
-from ..io import write_csv, write_json, write_yaml
+from ..io import copy_file, write_csv, write_json, write_yaml
 from ..models.artifact import META_FILE, WEIGHTS_FILE, load_model
+from ..rundir import run_label_fixes
 from .kfold import RunError, finish_run, oof_table, prepare_training_data, task_metrics
 
 
@@ -33,7 +34,8 @@ def reevaluate(run_dir: str | Path, out_dir: str | Path, tta: str, merge: str = 
     started = time.perf_counter()
     cfg = load_config(run_dir / "config.yaml", [f"tta.name={tta}", f"tta.merge={merge}"])
     run = json.loads((run_dir / "run.json").read_text())
-    data = prepare_training_data(run["data"], cfg, progress, ExtraSpec.from_run(run))
+    label_fixes = run_label_fixes(run_dir)  # the same labels the run trained with
+    data = prepare_training_data(run["data"], cfg, progress, ExtraSpec.from_run(run), label_fixes)
     folds = pd.read_csv(run_dir / "folds.csv", dtype={"image_id": str, "person_id": str})
     manifest = data.manifest.merge(folds[["image_id", "fold"]], on="image_id", how="inner")
     if len(manifest) != len(folds):
@@ -42,6 +44,8 @@ def reevaluate(run_dir: str | Path, out_dir: str | Path, tta: str, merge: str = 
     write_yaml(out_dir / "config.yaml", cfg.to_dict())
     write_json(out_dir / "run.json", {**run, "reevaluated_from": str(run_dir.resolve())})
     write_csv(out_dir / "folds.csv", folds)
+    if label_fixes is not None:
+        copy_file(label_fixes, out_dir / "label_fixes.csv")
     results = []
     for entry in json.loads((run_dir / "summary.json").read_text())["folds"]:
         fold = entry["fold"]
