@@ -165,8 +165,15 @@ def predict_eval(
     accelerator: str = "auto",
     cache_dir: str | None = None,
     progress: bool = True,
+    persons: str | Path | None = None,
+    group_size: int | None = None,
 ) -> pd.DataFrame:
-    """Write ``test_probs.csv`` and ``submission.csv`` for ``eval_dir``; returns the submission."""
+    """Write ``test_probs.csv`` and ``submission.csv`` for ``eval_dir``; returns the submission.
+
+    ``persons`` (a groups CSV from ``maskcls group``) adds person-consistent probabilities ``person_p0..17``
+    and a ``group`` column beside the raw ``p0..p17`` (see ``maskcls.persons``); ``submission.csv`` then
+    takes their argmax. With ``group_size``, complete groups get their mask states assigned (5/1/1 for 7).
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"run directory not found: {run_dir}")
@@ -174,6 +181,12 @@ def predict_eval(
     info, problems = read_eval(eval_dir)
     if problems and on_bad_image == "fail":
         raise DataError(f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.", problems, SKIP_HINT)
+    if persons is not None:
+        from ..persons.consistent import read_groups
+
+        groups = read_groups(persons, info["image_id"])  # checked before the (long) prediction
+    else:
+        groups = None
     prediction = predict_table(run_dir, info, tta, mc_samples, batch_size, accelerator, cache_dir, progress)
     problems = _union([problems, prediction.problems])
     if problems and on_bad_image == "fail":
@@ -186,9 +199,15 @@ def predict_eval(
         test_probs[name] = values
     submission = pd.read_csv(Path(eval_dir) / "info.csv", dtype=str, keep_default_na=False)
     submission["ans"] = prediction.answers.astype(int)
+    if groups is not None:
+        from ..persons.consistent import add_person_columns, person_answers
+
+        test_probs = add_person_columns(test_probs, groups, group_size)
+        submission["ans"] = person_answers(test_probs, submission["ans"].to_numpy())
     write_csv(out_dir / "test_probs.csv", test_probs)
     write_csv(out_dir / "submission.csv", submission)
-    write_json(out_dir / "predict.json", {"data": str(Path(eval_dir).resolve()), "tta": tta, "mc_dropout": mc_samples})
+    write_json(out_dir / "predict.json", {"data": str(Path(eval_dir).resolve()), "tta": tta, "mc_dropout": mc_samples,
+                                          "persons": str(Path(persons).resolve()) if persons else None, "group_size": group_size})
     if problems:
         write_csv(out_dir / "predict_skipped.csv", pd.DataFrame([{"file": p.file, "reason": p.reason} for p in problems]))
     return submission

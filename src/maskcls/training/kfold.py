@@ -110,7 +110,7 @@ def train_kfold(
     return _run(Path(train_dir), cfg, out_dir, resume=False, progress=progress, callbacks=callbacks, extra=extra)
 
 
-def resume_kfold(out_dir: str | Path, progress: bool = True) -> dict:
+def resume_kfold(out_dir: str | Path, progress: bool = True, callbacks: Sequence[Callback] = ()) -> dict:
     """Continue a killed run: finished folds are kept, the interrupted one restarts from its last checkpoint."""
     out_dir = Path(out_dir)
     for name in ("config.yaml", "run.json"):
@@ -118,7 +118,7 @@ def resume_kfold(out_dir: str | Path, progress: bool = True) -> dict:
             raise RunError(f"cannot resume {out_dir}: {name} is missing (was it made by `maskcls train`?)")
     cfg = load_config(out_dir / "config.yaml")
     run = json.loads((out_dir / "run.json").read_text())
-    return _run(Path(run["data"]), cfg, out_dir, resume=True, progress=progress, extra=run.get("extra"))
+    return _run(Path(run["data"]), cfg, out_dir, resume=True, progress=progress, callbacks=callbacks, extra=run.get("extra"))
 
 
 def _run(
