@@ -450,6 +450,7 @@ def solve(
     recipes: Optional[Path] = typer.Option(None, help="Folder with the member recipes (default: the project's configs/)."),
     group_size: int = typer.Option(7, help="Photos per person in the eval set, for person-consistent prediction (0: unknown, cluster by threshold)."),
     on_bad_image: str = typer.Option("fail", help="fail, or skip unreadable photos."),
+    max_epochs: Optional[int] = typer.Option(None, help="Never plan more epochs per member than this (the plan may then end before the budget)."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it is not empty."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
 ):
@@ -471,7 +472,7 @@ def solve(
             raise typer.BadParameter(f"--candidate {item}: write BACKBONE@SIZE, e.g. tf_efficientnet_lite0@128")
         candidates.append((name, int(size)))
     summary = run_solve(train, eval_dir, out_dir, minutes, preset=preset, accelerator=device, dry_run=dry_run, candidates=candidates or None,
-                        overrides=set_, recipes_dir=recipes, group_size=group_size or None, on_bad_image=on_bad_image, force=force,
+                        overrides=set_, recipes_dir=recipes, group_size=group_size or None, on_bad_image=on_bad_image, max_epochs=max_epochs, force=force,
                         progress=not quiet, announce=_print_plan)
     if not dry_run:
         _print_solve_summary(summary, out_dir)

@@ -57,30 +57,33 @@ def person_consistent_probs(probs: np.ndarray, groups: np.ndarray, group_size: i
     """18-class probabilities in which every photo of a group has the group's gender x age distribution.
 
     That distribution is the normalised exp of the mean log gender x age marginal over the group's readable
-    photos (a geometric mean: each photo is one vote). The mask part stays each photo's own mask marginal;
-    with ``group_size``, groups of exactly that many readable photos get their mask states assigned under
-    ``mask_quota(group_size)`` and the mask part becomes that assignment (probability 1). Rows that are NaN
+    photos (a geometric mean: each photo is one vote). Each photo keeps its own mask probabilities given
+    gender x age, ``p(mask, ga) = p_photo(mask | ga) * p_group(ga)``, so a photo alone is unchanged. With
+    ``group_size``, groups of exactly that many readable photos get their mask states assigned under
+    ``mask_quota(group_size)`` and ``p(mask, ga) = [mask = assigned] * p_group(ga)``. Rows that are NaN
     (unreadable photos) stay NaN and take no part.
     """
     probs = np.asarray(probs, dtype=np.float64)
     groups = np.asarray(groups)
     if probs.ndim != 2 or probs.shape[1] != NUM_CLASSES or len(groups) != len(probs):
         raise GroupsError(f"need (N, {NUM_CLASSES}) probabilities and N groups, got {probs.shape} and {len(groups)}")
-    joint = probs.reshape(-1, 3, 6)  # mask x (gender * 3 + age)
-    mask_part = joint.sum(axis=2)
-    log_gender_age = np.log(np.clip(joint.sum(axis=1), _EPS, None))
+    joint = np.clip(probs.reshape(-1, 3, 6), _EPS, None)  # mask x (gender * 3 + age)
+    gender_age = joint.sum(axis=1)
+    mask_given_gender_age = joint / gender_age[:, None, :]
     readable = np.all(np.isfinite(probs), axis=1)
     result = np.full_like(probs, np.nan)
     codes = pd.factorize(pd.Series(groups).astype(str))[0]
     quota = mask_quota(group_size) if group_size else None
     for rows in _rows_by_code(codes, readable):
-        mean_log = log_gender_age[rows].mean(axis=0)
-        gender_age = np.exp(mean_log - mean_log.max())
-        gender_age /= gender_age.sum()
-        masks = mask_part[rows]
+        mean_log = np.log(gender_age[rows]).mean(axis=0)
+        shared = np.exp(mean_log - mean_log.max())
+        shared /= shared.sum()
         if quota is not None and len(rows) == group_size:
-            masks = np.eye(3)[assign_masks(masks, quota)]
-        result[rows] = (masks[:, :, None] * gender_age[None, None, :]).reshape(len(rows), NUM_CLASSES)
+            masks = np.eye(3)[assign_masks(joint[rows].sum(axis=2), quota)][:, :, None]
+        else:
+            masks = mask_given_gender_age[rows]
+        combined = masks * shared[None, None, :]
+        result[rows] = (combined / combined.sum(axis=(1, 2), keepdims=True)).reshape(len(rows), NUM_CLASSES)
     return result
 
 

@@ -81,7 +81,7 @@ class PlanProgress:
         elif force_line or time.monotonic() - self._last_line >= PLAIN_EVERY_SECONDS:
             self._last_line = time.monotonic()
             state = "done" if done else f"{100 * self.fraction:.0f}%"
-            console.print(f"[solve] stage {position} {state}; {times}", highlight=False, soft_wrap=True)
+            console.print(f"[solve] stage {position} {state}; {times}", markup=False, highlight=False, soft_wrap=True)
 
 
 class StageClock(pl.Callback):

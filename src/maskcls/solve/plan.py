@@ -189,12 +189,13 @@ def member_value(speed: Speed, epochs: int, folds: int) -> float:
 
 def make_plan(
     speeds: list[Speed], workload: Workload, budget_minutes: float, preset: str = "best", spent_minutes: float = 0.0, tta: str = "flip",
-    members: tuple[str, ...] | None = None, safety: float = SAFETY,
+    members: tuple[str, ...] | None = None, safety: float = SAFETY, max_epochs: int | None = None,
 ) -> Plan:
     """The plan with the highest prior value whose estimate fits ``budget_minutes - spent_minutes`` less ``safety``.
 
     Members come from ``members`` (default: the preset's recipes), in order; ``best`` may add a pseudo-label
-    round (one more member trained with confident eval photos). Raises ``BudgetError`` when nothing fits.
+    round (one more member trained with confident eval photos). ``max_epochs`` caps every member's epochs
+    (the plan may then end early). Raises ``BudgetError`` when nothing fits.
     """
     if preset not in PRESETS:
         raise BudgetError(f"unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
@@ -207,7 +208,7 @@ def make_plan(
     for speed in speeds:
         fixed = persons_seconds(speed, workload) + FINISH_SECONDS
         for folds in FOLD_CHOICES:
-            for epochs in EPOCH_CHOICES:
+            for epochs in [e for e in EPOCH_CHOICES if max_epochs is None or e <= max_epochs] or [1]:
                 one = member_seconds(speed, workload, epochs, folds, tta, decode=False)
                 decode = member_seconds(speed, workload, epochs, folds, tta) - one
                 pseudo = member_seconds(speed, workload, epochs, folds, tta, extra_photos=pseudo_extra, decode=False)

@@ -96,6 +96,7 @@ def solve(
     recipes_dir: str | Path | None = None,
     group_size: int | None = 7,
     on_bad_image: str = "fail",
+    max_epochs: int | None = None,
     force: bool = False,
     progress: bool = True,
     announce=None,
@@ -115,7 +116,7 @@ def solve(
     started = time.monotonic()
     speeds, skipped = calibrate(train_dir, workload, budget_minutes, tuple(settings.candidates), accelerator, tuple(settings.overrides))
     minutes = (time.monotonic() - started) / 60
-    plan = make_plan(speeds, workload, budget_minutes, preset, spent_minutes=minutes, tta=TTA)
+    plan = make_plan(speeds, workload, budget_minutes, preset, spent_minutes=minutes, tta=TTA, max_epochs=max_epochs)
     calibration = Stage("calibrate", "calibrate", minutes, status="done", actual_minutes=minutes,
                         result={"speeds": [asdict(s) for s in speeds], "skipped": skipped})
     plan.stages.insert(0, calibration)
