@@ -150,9 +150,9 @@ def test_colour_features_ignore_the_mask_zone():
     rng = np.random.default_rng(4)
     photo = rng.integers(0, 255, size=(64, 64, 3), dtype=np.uint8)
     masked = photo.copy()
-    masked[24:64, 8:56] = rng.integers(0, 255, size=(40, 48, 3), dtype=np.uint8)  # rows 3..7, columns 1..6 of the 8 x 8 grid
+    masked[24:64] = rng.integers(0, 255, size=(40, 64, 3), dtype=np.uint8)  # rows 3..7 of the 8 x 8 grid
     features = colour_features(np.stack([photo, masked]))
-    assert features.shape == (2, (64 - 30) * 3) and np.allclose(features[0], features[1])
+    assert features.shape == (2, 3 * 8 * 3) and np.allclose(features[0], features[1])
     hair = photo.copy()
     hair[:8] = 0
     assert not np.allclose(colour_features(hair[None])[0], features[0])
@@ -163,7 +163,7 @@ def _draw(path, person_colours, rng, stem):
     top, side = person_colours
     pixels = np.empty((64, 64, 3))
     pixels[:] = side
-    pixels[:24, 8:56] = top
+    pixels[:12, 8:56] = top
     mask_colour = rng.integers(0, 255, size=3)
     if stem != "normal":
         pixels[34 if stem != "incorrect_mask" else 44:60, 12:52] = mask_colour

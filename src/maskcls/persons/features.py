@@ -1,10 +1,10 @@
 """What makes two photos look like the same person, as vectors: colour statistics of the parts a mask
 never covers, dlib's face descriptor, and a trained run's backbone features.
 
-The seven photos of a person are taken at one sitting: hair, forehead, clothes and background stay while
-the mask changes. The colour of those regions is cheap and, on utkmask18, finds a photo's own person as
-nearest neighbour about 99.7 % of the time; the face descriptor and the backbone features are offered for
-photos where the setting changes (they cost a network pass per photo).
+The seven photos of a person are taken at one sitting: hair, forehead and background stay while the mask
+changes. The colour of the region above any mask is cheap and, on utkmask18, groups 98 % of persons exactly
+(threshold mode, no run needed); the face descriptor and the backbone features are offered for photos
+where the setting changes (they cost a network pass per photo).
 """
 
 from __future__ import annotations
@@ -29,13 +29,15 @@ FEATURE_NAMES = ("colour", "face", "backbone")
 COLOUR_SIZE_HW = (64, 64)
 FACE_SIZE_HW = (160, 160)
 COLOUR_GRID = 8
-# Grid cells (rows, columns of the 8 x 8 grid) where a mask may be, worn or not: the lower centre.
-MASK_ZONE = (slice(3, 8), slice(1, 7))
+# Grid cells (rows, columns of the 8 x 8 grid) where a mask may be, worn or not: everything below the top
+# 3/8. On utkmask18's face crops, masks reach the photo's sides; keeping the side columns of the lower part
+# (background, shoulders) lowered the share of persons grouped exactly from 98 % to 79 % (660 persons).
+MASK_ZONE = (slice(3, 8), slice(0, 8))
 
 
 def colour_features(pixels: np.ndarray) -> np.ndarray:
-    """Mean RGB (0..1) of every cell of an 8 x 8 grid outside ``MASK_ZONE``: hair and forehead (top rows),
-    background and shoulders (the side columns). ``pixels``: ``(N, H, W, 3)`` uint8, H and W multiples of 8."""
+    """Mean RGB (0..1) of every cell of an 8 x 8 grid outside ``MASK_ZONE``: hair, forehead and the background
+    around them. ``pixels``: ``(N, H, W, 3)`` uint8, H and W multiples of 8."""
     count, height, width, _ = pixels.shape
     cells = pixels.reshape(count, COLOUR_GRID, height // COLOUR_GRID, COLOUR_GRID, width // COLOUR_GRID, 3).mean(axis=(2, 4), dtype=np.float64)
     keep = np.ones((COLOUR_GRID, COLOUR_GRID), dtype=bool)
