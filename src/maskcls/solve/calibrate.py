@@ -68,9 +68,17 @@ def default_pretrained(backbone: str) -> str:
 
 
 def measure(manifest: pd.DataFrame, backbone: str, size: int, accelerator: str = "auto", overrides: tuple[str, ...] = (), batches: int = 3,
-            warmup: int = 1, batch_size: int = 64) -> Speed:
-    """Time ``warmup + batches`` training batches and one prediction pass over the same photos."""
+            warmup: int = 1, batch_size: int | None = None) -> Speed:
+    """Time ``warmup + batches`` training batches and one prediction pass over the same photos.
+
+    Batches of 64 on a GPU (the recipes' size), 32 on a CPU, where photos/s hardly depends on it and
+    calibration time counts against the budget.
+    """
     quiet_lightning()
+    if batch_size is None:
+        import torch
+
+        batch_size = 64 if torch.cuda.is_available() and accelerator != "cpu" else 32
     cfg = load_config(None, [f"model.name={backbone}", f"model.pretrained={default_pretrained(backbone)}", f"data.image_size={size}",
                              f"train.batch_size={batch_size}", f"train.accelerator={accelerator}", *overrides])
     batch_size = cfg.train.batch_size
