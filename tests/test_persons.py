@@ -289,3 +289,16 @@ def test_predict_with_persons_keeps_row_order_and_the_raw_probabilities(tiny_run
     result = CliRunner().invoke(app, ["predict", "--run", str(tiny_run), "--data", str(demo_dir / "eval"), "--out", str(tmp_path / "x"),
                                       "--persons", str(tmp_path / "plain" / "submission.csv")])
     assert result.exit_code == 2 and "needs the columns" in result.output
+
+
+@pytest.mark.slow
+def test_group_with_a_trained_runs_backbone_and_mask_probabilities(tiny_run, demo_dir, tmp_path):
+    invoke("group", "--data", demo_dir / "eval", "--run", tiny_run, "--group-size", 7, "--feature", "colour", "--feature", "backbone",
+           "--weight", "backbone=0.5", "--out", tmp_path / "groups.csv", "--quiet")
+    groups = pd.read_csv(tmp_path / "groups.csv", dtype={"ImageID": str})
+    assert groups["ImageID"].tolist() == pd.read_csv(demo_dir / "eval" / "info.csv", dtype=str)["ImageID"].tolist()
+    assert (groups.groupby("group").size() == 7).all()
+    report = json.loads((tmp_path / "groups.json").read_text())
+    assert report["features"] == ["colour", "backbone"] and report["weights"] == {"backbone": 0.5}
+    assert report["train"]["chunks"] == 3 and 0 < report["train"]["purity"] <= 1
+    assert set(report["oof_consistency"]) == {"without", "known_persons", "clustered_groups"}

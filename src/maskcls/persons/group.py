@@ -328,11 +328,23 @@ def _training_photos(train_dir: Path, run_dir: Path | None, eval_photos: int) ->
 
 def _eval_probs(run_dir: Path, photos: pd.DataFrame, eval_dir: Path, cache_dir, accelerator, progress) -> np.ndarray:
     """The run's probabilities of ``photos``: its test_probs.csv when it was made for this eval folder, else predicted now."""
-    recorded = run_dir / "predict.json"
-    if recorded.is_file() and Path(json.loads(recorded.read_text())["data"]) == eval_dir.resolve() and (run_dir / "test_probs.csv").is_file():
+    if _predicted_for(run_dir, eval_dir.resolve()):
         table = pd.read_csv(run_dir / "test_probs.csv", dtype={"image_id": str}).set_index("image_id")
         if set(photos["image_id"]) <= set(table.index):
             return table.loc[photos["image_id"], PROB_COLUMNS].to_numpy(dtype=np.float64)
     from ..inference.predict import predict_table
 
     return predict_table(run_dir, photos, cache_dir=cache_dir, accelerator=accelerator, progress=progress).probs
+
+
+def _predicted_for(run_dir: Path, eval_dir: Path) -> bool:
+    """Whether ``run_dir/test_probs.csv`` holds predictions of ``eval_dir``: written by ``maskcls predict`` for it,
+    or an ensemble built from members that all were."""
+    if not (run_dir / "test_probs.csv").is_file():
+        return False
+    if (run_dir / "predict.json").is_file():
+        return Path(json.loads((run_dir / "predict.json").read_text())["data"]) == eval_dir
+    if (run_dir / "ensemble.json").is_file():
+        members = json.loads((run_dir / "ensemble.json").read_text())["members"]
+        return all(_predicted_for(Path(member["path"]), eval_dir) for member in members)
+    return False

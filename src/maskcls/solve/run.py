@@ -101,7 +101,11 @@ def solve(
     progress: bool = True,
     announce=None,
 ) -> dict:
-    """Calibrate, plan, ``announce(plan)``, then (unless ``dry_run``) run the plan in ``out_dir``; returns the summary."""
+    """Calibrate, plan, ``announce(plan)``, then (unless ``dry_run``) run the plan in ``out_dir``; returns the summary.
+
+    The budget's clock starts here: reading the layout and calibrating count as the ``calibrate`` stage.
+    """
+    started = time.monotonic()
     out_dir = Path(out_dir)
     if not dry_run and out_dir.exists() and any(out_dir.iterdir()):
         if not force:
@@ -113,7 +117,6 @@ def solve(
                              str(Path(recipes_dir).resolve()) if recipes_dir else None, group_size, on_bad_image)
     recipes_folder(settings.recipes_dir)
     workload = _workload(settings)
-    started = time.monotonic()
     speeds, skipped = calibrate(train_dir, workload, budget_minutes, tuple(settings.candidates), accelerator, tuple(settings.overrides))
     minutes = (time.monotonic() - started) / 60
     plan = make_plan(speeds, workload, budget_minutes, preset, spent_minutes=minutes, tta=TTA, max_epochs=max_epochs)
