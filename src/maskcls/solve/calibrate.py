@@ -10,7 +10,6 @@ and says so: bigger backbones and sizes are tried only when the measured speed a
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
@@ -111,13 +110,11 @@ def measure(manifest: pd.DataFrame, backbone: str, size: int, accelerator: str =
 
 
 def calibrate(
-    train_dir: str | Path, workload: Workload, budget_minutes: float, candidates: tuple[tuple[str, int], ...] = CANDIDATES, accelerator: str = "auto",
+    manifest: pd.DataFrame, workload: Workload, budget_minutes: float, candidates: tuple[tuple[str, int], ...] = CANDIDATES, accelerator: str = "auto",
     overrides: tuple[str, ...] = (), on_measured=None,
 ) -> tuple[list[Speed], list[dict]]:
-    """Measured speeds of the candidates that could fit the budget, and a note for every candidate skipped."""
-    from ..data.layout import read_train
-
-    manifest, _ = read_train(train_dir)
+    """Measured speeds of the candidates that could fit the budget (on photos of the training ``manifest``), and a
+    note for every candidate skipped."""
     speeds: list[Speed] = []
     skipped: list[dict] = []
     for backbone, size in candidates:

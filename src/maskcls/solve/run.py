@@ -79,7 +79,7 @@ def member_config(settings: SolveSettings, stage: Stage) -> Config:
     file, recipe_overrides = MEMBER_RECIPES[stage.recipe]
     planned = [f"model.name={stage.backbone}", f"model.pretrained={stage.pretrained}", f"data.image_size={stage.size}", f"train.epochs={stage.epochs}",
                f"cv.folds={stage.folds}", "cv.seed=42", f"scheduler.warmup_epochs={min(1.0, stage.epochs / 6):g}", "train.early_stopping_patience=0",
-               f"tta.name={stage.tta}", f"train.accelerator={settings.accelerator}"]
+               f"tta.name={stage.tta}", f"train.accelerator={settings.accelerator}", f"data.on_bad_image={settings.on_bad_image}"]
     return load_config(recipes_folder(settings.recipes_dir) / file, [*recipe_overrides, *planned, *settings.overrides])
 
 
@@ -116,8 +116,8 @@ def solve(
                              [(str(b), int(s)) for b, s in (candidates or CANDIDATES)], list(overrides),
                              str(Path(recipes_dir).resolve()) if recipes_dir else None, group_size, on_bad_image)
     recipes_folder(settings.recipes_dir)
-    workload = _workload(settings)
-    speeds, skipped = calibrate(train_dir, workload, budget_minutes, tuple(settings.candidates), accelerator, tuple(settings.overrides))
+    manifest, workload = _read_layout(settings)
+    speeds, skipped = calibrate(manifest, workload, budget_minutes, tuple(settings.candidates), accelerator, tuple(settings.overrides))
     minutes = (time.monotonic() - started) / 60
     plan = make_plan(speeds, workload, budget_minutes, preset, spent_minutes=minutes, tta=TTA, max_epochs=max_epochs)
     calibration = Stage("calibrate", "calibrate", minutes, status="done", actual_minutes=minutes,
@@ -202,12 +202,13 @@ def _save(out_dir: Path, plan: Plan, settings: SolveSettings) -> None:
     write_json(out_dir / PLAN_FILE, {"settings": asdict(settings), "plan": plan.to_dict()})
 
 
-def _workload(settings: SolveSettings) -> Workload:
+def _read_layout(settings: SolveSettings) -> tuple[pd.DataFrame, Workload]:
+    """The training manifest and how many photos there are to train on and to predict."""
     manifest, problems = read_train(settings.train_dir)
     info, eval_problems = read_eval(settings.eval_dir)
     if (problems or eval_problems) and settings.on_bad_image == "fail":
         raise DataError(f"{len(problems) + len(eval_problems)} problem(s) found in the data; nothing was planned.", problems + eval_problems, SKIP_HINT)
-    return Workload(len(manifest), len(info))
+    return manifest, Workload(len(manifest), len(info))
 
 
 def _scores(directory: Path) -> dict:
