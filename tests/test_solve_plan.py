@@ -160,3 +160,38 @@ def test_parse_budget(text, minutes):
 def test_parse_budget_refuses_nonsense(text):
     with pytest.raises(BudgetError):
         parse_budget(text)
+
+
+class _Trainer:
+    """What StageClock reads of a Lightning trainer."""
+
+    def __init__(self, max_epochs):
+        self.current_epoch, self.max_epochs, self.should_stop, self.num_training_batches = 0, max_epochs, False, 10
+
+
+@pytest.mark.parametrize("allowance, stops", [(0.0, True), (1e9, False)])
+def test_the_stage_deadline_stops_a_fold_after_an_epoch_never_during_the_last(allowance, stops):
+    from maskcls.solve.display import StageClock
+
+    clock, trainer = StageClock(None, folds=2, epochs=3, allowance_seconds=allowance), _Trainer(3)
+    clock.on_fit_start(trainer, None)
+    clock.on_train_epoch_start(trainer, None)
+    clock.on_train_epoch_end(trainer, None)
+    assert trainer.should_stop is stops and clock.stopped_early == ([1] if stops else [])
+    last = _Trainer(3)
+    last.current_epoch = 2
+    clock.on_train_epoch_end(last, None)
+    assert not last.should_stop  # the last epoch ends anyway
+
+
+def test_the_plan_display_counts_down_the_open_stages():
+    from maskcls.solve.display import PlanProgress
+
+    plan = make_plan(CPU, WORK, 60, "best")
+    shown = PlanProgress(plan, spent=lambda: 0.0, enabled=False)
+    assert shown.eta_minutes() == pytest.approx(plan.open_minutes)
+    shown.start(plan.stages[0])
+    assert shown.eta_minutes() == pytest.approx(plan.open_minutes, abs=0.01)
+    plan.stages[0].status = "done"
+    shown.finish(plan.stages[0])
+    assert shown.eta_minutes() == pytest.approx(plan.open_minutes)
