@@ -236,8 +236,8 @@ def group_photos(
     if train_dir is not None:
         train, chunk_by = _training_photos(Path(train_dir), Path(run_dir) if run_dir else None, eval_photos=len(info))
         model_of_row = train["model_index"].to_numpy() if run is not None and "model_index" in train else None
-        blocks, problems = photo_features(train, features, run, model_of_row, cache_dir, accelerator, progress)
-        readable = ~train["path"].isin({p.file for p in problems}).to_numpy()
+        blocks, train_problems = photo_features(train, features, run, model_of_row, cache_dir, accelerator, progress)
+        readable = ~train["path"].isin({p.file for p in train_problems}).to_numpy()
         train, blocks = train[readable].reset_index(drop=True), {k: v[readable] for k, v in blocks.items()}
         mask_probs = train[["m0", "m1", "m2"]].to_numpy() if group_size else None
         found, chosen, per_chunk = group_chunks(blocks, train["chunk"].to_numpy(), train["person_id"].to_numpy(), group_size, mask_probs, threshold, weights)
