@@ -66,3 +66,74 @@ def tiny_run(demo_dir, tmp_path_factory) -> Path:
 def tiny_run_b(demo_dir, tmp_path_factory) -> Path:
     """A second, different run on the same folds (three-head model), for ensembles."""
     return train_tiny(demo_dir, tmp_path_factory.mktemp("runs") / "tiny_b", "model.head=three_head", "train.epochs=15", "train.seed=5")
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_run, tmp_path_factory) -> Path:
+    """``tiny_run``'s three folds exported as one ONNX graph."""
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    invoke("export", "--run", tiny_run, "--out", path, "--quiet")
+    return path
+
+
+# Python code to run first in a child process: every later import of torch (or a torch submodule) fails there.
+NO_TORCH = """
+import importlib.abc, sys
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this test: the ONNX runtime path must not import it")
+sys.meta_path.insert(0, NoTorch())
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_server(tiny_onnx, tmp_path_factory):
+    """``maskcls serve --onnx tiny.onnx --workers 2`` in a real process on a loopback port; yields its base URL.
+
+    Two workers with prometheus-client's multiprocess mode, so /metrics reports both, as deployed.
+    """
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("prometheus"))}
+    log = open(tmp_path_factory.mktemp("server") / "server.log", "w+")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "maskcls", "serve", "--onnx", str(tiny_onnx), "--port", str(port), "--workers", "2", "--threads", "1"],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"maskcls serve exited with {process.returncode}:\n{log.read()}")
+            try:
+                if httpx.get(base_url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("maskcls serve did not answer /health within 120 s")
+            time.sleep(0.3)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()

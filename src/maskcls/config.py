@@ -59,6 +59,12 @@ class DataConfig(_Section):
     loader_workers: Optional[int] = Field(None, ge=0)
     device_cache: Literal["auto", "on", "off"] = "auto"
     device_cache_gb: float = Field(16.0, gt=0)
+    face_crop: bool = False
+    face_margin: float = Field(0.4, ge=0.0, le=3.0)
+    face_detector: Literal["hog", "cnn", "auto"] = "auto"
+    face_upsample: int = Field(1, ge=0, le=3)
+    face_pad: float = Field(0.25, ge=0.0, le=1.0)
+    face_detect_size: int = Field(320, ge=64)
 
     @field_validator("image_size")
     @classmethod
@@ -102,9 +108,29 @@ class AugmentConfig(_Section):
     blur: float = Field(0.0, ge=0.0, le=1.0)
     blur_sigma: tuple[float, float] = (0.1, 1.5)
     cutout: float = Field(0.0, ge=0.0, le=1.0)
+    motion_blur: float = Field(0.0, ge=0.0, le=1.0)
+    motion_blur_kernel: tuple[int, int] = (3, 9)
+    downscale: float = Field(0.0, ge=0.0, le=1.0)
+    downscale_range: tuple[float, float] = (0.25, 0.75)
+    jpeg: float = Field(0.0, ge=0.0, le=1.0)
+    jpeg_quality: tuple[float, float] = (15.0, 75.0)
     mixup: float = Field(0.0, ge=0.0)
     cutmix: float = Field(0.0, ge=0.0)
     mix_prob: float = Field(1.0, ge=0.0, le=1.0)
+
+
+    @model_validator(mode="after")
+    def _robustness_ranges(self):
+        low, high = self.downscale_range
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"augment.downscale_range must satisfy 0 < low <= high <= 1, got {list(self.downscale_range)}")
+        low, high = self.jpeg_quality
+        if not 1 <= low <= high <= 100:
+            raise ValueError(f"augment.jpeg_quality must satisfy 1 <= low <= high <= 100, got {list(self.jpeg_quality)}")
+        low, high = self.motion_blur_kernel
+        if not (3 <= low <= high and low % 2 and high % 2):
+            raise ValueError(f"augment.motion_blur_kernel must be odd sizes >= 3 (low <= high), got {list(self.motion_blur_kernel)}")
+        return self
 
 
 class ModelConfig(_Section):

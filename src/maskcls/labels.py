@@ -104,7 +104,7 @@ def head_probabilities(probs: np.ndarray) -> dict[str, np.ndarray]:
 def joint_from_heads(mask_probs: np.ndarray, gender_probs: np.ndarray, age_probs: np.ndarray) -> np.ndarray:
     """18-class probabilities from independent head probabilities (outer product, in class order)."""
     joint = mask_probs[:, :, None, None] * gender_probs[:, None, :, None] * age_probs[:, None, None, :]
-    return joint.reshape(len(mask_probs), NUM_CLASSES)
+    return joint.reshape(-1, NUM_CLASSES)  # -1, not len(): keeps the batch axis symbolic in an ONNX export
 
 
 def _is_array(*values) -> bool:

@@ -63,16 +63,58 @@ def head_metrics(
     return metrics
 
 
-def score_submission(submission_csv: str | Path, answers_csv: str | Path) -> dict[str, float]:
-    """Metrics of a ``submission.csv`` (ImageID, ans) against a table of true ``label`` per ImageID."""
-    submission = pd.read_csv(submission_csv, dtype={"ImageID": str})
-    answers = pd.read_csv(answers_csv, dtype={"ImageID": str})
-    for table, path, column in ((submission, submission_csv, "ans"), (answers, answers_csv, "label")):
-        missing = {"ImageID", column} - set(table.columns)
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-    merged = submission.merge(answers, on="ImageID", how="left")
-    if merged["label"].isna().any():
-        raise ValueError(f"{answers_csv} has no answer for {int(merged['label'].isna().sum())} submitted ImageID(s)")
-    one_hot = np.eye(18)[merged["ans"].astype(int)]
-    return classification_metrics(merged["label"].astype(int).to_numpy(), one_hot)
+class ScoreError(ValueError):
+    """A submission or answer file that cannot be scored as asked; the message names the file."""
+
+
+def score_submission(submission_csv: str | Path, answers_csv: str | Path, allow_partial: bool = False) -> dict[str, float | int]:
+    """Metrics of a ``submission.csv`` (ImageID, ans) against the true classes per ImageID.
+
+    The answers may use ``label`` or the competition's own ``ans`` column. Every answer must have a
+    submitted class and every submitted ImageID an answer; with ``allow_partial`` the photos both
+    name are scored, and the counts of the others are part of the result.
+    """
+    submission = _read_classes(submission_csv, ("ans",), "submission")
+    answers = _read_classes(answers_csv, ("label", "ans"), "answers")
+    unknown = submission.index.difference(answers.index)
+    missing = answers.index.difference(submission.index)
+    if (len(unknown) or len(missing)) and not allow_partial:
+        parts = []
+        if len(missing):
+            parts.append(f"covers {len(answers) - len(missing)} of the {len(answers)} photos in {answers_csv} ({len(missing)} missing, e.g. {', '.join(missing[:3])})")
+        if len(unknown):
+            parts.append(f"has {len(unknown)} ImageID(s) that {answers_csv} does not know (e.g. {', '.join(unknown[:3])})")
+        raise ScoreError(f"{submission_csv} " + " and ".join(parts) + "; pass --allow-partial to score the photos both files name")
+    common = submission.index.intersection(answers.index, sort=False)
+    if not len(common):
+        raise ScoreError(f"{submission_csv} and {answers_csv} have no ImageID in common: nothing to score")
+    truth, guess = answers.loc[common].to_numpy(), submission.loc[common].to_numpy()
+    scores: dict[str, float | int] = classification_metrics(truth, np.eye(NUM_CLASSES)[guess])
+    scores["photos_scored"] = int(len(common))
+    if allow_partial:
+        scores["answers_not_submitted"] = int(len(missing))
+        scores["unknown_image_ids"] = int(len(unknown))
+    return scores
+
+
+def _read_classes(path: str | Path, columns: tuple[str, ...], what: str) -> pd.Series:
+    """``ImageID`` -> class (0..17) from the first of ``columns`` the file has, checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScoreError(f"{what} file not found: {path}")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ScoreError(f"{path}: not a readable CSV file ({err})") from None
+    column = next((c for c in columns if c in table.columns), None)
+    if "ImageID" not in table.columns or column is None:
+        raise ScoreError(f"{path}: needs the columns ImageID and {' or '.join(columns)}; found {', '.join(table.columns) or 'none'}")
+    duplicated = table["ImageID"][table["ImageID"].duplicated()]
+    if len(duplicated):
+        raise ScoreError(f"{path}: ImageID '{duplicated.iloc[0]}' appears more than once")
+    values = table[column].str.strip()
+    bad = ~values.str.fullmatch(r"\d+") | (pd.to_numeric(values, errors="coerce") >= NUM_CLASSES)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ScoreError(f"{path}:{row + 2}: {column} '{table[column].iloc[row]}' is not a class 0..{NUM_CLASSES - 1}")
+    return pd.Series(values.astype(int).to_numpy(), index=pd.Index(table["ImageID"], name="ImageID"), name=column)

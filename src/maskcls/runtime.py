@@ -28,9 +28,7 @@ def quiet_lightning() -> None:
 
 
 def progress_bar():
-    """Rich bars on a terminal; plain tqdm lines (every 50 steps) in logs, where Rich would print only at the end."""
-    import sys
+    """Lightning's bar on a terminal, none in logs; kept for callers of the older name (see ``maskcls.progress.lightning_bar``)."""
+    from .progress import lightning_bar
 
-    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
-
-    return RichProgressBar(leave=True) if sys.stderr.isatty() else TQDMProgressBar(refresh_rate=50)
+    return lightning_bar()

@@ -16,34 +16,59 @@ from ..labels import NUM_CLASSES, AgeThresholds, class_names  # noqa: E402
 
 
 def training_curves(metrics: pd.DataFrame):
-    """Loss and validation macro F1 per epoch, one line per fold (``metrics.csv`` of a run)."""
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    """Loss and validation macro F1 per epoch, one colour per fold (``metrics.csv`` of a run).
+
+    A star marks each fold's best epoch (highest validation macro F1: the checkpoint that was kept).
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     colours = sns.color_palette("tab10")
+    fold_handles = []
     for index, (fold, rows) in enumerate(metrics.groupby("fold")):
         colour = colours[index % len(colours)]
         for column, style in (("train_loss", "-"), ("val_loss", "--")):
             if column in rows and rows[column].notna().any():
-                axes[0].plot(rows["epoch"], rows[column], style, color=colour, label=f"fold {fold} {column.split('_')[0]}")
-        if "val_macro_f1" in rows:
-            axes[1].plot(rows["epoch"], rows["val_macro_f1"], marker="o", color=colour, label=f"fold {fold}")
-    axes[0].set(title="loss (solid: train, dashed: validation)", xlabel="epoch")
-    axes[1].set(title="validation macro F1", xlabel="epoch", ylim=(0, 1))
+                axes[0].plot(rows["epoch"], rows[column], style, color=colour)
+        if "val_macro_f1" in rows and rows["val_macro_f1"].notna().any():
+            axes[1].plot(rows["epoch"], rows["val_macro_f1"], marker="o", markersize=3, color=colour)
+            best = rows.loc[rows["val_macro_f1"].idxmax()]
+            axes[1].plot(best["epoch"], best["val_macro_f1"], marker="*", markersize=14, color=colour, markeredgecolor="black", linestyle="none")
+            for axis in axes:
+                axis.axvline(best["epoch"], color=colour, linestyle=":", alpha=0.5)
+        fold_handles.append(Line2D([], [], color=colour, label=f"fold {fold}"))
+    axes[0].set(title="loss per epoch", xlabel="epoch", ylabel="loss")
+    axes[1].set(title="validation macro F1 per epoch", xlabel="epoch", ylabel="validation macro F1", ylim=(0, 1))
+    style_handles = [Line2D([], [], color="grey", linestyle="-", label="train loss"), Line2D([], [], color="grey", linestyle="--", label="validation loss"),
+                     Line2D([], [], color="grey", marker="*", markersize=12, markeredgecolor="black", linestyle="none", label="best epoch (kept)")]
     for axis in axes:
-        axis.legend(fontsize=7)
         axis.grid(alpha=0.3)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[1].legend(handles=fold_handles + style_handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9, frameon=False)
     figure.tight_layout()
     return figure
 
 
 def confusion_figure(labels: np.ndarray, predicted: np.ndarray, thresholds: AgeThresholds = AgeThresholds(), title: str = ""):
-    """18x18 confusion matrix, rows normalised to recall so rare classes are as visible as common ones."""
+    """18x18 confusion matrix, rows normalised to recall so rare classes are as visible as common ones,
+    with each class's recall (and its number of photos) in a bar beside its row."""
     matrix = confusion_matrix(labels, predicted, labels=range(NUM_CLASSES))
-    recall = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    figure, axis = plt.subplots(figsize=(11, 9))
+    support = matrix.sum(axis=1)
+    recall = matrix / np.maximum(support[:, None], 1)
+    figure, (axis, side) = plt.subplots(1, 2, figsize=(13.5, 9), gridspec_kw={"width_ratios": [5, 1.1]})
     names = class_names(thresholds)
     sns.heatmap(recall, annot=matrix, fmt="d", cmap="Blues", vmin=0, vmax=1, xticklabels=names, yticklabels=names, ax=axis, cbar_kws={"label": "share of the true class"})
     axis.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix (numbers: photos; colour: recall)")
     axis.tick_params(labelsize=7)
+    per_class = np.diag(recall)
+    positions = np.arange(NUM_CLASSES) + 0.5
+    side.barh(positions, np.where(support > 0, per_class, 0), height=0.7, color=plt.get_cmap("Blues")(0.45))
+    for y, value, count in zip(positions, per_class, support):
+        side.text(0.02, y, f"{value:.2f}  (n={count})" if count else "no photos", va="center", fontsize=7)
+    side.set(xlim=(0, 1), ylim=(NUM_CLASSES, 0), title="recall per class", xlabel="recall")
+    side.set_yticks([])
+    side.grid(axis="x", alpha=0.3)
     figure.tight_layout()
     return figure
 

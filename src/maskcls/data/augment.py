@@ -9,6 +9,11 @@ Crop, flip and colour jitter are a handful of whole-batch tensor ops (one ``grid
 resizes and mirrors every photo at once), with torchvision's parameter distributions; a test checks
 their statistics against torchvision's per-photo transforms. Blur and cutout come from kornia.
 
+Three robustness augmentations imitate photos in the wild (off by default, on in
+``configs/wild.yaml``): motion blur (kornia), down-scaling then up-scaling to a random smaller size
+(small faces cut from crowd photos), and JPEG re-compression at a random quality (kornia's
+differentiable JPEG).
+
 MixUp and CutMix change the targets too, so they live with the loss (``training/module.py``).
 """
 
@@ -46,12 +51,44 @@ class BatchPreprocess(nn.Module):
 
 def build_train_augment(size_hw: tuple[int, int], cfg: AugmentConfig) -> nn.Module:
     steps: list[nn.Module] = [BatchCropFlipJitter(size_hw, cfg)]
+    if cfg.motion_blur > 0:
+        steps.append(K.RandomMotionBlur(tuple(cfg.motion_blur_kernel), angle=(-180.0, 180.0), direction=(-1.0, 1.0), border_type="replicate", p=cfg.motion_blur))
+    if cfg.downscale > 0:
+        steps.append(RandomDownscale(tuple(cfg.downscale_range), p=cfg.downscale))
+    if cfg.jpeg > 0:
+        steps.append(K.RandomJPEG(jpeg_quality=tuple(float(q) for q in cfg.jpeg_quality), p=cfg.jpeg))
     if cfg.blur > 0:
         kernel = 2 * math.ceil(3 * cfg.blur_sigma[1]) + 1
         steps.append(K.RandomGaussianBlur((kernel, kernel), tuple(cfg.blur_sigma), p=cfg.blur))
     if cfg.cutout > 0:
         steps.append(K.RandomErasing(scale=(0.02, 0.2), ratio=(0.3, 3.3), p=cfg.cutout))
     return nn.Sequential(*steps)
+
+
+class RandomDownscale(nn.Module):
+    """With probability ``p`` per photo, shrink to a random fraction in ``scale`` of its size and enlarge back.
+
+    Fractions are drawn from ``levels`` evenly spaced values, so the batch is resized in a few
+    groups (one pair of ``interpolate`` calls per distinct size) rather than photo by photo.
+    """
+
+    def __init__(self, scale: tuple[float, float] = (0.25, 0.75), p: float = 0.5, levels: int = 8):
+        super().__init__()
+        self.scale, self.p, self.levels = scale, p, levels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, height, width = x.shape
+        chosen = torch.rand(n, device=x.device) < self.p
+        steps = torch.randint(0, self.levels, (n,), device=x.device)
+        low, high = self.scale
+        fractions = low + (high - low) * steps.float() / max(self.levels - 1, 1)
+        out = x.clone()
+        for level in torch.unique(steps[chosen]).tolist():
+            rows = chosen & (steps == level)
+            fraction = float(fractions[rows][0])
+            small = F.interpolate(x[rows], size=(max(1, round(height * fraction)), max(1, round(width * fraction))), mode="bilinear", antialias=True, align_corners=False)
+            out[rows] = F.interpolate(small, size=(height, width), mode="bilinear", align_corners=False)
+        return out
 
 
 class BatchCropFlipJitter(nn.Module):

@@ -1,7 +1,9 @@
 """Decode once: every photo is decoded and resized a single time into a memory-mapped uint8 array.
 
-The cache is keyed by the source files (path, size, mtime) and the resolution, so it is rebuilt
-exactly when either changes. Decoding runs in parallel threads (libjpeg-turbo and Pillow release
+The cache is keyed by the source files (path, size, mtime), the resolution and the face-crop
+setting, so it is rebuilt exactly when one of them changes. With ``data.face_crop`` each photo is
+cut to its largest face (plus a margin) before resizing, the whole photo where no face is found;
+the boxes are kept in the cache index. Decoding runs in parallel threads (libjpeg-turbo and Pillow release
 the GIL). Photos that fail are recorded with their reason in the cache index, so a rerun reports the
 same problems without decoding again.
 """
@@ -22,7 +24,7 @@ import pandas as pd
 
 from ..io import atomic_dir
 from ..progress import track
-from .images import ImageError, ImageLimits, read_resized
+from .images import ImageError, ImageLimits, read_image, read_resized
 from .layout import Problem
 
 CACHE_VERSION = 1
@@ -32,14 +34,44 @@ class CacheError(RuntimeError):
     """A cache folder that cannot be trusted; the message says how to recover."""
 
 
+@dataclass(frozen=True)
+class FaceCrop:
+    """Cut each photo to its largest face, grown by ``margin`` x the face size on every side, before resizing.
+
+    Faces are looked for in a copy of at most ``detect_size`` pixels on its longer side, with a black
+    border of ``pad`` x its longer side (faces cut by the frame are found more often; see README
+    "Face detection" for the detectors); where none is found the whole photo is used.
+    """
+
+    margin: float = 0.4
+    detector: str = "auto"
+    upsample: int = 1
+    detect_size: int = 320
+    pad: float = 0.25
+
+    @classmethod
+    def from_config(cls, data_cfg) -> "FaceCrop | None":
+        if not data_cfg.face_crop:
+            return None
+        return cls(data_cfg.face_margin, data_cfg.face_detector, data_cfg.face_upsample, data_cfg.face_detect_size, data_cfg.face_pad)
+
+
 @dataclass
 class ImageCache:
-    """Decoded photos, one row per manifest row, in the order they were given."""
+    """Decoded photos, one row per manifest row, in the order they were given.
+
+    ``faces`` (face-cropped caches only): per photo the face box used, ``"x0 y0 x1 y1"``, or ``"none"``.
+    """
 
     directory: Path
     image_ids: list[str]
     errors: list[str]
     size_hw: tuple[int, int]
+    faces: list[str] | None = None
+
+    def face_found(self) -> "np.ndarray | None":
+        """Per photo whether a face was found and cropped to (None when the cache is not face-cropped)."""
+        return None if self.faces is None else np.array([face not in ("", "none") for face in self.faces])
 
     @property
     def path(self) -> Path:
@@ -64,10 +96,10 @@ def default_cache_root(cache_dir: str | None = None) -> Path:
     return Path(os.environ.get("MASKCLS_CACHE_DIR", Path.home() / ".cache" / "maskcls")).expanduser()
 
 
-def cache_directory(frame: pd.DataFrame, size_hw: tuple[int, int], root: str | Path, limits: ImageLimits = ImageLimits()) -> Path:
+def cache_directory(frame: pd.DataFrame, size_hw: tuple[int, int], root: str | Path, limits: ImageLimits = ImageLimits(), face_crop: FaceCrop | None = None) -> Path:
     """Where the cache of these photos at this size lives (whether or not it is built yet)."""
     size_hw = (int(size_hw[0]), int(size_hw[1]))
-    return Path(root) / _cache_key(frame["image_id"].astype(str).tolist(), frame["path"].astype(str).tolist(), size_hw, limits)
+    return Path(root) / _cache_key(frame["image_id"].astype(str).tolist(), frame["path"].astype(str).tolist(), size_hw, limits, face_crop)
 
 
 def build_cache(
@@ -77,24 +109,34 @@ def build_cache(
     limits: ImageLimits = ImageLimits(),
     workers: int = 0,
     progress: bool = True,
+    face_crop: FaceCrop | None = None,
 ) -> ImageCache:
     """Cache for the ``image_id``/``path`` rows of ``frame``: reused when valid, otherwise (re)built."""
     size_hw = (int(size_hw[0]), int(size_hw[1]))
     image_ids = frame["image_id"].astype(str).tolist()
     paths = frame["path"].astype(str).tolist()
-    directory = cache_directory(frame, size_hw, root, limits)
+    directory = cache_directory(frame, size_hw, root, limits, face_crop)
     if os.environ.get("LOCAL_RANK", "0") != "0":
         _wait_for(directory / "meta.json")  # under DDP, local rank 0 decodes and the other ranks read its cache
     if (directory / "meta.json").exists():
         return _load(directory, image_ids, size_hw)
     workers = workers or os.cpu_count() or 1
+    finder = None
+    if face_crop is not None:
+        from ..synth.faces import FaceFinder
+
+        finder = FaceFinder(face_crop.detector, face_crop.upsample, landmarks=False, pad=face_crop.pad)
     with atomic_dir(directory) as tmp:
         pixels = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(len(paths), *size_hw, 3))
         errors = [""] * len(paths)
+        faces = [""] * len(paths)
 
         def decode(row: int) -> None:
             try:
-                pixels[row] = read_resized(paths[row], size_hw, limits)
+                if finder is None:
+                    pixels[row] = read_resized(paths[row], size_hw, limits)
+                else:
+                    pixels[row], faces[row] = _face_cropped(paths[row], size_hw, limits, face_crop, finder)
             except ImageError as err:
                 errors[row] = str(err)
 
@@ -103,7 +145,10 @@ def build_cache(
             for _ in track(pool.map(decode, range(len(paths))), f"decoding {len(paths)} photos", len(paths), progress):
                 pass
         pixels.flush()
-        pd.DataFrame({"image_id": image_ids, "path": paths, "error": errors}).to_csv(tmp / "index.csv", index=False)
+        index = pd.DataFrame({"image_id": image_ids, "path": paths, "error": errors})
+        if finder is not None:
+            index["face"] = faces
+        index.to_csv(tmp / "index.csv", index=False)
         meta = {
             "version": CACHE_VERSION,
             "size_hw": list(size_hw),
@@ -113,7 +158,33 @@ def build_cache(
             "decode_seconds": round(time.perf_counter() - started, 2),
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    return ImageCache(directory, image_ids, errors, size_hw)
+    return ImageCache(directory, image_ids, errors, size_hw, faces if finder is not None else None)
+
+
+def _face_cropped(path: str, size_hw: tuple[int, int], limits: ImageLimits, crop: FaceCrop, finder) -> tuple[np.ndarray, str]:
+    """The photo cut to its largest face (grown by the margin, widened to the output's aspect) and resized; and the box."""
+    from PIL import Image
+
+    image = Image.fromarray(read_image(path, limits))
+    scale = min(1.0, crop.detect_size / max(image.size))
+    small = image if scale == 1.0 else image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR)
+    found = finder.find(np.asarray(small))
+    height, width = size_hw
+    if not found:
+        return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR)), "none"
+    x0, y0, x1, y1 = (value / scale for value in found[0].box)
+    centre_x, centre_y = (x0 + x1) / 2, (y0 + y1) / 2
+    half_w, half_h = (x1 - x0) * (0.5 + crop.margin), (y1 - y0) * (0.5 + crop.margin)
+    if half_h / half_w < height / width:
+        half_h = half_w * height / width
+    else:
+        half_w = half_h * width / height
+    # keep the box inside the photo where it fits; a box larger than the photo is padded with black
+    centre_x = min(max(centre_x, half_w), image.width - half_w) if 2 * half_w <= image.width else image.width / 2
+    centre_y = min(max(centre_y, half_h), image.height - half_h) if 2 * half_h <= image.height else image.height / 2
+    box = tuple(round(v) for v in (centre_x - half_w, centre_y - half_h, centre_x + half_w, centre_y + half_h))
+    face = image.crop(box).resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(face), " ".join(str(round(v)) for v in (x0, y0, x1, y1))
 
 
 def _load(directory: Path, image_ids: list[str], size_hw: tuple[int, int]) -> ImageCache:
@@ -131,7 +202,7 @@ def _load(directory: Path, image_ids: list[str], size_hw: tuple[int, int]) -> Im
         raise CacheError(f"image cache {directory} lists other photos than the data set. {recover}")
     if _crc32(directory / "images.npy") != meta.get("crc32"):
         raise CacheError(f"image cache {directory} is corrupt (checksum mismatch). {recover}")
-    return ImageCache(directory, image_ids, index["error"].tolist(), size_hw)
+    return ImageCache(directory, image_ids, index["error"].tolist(), size_hw, index["face"].tolist() if "face" in index else None)
 
 
 def _wait_for(path: Path, timeout_s: float = 3600.0) -> None:
@@ -142,8 +213,9 @@ def _wait_for(path: Path, timeout_s: float = 3600.0) -> None:
         time.sleep(1.0)
 
 
-def _cache_key(image_ids: list[str], paths: list[str], size_hw: tuple[int, int], limits: ImageLimits) -> str:
-    digest = hashlib.sha256(f"v{CACHE_VERSION}|{size_hw}|{limits}".encode())
+def _cache_key(image_ids: list[str], paths: list[str], size_hw: tuple[int, int], limits: ImageLimits, face_crop: FaceCrop | None = None) -> str:
+    setting = f"|{face_crop}" if face_crop is not None else ""  # caches without face crop keep their keys
+    digest = hashlib.sha256(f"v{CACHE_VERSION}|{size_hw}|{limits}{setting}".encode())
     for image_id, path in zip(image_ids, paths):
         try:
             stat = os.stat(path)

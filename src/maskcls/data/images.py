@@ -22,7 +22,16 @@ _IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
 
 
 class ImageError(Exception):
-    """A photo that cannot be used; ``str(err)`` is the reason, for reports."""
+    """A photo that cannot be used; ``str(err)`` is the reason, for reports.
+
+    ``kind`` sorts the reasons for callers that answer differently to each (the HTTP service's status
+    codes): ``missing``, ``unreadable``, ``empty``, ``too_large``, ``not_image``, ``unsupported``,
+    ``corrupt`` or ``bomb``.
+    """
+
+    def __init__(self, reason: str, kind: str = "corrupt"):
+        super().__init__(reason)
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -44,14 +53,24 @@ def read_image(path: str | Path, limits: ImageLimits = ImageLimits()) -> np.ndar
 
 def read_resized(path: str | Path, size_hw: tuple[int, int], limits: ImageLimits = ImageLimits()) -> np.ndarray:
     """The photo resized to ``size_hw`` (height, width) as ``(h, w, 3)`` uint8 RGB, upright."""
-    data = _read_bytes(path, limits)
+    return decode_resized(_read_bytes(path, limits), size_hw, limits)
+
+
+def decode_resized(data: bytes, size_hw: tuple[int, int], limits: ImageLimits = ImageLimits(), formats: tuple[str, ...] | None = None) -> np.ndarray:
+    """``read_resized`` for bytes already in memory (an upload); ``formats`` (Pillow names) limits what is accepted."""
+    if not data:
+        raise ImageError("empty file (0 bytes)", "empty")
+    if len(data) > limits.max_bytes:
+        raise ImageError(f"file is {len(data) / 2**20:.1f} MB, over the limit of {limits.max_bytes / 2**20:.0f} MB", "too_large")
     image = _open_checked(data, limits)
+    if formats is not None and image.format not in formats:
+        raise ImageError(f"unsupported image type {image.format}; send one of {', '.join(formats)}", "unsupported")
     height, width = size_hw
     if image.format == "JPEG" and image.mode in ("RGB", "L") and _orientation(image) in (None, 1):
         try:
             pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=height, min_width=width, strict=True)
         except ValueError as err:
-            raise ImageError(f"corrupt or truncated JPEG ({err})") from None
+            raise ImageError(f"corrupt or truncated JPEG ({err})", "corrupt") from None
         rgb = Image.fromarray(pixels)
     else:
         rgb = _to_rgb(image)
@@ -64,19 +83,19 @@ def _read_bytes(path: str | Path, limits: ImageLimits) -> bytes:
     try:
         size = os.stat(path).st_size
     except FileNotFoundError:
-        raise ImageError("file not found") from None
+        raise ImageError("file not found", "missing") from None
     except OSError as err:
-        raise ImageError(f"cannot read file ({err.strerror})") from None
+        raise ImageError(f"cannot read file ({err.strerror})", "unreadable") from None
     if size == 0:
-        raise ImageError("empty file (0 bytes)")
+        raise ImageError("empty file (0 bytes)", "empty")
     if size > limits.max_bytes:
         raise ImageError(
-            f"file is {size / 2**20:.1f} MB, over the limit of {limits.max_bytes / 2**20:.0f} MB (data.max_file_mb)"
+            f"file is {size / 2**20:.1f} MB, over the limit of {limits.max_bytes / 2**20:.0f} MB (data.max_file_mb)", "too_large"
         )
     try:
         return Path(path).read_bytes()
     except OSError as err:
-        raise ImageError(f"cannot read file ({err.strerror})") from None
+        raise ImageError(f"cannot read file ({err.strerror})", "unreadable") from None
 
 
 def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
@@ -85,17 +104,17 @@ def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         if data.startswith(_IMAGE_SIGNATURES):  # a JPEG / PNG whose header was cut short
-            raise ImageError("corrupt or truncated image (its header is incomplete)") from None
-        raise ImageError("not an image file (format not recognised)") from None
+            raise ImageError("corrupt or truncated image (its header is incomplete)", "corrupt") from None
+        raise ImageError("not an image file (format not recognised)", "not_image") from None
     except Image.DecompressionBombError as err:
-        raise ImageError(f"decompression bomb refused ({err})") from None
+        raise ImageError(f"decompression bomb refused ({err})", "bomb") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"corrupt or truncated image (cannot read its header: {err})") from None
     width, height = image.size
     if width * height > limits.max_pixels:
         raise ImageError(
             f"decompression bomb refused: {width}x{height} = {width * height:,} pixels is over the limit "
-            f"of {limits.max_pixels:,} (data.max_image_pixels)"
+            f"of {limits.max_pixels:,} (data.max_image_pixels)", "bomb"
         )
     return image
 
@@ -113,7 +132,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         image.load()
         image = ImageOps.exif_transpose(image)
     except Image.DecompressionBombError as err:
-        raise ImageError(f"decompression bomb refused ({err})") from None
+        raise ImageError(f"decompression bomb refused ({err})", "bomb") from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise ImageError(f"corrupt or truncated image ({err})") from None
     mode = image.mode

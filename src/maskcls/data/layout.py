@@ -47,7 +47,12 @@ class DataError(ValueError):
         super().__init__("\n".join(lines))
 
 
-SKIP_HINT = "Fix these files, or pass --on-bad-image skip to leave them out (they are then listed in skipped.csv)."
+def skip_hint(listed_in: str = "skipped.csv") -> str:
+    """What to do about bad photos, naming the file the skipped ones are listed in."""
+    return f"Fix these files, or pass --on-bad-image skip to leave them out (they are then listed in {listed_in})."
+
+
+SKIP_HINT = skip_hint("skipped.csv")
 
 
 def read_train(train_dir: str | Path, thresholds: AgeThresholds = AgeThresholds()) -> tuple[pd.DataFrame, list[Problem]]:
@@ -181,10 +186,10 @@ EXTRA_COLUMNS = ("image_id", "path", "label")
 
 
 def read_extra(csv_path: str | Path) -> tuple[pd.DataFrame, list[Problem]]:
-    """Extra labelled photos (e.g. pseudo-labels: image_id, path, label) as manifest rows.
+    """Extra labelled photos (e.g. pseudo-labels: image_id, path, label, optional age) as manifest rows.
 
-    They carry a class but no person and no age: each is its own "person" ``extra:<image_id>``, with
-    age -1 (unknown), so they can join training folds but never validation.
+    They carry a class but no person: each is its own "person" ``extra:<image_id>``, with age -1
+    where the CSV has none (unknown), so they can join training folds but never validation.
     """
     csv_path = Path(csv_path)
     table = _read_csv(csv_path, EXTRA_COLUMNS)
@@ -201,7 +206,8 @@ def read_extra(csv_path: str | Path) -> tuple[pd.DataFrame, list[Problem]]:
             problems.append(Problem(row.path, f"photo named by {where} is missing"))
         else:
             mask, gender, age_group = decode(int(label))
+            age = int(row.age) if getattr(row, "age", "").strip().isdigit() else -1
             rows.append({"image_id": f"extra:{row.image_id}", "path": row.path, "person_id": f"extra:{row.image_id}", "stem": "",
-                         "gender": gender, "race": "", "age": -1, "mask": mask, "age_group": age_group, "label": int(label)})
+                         "gender": gender, "race": "", "age": age, "mask": mask, "age_group": age_group, "label": int(label)})
     manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
     return manifest.astype({c: np.int64 for c in ("gender", "age", "mask", "age_group", "label")}), problems

@@ -17,16 +17,20 @@ import numpy as np
 import pandas as pd
 
 from ..config import DataConfig, LabelsConfig
-from ..data.cache import build_cache, default_cache_root
+from ..data.cache import FaceCrop, build_cache, default_cache_root
 from ..data.images import ImageLimits
-from ..data.layout import SKIP_HINT, DataError, Problem, read_eval
-from ..ensemble.uncertainty import disagreement, predictive_entropy
-from ..io import write_csv, write_json
-from ..labels import GENDER_NAMES, MASK_NAMES, decode
+from ..data.layout import DataError, read_eval, skip_hint
+from ..ensemble.uncertainty import disagreement
 from ..models.artifact import ModelFileError, load_model
 from ..models.factory import MaskNet
+from ..persons.consistent import read_groups
+from ..progress import RunProgress
 from ..tables import PROB_COLUMNS
 from ..training.kfold import RunError
+from .outputs import PREDICT_SKIPPED, Prediction, file_rows, write_eval_predictions
+from .outputs import argmax_or as _argmax_or
+from .outputs import fill_rows as _fill
+from .outputs import union_problems as _union
 from .predictor import predict_outputs
 
 
@@ -53,24 +57,11 @@ class TrainedRun:
         return self.meta.get("task", "classes")
 
 
-@dataclass
-class Prediction:
-    """Probabilities of a table of photos (NaN rows: photos that could not be read) and per-row extras."""
-
-    probs: np.ndarray
-    answers: np.ndarray
-    columns: dict[str, np.ndarray]
-    problems: list[Problem]
-
-
 def load_run(run_dir: str | Path) -> TrainedRun:
     """The fold models of a finished run, checked to be complete and consistent with each other."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunError(f"run directory not found: {run_dir}")
+    check_trained_dir(run_dir)
     summary_path = run_dir / "summary.json"
-    if not summary_path.is_file():
-        raise RunError(f"{run_dir} has no summary.json: training did not finish (continue it with `maskcls train --resume {run_dir}`)")
     summary = json.loads(summary_path.read_text())
     folds = [entry["fold"] for entry in summary.get("folds", [])]
     if not folds:
@@ -92,6 +83,44 @@ def load_run(run_dir: str | Path) -> TrainedRun:
     return TrainedRun(run_dir, models, metas[0], fallback, folds)
 
 
+def check_trained_dir(run_dir: Path) -> None:
+    """Refuse what cannot predict, telling apart a folder that is no run at all from a run that did not finish."""
+    if not run_dir.is_dir():
+        raise RunError(f"run directory not found: {run_dir}")
+    if any((run_dir / name).is_file() for name in ("summary.json", "ensemble.json", "combine.json")):
+        return
+    if (run_dir / "config.yaml").is_file() and (run_dir / "run.json").is_file():
+        raise RunError(f"{run_dir} is an unfinished run (no summary.json yet): continue it with `maskcls train --resume {run_dir}`")
+    looks_like = ""
+    if (run_dir / "info.csv").is_file():
+        looks_like = " It looks like an eval folder: pass it as --data, and a trained run as --run."
+    elif (run_dir / "train.csv").is_file():
+        looks_like = f" It looks like a training folder: train on it first (`maskcls train --data {run_dir} --out runs/NAME`)."
+    raise RunError(
+        f"{run_dir} is not a maskcls run (it has no summary.json, ensemble.json or combine.json): give --run a folder made by "
+        f"`maskcls train`, `maskcls ensemble` or `maskcls train --age-config`.{looks_like}"
+    )
+
+
+def prediction_plan(run_dir: str | Path, title: str, enabled: bool = True) -> RunProgress:
+    """One stage per k-fold run behind ``run_dir`` (ensemble members, combined runs), one unit per fold model."""
+
+    def runs(directory: Path) -> list[Path]:
+        if (directory / "ensemble.json").is_file():
+            return [run for member in json.loads((directory / "ensemble.json").read_text())["members"] for run in runs(Path(member["path"]))]
+        if (directory / "combine.json").is_file():
+            sources = json.loads((directory / "combine.json").read_text())["sources"]
+            return [run for source in dict.fromkeys(sources.values()) for run in runs(Path(source))]
+        return [directory]
+
+    check_trained_dir(Path(run_dir))
+    stages = []
+    for run in runs(Path(run_dir)):
+        summary = run / "summary.json"
+        stages.append((str(run), len(json.loads(summary.read_text()).get("folds", [])) if summary.is_file() else 1))
+    return RunProgress(title, stages, unit="model", enabled=enabled)
+
+
 def predict_table(
     run_dir: str | Path,
     photos: pd.DataFrame,
@@ -101,13 +130,16 @@ def predict_table(
     accelerator: str = "auto",
     cache_dir: str | None = None,
     progress: bool = True,
+    plan: RunProgress | None = None,
 ) -> Prediction:
     """Predictions of ``photos`` (``image_id``, ``path``) by whatever kind of trained directory ``run_dir`` is.
 
     ``tta`` overrides the test-time augmentation a run was evaluated with (its recipe's ``tta.name``).
+    ``plan`` (see ``prediction_plan``) is advanced once per fold model.
     """
     run_dir = Path(run_dir)
-    options = dict(tta=tta, mc_samples=mc_samples, batch_size=batch_size, accelerator=accelerator, cache_dir=cache_dir, progress=progress)
+    check_trained_dir(run_dir)
+    options = dict(tta=tta, mc_samples=mc_samples, batch_size=batch_size, accelerator=accelerator, cache_dir=cache_dir, progress=progress, plan=plan)
     if (run_dir / "ensemble.json").is_file():
         from ..ensemble.build import load_ensemble
 
@@ -129,25 +161,33 @@ def predict_table(
     return _predict_folds(load_run(run_dir), photos, **options)
 
 
-def _predict_folds(run: TrainedRun, photos: pd.DataFrame, tta, mc_samples, batch_size, accelerator, cache_dir, progress) -> Prediction:
+def _predict_folds(run: TrainedRun, photos: pd.DataFrame, tta, mc_samples, batch_size, accelerator, cache_dir, progress, plan) -> Prediction:
     data_cfg = run.data_cfg
-    cache = build_cache(photos[["image_id", "path"]], data_cfg.cache_hw, default_cache_root(cache_dir), ImageLimits.from_config(data_cfg), progress=progress)
+    cache = build_cache(photos[["image_id", "path"]], data_cfg.cache_hw, default_cache_root(cache_dir), ImageLimits.from_config(data_cfg), progress=progress,
+                        face_crop=FaceCrop.from_config(data_cfg))
     problems = cache.problems(photos["path"].tolist())
     bad_paths = {p.file for p in problems}
     good = np.flatnonzero(~photos["path"].isin(bad_paths).to_numpy())
     tta_cfg = run.meta.get("tta", {})
-    outputs = [
-        predict_outputs(
+    if plan is not None:
+        plan.start(str(run.directory), units=len(run.models))
+    outputs = []
+    for fold, model in zip(run.folds, run.models):
+        outputs.append(predict_outputs(
             model, data_cfg, str(cache.path), good, batch_size=batch_size, accelerator=accelerator, progress=progress,
-            tta=tta or tta_cfg.get("name", "none"), merge=tta_cfg.get("merge", "mean_probs"), mc_samples=mc_samples,
-        )
-        for model in run.models
-    ]
+            tta=tta or tta_cfg.get("name", "none"), merge=tta_cfg.get("merge", "mean_probs"), mc_samples=mc_samples, plan=plan,
+        ))
+        if plan is not None:
+            plan.advance(1, f"fold {fold}")
+    if plan is not None:
+        plan.finish(str(run.directory))
     width = outputs[0]["probs"].shape[1] if len(good) else (18 if run.task == "classes" else 3)
     probs = np.full((len(photos), width), np.nan, dtype=np.float64)
     fold_probs = np.stack([o["probs"] for o in outputs]) if len(good) else np.zeros((len(outputs), 0, width))
     probs[good] = fold_probs.mean(axis=0)
     columns = {"disagreement": _fill(len(photos), good, disagreement(fold_probs) if len(good) else [])}
+    if cache.faces is not None:  # data.face_crop: 1 = cropped to the face found, 0 = no face, the whole photo
+        columns["face_found"] = _fill(len(photos), good, cache.face_found()[good].astype(float))
     for key in ("age_value", "mc_mutual_information"):
         if len(good) and key in outputs[0]:
             columns["age_pred" if key == "age_value" else key] = _fill(len(photos), good, np.mean([o[key] for o in outputs], axis=0))
@@ -170,65 +210,36 @@ def predict_eval(
 ) -> pd.DataFrame:
     """Write ``test_probs.csv`` and ``submission.csv`` for ``eval_dir``; returns the submission.
 
+    With ``on_bad_image="skip"`` unreadable photos keep their row (the run's most frequent class) and
+    are listed, one row per photo, in ``predict_skipped.csv``; ``predict.json`` records how many.
     ``persons`` (a groups CSV from ``maskcls group``) adds person-consistent probabilities ``person_p0..17``
     and a ``group`` column beside the raw ``p0..p17`` (see ``maskcls.persons``); ``submission.csv`` then
     takes their argmax. With ``group_size``, complete groups get their mask states assigned (5/1/1 for 7).
     """
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunError(f"run directory not found: {run_dir}")
+    plan = prediction_plan(run_dir, f"predict {eval_dir}", enabled=progress)
     out_dir = Path(out_dir) if out_dir else run_dir
     info, problems = read_eval(eval_dir)
+    hint = skip_hint(PREDICT_SKIPPED)
     if problems and on_bad_image == "fail":
-        raise DataError(f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.", problems, SKIP_HINT)
-    if persons is not None:
-        from ..persons.consistent import read_groups
-
-        groups = read_groups(persons, info["image_id"])  # checked before the (long) prediction
-    else:
-        groups = None
-    prediction = predict_table(run_dir, info, tta, mc_samples, batch_size, accelerator, cache_dir, progress)
-    problems = _union([problems, prediction.problems])
-    if problems and on_bad_image == "fail":
-        raise DataError(f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.", problems, SKIP_HINT)
+        raise DataError(f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.", problems, hint)
+    groups = read_groups(persons, info["image_id"]) if persons is not None else None  # checked before the (long) prediction
+    prediction = predict_table(run_dir, info, tta, mc_samples, batch_size, accelerator, cache_dir, progress, plan)
     if prediction.probs.shape[1] != len(PROB_COLUMNS):
         raise RunError(f"{run_dir} predicts a single head, not the 18 classes; predict with the combined directory instead")
-    test_probs = pd.concat([info[["image_id"]], pd.DataFrame(prediction.probs, columns=PROB_COLUMNS)], axis=1)
-    test_probs["entropy"] = predictive_entropy(prediction.probs)
-    for name, values in prediction.columns.items():
-        test_probs[name] = values
-    submission = pd.read_csv(Path(eval_dir) / "info.csv", dtype=str, keep_default_na=False)
-    submission["ans"] = prediction.answers.astype(int)
-    if groups is not None:
-        from ..persons.consistent import add_person_columns, person_answers
-
-        test_probs = add_person_columns(test_probs, groups, group_size)
-        submission["ans"] = person_answers(test_probs, submission["ans"].to_numpy())
-    write_csv(out_dir / "test_probs.csv", test_probs)
-    write_csv(out_dir / "submission.csv", submission)
-    write_json(out_dir / "predict.json", {"data": str(Path(eval_dir).resolve()), "tta": tta, "mc_dropout": mc_samples,
-                                          "persons": str(Path(persons).resolve()) if persons else None, "group_size": group_size})
-    if problems:
-        write_csv(out_dir / "predict_skipped.csv", pd.DataFrame([{"file": p.file, "reason": p.reason} for p in problems]))
-    return submission
+    record = {"tta": tta, "mc_dropout": mc_samples, "persons": str(Path(persons).resolve()) if persons else None, "group_size": group_size}
+    return write_eval_predictions(eval_dir, out_dir, info, prediction, problems, on_bad_image, record, groups, group_size)
 
 
-def predict_files(run_dir: str | Path, files: list[str | Path], tta: str | None = None, accelerator: str = "auto") -> pd.DataFrame:
-    """One row per photo: class, mask, gender, age group and probability (or the reason it failed)."""
+def predict_files(run_dir: str | Path, files: list[str | Path], tta: str | None = None, accelerator: str = "auto",
+                  out_dir: str | Path | None = None) -> pd.DataFrame:
+    """One row per photo: its shortest distinct name, class, mask, gender, age group and probability, or
+    (``error``) why it could not be read; failed rows have no class. ``out_dir``: also write ``predictions.csv`` there."""
     photos = pd.DataFrame({"image_id": [str(f) for f in files], "path": [str(f) for f in files]})
     prediction = predict_table(run_dir, photos, tta=tta, accelerator=accelerator, progress=False)
     if prediction.probs.shape[1] != len(PROB_COLUMNS):
         raise RunError(f"{run_dir} predicts a single head, not the 18 classes; predict with the combined directory instead")
-    errors = {problem.file: problem.reason for problem in prediction.problems}
-    ages = _age_names(run_dir)
-    rows = []
-    for path, p, label in zip(photos["path"], prediction.probs, prediction.answers):
-        if path in errors:
-            rows.append({"file": path, "class": None, "mask": None, "gender": None, "age": None, "probability": None, "error": errors[path]})
-            continue
-        mask, gender, age = decode(int(label))
-        rows.append({"file": path, "class": int(label), "mask": MASK_NAMES[mask], "gender": GENDER_NAMES[gender], "age": ages[age], "probability": float(p[label]), "error": ""})
-    return pd.DataFrame(rows)
+    return file_rows(photos["path"].tolist(), prediction, _age_names(run_dir), out_dir)
 
 
 def _age_names(run_dir: str | Path) -> tuple[str, str, str]:
@@ -240,24 +251,3 @@ def _age_names(run_dir: str | Path) -> tuple[str, str, str]:
         return _age_names(json.loads((run_dir / "combine.json").read_text())["sources"]["age"])
     meta = json.loads((run_dir / f"fold_{json.loads((run_dir / 'summary.json').read_text())['folds'][0]['fold']}" / "model.json").read_text())
     return LabelsConfig.model_validate(meta["labels"]).thresholds.names()
-
-
-def _argmax_or(probs: np.ndarray, fallback: int) -> np.ndarray:
-    readable = np.all(np.isfinite(probs), axis=1)
-    return np.where(readable, np.nan_to_num(probs, nan=-1.0).argmax(axis=1), fallback).astype(np.int64)
-
-
-def _fill(length: int, rows: np.ndarray, values) -> np.ndarray:
-    column = np.full(length, np.nan)
-    column[rows] = values
-    return column
-
-
-def _union(problem_lists) -> list[Problem]:
-    seen, merged = set(), []
-    for problems in problem_lists:
-        for problem in problems:
-            if problem not in seen:
-                seen.add(problem)
-                merged.append(problem)
-    return merged

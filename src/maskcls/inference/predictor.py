@@ -17,7 +17,8 @@ from ..data.augment import BatchPreprocess
 from ..data.loader import prediction_loader
 from ..ensemble.uncertainty import disagreement
 from ..models.factory import MaskNet
-from ..runtime import progress_bar, quiet_lightning, resolve_precision
+from ..progress import RunProgress, lightning_bar
+from ..runtime import quiet_lightning, resolve_precision
 from .tta import tta_views
 
 
@@ -50,14 +51,17 @@ class Predictor(pl.LightningModule):
     def _one_pass(self, inputs: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         head = self.model.head
         logits = [self.model(x).float() for x in inputs]
-        if self.merge == "mean_logits":
-            probs = head.probabilities(torch.stack(logits).mean(0))
-        else:
-            probs = torch.stack([head.probabilities(l) for l in logits]).mean(0)
-        result = {"probs": probs}
+        result = {"probs": merge_views(head, logits, self.merge)}
         if hasattr(head, "ages"):
             result["age_value"] = torch.stack([head.ages(l) for l in logits]).mean(0)
         return result
+
+
+def merge_views(head: nn.Module, logits: list[torch.Tensor], merge: str) -> torch.Tensor:
+    """Probabilities of a photo from the logits of its test-time views: mean of probabilities, or of logits."""
+    if merge == "mean_logits":
+        return head.probabilities(torch.stack(logits).mean(0))
+    return torch.stack([head.probabilities(l) for l in logits]).mean(0)
 
 
 def predict_outputs(
@@ -72,8 +76,11 @@ def predict_outputs(
     tta: str = "none",
     merge: str = "mean_probs",
     mc_samples: int = 0,
+    plan: RunProgress | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-photo outputs for ``rows`` of ``pixels`` (cache file or array), in their order.
+
+    ``plan``: the whole job's progress, shown above the prediction bar on a terminal.
 
     Always ``probs`` (18 classes, or 3 age groups for an age model); ``age_value`` for age
     regression; ``mc_mutual_information`` with Monte-Carlo dropout.
@@ -88,7 +95,7 @@ def predict_outputs(
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=progress,
-        callbacks=[progress_bar()] if progress else [],
+        callbacks=[lightning_bar(plan)] if progress else [],
     )
     batches = trainer.predict(predictor, prediction_loader(pixels, rows, batch_size)) if len(rows) else []
     outputs: dict[str, np.ndarray] = {}

@@ -1,7 +1,7 @@
 """A trained model on disk: ``model.safetensors`` (weights only) + ``model.json`` (how to rebuild and feed it).
 
-The JSON holds the architecture, head, input size, normalisation and label schema, so a model folder
-is usable on its own, without the recipe that trained it.
+The JSON holds the architecture, head, input size, normalisation (and face crop, when trained with
+it) and label schema, so a model folder is usable on its own, without the recipe that trained it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from .factory import MaskNet, create_model
 FORMAT = "maskcls-model/1"
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
+FACE_CROP_KEYS = ("face_crop", "face_margin", "face_detector", "face_upsample", "face_detect_size", "face_pad")  # prediction crops as training did
 
 
 class ModelFileError(RuntimeError):
@@ -33,7 +34,7 @@ def save_model(directory: str | Path, model: MaskNet, cfg: Config, extra: dict[s
     meta = {
         "format": FORMAT,
         "model": cfg.model.model_dump(mode="json"),
-        "data": cfg.data.model_dump(mode="json", include={"image_size", "resize_margin", "center_crop", "normalize"}),
+        "data": cfg.data.model_dump(mode="json", include={"image_size", "resize_margin", "center_crop", "normalize", *FACE_CROP_KEYS}),
         "tta": cfg.tta.model_dump(mode="json"),
         "task": model.task,
         "labels": cfg.labels.model_dump(mode="json"),

@@ -36,14 +36,31 @@ def _how_to_proceed(name: str) -> str:
     )
 
 
+def check_model_name(name: str) -> None:
+    """Refuse an unknown timm architecture before any work starts, naming the closest real ones."""
+    if name.startswith("hf:") or timm.is_model(name):
+        return
+    close = similar_model_names(name)
+    raise ValueError(f"unknown timm model '{name}'" + (f"; did you mean {', '.join(close)}?" if close else "") + " (timm.list_models() lists them all)")
+
+
+def similar_model_names(name: str, limit: int = 5) -> list[str]:
+    """timm names closest to ``name``: those it is a prefix of (shortest first), then by edit similarity."""
+    import difflib
+
+    base = name.split(".")[0].lower()
+    names = timm.list_models()
+    extending = sorted((n for n in names if n.startswith(base)), key=lambda n: (len(n), n))
+    close = difflib.get_close_matches(base, names, n=limit, cutoff=0.6)
+    return list(dict.fromkeys(extending[:3] + close + extending[3:]))[:limit]
+
+
 def create_backbone(name: str, pretrained: str, **options) -> nn.Module:
     """A timm backbone without classifier (``num_classes=0``) and with the requested weights.
 
     ``options`` go to the timm constructor (e.g. ``drop_path_rate``).
     """
-    if not timm.is_model(name):
-        close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:5]
-        raise ValueError(f"unknown timm model '{name}'" + (f"; similar: {', '.join(close)}" if close else ""))
+    check_model_name(name)
     if pretrained == "none":
         return timm.create_model(name, pretrained=False, num_classes=0, **options)
     if pretrained == "hub":

@@ -129,6 +129,13 @@ def person_answers(table: pd.DataFrame, fallback: np.ndarray) -> np.ndarray:
     return np.where(readable, np.nan_to_num(consistent, nan=-1.0).argmax(axis=1), np.asarray(fallback).astype(np.int64))
 
 
+def person_consistent_table(test_probs: pd.DataFrame, answers: np.ndarray, groups: np.ndarray, group_size: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """``test_probs`` with ``group`` and ``person_p0..17`` added (raw ``p0..p17`` kept), and the classes to submit:
+    the argmax of the person-consistent probabilities, ``answers`` where a row has none (unreadable photos)."""
+    table = add_person_columns(test_probs, groups, group_size)
+    return table, person_answers(table, answers)
+
+
 def consistency_scores(oof: pd.DataFrame, groups: np.ndarray | None = None, group_size: int | None = None) -> dict[str, dict[str, float]]:
     """Scores of an OOF table (labels known) predicted photo by photo, with its known persons (``person_id``:
     the upper bound) and, when given, with clustered ``groups`` (the real case)."""

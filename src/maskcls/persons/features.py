@@ -22,8 +22,8 @@ from ..data.augment import BatchPreprocess
 from ..data.cache import build_cache, default_cache_root
 from ..data.layout import Problem
 from ..data.loader import prediction_loader
-from ..progress import track
-from ..runtime import progress_bar, quiet_lightning
+from ..progress import lightning_bar, track
+from ..runtime import quiet_lightning
 
 FEATURE_NAMES = ("colour", "face", "backbone")
 COLOUR_SIZE_HW = (64, 64)
@@ -96,7 +96,7 @@ def backbone_embeddings(
     parts = []
     for model in models:
         trainer = pl.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False, enable_model_summary=False,
-                             enable_progress_bar=progress, callbacks=[progress_bar()] if progress else [])
+                             enable_progress_bar=progress, callbacks=[lightning_bar()] if progress else [])
         features = None
         for positions, values in trainer.predict(_Embedder(model.eval().backbone, data_cfg), prediction_loader(pixels, rows, batch_size)):
             if features is None:

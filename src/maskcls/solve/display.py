@@ -1,7 +1,11 @@
-"""One progress display for a whole plan: current stage, a bar, time spent and the ETA of the plan.
+"""One progress display for a whole solve: current stage, a bar, time spent of the budget and the ETA of the plan.
 
-Rich on a terminal; plain lines (at each stage and about once a minute) when stderr is a log file. This is
-the one place that draws solve's progress, so it can move onto a shared run-level progress facility.
+It follows ``maskcls.progress`` (a live bar only when stdout and stderr are terminals, otherwise plain
+lines on stderr in ``RunProgress``'s look: ``title: stage [k/n] · ... · ETA``) but keeps its own ETA:
+a solve's plan is re-fitted to the time left after every stage and its clock runs on across
+``--resume``, so the ETA comes from the plan's current estimates and the minutes already spent, not from
+the average cost of the units done so far. Members train with their own progress off; this display is
+the only one a solve shows.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import time
 
 import lightning.pytorch as pl
 
-from ..progress import console
+from ..progress import console, format_seconds, is_interactive
 from .plan import Plan, Stage
 
 PLAIN_EVERY_SECONDS = 60.0
@@ -22,9 +26,9 @@ class PlanProgress:
     ``spent`` returns the minutes spent on the plan so far (earlier sessions included, after a resume).
     """
 
-    def __init__(self, plan: Plan, spent, enabled: bool = True):
-        self.plan, self.spent, self.enabled = plan, spent, enabled
-        self.rich = enabled and console.is_terminal
+    def __init__(self, plan: Plan, spent, enabled: bool = True, title: str = "solve"):
+        self.plan, self.spent, self.enabled, self.title = plan, spent, enabled, title
+        self.rich = enabled and is_interactive()
         self.stage: Stage | None = None
         self.stage_started = time.monotonic()
         self.fraction = 0.0
@@ -74,14 +78,14 @@ class PlanProgress:
         spent, eta = self.spent(), self.eta_minutes()
         stages = [s for s in self.plan.stages if s.status != "dropped"]
         current = self.stage or done
-        position = f"{stages.index(current) + 1}/{len(stages)} {current.name}" if current in stages else "plan"
-        times = f"{spent:.1f} of {self.plan.budget_minutes:.0f} min, ETA {eta:.1f} min"
+        position = f"{current.name} [{stages.index(current) + 1}/{len(stages)}]" if current in stages else "plan"
+        times = f"{format_seconds(spent * 60)} of {format_seconds(self.plan.budget_minutes * 60)} spent · ETA {format_seconds(eta * 60)}"
         if self._progress is not None:
             self._progress.update(self._task, description=position + (" done" if done else ""), completed=1000 * spent / max(spent + eta, 1e-9), times=times)
         elif force_line or time.monotonic() - self._last_line >= PLAIN_EVERY_SECONDS:
             self._last_line = time.monotonic()
             state = "done" if done else f"{100 * self.fraction:.0f}%"
-            console.print(f"[solve] stage {position} {state}; {times}", markup=False, highlight=False, soft_wrap=True)
+            console.print(f"{self.title}: {position} · {state} · {times}", markup=False, highlight=False, soft_wrap=True)
 
 
 class StageClock(pl.Callback):

@@ -32,7 +32,7 @@ from ..ensemble.build import build_ensemble
 from ..ensemble.pseudo import select_pseudo_labels
 from ..inference.predict import predict_eval
 from ..io import write_csv, write_json
-from ..persons.consistent import GroupsError, add_person_columns, person_answers, read_groups
+from ..persons.consistent import GroupsError, person_consistent_table, read_groups
 from ..persons.group import group_photos
 from ..tables import read_test_probs
 from ..training.kfold import RunError, resume_kfold, train_kfold
@@ -175,7 +175,7 @@ def _execute(out_dir: Path, plan: Plan, settings: SolveSettings, progress: bool)
     def spent() -> float:
         return spent_before + (time.monotonic() - session) / 60
 
-    with PlanProgress(plan, spent, progress) as display:
+    with PlanProgress(plan, spent, progress, title=f"solve {out_dir}") as display:
         context = _Context(out_dir, settings, plan, spent, display)
         for stage in plan.stages:
             if not stage.open:
@@ -334,8 +334,8 @@ def _run_finish(context: _Context, stage: Stage) -> dict:
     persons = context.result_of("persons")
     answers_from = f"{final}/submission.csv"
     if persons and persons.get("kept"):
-        test_probs = add_person_columns(test_probs, read_groups(persons["groups"], test_probs["image_id"]), persons["group_size"])
-        submission["ans"] = person_answers(test_probs, submission["ans"].to_numpy())
+        groups = read_groups(persons["groups"], test_probs["image_id"])
+        test_probs, submission["ans"] = person_consistent_table(test_probs, submission["ans"].to_numpy(), groups, persons["group_size"])
         answers_from = "person_p0..person_p17 (person-consistent)"
     write_csv(context.out_dir / "test_probs.csv", test_probs)
     write_csv(context.out_dir / "submission.csv", submission)

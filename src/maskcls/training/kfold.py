@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -28,17 +28,20 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from .. import __version__
 from ..analysis.plots import confusion_figure, training_curves
 from ..config import Config, load_config
-from ..data.cache import ImageCache, build_cache, default_cache_root
+from ..data.cache import FaceCrop, ImageCache, build_cache, default_cache_root
 from ..data.folds import assign_folds
 from ..data.images import ImageLimits
-from ..data.layout import SKIP_HINT, DataError, Problem, read_extra, read_train
+from ..data.extra import ExtraSpec, describe_extras, limit_extras, read_extras
+from ..data.layout import SKIP_HINT, DataError, Problem, read_train
 from ..data.loader import FoldDataModule, balanced_weights
 from ..inference.predictor import predict_outputs
 from ..io import save_figure, write_csv, write_json, write_yaml
 from ..labels import NUM_CLASSES
 from ..metrics import classification_metrics, head_metrics
 from ..models.artifact import save_model
-from ..runtime import progress_bar, quiet_lightning, resolve_precision
+from ..models.pretrained import check_model_name
+from ..progress import RunProgress, lightning_bar
+from ..runtime import quiet_lightning, resolve_precision
 from ..tables import HEAD_COLUMNS, PROB_COLUMNS, with_probs
 from .module import MaskClassifier
 
@@ -54,16 +57,23 @@ class TrainingData:
     manifest: pd.DataFrame
     cache: ImageCache
     problems: list[Problem]
+    extra_sources: list[dict] = field(default_factory=list)
 
 
-def prepare_training_data(train_dir: str | Path, cfg: Config, progress: bool = True, extra: str | Path | None = None) -> TrainingData:
-    """Read and check the layout (and any ``extra`` labelled photos), decode every photo once, apply ``data.on_bad_image``."""
+def prepare_training_data(train_dir: str | Path, cfg: Config, progress: bool = True, extra=None) -> TrainingData:
+    """Read and check the layout (and any ``extra`` sources, see ``data/extra.py``), decode every photo once, apply ``data.on_bad_image``."""
     manifest, problems = read_train(train_dir, cfg.labels.thresholds)
-    manifest = manifest.assign(source="train")
-    if extra is not None:
-        extra_rows, extra_problems = read_extra(extra)
-        manifest = pd.concat([manifest, extra_rows.assign(source="extra")], ignore_index=True)
+    manifest = manifest.assign(source="train", origin="")
+    spec = ExtraSpec.of(extra)
+    extra_report = []
+    if spec.sources:
+        offered, extra_problems = read_extras(spec, cfg.labels.thresholds)
+        used = limit_extras(offered, len(manifest), spec, cfg.cv.seed)
+        extra_report = describe_extras(offered, used, spec)
+        manifest = pd.concat([manifest, used], ignore_index=True)
         problems = problems + extra_problems
+        if manifest["image_id"].duplicated().any():
+            raise DataError(f"extra photos reuse image ids of {train_dir}, e.g. '{manifest['image_id'][manifest['image_id'].duplicated()].iloc[0]}'")
     cache = build_cache(
         manifest[["image_id", "path"]],
         cfg.data.cache_hw,
@@ -71,16 +81,19 @@ def prepare_training_data(train_dir: str | Path, cfg: Config, progress: bool = T
         ImageLimits.from_config(cfg.data),
         workers=cfg.data.decode_workers,
         progress=progress,
+        face_crop=FaceCrop.from_config(cfg.data),
     )
     image_problems = cache.problems(manifest["path"].tolist())
     problems = problems + image_problems
     manifest = manifest.assign(cache_row=np.arange(len(manifest)))
+    if cache.faces is not None:
+        manifest = manifest.assign(face_found=cache.face_found())
     manifest = manifest[~manifest["path"].isin({p.file for p in image_problems})].reset_index(drop=True)
     if problems and cfg.data.on_bad_image == "fail":
         raise DataError(f"{len(problems)} problem(s) found in {train_dir}; nothing was trained.", problems, SKIP_HINT)
     if not (manifest["source"] == "train").any():
         raise DataError(f"no usable photos in {train_dir}", problems)
-    return TrainingData(manifest, cache, problems)
+    return TrainingData(manifest, cache, problems, extra_report)
 
 
 def train_kfold(
@@ -90,14 +103,16 @@ def train_kfold(
     force: bool = False,
     progress: bool = True,
     callbacks: Sequence[Callback] = (),
-    extra: str | Path | None = None,
+    extra=None,
 ) -> dict:
     """Train every fold of a new run in ``out_dir``; returns the summary (also in ``summary.json``).
 
     ``callbacks`` are extra Lightning callbacks given to every fold's trainer (e.g. Optuna pruning).
-    ``extra`` is a CSV of extra labelled photos (image_id, path, label), e.g. pseudo-labels: they are
-    added to the training part of every fold and never to validation, so OOF scores stay honest.
+    ``extra``: extra labelled photos — a CSV (image_id, path, label), a competition-layout folder of
+    whole persons, a list of them, or an ``ExtraSpec`` with limits. They are added to the training
+    part of every fold and never to validation, so OOF scores stay honest.
     """
+    check_model_name(cfg.model.name)
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         if not force:
@@ -105,8 +120,8 @@ def train_kfold(
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_yaml(out_dir / "config.yaml", cfg.to_dict())
-    extra = str(Path(extra).resolve()) if extra else None
-    write_json(out_dir / "run.json", {"data": str(Path(train_dir).resolve()), "extra": extra, "maskcls_version": __version__})
+    extra = ExtraSpec.of(extra)
+    write_json(out_dir / "run.json", {"data": str(Path(train_dir).resolve()), **extra.to_run(), "maskcls_version": __version__})
     return _run(Path(train_dir), cfg, out_dir, resume=False, progress=progress, callbacks=callbacks, extra=extra)
 
 
@@ -118,32 +133,41 @@ def resume_kfold(out_dir: str | Path, progress: bool = True, callbacks: Sequence
             raise RunError(f"cannot resume {out_dir}: {name} is missing (was it made by `maskcls train`?)")
     cfg = load_config(out_dir / "config.yaml")
     run = json.loads((out_dir / "run.json").read_text())
-    return _run(Path(run["data"]), cfg, out_dir, resume=True, progress=progress, callbacks=callbacks, extra=run.get("extra"))
+    return _run(Path(run["data"]), cfg, out_dir, resume=True, progress=progress, callbacks=callbacks, extra=ExtraSpec.from_run(run))
 
 
 def _run(
-    train_dir: Path, cfg: Config, out_dir: Path, resume: bool, progress: bool, callbacks: Sequence[Callback] = (), extra: str | None = None
+    train_dir: Path, cfg: Config, out_dir: Path, resume: bool, progress: bool, callbacks: Sequence[Callback] = (), extra: ExtraSpec | None = None
 ) -> dict:
     quiet_lightning()
     started = time.perf_counter()
     data = prepare_training_data(train_dir, cfg, progress, extra)
+    fold_numbers = list(cfg.cv.train_folds if cfg.cv.train_folds is not None else range(cfg.cv.folds))
+    plan = RunProgress(f"train {out_dir}", [(f"fold {fold}", cfg.train.epochs) for fold in fold_numbers], unit="epoch", enabled=progress)
+    skipped_csv = out_dir / "skipped.csv"
     if data.problems:
-        write_csv(out_dir / "skipped.csv", pd.DataFrame([{"file": p.file, "reason": p.reason} for p in data.problems]))
+        write_csv(skipped_csv, pd.DataFrame([{"file": p.file, "reason": p.reason} for p in data.problems]))
+        plan.say(f"{len(data.problems)} problem photo(s) or row(s) left out (--on-bad-image skip); listed in {skipped_csv}")
+    else:
+        skipped_csv.unlink(missing_ok=True)  # from an earlier attempt of a resumed run
+    if data.extra_sources:  # where every extra photo came from, and how many the limits let in
+        write_json(out_dir / "run.json", {**json.loads((out_dir / "run.json").read_text()), "extra_sources": data.extra_sources})
     labelled = (data.manifest["source"] == "train").to_numpy()
     folds = np.full(len(data.manifest), -1, dtype=np.int64)  # extra photos: training only, never validation
     folds[labelled] = assign_folds(data.manifest[labelled], cfg.cv.folds, cfg.cv.seed)
     manifest = data.manifest.assign(fold=folds)
-    write_csv(out_dir / "folds.csv", manifest[["image_id", "person_id", "label", "fold", "source"]])
+    write_csv(out_dir / "folds.csv", manifest[["image_id", "person_id", "label", "fold", "source", "origin"]])
 
     fold_results = []
-    for fold in cfg.cv.train_folds if cfg.cv.train_folds is not None else range(cfg.cv.folds):
+    for fold in fold_numbers:
         fold_dir = out_dir / f"fold_{fold}"
         if resume and _fold_is_complete(fold_dir):
             fold_results.append(json.loads((fold_dir / "fold.json").read_text()))
+            plan.skip(f"fold {fold}", "finished before the resume")
             continue
-        fold_results.append(train_fold(fold, cfg, data, manifest, fold_dir, resume=resume, progress=progress, callbacks=callbacks))
+        fold_results.append(train_fold(fold, cfg, data, manifest, fold_dir, resume=resume, progress=progress, callbacks=callbacks, plan=plan))
 
-    return finish_run(out_dir, cfg, manifest, fold_results, time.perf_counter() - started)
+    return finish_run(out_dir, cfg, manifest, fold_results, time.perf_counter() - started, skipped_images=len(data.problems))
 
 
 def train_fold(
@@ -155,8 +179,12 @@ def train_fold(
     resume: bool = False,
     progress: bool = True,
     callbacks: Sequence[Callback] = (),
+    plan: RunProgress | None = None,
 ) -> dict:
-    """Train on all folds but ``fold``, keep the checkpoint with the best validation macro F1, predict ``fold``."""
+    """Train on all folds but ``fold``, keep the checkpoint with the best validation macro F1, predict ``fold``.
+
+    ``plan`` (the whole run's progress) is advanced every epoch and shown above the epoch bar.
+    """
     fold_started = time.perf_counter()
     pl.seed_everything(cfg.train.seed + fold, workers=True, verbose=False)
     is_val = (manifest["fold"] == fold).to_numpy()
@@ -184,8 +212,10 @@ def train_fold(
     callbacks = [checkpoint, LearningRateMonitor(logging_interval="step"), *callbacks]
     if cfg.train.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor="val_macro_f1", mode="max", patience=cfg.train.early_stopping_patience))
+    if plan is not None:
+        callbacks.append(plan.epoch_callback(f"fold {fold}"))
     if progress:
-        callbacks.append(progress_bar())
+        callbacks.append(lightning_bar(plan))
     if resume:
         _keep_earlier_metrics(fold_dir / "csv")
     trainer = pl.Trainer(
@@ -214,7 +244,7 @@ def train_fold(
     model = module.eval_model
     outputs = predict_outputs(
         model, cfg.data, str(data.cache.path), val_part["cache_row"].to_numpy(), batch_size=cfg.train.batch_size,
-        accelerator=cfg.train.accelerator, precision=cfg.train.precision, progress=progress, tta=cfg.tta.name, merge=cfg.tta.merge,
+        accelerator=cfg.train.accelerator, precision=cfg.train.precision, progress=progress, tta=cfg.tta.name, merge=cfg.tta.merge, plan=plan,
     )
     oof = oof_table(val_part, outputs, model.task)
     scores = task_metrics(oof, model.task)
@@ -231,6 +261,8 @@ def train_fold(
         save_model(fold_dir, model, cfg, extra={"fold": fold, "val_macro_f1": scores.get("macro_f1")})
         write_csv(fold_dir / "oof.csv", oof)
         write_json(fold_dir / "fold.json", result)
+    if plan is not None:
+        plan.finish(f"fold {fold}", f"macro F1 {scores['macro_f1']:.4f} (best epoch {result['best_epoch']})")
     return result
 
 
@@ -310,8 +342,8 @@ def _close_loggers(trainer: pl.Trainer) -> None:
             logger.experiment.finish()
 
 
-def finish_run(out_dir: Path, cfg: Config, manifest: pd.DataFrame, fold_results: list[dict], wall_seconds: float) -> dict:
-    """Gather fold outputs into the run's tables, plots and summary."""
+def finish_run(out_dir: Path, cfg: Config, manifest: pd.DataFrame, fold_results: list[dict], wall_seconds: float, skipped_images: int = 0) -> dict:
+    """Gather fold outputs into the run's tables, plots and summary (``skipped_images``: problems listed in ``skipped.csv``)."""
     oof = pd.concat([pd.read_csv(out_dir / f"fold_{r['fold']}" / "oof.csv", dtype={"image_id": str, "person_id": str}) for r in fold_results], ignore_index=True)
     write_csv(out_dir / "oof.csv", oof)
     task = oof_task(oof)
@@ -326,6 +358,7 @@ def finish_run(out_dir: Path, cfg: Config, manifest: pd.DataFrame, fold_results:
     summary = {
         "task": task,
         "extra_images": int((manifest["source"] == "extra").sum()),
+        "extra_persons": int(manifest.loc[manifest["source"] == "extra", "person_id"].nunique()),
         **{f"oof_{k}" if k in ("macro_f1", "accuracy") else k: v for k, v in scores.items()},
         "folds": fold_results,
         "images": int((manifest["source"] == "train").sum()),
@@ -335,7 +368,10 @@ def finish_run(out_dir: Path, cfg: Config, manifest: pd.DataFrame, fold_results:
         "image_size": list(cfg.data.size_hw),
         "epochs": cfg.train.epochs,
         "wall_seconds": round(wall_seconds, 1),
+        "skipped_images": skipped_images,
     }
+    if "face_found" in manifest:  # data.face_crop: photos where no face was found were used whole
+        summary["face_crop"] = {"photos": int(len(manifest)), "no_face": int((~manifest["face_found"].astype(bool)).sum())}
     write_json(out_dir / "summary.json", summary)
     return summary
 

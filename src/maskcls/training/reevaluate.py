@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import load_config
+from ..data.extra import ExtraSpec
 from ..inference.predictor import predict_outputs
 from ..io import write_csv, write_json, write_yaml
 from ..models.artifact import META_FILE, WEIGHTS_FILE, load_model
@@ -32,7 +33,7 @@ def reevaluate(run_dir: str | Path, out_dir: str | Path, tta: str, merge: str = 
     started = time.perf_counter()
     cfg = load_config(run_dir / "config.yaml", [f"tta.name={tta}", f"tta.merge={merge}"])
     run = json.loads((run_dir / "run.json").read_text())
-    data = prepare_training_data(run["data"], cfg, progress, run.get("extra"))
+    data = prepare_training_data(run["data"], cfg, progress, ExtraSpec.from_run(run))
     folds = pd.read_csv(run_dir / "folds.csv", dtype={"image_id": str, "person_id": str})
     manifest = data.manifest.merge(folds[["image_id", "fold"]], on="image_id", how="inner")
     if len(manifest) != len(folds):
