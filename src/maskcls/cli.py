@@ -856,9 +856,10 @@ def _print_plan(plan) -> None:
                       f"predict {speed['infer_photos_per_s']:.1f} photos/s", highlight=False)
         for skipped in calibration.result.get("skipped", []):
             out.print(f"skipped {skipped['backbone']} at {skipped['size']} px: {skipped['reason']}", highlight=False)
-    table = Table("stage", "what", "est. min", "status", title=f"plan: preset {plan.preset}, budget {plan.budget_minutes:.1f} min")
+    table = Table("stage", "what", "est. min", "status", title=f"plan: preset {plan.preset}, budget {plan.budget_minutes:.1f} min", box=box.SIMPLE_HEAD)
+    table.columns[0].overflow = "fold"
     for stage in plan.stages:
-        what = f"{stage.recipe}: {stage.backbone} {stage.size} px, {stage.epochs} epochs, {stage.folds} folds, TTA {stage.tta}" if stage.recipe else ""
+        what = f"{stage.backbone} {stage.size} px, {stage.epochs} epochs, {stage.folds} folds, TTA {stage.tta}" if stage.recipe else ""
         minutes = stage.actual_minutes if stage.status == "done" and stage.actual_minutes is not None else stage.minutes
         table.add_row(stage.name, what, f"{minutes:.1f}", stage.status + (f" ({stage.note})" if stage.note else ""))
     table.add_row("total", "", f"{plan.estimated_total_minutes:.1f}", "", style="bold")
@@ -866,7 +867,9 @@ def _print_plan(plan) -> None:
 
 
 def _print_solve_summary(summary: dict, out_dir: Path) -> None:
-    table = Table("stage", "status", "planned min", "actual min", "OOF macro F1", "gender acc", "age acc", title=f"solve {out_dir}")
+    table = Table("stage", "status", "planned", "actual", "OOF F1", "gender", "age", title=f"solve {out_dir}: minutes, honest OOF macro F1, accuracies",
+                  box=box.SIMPLE_HEAD)
+    table.columns[0].overflow = "fold"  # stage names are never cut, even in an 80-column log
     scores = {m["stage"]: m for m in summary["members"]}
     for stage in summary["stages"]:
         member = scores.get(stage["stage"], {})
