@@ -76,11 +76,22 @@ def load_run(run_dir: str | Path) -> TrainedRun:
         metas.append(meta)
     for fold, meta in zip(folds[1:], metas[1:]):
         for key in ("data", "labels", "task"):
-            if meta.get(key) != metas[0].get(key):
+            if _setting(meta, key) != _setting(metas[0], key):
                 raise RunError(f"{run_dir} is inconsistent: fold_{fold}/model.json has {key}={meta.get(key)}, fold_{folds[0]} has {metas[0].get(key)}")
     oof_path = run_dir / "oof.csv"
     fallback = int(pd.read_csv(oof_path, usecols=["label"])["label"].mode()[0]) if oof_path.is_file() else 0
     return TrainedRun(run_dir, models, metas[0], fallback, folds)
+
+
+def _setting(meta: dict, key: str):
+    """A fold's setting as it is used: keys a newer version added (e.g. ``data.face_crop``) read as their
+    defaults, so a run resumed across versions stays consistent."""
+    value = meta.get(key)
+    if key == "data" and value is not None:
+        return DataConfig.model_validate(value)
+    if key == "labels" and value is not None:
+        return LabelsConfig.model_validate(value)
+    return value
 
 
 def check_trained_dir(run_dir: Path) -> None:
