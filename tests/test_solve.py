@@ -23,6 +23,7 @@ TINY_SOLVE = ["--candidate", "test_efficientnet@32", "--set", "model.pretrained=
 def test_dry_run_prints_only_the_plan(demo_dir, tmp_path):
     result = invoke("solve", "--train", demo_dir / "train", "--eval", demo_dir / "eval", "--budget", "5m", "--out", tmp_path / "solve", "--dry-run", *TINY_SOLVE)
     assert "measured test_efficientnet at 32 px" in result.output and "plan: preset best, budget 5.0 min" in result.output
+    assert "calibrate: test_efficientnet at 32 px [1/1] · done in" in result.output  # progress while measuring
     assert "member_three_head" in result.output and "persons" in result.output
     assert not (tmp_path / "solve").exists()
 

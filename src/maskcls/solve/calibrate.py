@@ -22,6 +22,7 @@ from ..data.loader import FoldDataModule
 from ..inference.predictor import predict_outputs
 from ..labels import NUM_CLASSES
 from ..models.pretrained import OFFLINE_PACKAGES
+from ..progress import RunProgress
 from ..runtime import quiet_lightning, resolve_precision
 from ..training.module import MaskClassifier
 from .plan import EPOCH_CHOICES, FOLD_CHOICES, Speed, Workload, member_seconds
@@ -111,13 +112,15 @@ def measure(manifest: pd.DataFrame, backbone: str, size: int, accelerator: str =
 
 def calibrate(
     manifest: pd.DataFrame, workload: Workload, budget_minutes: float, candidates: tuple[tuple[str, int], ...] = CANDIDATES, accelerator: str = "auto",
-    overrides: tuple[str, ...] = (), on_measured=None,
+    overrides: tuple[str, ...] = (), progress: bool = True,
 ) -> tuple[list[Speed], list[dict]]:
     """Measured speeds of the candidates that could fit the budget (on photos of the training ``manifest``), and a
-    note for every candidate skipped."""
+    note for every candidate skipped. ``progress``: a line per candidate (``maskcls.progress.RunProgress``)."""
+    shown = RunProgress("calibrate", [(f"{backbone} at {size} px", 1) for backbone, size in candidates], unit="candidate", enabled=progress)
     speeds: list[Speed] = []
     skipped: list[dict] = []
     for backbone, size in candidates:
+        name = f"{backbone} at {size} px"
         if speeds:
             reference = speeds[0]
             relative = RELATIVE_COST.get(backbone, 1.0) / RELATIVE_COST.get(reference.backbone, 1.0) * (size / reference.size) ** 2
@@ -127,8 +130,9 @@ def calibrate(
             if smallest > budget_minutes:
                 skipped.append({"backbone": backbone, "size": size, "reason": f"one {min(EPOCH_CHOICES)}-epoch {min(FOLD_CHOICES)}-fold member would take about "
                                 f"{smallest:.0f} min at the measured speed of {reference.backbone} at {reference.size} px (budget {budget_minutes:.0f} min)"})
+                shown.skip(name, "skipped: too slow for the budget")
                 continue
+        shown.start(name)
         speeds.append(measure(manifest, backbone, size, accelerator, overrides))
-        if on_measured is not None:
-            on_measured(speeds[-1])
+        shown.finish(name, f"train {speeds[-1].train_photos_per_s:.1f} photos/s, predict {speeds[-1].infer_photos_per_s:.1f} photos/s")
     return speeds, skipped

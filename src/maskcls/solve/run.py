@@ -117,7 +117,7 @@ def solve(
                              str(Path(recipes_dir).resolve()) if recipes_dir else None, group_size, on_bad_image)
     recipes_folder(settings.recipes_dir)
     manifest, workload = _read_layout(settings)
-    speeds, skipped = calibrate(manifest, workload, budget_minutes, tuple(settings.candidates), accelerator, tuple(settings.overrides))
+    speeds, skipped = calibrate(manifest, workload, budget_minutes, tuple(settings.candidates), accelerator, tuple(settings.overrides), progress)
     minutes = (time.monotonic() - started) / 60
     plan = make_plan(speeds, workload, budget_minutes, preset, spent_minutes=minutes, tta=TTA, max_epochs=max_epochs)
     calibration = Stage("calibrate", "calibrate", minutes, status="done", actual_minutes=minutes,
