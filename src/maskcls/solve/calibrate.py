@@ -134,5 +134,6 @@ def calibrate(
                 continue
         shown.start(name)
         speeds.append(measure(manifest, backbone, size, accelerator, overrides))
+        shown.advance(1)
         shown.finish(name, f"train {speeds[-1].train_photos_per_s:.1f} photos/s, predict {speeds[-1].infer_photos_per_s:.1f} photos/s")
     return speeds, skipped
