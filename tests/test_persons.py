@@ -249,6 +249,21 @@ def test_group_command_on_planted_persons(planted, tmp_path):
     assert len(train_groups) == 30 * 7 and (train_groups.groupby("group").size() == 7).all()
 
 
+def test_an_unreadable_eval_photo_is_named_and_grouped_alone(planted, tmp_path):
+    import shutil
+
+    root, _ = planted
+    shutil.copytree(root / "eval", tmp_path / "eval")
+    info = pd.read_csv(tmp_path / "eval" / "info.csv", dtype=str)
+    (tmp_path / "eval" / "images" / info["ImageID"][3]).write_bytes(b"not a photo")
+    result = CliRunner().invoke(app, ["group", "--data", str(tmp_path / "eval"), "--threshold", "0.5", "--out", str(tmp_path / "groups.csv"), "--quiet"],
+                                env={"COLUMNS": "300"})
+    assert result.exit_code == 0 and f"could not read {tmp_path / 'eval' / 'images' / info['ImageID'][3]}" in result.output
+    groups = pd.read_csv(tmp_path / "groups.csv", dtype={"ImageID": str})
+    assert groups["ImageID"].tolist() == info["ImageID"].tolist() and (groups["group"] == groups["group"][3]).sum() == 1
+    assert json.loads((tmp_path / "groups.json").read_text())["eval"]["unreadable"][0]["file"].endswith(info["ImageID"][3])
+
+
 def test_group_refuses_what_it_cannot_do(planted, tmp_path):
     root, _ = planted
     runner = CliRunner()

@@ -773,6 +773,8 @@ def group(
     found = report["eval"]
     out.print(f"{found['photos']} photos -> {found['groups']} groups (mean size {found['mean_group_size']:.2f}, {report['mode']} mode"
               + (f", threshold {report['threshold']:.3f}" if report["threshold"] is not None else "") + f"): {out_csv}")
+    for problem in found["unreadable"]:
+        err.print(f"could not read {problem['file']} ({problem['reason']}): it is a group of its own", highlight=False, soft_wrap=True)
     if "train" in report:
         scores = report["train"]
         table = Table("training photos", "purity", "completeness", "pairwise F1", "exact persons", "groups / persons",

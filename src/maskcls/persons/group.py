@@ -30,6 +30,7 @@ from scipy.spatial.distance import cdist, pdist
 from sklearn.metrics.cluster import contingency_matrix
 
 from ..data.layout import read_eval, read_train
+from ..inference.outputs import union_problems
 from ..io import write_csv, write_json
 from ..labels import Mask, head_probabilities
 from ..tables import PROB_COLUMNS
@@ -274,7 +275,7 @@ def group_photos(
     report["eval"] = {
         "data": str(Path(eval_dir).resolve()), "photos": int(len(info)), "grouped_photos": int(len(usable)), "groups": int(len(set(groups))),
         "mean_group_size": float(sizes.mean()) if len(sizes) else 0.0, "groups_of_size": {str(k): int(v) for k, v in zip(*np.unique(sizes, return_counts=True))},
-        "unreadable": sorted(set(info["path"]) - set(usable["path"])),
+        "unreadable": [{"file": p.file, "reason": p.reason} for p in union_problems([problems, image_problems])],
     }
     if run_dir is not None and train_groups is not None:
         report["oof_consistency"] = oof_consistency(Path(run_dir) / "oof.csv", train_groups, group_size)
