@@ -108,6 +108,12 @@ def test_incomplete_or_inconsistent_runs_are_refused(trained_run, tmp_path):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(RunError, match="inconsistent.*fold_2"):
         load_run(tmp_path / "odd")
+    shutil.copytree(trained_run, tmp_path / "older")  # a fold saved before data.face_crop existed: the default, consistent
+    meta_path = tmp_path / "older" / "fold_0" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["data"] = {key: value for key, value in meta["data"].items() if not key.startswith("face_")}
+    meta_path.write_text(json.dumps(meta))
+    assert load_run(tmp_path / "older").folds == [0, 1, 2]
     result = runner.invoke(app, ["predict", "--run", str(tmp_path / "nothing"), "--data", str(tmp_path)])
     assert result.exit_code == 2 and "run directory not found" in result.output
 

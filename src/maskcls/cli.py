@@ -251,6 +251,8 @@ def predict(
     batch_size: int = typer.Option(64),
     calibrate: bool = typer.Option(False, "--calibrate", help="Apply the temperature fitted by `maskcls calibrate` to the probabilities."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    persons: Optional[Path] = typer.Option(None, help="groups.csv from `maskcls group`: adds person-consistent person_p0..17; submission.csv uses them."),
+    group_size: Optional[int] = typer.Option(None, help="With --persons: assign masks in groups of this size (7: 5 worn, 1 incorrect, 1 not worn)."),
 ):
     """Predict an eval folder (submission.csv) or loose photos (a table; predictions.csv with --out), with a
     trained directory (PyTorch) or an exported ONNX model (onnxruntime only).
@@ -266,6 +268,8 @@ def predict(
         maskcls predict --onnx model.onnx --data data/demo/eval --out runs/demo_onnx
 
         maskcls predict --run runs/demo --data data/demo/eval --calibrate   (after maskcls calibrate --run runs/demo)
+
+        maskcls predict --run runs/demo --data data/demo/eval --persons groups.csv --group-size 7
     """
     from .data.layout import DataError
 
@@ -277,16 +281,21 @@ def predict(
         raise typer.BadParameter("--tta and --mc-dropout do not apply to --onnx: the TTA set is fixed when exporting (maskcls export --tta SET)")
     if onnx is not None and calibrate:
         raise typer.BadParameter("--calibrate needs --run: the temperature is stored in the run directory (RUN/calibration.json)")
+    if persons is not None and data is None:
+        raise typer.BadParameter("--persons groups the photos of an eval folder: give --data EVAL_DIR (the groups.csv of `maskcls group --data EVAL_DIR`)")
+    if group_size is not None and persons is None:
+        raise typer.BadParameter("--group-size needs --persons groups.csv (from `maskcls group`)")
     if onnx is not None:
         from .export.runtime import predict_eval_onnx, predict_files_onnx
 
-        run_eval = functools.partial(predict_eval_onnx, onnx, data, out_dir, on_bad_image=on_bad_image, batch_size=batch_size, progress=not quiet)
+        run_eval = functools.partial(predict_eval_onnx, onnx, data, out_dir, on_bad_image=on_bad_image, batch_size=batch_size, progress=not quiet,
+                                     persons=persons, group_size=group_size)
         run_files = functools.partial(predict_files_onnx, onnx, files)
     else:
         from .inference.predict import predict_eval, predict_files
 
         run_eval = functools.partial(predict_eval, run, data, out_dir, on_bad_image=on_bad_image, tta=tta, mc_samples=mc_dropout, batch_size=batch_size,
-                                     progress=not quiet, calibrate=calibrate)
+                                     progress=not quiet, calibrate=calibrate, persons=persons, group_size=group_size)
         run_files = functools.partial(predict_files, run, files, tta=tta, calibrate=calibrate)
     if data is not None:
         submission = run_eval()
@@ -814,6 +823,168 @@ def noise(
     if summary["labels_differing_from_run"]:
         out.print(f"note: {summary['labels_differing_from_run']} photos have other labels than the run trained on; they are judged by the data's labels")
     out.print(f"review {out_dir}/noise.png and {out_dir}/suggested_fixes.csv, then: maskcls train --label-fixes FIXES.csv ...", soft_wrap=True)
+
+
+# ----------------------------------------------------------------------------- the best submission: group, solve
+
+
+@app.command()
+@_user_errors
+def group(
+    data: Path = typer.Option(..., help="An eval/ folder (info.csv + images/) whose photos to group into persons."),
+    out_csv: Path = typer.Option(Path("groups.csv"), "--out", help="ImageID,group CSV (groups_train.csv and groups.json are written beside it)."),
+    run: Optional[Path] = typer.Option(None, help="A run or ensemble: mask probabilities, backbone features, its training photos and folds, an OOF evaluation."),
+    train: Optional[Path] = typer.Option(None, help="Training folder (persons known) to choose the threshold and measure the grouping (default: the run's)."),
+    group_size: Optional[int] = typer.Option(None, help="Photos per person when known (7 in the competition): groups of exactly that size, one normal and one incorrect_mask each; needs --run."),
+    feature: List[str] = typer.Option(["colour"], "--feature", help="colour (regions a mask never covers), face (dlib descriptor), backbone (the run's); repeatable."),
+    weight: List[str] = typer.Option([], "--weight", help="Relative weight of a feature, e.g. --weight face=0.5 (default 1 each)."),
+    threshold: Optional[float] = typer.Option(None, help="Clustering distance threshold (default: chosen on the training photos)."),
+    device: str = typer.Option("auto", help="auto, cpu or gpu (backbone features, mask probabilities)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+):
+    """Group eval photos into persons (for `maskcls predict --persons`); report purity and completeness on training photos.
+
+    Without --group-size the clustering threshold is chosen on the training photos (persons known); with
+    --group-size 7 every group has seven photos, one normal and one incorrect_mask among them.
+
+    Examples:
+
+        maskcls group --data data/demo/eval --train data/demo/train --out groups.csv
+
+        maskcls group --data data/demo/eval --run runs/demo --group-size 7 --out groups.csv
+
+        maskcls predict --run runs/demo --data data/demo/eval --persons groups.csv --group-size 7
+    """
+    from .persons.group import group_photos
+
+    weights = {}
+    for item in weight:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--weight {item}: write FEATURE=WEIGHT, e.g. face=0.5")
+        weights[name.strip()] = float(value)
+    report = group_photos(data, out_csv, run_dir=run, train_dir=train, group_size=group_size, features=tuple(feature), threshold=threshold,
+                          weights=weights, accelerator=device, progress=not quiet)
+    found = report["eval"]
+    out.print(f"{found['photos']} photos -> {found['groups']} groups (mean size {found['mean_group_size']:.2f}, {report['mode']} mode"
+              + (f", threshold {report['threshold']:.3f}" if report["threshold"] is not None else "") + f"): {out_csv}")
+    for problem in found["unreadable"]:
+        err.print(f"could not read {problem['file']} ({problem['reason']}): it is a group of its own", highlight=False, soft_wrap=True)
+    if "train" in report:
+        scores = report["train"]
+        table = Table("training photos", "purity", "completeness", "pairwise F1", "exact persons", "groups / persons",
+                      title=f"grouping measured on {scores['data']} ({scores['chunk_by']})")
+        table.add_row("all chunks", f"{scores['purity']:.4f}", f"{scores['completeness']:.4f}", f"{scores['pairwise_f1']:.4f}", f"{scores['exact_persons']:.4f}",
+                      f"{scores['groups']} / {scores['persons']}", style="bold")
+        out.print(table)
+    if report.get("oof_consistency"):
+        _print_consistency(report["oof_consistency"], f"person-consistent prediction on {run}/oof.csv")
+
+
+def _print_consistency(scores: dict, title: str) -> None:
+    labels = {"without": "photo by photo", "known_persons": "known persons (upper bound)", "clustered_groups": "clustered groups"}
+    table = Table("OOF", "macro F1", "accuracy", "mask acc", "gender acc", "age acc", title=title)
+    for key, values in scores.items():
+        table.add_row(labels.get(key, key), *(f"{values[k]:.4f}" for k in ("macro_f1", "accuracy", "mask_accuracy", "gender_accuracy", "age_accuracy")))
+    out.print(table)
+
+
+@app.command()
+@_user_errors
+def solve(
+    train: Optional[Path] = typer.Option(None, help="A train/ folder in the competition layout."),
+    eval_dir: Optional[Path] = typer.Option(None, "--eval", help="The eval/ folder to write submission.csv for."),
+    budget: Optional[str] = typer.Option(None, help="Wall-clock budget for everything, e.g. 45m, 1h, 1h30m, 90s."),
+    out_dir: Path = typer.Option(Path("runs/solve"), "--out", help="Where the members, ensembles, plan.json, summary.json and the submission go."),
+    preset: str = typer.Option("best", help="fast (one good member, no pseudo-labels) or best (everything that earns its time on OOF)."),
+    device: str = typer.Option("auto", help="auto, cpu or gpu."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Calibrate and print the plan only."),
+    resume: Optional[Path] = typer.Option(None, help="Continue the killed solve in this directory (its time spent counts against the budget)."),
+    candidate: List[str] = typer.Option([], "--candidate", help="BACKBONE@SIZE to calibrate instead of the built-in lite0/1/2 ladder (repeatable)."),
+    set_: List[str] = typer.Option([], "--set", help="Override every member's recipe, e.g. --set data.cache_dir=/fast/disk (repeatable)."),
+    recipes: Optional[Path] = typer.Option(None, help="Folder with the member recipes (default: the project's configs/)."),
+    group_size: int = typer.Option(7, help="Photos per person in the eval set, for person-consistent prediction (0: unknown, cluster by threshold)."),
+    on_bad_image: str = typer.Option("fail", help="fail, or skip unreadable photos."),
+    max_epochs: Optional[int] = typer.Option(None, help="Never plan more epochs per member than this (the plan may then end before the budget)."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it is not empty."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
+):
+    """The best submission within a time budget: calibrate, plan, train members, ensemble, pseudo-label, person-consistency.
+
+    The plan (a table of stages with estimated minutes) is printed before anything is trained; each member
+    is an ordinary run under --out, and a killed solve continues with --resume.
+
+    Examples:
+
+        maskcls solve --train data/demo/train --eval data/demo/eval --budget 10m --out runs/solve --dry-run
+
+        maskcls solve --train ../shared/data/utkmask18/train --eval ../shared/data/utkmask18/eval --budget 60m --out runs/solve
+
+        maskcls solve --resume runs/solve
+    """
+    from .solve.plan import parse_budget
+    from .solve.run import resume_solve, solve as run_solve
+
+    minutes = parse_budget(budget) if budget is not None else None
+    if resume is not None:
+        summary = resume_solve(resume, minutes, progress=not quiet, announce=_print_plan)
+        _print_solve_summary(summary, resume)
+        return
+    if train is None or eval_dir is None or minutes is None:
+        raise typer.BadParameter("--train, --eval and --budget are required (or --resume DIR)")
+    candidates = []
+    for item in candidate:
+        name, sep, size = item.rpartition("@")
+        if not sep or not size.isdigit():
+            raise typer.BadParameter(f"--candidate {item}: write BACKBONE@SIZE, e.g. tf_efficientnet_lite0@128")
+        candidates.append((name, int(size)))
+    summary = run_solve(train, eval_dir, out_dir, minutes, preset=preset, accelerator=device, dry_run=dry_run, candidates=candidates or None,
+                        overrides=set_, recipes_dir=recipes, group_size=group_size or None, on_bad_image=on_bad_image, max_epochs=max_epochs, force=force,
+                        progress=not quiet, announce=_print_plan)
+    if not dry_run:
+        _print_solve_summary(summary, out_dir)
+
+
+def _print_plan(plan) -> None:
+    calibration = next((s for s in plan.stages if s.kind == "calibrate"), None)
+    if calibration is not None:
+        for speed in calibration.result.get("speeds", []):
+            out.print(f"measured {speed['backbone']} at {speed['size']} px: train {speed['train_photos_per_s']:.1f} photos/s, "
+                      f"predict {speed['infer_photos_per_s']:.1f} photos/s", highlight=False)
+        for skipped in calibration.result.get("skipped", []):
+            out.print(f"skipped {skipped['backbone']} at {skipped['size']} px: {skipped['reason']}", highlight=False)
+    table = Table("stage", "what", "est. min", "status", title=f"plan: preset {plan.preset}, budget {plan.budget_minutes:.1f} min", box=box.SIMPLE_HEAD)
+    table.columns[0].overflow = "fold"
+    for stage in plan.stages:
+        what = f"{stage.backbone} {stage.size} px, {stage.epochs} epochs, {stage.folds} folds, TTA {stage.tta}" if stage.recipe else ""
+        minutes = stage.actual_minutes if stage.status == "done" and stage.actual_minutes is not None else stage.minutes
+        table.add_row(stage.name, what, f"{minutes:.1f}", stage.status + (f" ({stage.note})" if stage.note else ""))
+    table.add_row("total", "", f"{plan.estimated_total_minutes:.1f}", "", style="bold")
+    out.print(table)
+
+
+def _print_solve_summary(summary: dict, out_dir: Path) -> None:
+    table = Table("stage", "status", "planned", "actual", "OOF F1", "gender", "age", title=f"solve {out_dir}: minutes, honest OOF macro F1, accuracies",
+                  box=box.SIMPLE_HEAD)
+    table.columns[0].overflow = "fold"  # stage names are never cut, even in an 80-column log
+    scores = {m["stage"]: m for m in summary["members"]}
+    for stage in summary["stages"]:
+        member = scores.get(stage["stage"], {})
+        table.add_row(stage["stage"], stage["status"], f"{stage['planned_minutes']:.1f}", "" if stage["actual_minutes"] is None else f"{stage['actual_minutes']:.1f}",
+                      *(f"{member[k]:.4f}" if k in member else "" for k in ("oof_macro_f1", "gender_accuracy", "age_accuracy")))
+    out.print(table)
+    for decision in summary["decisions"]:
+        out.print(f"{'kept' if decision['kept'] else 'dropped'}: {decision['stage']}: {decision['reason']}", highlight=False)
+    final = summary["final"]
+    if final.get("oof_macro_f1") is not None:
+        out.print(f"final {final['method']} vote of {len(final['members'])} member(s): honest OOF macro F1 [bold]{final['oof_macro_f1']:.4f}[/]"
+                  + (f", person-consistent {final['person_consistent']['oof_macro_f1']:.4f}" if "person_consistent" in final else ""))
+    out.print(f"{summary['spent_minutes']:.1f} of {summary['budget_minutes']:.1f} min; submission: {summary['submission']}")
+    report = summary.get("report") or {}
+    if report.get("written"):
+        out.print(f"evaluation report: {report['html']}")
+    elif report.get("error"):
+        err.print(f"the evaluation report could not be written ({escape(report['error'])}); the submission stands", highlight=False)
 
 
 def _print_summary(summary: dict, run_dir: Path) -> None:

@@ -17,6 +17,7 @@ from ..data.cache import build_cache, default_cache_root
 from ..data.images import ImageLimits
 from ..data.layout import DataError, read_eval, skip_hint
 from ..ensemble.uncertainty import disagreement
+from ..persons.consistent import read_groups
 from ..inference.outputs import PREDICT_SKIPPED, Prediction, argmax_or, file_rows, fill_rows, write_eval_predictions
 from ..progress import track
 from ..tables import PROB_COLUMNS
@@ -95,16 +96,21 @@ def predict_eval_onnx(
     cache_dir: str | None = None,
     threads: int = 0,
     progress: bool = True,
+    persons: str | Path | None = None,
+    group_size: int | None = None,
 ) -> pd.DataFrame:
-    """Write ``test_probs.csv`` and ``submission.csv`` for ``eval_dir`` (default ``out_dir``: the model's folder)."""
+    """Write ``test_probs.csv`` and ``submission.csv`` for ``eval_dir`` (default ``out_dir``: the model's folder);
+    ``persons`` and ``group_size`` as in ``inference.predict.predict_eval``."""
     model = OnnxModel(model_path, threads)
     out_dir = Path(out_dir) if out_dir else Path(model_path).parent
     info, problems = read_eval(eval_dir)
     if problems and on_bad_image == "fail":
         raise DataError(f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.", problems, skip_hint(PREDICT_SKIPPED))
+    groups = read_groups(persons, info["image_id"]) if persons is not None else None  # checked before the (long) prediction
     prediction = predict_photos(model, info, batch_size, cache_dir, progress=progress)
-    record = {"onnx": str(Path(model_path).resolve()), "model_id": model.metadata.model_id, "tta": model.metadata.tta.name, "mc_dropout": 0}
-    return write_eval_predictions(eval_dir, out_dir, info, prediction, problems, on_bad_image, record)
+    record = {"onnx": str(Path(model_path).resolve()), "model_id": model.metadata.model_id, "tta": model.metadata.tta.name, "mc_dropout": 0,
+              "persons": str(Path(persons).resolve()) if persons else None, "group_size": group_size}
+    return write_eval_predictions(eval_dir, out_dir, info, prediction, problems, on_bad_image, record, groups, group_size)
 
 
 def predict_files_onnx(model_path: str | Path, files: list[str | Path], threads: int = 0, out_dir: str | Path | None = None) -> pd.DataFrame:

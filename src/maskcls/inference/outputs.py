@@ -16,6 +16,7 @@ from ..data.layout import DataError, Problem, skip_hint
 from ..ensemble.uncertainty import predictive_entropy
 from ..io import write_csv, write_json
 from ..labels import GENDER_NAMES, MASK_NAMES, decode
+from ..persons.consistent import person_consistent_table
 from ..tables import PROB_COLUMNS
 
 PREDICT_SKIPPED = "predict_skipped.csv"
@@ -39,12 +40,16 @@ def write_eval_predictions(
     problems: list[Problem],
     on_bad_image: str,
     record: dict,
+    groups: np.ndarray | None = None,
+    group_size: int | None = None,
 ) -> pd.DataFrame:
     """Write ``test_probs.csv``, ``submission.csv`` (``info.csv``'s rows and order) and ``predict.json`` (``record``).
 
     ``problems`` are those found before predicting; with ``on_bad_image="fail"`` any problem stops here,
     before a file is written. With ``"skip"`` unreadable photos keep their row (the fallback class) and
     are listed, one row per photo, in ``predict_skipped.csv``; ``predict.json`` records how many.
+    ``groups`` (one per row of ``info``, see ``persons.consistent.read_groups``) adds the person-consistent
+    ``group`` and ``person_p0..17`` columns, and the submission takes their argmax.
     Returns the submission.
     """
     out_dir = Path(out_dir)
@@ -57,6 +62,8 @@ def write_eval_predictions(
         test_probs[name] = values
     submission = pd.read_csv(Path(eval_dir) / "info.csv", dtype=str, keep_default_na=False)
     submission["ans"] = prediction.answers.astype(int)
+    if groups is not None:
+        test_probs, submission["ans"] = person_consistent_table(test_probs, submission["ans"].to_numpy(), groups, group_size)
     write_csv(out_dir / "test_probs.csv", test_probs)
     write_csv(out_dir / "submission.csv", submission)
     skipped = out_dir / PREDICT_SKIPPED

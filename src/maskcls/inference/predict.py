@@ -25,6 +25,7 @@ from ..data.layout import DataError, read_eval, skip_hint
 from ..ensemble.uncertainty import disagreement
 from ..models.artifact import ModelFileError, load_model
 from ..models.factory import MaskNet
+from ..persons.consistent import read_groups
 from ..progress import RunProgress
 from ..tables import PROB_COLUMNS
 from ..training.kfold import RunError
@@ -77,11 +78,22 @@ def load_run(run_dir: str | Path) -> TrainedRun:
         metas.append(meta)
     for fold, meta in zip(folds[1:], metas[1:]):
         for key in ("data", "labels", "task"):
-            if meta.get(key) != metas[0].get(key):
+            if _setting(meta, key) != _setting(metas[0], key):
                 raise RunError(f"{run_dir} is inconsistent: fold_{fold}/model.json has {key}={meta.get(key)}, fold_{folds[0]} has {metas[0].get(key)}")
     oof_path = run_dir / "oof.csv"
     fallback = int(pd.read_csv(oof_path, usecols=["label"])["label"].mode()[0]) if oof_path.is_file() else 0
     return TrainedRun(run_dir, models, metas[0], fallback, folds)
+
+
+def _setting(meta: dict, key: str):
+    """A fold's setting as it is used: keys a newer version added (e.g. ``data.face_crop``) read as their
+    defaults, so a run resumed across versions stays consistent."""
+    value = meta.get(key)
+    if key == "data" and value is not None:
+        return DataConfig.model_validate(value)
+    if key == "labels" and value is not None:
+        return LabelsConfig.model_validate(value)
+    return value
 
 
 def check_trained_dir(run_dir: Path) -> None:
@@ -207,6 +219,8 @@ def predict_eval(
     cache_dir: str | None = None,
     progress: bool = True,
     calibrate: bool = False,
+    persons: str | Path | None = None,
+    group_size: int | None = None,
 ) -> pd.DataFrame:
     """Write ``test_probs.csv`` and ``submission.csv`` for ``eval_dir``; returns the submission.
 
@@ -214,6 +228,9 @@ def predict_eval(
     are listed, one row per photo, in ``predict_skipped.csv``; ``predict.json`` records how many.
     ``calibrate`` applies the temperature stored by ``maskcls calibrate`` to the probabilities (never to the answers);
     ``predict.json`` records it.
+    ``persons`` (a groups CSV from ``maskcls group``) adds person-consistent probabilities ``person_p0..17``
+    and a ``group`` column beside the raw ``p0..p17`` (see ``maskcls.persons``); ``submission.csv`` then
+    takes their argmax. With ``group_size``, complete groups get their mask states assigned (5/1/1 for 7).
     """
     run_dir = Path(run_dir)
     plan = prediction_plan(run_dir, f"predict {eval_dir}", enabled=progress)
@@ -223,13 +240,15 @@ def predict_eval(
     if problems and on_bad_image == "fail":
         raise DataError(f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.", problems, hint)
     temperature = stored_temperature(run_dir) if calibrate else None  # a missing calibration fails before predicting
+    groups = read_groups(persons, info["image_id"]) if persons is not None else None  # checked before the (long) prediction
     prediction = predict_table(run_dir, info, tta, mc_samples, batch_size, accelerator, cache_dir, progress, plan)
     if prediction.probs.shape[1] != len(PROB_COLUMNS):
         raise RunError(f"{run_dir} predicts a single head, not the 18 classes; predict with the combined directory instead")
     if temperature is not None:
         prediction.probs = apply_temperature(prediction.probs, temperature)
-    record = {"tta": tta, "mc_dropout": mc_samples, "temperature": temperature}
-    return write_eval_predictions(eval_dir, out_dir, info, prediction, problems, on_bad_image, record)
+    record = {"tta": tta, "mc_dropout": mc_samples, "temperature": temperature,
+              "persons": str(Path(persons).resolve()) if persons else None, "group_size": group_size}
+    return write_eval_predictions(eval_dir, out_dir, info, prediction, problems, on_bad_image, record, groups, group_size)
 
 
 def predict_files(run_dir: str | Path, files: list[str | Path], tta: str | None = None, accelerator: str = "auto",

@@ -143,7 +143,7 @@ def train_kfold(
                 label_fixes=out_dir / "label_fixes.csv" if fixes is not None else None)
 
 
-def resume_kfold(out_dir: str | Path, progress: bool = True) -> dict:
+def resume_kfold(out_dir: str | Path, progress: bool = True, callbacks: Sequence[Callback] = ()) -> dict:
     """Continue a killed run: finished folds are kept, the interrupted one restarts from its last checkpoint."""
     out_dir = Path(out_dir)
     for name in ("config.yaml", "run.json"):
@@ -152,7 +152,7 @@ def resume_kfold(out_dir: str | Path, progress: bool = True) -> dict:
     cfg = load_config(out_dir / "config.yaml")
     run = json.loads((out_dir / "run.json").read_text())
     label_fixes = out_dir / "label_fixes.csv" if run.get("label_fixes") else None
-    return _run(Path(run["data"]), cfg, out_dir, resume=True, progress=progress, extra=ExtraSpec.from_run(run), label_fixes=label_fixes)
+    return _run(Path(run["data"]), cfg, out_dir, resume=True, progress=progress, callbacks=callbacks, extra=ExtraSpec.from_run(run), label_fixes=label_fixes)
 
 
 def _run(

@@ -1,0 +1,329 @@
+"""The planner: pure arithmetic from measured speeds to a plan of stages that fits a time budget.
+
+A member's minutes are counted from the measured photos/s of its backbone at its input size (training,
+validation every epoch, OOF and test prediction with TTA, per-fold set-up, decoding the cache once). Among
+the backbone x size x epochs x folds x member-count choices that fit the budget (less a safety margin),
+the planner takes the one with the highest *prior value*, an expected macro-F1 gain:
+
+    0.06 (1 - exp(-(epochs - 1) / 2.5))        more epochs, saturating (3 -> 4: +0.009, 3 -> 10: +0.025)
+  + 0.03 log2(size / 96)                       input size (128 px: +0.012)
+  + 0.10 ln(training share / (2/3))            folds: each model sees (1 - 1/folds) of the persons (2: -0.029, 5: +0.018)
+  + backbone bonus (lite1 +0.01, lite2 +0.02)
+  + 0.015 log2(members)                        preset ``best``: a soft vote of diverse members
+  + 0.005 with a pseudo-label round            preset ``best`` (teams reported gains; the README's round did not)
+
+A prior, not a measurement: it matches the README's utkmask18 results (96 px / 3 epochs / 3 folds 0.579,
+128 px / 4 epochs / 5 folds 0.614, a five-member soft vote about +0.03) and only ranks plans; what is
+finally kept is decided on honest OOF scores by ``run.py``.
+
+After each stage ``replan`` fits the stages left into the time left, at the speed actually observed:
+it drops the pseudo-label round first, then shortens members (epochs down to 3), drops members (never
+the last), shortens further, and finally cuts a lone unstarted member to 3 folds.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+
+PRESETS = ("fast", "best")
+# name -> (recipe file in configs/, overrides): diverse members, all with offline weights.
+MEMBER_RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "three_head": ("three_head_lite.yaml", ()),
+    "ce": ("lite0_baseline.yaml", ()),
+    "msd": ("effnet_msd.yaml", ()),
+    "three_head_focal_balanced": ("three_head_lite.yaml", ("loss.name=focal", "sampler.name=balanced", "sampler.alpha=0.5")),
+}
+PRESET_MEMBERS = {"fast": ("three_head",), "best": tuple(MEMBER_RECIPES)}
+BACKBONE_BONUS = {"tf_efficientnet_lite1": 0.01, "tf_efficientnet_lite2": 0.02}
+ENSEMBLE_BONUS = 0.015
+PSEUDO_BONUS = 0.005
+MIN_EPOCHS = 3  # re-planning shortens members to this before it drops any
+EPOCH_CHOICES = tuple(range(1, 13))
+FOLD_CHOICES = (2, 3, 5)
+TTA_VIEWS = {"none": 1, "flip": 2, "flip_zoom": 4, "full": 6}
+SAFETY = 0.08  # share of the budget kept free: estimates come from a few batches
+STAGE_SLACK = 0.15  # a training stage may run this much over its estimate before its epochs are cut
+RUN_OVERHEAD_SECONDS = 5.0  # per run: folds table, merged metrics, plots, summary
+PSEUDO_SHARE = 0.5  # pseudo-labels expected per eval photo, for the estimate
+
+
+class BudgetError(ValueError):
+    """A budget too small for the smallest plan, or one that cannot be read."""
+
+
+@dataclass(frozen=True)
+class Speed:
+    """What calibration measured for one backbone at one input size, through the real training path."""
+
+    backbone: str
+    size: int
+    pretrained: str
+    train_photos_per_s: float
+    infer_photos_per_s: float  # photos per second for one view
+    setup_seconds: float  # per fold: model, trainer, first batch, checkpoint
+    decode_photos_per_s: float
+
+
+@dataclass(frozen=True)
+class Workload:
+    train_photos: int
+    eval_photos: int
+
+
+@dataclass
+class Stage:
+    """One step of a plan; ``minutes`` is the current estimate, ``planned_minutes`` the first one."""
+
+    name: str
+    kind: str  # calibrate | member | ensemble | pseudo | persons | finish
+    minutes: float
+    recipe: str | None = None
+    backbone: str | None = None
+    pretrained: str | None = None
+    size: int | None = None
+    epochs: int | None = None
+    folds: int | None = None
+    tta: str | None = None
+    status: str = "planned"  # planned | running | done | dropped
+    planned_minutes: float | None = None
+    actual_minutes: float | None = None
+    estimate_at_start: float | None = None
+    note: str = ""
+    result: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.planned_minutes is None:
+            self.planned_minutes = self.minutes
+
+    @property
+    def open(self) -> bool:
+        return self.status in ("planned", "running")
+
+
+@dataclass
+class Plan:
+    budget_minutes: float
+    preset: str
+    workload: Workload
+    speed: Speed | None
+    stages: list[Stage]
+    safety: float = SAFETY
+
+    @property
+    def spent_minutes(self) -> float:
+        return sum(s.actual_minutes or 0.0 for s in self.stages if s.status == "done")
+
+    @property
+    def open_minutes(self) -> float:
+        return sum(s.minutes for s in self.stages if s.open)
+
+    @property
+    def estimated_total_minutes(self) -> float:
+        return self.spent_minutes + self.open_minutes
+
+    def to_dict(self) -> dict:
+        return {"budget_minutes": self.budget_minutes, "preset": self.preset, "safety": self.safety, "workload": asdict(self.workload),
+                "speed": asdict(self.speed) if self.speed else None, "stages": [asdict(s) for s in self.stages]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Plan":
+        return cls(data["budget_minutes"], data["preset"], Workload(**data["workload"]), Speed(**data["speed"]) if data["speed"] else None,
+                   [Stage(**s) for s in data["stages"]], data.get("safety", SAFETY))
+
+
+def parse_budget(text: str | float) -> float:
+    """Minutes from ``45m``, ``1h``, ``1h30m``, ``90s`` or a bare number of minutes."""
+    if isinstance(text, (int, float)):
+        minutes = float(text)
+    else:
+        value = str(text).strip().lower()
+        parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m(?:in)?)?\s*(?:(\d+(?:\.\d+)?)s)?", value)
+        if re.fullmatch(r"\d+(?:\.\d+)?", value):
+            minutes = float(value)
+        elif parts and any(parts.groups()):
+            hours, mins, secs = (float(p) if p else 0.0 for p in parts.groups())
+            minutes = hours * 60 + mins + secs / 60
+        else:
+            raise BudgetError(f"cannot read the budget '{text}'; write e.g. 45m, 1h, 1h30m or 90s")
+    if minutes <= 0:
+        raise BudgetError(f"the budget must be positive, got {text}")
+    return minutes
+
+
+def member_seconds(speed: Speed, workload: Workload, epochs: int, folds: int, tta: str = "flip", extra_photos: int = 0, decode: bool = True) -> float:
+    """Wall seconds of one k-fold member: training, per-epoch validation, OOF and test prediction (TTA), set-up, decoding."""
+    views = TTA_VIEWS.get(tta, 1)
+    val = workload.train_photos / folds
+    train = workload.train_photos - val + extra_photos
+    per_fold = (
+        train * epochs / speed.train_photos_per_s
+        + val * (epochs + views) / speed.infer_photos_per_s
+        + workload.eval_photos * views / speed.infer_photos_per_s
+        + speed.setup_seconds
+    )
+    decoding = (workload.train_photos + workload.eval_photos + extra_photos) / speed.decode_photos_per_s if decode else 0.0
+    return folds * per_fold + decoding + RUN_OVERHEAD_SECONDS
+
+
+def ensemble_seconds(workload: Workload, members: int) -> float:
+    """Soft votes while adding members, one weighted vote (person-grouped CV), the final directory."""
+    return 5.0 + members * (2.0 + workload.train_photos / 4000)
+
+
+def persons_seconds(speed: Speed, workload: Workload) -> float:
+    """Decoding the small colour cache of every photo, clustering, and the OOF evaluation."""
+    photos = workload.train_photos + workload.eval_photos
+    return 10.0 + photos / speed.decode_photos_per_s + photos / 1000
+
+
+FINISH_SECONDS = 30.0  # the top-level files and the final combination's evaluation report (an ensemble's: about 7-13 s on 2 cores)
+
+
+def member_value(speed: Speed, epochs: int, folds: int) -> float:
+    """The prior's expected macro-F1 gain of one member over lite0 at 96 px, 1 epoch, 3 folds (module docstring)."""
+    return (0.06 * (1 - math.exp(-(epochs - 1) / 2.5)) + 0.03 * math.log2(speed.size / 96) + 0.10 * math.log((1 - 1 / folds) / (2 / 3))
+            + BACKBONE_BONUS.get(speed.backbone, 0.0))
+
+
+def make_plan(
+    speeds: list[Speed], workload: Workload, budget_minutes: float, preset: str = "best", spent_minutes: float = 0.0, tta: str = "flip",
+    members: tuple[str, ...] | None = None, safety: float = SAFETY, max_epochs: int | None = None,
+) -> Plan:
+    """The plan with the highest prior value whose estimate fits ``budget_minutes - spent_minutes`` less ``safety``.
+
+    Members come from ``members`` (default: the preset's recipes), in order; ``best`` may add a pseudo-label
+    round (one more member trained with confident eval photos). ``max_epochs`` caps every member's epochs
+    (the plan may then end early). Raises ``BudgetError`` when nothing fits.
+    """
+    if preset not in PRESETS:
+        raise BudgetError(f"unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
+    if not speeds:
+        raise BudgetError("no candidate backbone was measured, so nothing can be planned")
+    recipes = tuple(members or PRESET_MEMBERS[preset])
+    available = (budget_minutes - spent_minutes) * (1 - safety) * 60
+    pseudo_extra = int(workload.eval_photos * PSEUDO_SHARE)
+    best, cheapest = None, None
+    for speed in speeds:
+        fixed = persons_seconds(speed, workload) + FINISH_SECONDS
+        for folds in FOLD_CHOICES:
+            for epochs in [e for e in EPOCH_CHOICES if max_epochs is None or e <= max_epochs] or [1]:
+                one = member_seconds(speed, workload, epochs, folds, tta, decode=False)
+                decode = member_seconds(speed, workload, epochs, folds, tta) - one
+                pseudo = member_seconds(speed, workload, epochs, folds, tta, extra_photos=pseudo_extra, decode=False)
+                for count in range(1, len(recipes) + 1 if preset == "best" else 2):
+                    for with_pseudo in (False, True) if preset == "best" else (False,):
+                        total = count * one + decode + ensemble_seconds(workload, count) + fixed
+                        total += pseudo + ensemble_seconds(workload, count + 1) if with_pseudo else 0.0
+                        if cheapest is None or total < cheapest[0]:
+                            cheapest = (total, speed, epochs, folds)
+                        if total > available:
+                            continue
+                        value = member_value(speed, epochs, folds)
+                        value += ENSEMBLE_BONUS * math.log2(count) + PSEUDO_BONUS * with_pseudo if preset == "best" else 0.0
+                        if best is None or (value, -total) > (best[0], -best[1]):
+                            best = (value, total, speed, epochs, folds, count, with_pseudo)
+    if best is None:
+        total, speed, epochs, folds = cheapest
+        raise BudgetError(
+            f"a budget of {budget_minutes - spent_minutes:.1f} min is too small: the smallest plan ({speed.backbone} at {speed.size} px, "
+            f"{epochs} epochs, {folds} folds, one member) needs about {total / 60 / (1 - safety):.1f} min on this machine"
+        )
+    _, total, speed, epochs, folds, count, with_pseudo = best
+    stages = []
+    for index, recipe in enumerate(recipes[:count]):
+        seconds = member_seconds(speed, workload, epochs, folds, tta, decode=index == 0)
+        stages.append(Stage(f"member_{recipe}", "member", seconds / 60, recipe, speed.backbone, speed.pretrained, speed.size, epochs, folds, tta))
+    stages.append(Stage("ensemble", "ensemble", ensemble_seconds(workload, count) / 60))
+    if with_pseudo:
+        seconds = member_seconds(speed, workload, epochs, folds, tta, extra_photos=pseudo_extra, decode=False) + ensemble_seconds(workload, count + 1)
+        stages.append(Stage(f"pseudo_{recipes[0]}", "pseudo", seconds / 60, recipes[0], speed.backbone, speed.pretrained, speed.size, epochs, folds, tta))
+    stages.append(Stage("persons", "persons", persons_seconds(speed, workload) / 60))
+    stages.append(Stage("finish", "finish", FINISH_SECONDS / 60))
+    return Plan(budget_minutes, preset, workload, speed, stages, safety)
+
+
+def estimate_minutes(plan: Plan, stage: Stage, speed_factor: float = 1.0) -> float:
+    """A stage's estimate from its current settings (members at the observed ``speed_factor``)."""
+    if stage.kind not in ("member", "pseudo") or plan.speed is None:
+        return stage.minutes
+    first = stage.kind == "member" and not any(s.kind == "member" and s.status == "done" for s in plan.stages)
+    extra = int(plan.workload.eval_photos * PSEUDO_SHARE) if stage.kind == "pseudo" else 0
+    seconds = member_seconds(plan.speed, plan.workload, stage.epochs, stage.folds, stage.tta or "none", extra, decode=first)
+    if stage.kind == "pseudo":
+        seconds += ensemble_seconds(plan.workload, sum(1 for s in plan.stages if s.kind == "member" and s.status != "dropped") + 1)
+    return seconds / 60 * speed_factor
+
+
+def observed_speed_factor(plan: Plan) -> float:
+    """How much slower (> 1) or faster than estimated the finished training stages ran, clipped to [0.5, 3]."""
+    pairs = [(s.actual_minutes, s.estimate_at_start) for s in plan.stages
+             if s.kind in ("member", "pseudo") and s.status == "done" and s.actual_minutes and s.estimate_at_start and not s.result.get("resumed")]
+    if not pairs:
+        return 1.0
+    return min(3.0, max(0.5, sum(a for a, _ in pairs) / sum(e for _, e in pairs)))
+
+
+def replan(plan: Plan, remaining_minutes: float, speed_factor: float | None = None) -> list[str]:
+    """Fit the open stages into ``remaining_minutes`` (less the safety margin); returns what was changed.
+
+    Estimates are redone at the observed speed; then, while they do not fit: drop the pseudo-label round,
+    shorten members to ``MIN_EPOCHS``, drop members from the end (never the last one left), shorten to
+    one epoch, cut a lone member that has not started to 3 folds. A stage already running (resumed after a
+    kill) keeps its settings; a deadline stops its epochs instead. Ensemble, persons and finish always stay.
+    """
+    factor = observed_speed_factor(plan) if speed_factor is None else speed_factor
+    changes: list[str] = []
+    for stage in plan.stages:
+        if stage.open:
+            stage.minutes = estimate_minutes(plan, stage, factor)
+    available = remaining_minutes * (1 - plan.safety)
+
+    def fits() -> bool:
+        return plan.open_minutes <= available
+
+    def trainers() -> list[Stage]:
+        return [s for s in plan.stages if s.kind in ("member", "pseudo") and s.status == "planned"]
+
+    def shorten(floor: int) -> bool:
+        candidates = [s for s in trainers() if s.epochs and s.epochs > floor]
+        if not candidates:
+            return False
+        stage = max(reversed(candidates), key=lambda s: s.epochs)  # the latest of the longest
+        stage.epochs -= 1
+        stage.minutes = estimate_minutes(plan, stage, factor)
+        stage.note = f"shortened to {stage.epochs} epochs to fit the time left"
+        changes.append(f"{stage.name}: {stage.epochs} epochs")
+        return True
+
+    def drop(stage: Stage, why: str) -> None:
+        stage.status, stage.note = "dropped", why
+        changes.append(f"{stage.name}: dropped")
+
+    for stage in [s for s in plan.stages if s.kind == "pseudo" and s.status == "planned"]:
+        if not fits():
+            drop(stage, "dropped: the time left does not allow a pseudo-label round")
+    while not fits() and shorten(MIN_EPOCHS):
+        pass
+    while not fits():
+        members_left = [s for s in plan.stages if s.kind == "member" and s.status != "dropped"]
+        droppable = [s for s in members_left if s.status == "planned"]
+        if len(members_left) <= 1 or not droppable:
+            break
+        drop(droppable[-1], "dropped: the time left does not allow this member")
+    while not fits() and shorten(1):
+        pass
+    lone = [s for s in plan.stages if s.kind == "member" and s.status != "dropped"]
+    if not fits() and len(lone) == 1 and lone[0].status == "planned" and lone[0].folds and lone[0].folds > 3:
+        lone[0].folds = 3
+        lone[0].minutes = estimate_minutes(plan, lone[0], factor)
+        changes.append(f"{lone[0].name}: 3 folds")
+    return changes
+
+
+def stage_allowance(plan: Plan, stage: Stage, spent_minutes: float) -> float:
+    """Minutes a starting stage may take before its epochs are cut: its estimate plus ``STAGE_SLACK``, and
+    never more than the budget left after the stages that always run (ensemble, persons, finish)."""
+    later = sum(s.minutes for s in plan.stages if s.open and s is not stage and s.kind in ("ensemble", "persons", "finish"))
+    return max(min(stage.minutes * (1 + STAGE_SLACK), plan.budget_minutes - spent_minutes - later), 0.0)

@@ -1,0 +1,76 @@
+"""`maskcls solve` end to end on the demo data with a tiny backbone: --dry-run prints only the plan; a solve
+killed with SIGKILL in the middle of a member continues with --resume, keeping what was finished."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from conftest import invoke
+from maskcls.cli import app
+
+pytestmark = pytest.mark.slow
+TINY_SOLVE = ["--candidate", "test_efficientnet@32", "--set", "model.pretrained=none", "--set", "train.batch_size=32"]
+
+
+def test_dry_run_prints_only_the_plan(demo_dir, tmp_path):
+    result = invoke("solve", "--train", demo_dir / "train", "--eval", demo_dir / "eval", "--budget", "5m", "--out", tmp_path / "solve", "--dry-run", *TINY_SOLVE)
+    assert "measured test_efficientnet at 32 px" in result.output and "plan: preset best, budget 5.0 min" in result.output
+    assert "calibrate: test_efficientnet at 32 px [1/1] · done in" in result.output  # progress while measuring
+    assert "member_three_head" in result.output and "persons" in result.output
+    assert not (tmp_path / "solve").exists()
+
+
+def test_solve_refuses_a_budget_it_cannot_meet(demo_dir, tmp_path):
+    result = CliRunner().invoke(app, ["solve", "--train", str(demo_dir / "train"), "--eval", str(demo_dir / "eval"), "--budget", "2s",
+                                      "--out", str(tmp_path / "solve"), *TINY_SOLVE])
+    assert result.exit_code == 2 and "too small" in result.output
+
+
+def test_solve_killed_mid_member_resumes_and_finishes(demo_dir, tmp_path):
+    out = tmp_path / "solve"
+    command = [sys.executable, "-m", "maskcls", "solve", "--train", str(demo_dir / "train"), "--eval", str(demo_dir / "eval"), "--budget", "10m",
+               "--out", str(out), "--preset", "fast", "--max-epochs", "1", "--quiet", *TINY_SOLVE]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
+    first_fold = out / "members" / "three_head" / "fold_0" / "fold.json"
+    deadline = time.monotonic() + 300
+    while not first_fold.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert process.poll() is None, process.stdout.read().decode()
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    plan = json.loads((out / "plan.json").read_text())["plan"]
+    member = next(s for s in plan["stages"] if s["kind"] == "member")
+    assert member["status"] == "running" and not (out / "members" / "three_head" / "summary.json").exists()
+    kept = first_fold.stat().st_mtime_ns
+
+    result = invoke("solve", "--resume", out, "--quiet")
+    assert "submission" in result.output
+    assert first_fold.stat().st_mtime_ns == kept  # the finished fold was kept, not retrained
+    plan = json.loads((out / "plan.json").read_text())["plan"]
+    assert [s["status"] for s in plan["stages"]] == ["done"] * len(plan["stages"])
+    member = next(s for s in plan["stages"] if s["kind"] == "member")
+    assert member["result"]["resumed"] and member["planned_minutes"] > 0 and member["actual_minutes"] > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["members"][0]["oof_macro_f1"] == pytest.approx(json.loads((out / "members" / "three_head" / "summary.json").read_text())["oof_macro_f1"])
+    assert {"without", "known_persons", "clustered_groups"} <= set(summary["persons"]["oof"])
+    assert summary["final"]["directory"].endswith("final") and (out / "final" / "ensemble.json").is_file()
+    info = pd.read_csv(demo_dir / "eval" / "info.csv", dtype=str)
+    submission = pd.read_csv(out / "submission.csv", dtype=str)
+    test_probs = pd.read_csv(out / "test_probs.csv", dtype={"image_id": str})
+    assert submission["ImageID"].tolist() == info["ImageID"].tolist() == test_probs["image_id"].tolist()
+    probs = test_probs[[f"p{i}" for i in range(18)]].to_numpy()
+    assert np.allclose(probs.sum(axis=1), 1, atol=1e-4)
+    if summary["persons"]["kept"]:
+        assert np.array_equal(submission["ans"].astype(int), test_probs[[f"person_p{i}" for i in range(18)]].to_numpy().argmax(axis=1))
+    else:
+        assert np.array_equal(submission["ans"].astype(int), probs.argmax(axis=1))
+    assert summary["report"]["written"], summary["report"]
+    assert (out / "report" / "index.html").is_file() and "evaluation report:" in result.output

@@ -1,0 +1,197 @@
+"""The solve planner's arithmetic: plans fit their budget on given speeds, re-planning shortens or drops
+stages, and a simulated run with slower-than-estimated stages stays within the budget's tolerance."""
+
+import numpy as np
+import pytest
+
+from maskcls.solve.plan import (
+    MIN_EPOCHS,
+    SAFETY,
+    BudgetError,
+    Plan,
+    Speed,
+    Workload,
+    make_plan,
+    member_seconds,
+    parse_budget,
+    replan,
+    stage_allowance,
+)
+from maskcls.solve.run import TOLERANCE
+
+WORK = Workload(train_photos=9800, eval_photos=2310)
+CPU = [Speed("tf_efficientnet_lite0", 96, "offline", 120.0, 400.0, 3.0, 800.0), Speed("tf_efficientnet_lite0", 128, "offline", 70.0, 230.0, 3.0, 800.0)]
+GPU = [Speed("tf_efficientnet_lite0", 96, "offline", 3000.0, 9000.0, 4.0, 3000.0), Speed("tf_efficientnet_lite2", 260, "offline", 600.0, 2000.0, 6.0, 3000.0)]
+
+
+@pytest.mark.parametrize("preset", ["fast", "best"])
+@pytest.mark.parametrize("budget", [7, 10, 20, 45, 60, 120])
+def test_a_plan_fits_its_budget_on_the_measured_speeds(preset, budget):
+    plan = make_plan(CPU, WORK, budget, preset, spent_minutes=1.0)
+    assert plan.open_minutes <= (budget - 1.0) * (1 - SAFETY) + 1e-9
+    members = [s for s in plan.stages if s.kind == "member"]
+    assert members and len({(s.size, s.folds) for s in members}) == 1  # one size and one fold split: members ensemble on the same folds
+    assert [s.kind for s in plan.stages][-3:] == ["ensemble", "persons", "finish"] or [s.kind for s in plan.stages][-4:] == ["ensemble", "pseudo", "persons", "finish"]
+    for stage in members:  # estimates are the member arithmetic, not made up
+        assert stage.minutes * 60 == pytest.approx(member_seconds(CPU[[s.size for s in CPU].index(stage.size)], WORK, stage.epochs, stage.folds, "flip",
+                                                                  decode=stage is members[0]))
+    if preset == "fast":
+        assert len(members) == 1 and not any(s.kind == "pseudo" for s in plan.stages)
+
+
+def test_more_budget_or_a_faster_device_buys_more():
+    def trained(plan: Plan) -> float:
+        return sum(s.epochs * (s.size**2) * (1 - 1 / s.folds) for s in plan.stages if s.kind == "member")
+
+    small, large = make_plan(CPU, WORK, 15, "best"), make_plan(CPU, WORK, 90, "best")
+    assert trained(large) > trained(small)
+    on_gpu = make_plan(GPU, WORK, 15, "best")
+    assert max(s.size for s in on_gpu.stages if s.kind == "member") == 260  # the bigger backbone when the measured speed allows it
+    assert trained(on_gpu) > trained(small)
+
+
+def test_a_budget_too_small_for_anything_is_refused_with_the_need():
+    with pytest.raises(BudgetError, match="too small.*needs about"):
+        make_plan(CPU, WORK, 1.0, "best")
+    with pytest.raises(BudgetError, match="preset"):
+        make_plan(CPU, WORK, 60, "medium")
+
+
+def test_replan_drops_the_pseudo_round_first_then_shortens_then_drops_members():
+    plan = make_plan(GPU, WORK, 60, "best")
+    kinds = [s.kind for s in plan.stages]
+    assert "pseudo" in kinds and kinds.count("member") >= 2, kinds
+    members = [s for s in plan.stages if s.kind == "member"]
+    pseudo = next(s for s in plan.stages if s.kind == "pseudo")
+    epochs_before = [s.epochs for s in members]
+
+    changes = replan(plan, plan.open_minutes - pseudo.minutes + 0.5, speed_factor=1.0)  # just enough for all but pseudo, with the margin eaten
+    assert pseudo.status == "dropped" and "pseudo" in pseudo.note
+    assert plan.open_minutes <= (plan.open_minutes + 0.5) and changes
+
+    replan(plan, plan.open_minutes * 0.7, speed_factor=1.0)
+    assert any(s.epochs < e for s, e in zip(members, epochs_before)) or any(s.status == "dropped" for s in members)
+    assert all(s.epochs >= 1 for s in members)
+
+    replan(plan, 3.0, speed_factor=1.0)  # far too little: one member survives at its shortest
+    alive = [s for s in members if s.status != "dropped"]
+    assert len(alive) == 1 and alive[0] is members[0]
+    assert [s.kind for s in plan.stages if s.open][-3:] == ["ensemble", "persons", "finish"]
+
+
+def test_replan_fits_whenever_some_shortening_can():
+    for remaining in np.linspace(4, 60, 15):
+        plan = make_plan(CPU, WORK, 60, "best")
+        replan(plan, float(remaining), speed_factor=1.0)
+        floor = make_plan(CPU, WORK, 60, "best")
+        for stage in floor.stages:  # the least any plan can shrink to: one member, 1 epoch, 3 folds
+            if stage.kind == "pseudo" or (stage.kind == "member" and stage is not floor.stages[0]):
+                stage.status = "dropped"
+            elif stage.kind == "member":
+                stage.epochs, stage.folds = 1, 3
+        replan(floor, 1e9, speed_factor=1.0)
+        if floor.open_minutes <= remaining * (1 - SAFETY):
+            assert plan.open_minutes <= remaining * (1 - SAFETY) + 1e-9, remaining
+
+
+def test_replan_uses_the_observed_speed():
+    plan = make_plan(GPU, WORK, 30, "best")
+    members = [s for s in plan.stages if s.kind == "member"]
+    assert len(members) >= 2
+    first = members[0]
+    first.status, first.estimate_at_start, first.actual_minutes = "done", first.minutes, first.minutes * 2.0  # it ran twice as slow
+    before = members[1].minutes
+    replan(plan, 1e9)  # time enough: only the estimates change
+    assert members[1].minutes == pytest.approx(before * 2.0)
+    replan(plan, 30 - first.actual_minutes)
+    assert plan.open_minutes <= (30 - first.actual_minutes) * (1 - SAFETY) + 1e-9
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_simulated_runs_stay_within_the_budget_tolerance(seed):
+    """Stages run up to 40 % slower than estimated; training stages are cut at their allowance (plus the last
+    epoch begun), as run.py's deadline does; re-planning after every stage keeps the total within the tolerance."""
+    rng = np.random.default_rng(seed)
+    budget = float(rng.uniform(10, 90))
+    plan = make_plan(CPU, WORK, budget, "best", spent_minutes=1.0)
+    spent = 1.0
+    for stage in plan.stages:
+        if not stage.open:
+            continue
+        replan(plan, budget - spent)
+        if stage.status == "dropped":
+            continue
+        stage.estimate_at_start = stage.minutes
+        took = stage.minutes * rng.uniform(0.8, 1.4)
+        if stage.kind in ("member", "pseudo"):
+            epoch = stage.minutes / stage.epochs / stage.folds
+            took = min(took, stage_allowance(plan, stage, spent) + epoch * 0.2)
+        stage.status, stage.actual_minutes = "done", took
+        spent += took
+    assert spent <= budget * (1 + TOLERANCE), (budget, spent)
+    assert any(s.kind == "member" and s.status == "done" for s in plan.stages)
+
+
+def test_plans_survive_a_json_round_trip():
+    plan = make_plan(CPU, WORK, 45, "best")
+    again = Plan.from_dict(plan.to_dict())
+    assert again.to_dict() == plan.to_dict() and again.speed == plan.speed
+
+
+def test_min_epochs_is_where_shortening_pauses_before_members_go():
+    plan = make_plan(GPU, WORK, 30, "best")
+    members = [s for s in plan.stages if s.kind == "member"]
+    assert len(members) >= 2 and all(s.epochs > MIN_EPOCHS for s in members)
+    shortest = Plan.from_dict(plan.to_dict())  # every member at MIN_EPOCHS, no pseudo-label round
+    for stage in shortest.stages:
+        stage.epochs = MIN_EPOCHS if stage.kind == "member" else stage.epochs
+        stage.status = "dropped" if stage.kind == "pseudo" else stage.status
+    replan(shortest, 1e9, speed_factor=1.0)
+    replan(plan, shortest.open_minutes / (1 - SAFETY) + 0.01, speed_factor=1.0)
+    assert all(s.status != "dropped" for s in members) and all(s.epochs >= MIN_EPOCHS for s in members)
+
+
+@pytest.mark.parametrize("text, minutes", [("45m", 45), ("1h", 60), ("1h30m", 90), ("90s", 1.5), ("20", 20), (" 2.5m ", 2.5), ("10min", 10)])
+def test_parse_budget(text, minutes):
+    assert parse_budget(text) == pytest.approx(minutes)
+
+
+@pytest.mark.parametrize("text", ["soon", "-5m", "0", "m"])
+def test_parse_budget_refuses_nonsense(text):
+    with pytest.raises(BudgetError):
+        parse_budget(text)
+
+
+class _Trainer:
+    """What StageClock reads of a Lightning trainer."""
+
+    def __init__(self, max_epochs):
+        self.current_epoch, self.max_epochs, self.should_stop, self.num_training_batches = 0, max_epochs, False, 10
+
+
+@pytest.mark.parametrize("allowance, stops", [(0.0, True), (1e9, False)])
+def test_the_stage_deadline_stops_a_fold_after_an_epoch_never_during_the_last(allowance, stops):
+    from maskcls.solve.display import StageClock
+
+    clock, trainer = StageClock(None, folds=2, epochs=3, allowance_seconds=allowance), _Trainer(3)
+    clock.on_fit_start(trainer, None)
+    clock.on_train_epoch_start(trainer, None)
+    clock.on_train_epoch_end(trainer, None)
+    assert trainer.should_stop is stops and clock.stopped_early == ([1] if stops else [])
+    last = _Trainer(3)
+    last.current_epoch = 2
+    clock.on_train_epoch_end(last, None)
+    assert not last.should_stop  # the last epoch ends anyway
+
+
+def test_the_plan_display_counts_down_the_open_stages():
+    from maskcls.solve.display import PlanProgress
+
+    plan = make_plan(CPU, WORK, 60, "best")
+    shown = PlanProgress(plan, spent=lambda: 0.0, enabled=False)
+    assert shown.eta_minutes() == pytest.approx(plan.open_minutes)
+    shown.start(plan.stages[0])
+    assert shown.eta_minutes() == pytest.approx(plan.open_minutes, abs=0.01)
+    plan.stages[0].status = "done"
+    shown.finish(plan.stages[0])
+    assert shown.eta_minutes() == pytest.approx(plan.open_minutes)
