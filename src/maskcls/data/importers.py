@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..io import atomic_dir, write_csv
 from ..labels import GENDER_NAMES, STEM_TO_MASK, AgeThresholds, Mask, encode
-from .layout import IMAGE_SUFFIXES, MAX_AGE, TRAIN_COLUMNS, DataError, Problem
+from .layout import IMAGE_SUFFIXES, MAX_AGE, TRAIN_COLUMNS, DataError, Problem, read_csv_table
 
 FORMATS = ("auto", "utkface", "csv", "folders")
 TARGETS = ("extra", "faces", "layout")
@@ -139,15 +139,7 @@ def import_photos(
 
 
 def _read_csv_source(csv_path: Path) -> tuple[pd.DataFrame, list[Problem]]:
-    if not csv_path.is_file():
-        raise DataError(f"{csv_path}: file not found")
-    try:
-        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
-        raise DataError(f"{csv_path}: not a readable CSV file ({err})") from None
-    table.columns = [c.strip().lower() for c in table.columns]
-    if "path" not in table.columns:
-        raise DataError(f"{csv_path}: missing column path; found {', '.join(table.columns) or 'none'}")
+    table = read_csv_table(csv_path, ("path",), see="a CSV of path + labels, see README 'Import: maskcls import'", lowercase=True)
     rows, problems = [], []
     for line_no, row in enumerate(table.to_dict("records"), start=2):
         where = f"{csv_path}:{line_no}"

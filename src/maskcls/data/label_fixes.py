@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..labels import GENDER_BY_NAME, MASK_NAMES, STEM_TO_MASK, AgeThresholds, encode
-from .layout import MAX_AGE, DataError, Problem, read_train
+from .layout import MAX_AGE, DataError, Problem, read_csv_table, read_train
 
 FIX_COLUMNS = ("person_id", "image_id", "field", "value")
 PERSON_FIELDS = ("gender", "age", "age_group")
@@ -50,16 +50,7 @@ class LabelFixes:
 def read_label_fixes(fixes_csv: str | Path, train_dir: str | Path, thresholds: AgeThresholds = AgeThresholds()) -> LabelFixes:
     """Read and validate ``fixes_csv`` against the persons and photo names of ``train_dir``'s ``train.csv``."""
     fixes_csv, train_dir = Path(fixes_csv), Path(train_dir)
-    if not fixes_csv.is_file():
-        raise DataError(f"label fixes file not found: {fixes_csv}")
-    try:
-        table = pd.read_csv(fixes_csv, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
-        raise DataError(f"{fixes_csv}: not a readable CSV file ({err})") from None
-    table.columns = [c.strip() for c in table.columns]
-    missing = [c for c in FIX_COLUMNS if c not in table.columns]
-    if missing:
-        raise DataError(f"{fixes_csv}: missing column(s) {', '.join(missing)}; expected {', '.join(FIX_COLUMNS)} (see README 'Label noise')")
+    table = read_csv_table(fixes_csv, FIX_COLUMNS, see="a label fixes file, see README 'Label fixes'")
     persons = _persons_of(train_dir)
     owners = {folder: person_id for person_id, folder in persons.items()}
     problems: list[Problem] = []

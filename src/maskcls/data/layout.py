@@ -62,7 +62,7 @@ def read_train(train_dir: str | Path, thresholds: AgeThresholds = AgeThresholds(
     """
     train_dir = Path(train_dir)
     csv_path = train_dir / "train.csv"
-    table = _read_csv(csv_path, TRAIN_COLUMNS)
+    table = read_csv_table(csv_path, TRAIN_COLUMNS)
     problems: list[Problem] = []
     rows = []
     duplicated_ids = set(table["id"][table["id"].duplicated(keep=False)])
@@ -106,7 +106,7 @@ def read_eval(eval_dir: str | Path) -> tuple[pd.DataFrame, list[Problem]]:
     """Rows of ``eval/info.csv`` (order kept) with their image paths, and the problems found."""
     eval_dir = Path(eval_dir)
     csv_path = eval_dir / "info.csv"
-    table = _read_csv(csv_path, EVAL_COLUMNS[:1])
+    table = read_csv_table(csv_path, EVAL_COLUMNS[:1])
     problems = []
     duplicated = table["ImageID"].duplicated(keep=False)
     for line_no, (image_id, is_duplicate) in enumerate(zip(table["ImageID"], duplicated), start=2):
@@ -118,19 +118,22 @@ def read_eval(eval_dir: str | Path) -> tuple[pd.DataFrame, list[Problem]]:
     return manifest, problems
 
 
-def _read_csv(csv_path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+def read_csv_table(csv_path: Path, required: tuple[str, ...], see: str = "the competition layout, see README 'Data layout'",
+                   lowercase: bool = False) -> pd.DataFrame:
+    """A user's CSV as strings, with stripped column names; a missing file, unreadable CSV or missing column
+    is a ``DataError`` naming the file, the columns found and ``see`` (where the format is described)."""
     if not csv_path.is_file():
-        raise DataError(f"{csv_path}: file not found (expected the competition layout, see README 'Data layout')")
+        raise DataError(f"{csv_path}: file not found (expected {see})")
     try:
         table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
         raise DataError(f"{csv_path}: not a readable CSV file ({err})") from None
-    table.columns = [c.strip() for c in table.columns]
+    table.columns = [c.strip().lower() if lowercase else c.strip() for c in table.columns]
     missing = [c for c in required if c not in table.columns]
     if missing:
         raise DataError(
             f"{csv_path}: missing column(s) {', '.join(missing)}; found {', '.join(table.columns) or 'none'}, "
-            f"expected {', '.join(required)}"
+            f"expected {', '.join(required)} ({see})"
         )
     return table
 
@@ -192,7 +195,7 @@ def read_extra(csv_path: str | Path) -> tuple[pd.DataFrame, list[Problem]]:
     where the CSV has none (unknown), so they can join training folds but never validation.
     """
     csv_path = Path(csv_path)
-    table = _read_csv(csv_path, EXTRA_COLUMNS)
+    table = read_csv_table(csv_path, EXTRA_COLUMNS)
     problems, rows = [], []
     duplicated = set(table["image_id"][table["image_id"].duplicated(keep=False)])
     for line_no, row in enumerate(table.itertuples(index=False), start=2):
