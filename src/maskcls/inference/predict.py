@@ -29,10 +29,7 @@ from ..persons.consistent import read_groups
 from ..progress import RunProgress
 from ..tables import PROB_COLUMNS
 from ..training.kfold import RunError
-from .outputs import PREDICT_SKIPPED, Prediction, file_rows, write_eval_predictions
-from .outputs import argmax_or as _argmax_or
-from .outputs import fill_rows as _fill
-from .outputs import union_problems as _union
+from .outputs import PREDICT_SKIPPED, Prediction, argmax_or, file_rows, fill_rows, union_problems, write_eval_predictions
 from .predictor import predict_outputs
 
 
@@ -163,14 +160,14 @@ def predict_table(
         readable = np.all(np.isfinite(probs), axis=1)
         spread = np.full(len(probs), np.nan)
         spread[readable] = disagreement(np.stack(member_probs)[:, readable])
-        return Prediction(probs, ensemble.answers(member_probs), {"disagreement": spread}, _union(m.problems for m in members))
+        return Prediction(probs, ensemble.answers(member_probs), {"disagreement": spread}, union_problems(m.problems for m in members))
     if (run_dir / "combine.json").is_file():
         from ..training.combine import load_combination
 
         combination = load_combination(run_dir)
         parts = {run: predict_table(run, photos, **options) for run in combination.runs}
         probs = combination.combine({run: (part.probs, part.columns.get("age_pred")) for run, part in parts.items()})
-        return Prediction(probs, _argmax_or(probs, combination.fallback_class), {}, _union(part.problems for part in parts.values()))
+        return Prediction(probs, argmax_or(probs, combination.fallback_class), {}, union_problems(part.problems for part in parts.values()))
     return _predict_folds(load_run(run_dir), photos, **options)
 
 
@@ -198,13 +195,13 @@ def _predict_folds(run: TrainedRun, photos: pd.DataFrame, tta, mc_samples, batch
     probs = np.full((len(photos), width), np.nan, dtype=np.float64)
     fold_probs = np.stack([o["probs"] for o in outputs]) if len(good) else np.zeros((len(outputs), 0, width))
     probs[good] = fold_probs.mean(axis=0)
-    columns = {"disagreement": _fill(len(photos), good, disagreement(fold_probs) if len(good) else [])}
+    columns = {"disagreement": fill_rows(len(photos), good, disagreement(fold_probs) if len(good) else [])}
     if cache.faces is not None:  # data.face_crop: 1 = cropped to the face found, 0 = no face, the whole photo
-        columns["face_found"] = _fill(len(photos), good, cache.face_found()[good].astype(float))
+        columns["face_found"] = fill_rows(len(photos), good, cache.face_found()[good].astype(float))
     for key in ("age_value", "mc_mutual_information"):
         if len(good) and key in outputs[0]:
-            columns["age_pred" if key == "age_value" else key] = _fill(len(photos), good, np.mean([o[key] for o in outputs], axis=0))
-    return Prediction(probs, _argmax_or(probs, run.fallback_class), columns, problems)
+            columns["age_pred" if key == "age_value" else key] = fill_rows(len(photos), good, np.mean([o[key] for o in outputs], axis=0))
+    return Prediction(probs, argmax_or(probs, run.fallback_class), columns, problems)
 
 
 def predict_eval(
