@@ -2,6 +2,7 @@
 stages, and a simulated run with slower-than-estimated stages stays within the budget's tolerance."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from maskcls.solve.plan import (
@@ -48,6 +49,30 @@ def test_more_budget_or_a_faster_device_buys_more():
     on_gpu = make_plan(GPU, WORK, 15, "best")
     assert max(s.size for s in on_gpu.stages if s.kind == "member") == 260  # the bigger backbone when the measured speed allows it
     assert trained(on_gpu) > trained(small)
+
+
+def test_sizes_above_the_photos_own_earn_nothing():
+    # on a GPU a small model is bound by overheads: 256 px costs hardly more than 128 px
+    speeds = [Speed("tf_efficientnet_lite0", 256, "offline", 2900.0, 8800.0, 4.0, 3000.0), Speed("tf_efficientnet_lite0", 128, "offline", 3000.0, 9000.0, 4.0, 3000.0)]
+    unknown = make_plan(speeds, WORK, 10, "best")
+    small_photos = make_plan(speeds, Workload(WORK.train_photos, WORK.eval_photos, photo_size=128), 10, "best")
+    assert {s.size for s in unknown.stages if s.kind == "member"} == {256}  # nothing says 256 px only upsamples
+    assert {s.size for s in small_photos.stages if s.kind == "member"} == {128}  # same value, less time: the photos' own size
+
+
+def test_the_typical_photo_size_is_read_from_the_photos(tmp_path):
+    from PIL import Image
+
+    from maskcls.solve.calibrate import typical_photo_size
+
+    paths = []
+    for index, size in enumerate([(96, 128)] * 5 + [(300, 200)] * 2):
+        paths.append(tmp_path / f"{index}.jpg")
+        Image.new("RGB", size).save(paths[-1])
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    manifest = pd.DataFrame({"path": [str(p) for p in paths] + [str(tmp_path / "broken.jpg")]})
+    assert typical_photo_size(manifest) == 128
+    assert typical_photo_size(manifest.iloc[-1:]) is None
 
 
 def test_a_budget_too_small_for_anything_is_refused_with_the_need():

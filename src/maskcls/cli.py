@@ -953,6 +953,8 @@ def _print_plan(plan) -> None:
                       f"predict {speed['infer_photos_per_s']:.1f} photos/s", highlight=False)
         for skipped in calibration.result.get("skipped", []):
             out.print(f"skipped {skipped['backbone']} at {skipped['size']} px: {skipped['reason']}", highlight=False)
+    if plan.workload.photo_size:
+        out.print(f"training photos: about {plan.workload.photo_size} px on the longest side (the plan values input sizes up to that)", highlight=False)
     table = Table("stage", "what", "est. min", "status", title=f"plan: preset {plan.preset}, budget {plan.budget_minutes:.1f} min", box=box.SIMPLE_HEAD)
     table.columns[0].overflow = "fold"
     for stage in plan.stages:

@@ -329,8 +329,8 @@ def _recipe_html(run_dir: Path, judged: Judged) -> str:
                 facts[label] = str(config[section][key])
     elif judged.kind == "ensemble":
         recipe = json.loads((run_dir / "ensemble.json").read_text())
-        facts.update({"method": recipe["method"], "learner": str(recipe.get("learner")), "members": ", ".join(Path(m["path"]).name for m in recipe["members"]),
-                      "weights": str(recipe.get("weights"))})
+        facts.update({"method": recipe["method"], "members": ", ".join(Path(m["path"]).name for m in recipe["members"])})
+        facts.update({key: str(recipe[key]) for key in ("learner", "weights") if recipe.get(key) is not None})  # a stack's learner, a weighted vote's weights
     else:
         recipe = json.loads((run_dir / "combine.json").read_text())
         facts.update({f"{head} from": run for head, run in recipe["sources"].items()})
@@ -347,8 +347,8 @@ def _recipe_html(run_dir: Path, judged: Judged) -> str:
     summary_path = run_dir / "summary.json"
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text())
-        if "wall_seconds" in summary:
-            facts["training wall time"] = f"{summary['wall_seconds']:.0f} s"
+        if "wall_seconds" in summary:  # an ensemble's is the time to fit and write it, not its members' training
+            facts["fitting wall time" if judged.kind == "ensemble" else "training wall time"] = f"{summary['wall_seconds']:.0f} s"
     table = judged.table
     labels = table["label"].to_numpy(dtype=np.int64)
     mask, gender, age = decode(labels)

@@ -64,6 +64,22 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
+def typical_photo_size(manifest: pd.DataFrame, sample: int = 64) -> int | None:
+    """The median longest side of up to ``sample`` training photos (headers only); None when none can be read.
+
+    The planner values input sizes only up to it: a larger input only upsamples the photo."""
+    from PIL import Image
+
+    sides = []
+    for path in manifest["path"].sample(n=min(len(manifest), sample), random_state=0):
+        try:
+            with Image.open(path) as image:
+                sides.append(max(image.size))
+        except (OSError, ValueError):  # unreadable photos are reported where they are decoded, not here
+            continue
+    return int(np.median(sides)) if sides else None
+
+
 def default_pretrained(backbone: str) -> str:
     return "offline" if backbone in OFFLINE_PACKAGES else "none"
 

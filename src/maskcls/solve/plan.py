@@ -6,7 +6,7 @@ the backbone x size x epochs x folds x member-count choices that fit the budget 
 the planner takes the one with the highest *prior value*, an expected macro-F1 gain:
 
     0.06 (1 - exp(-(epochs - 1) / 2.5))        more epochs, saturating (3 -> 4: +0.009, 3 -> 10: +0.025)
-  + 0.03 log2(size / 96)                       input size (128 px: +0.012)
+  + 0.03 log2(size / 96)                       input size (128 px: +0.012), counted only up to the photos' own size
   + 0.10 ln(training share / (2/3))            folds: each model sees (1 - 1/folds) of the persons (2: -0.029, 5: +0.018)
   + backbone bonus (lite1 +0.01, lite2 +0.02)
   + 0.015 log2(members)                        preset ``best``: a soft vote of diverse members
@@ -14,7 +14,10 @@ the planner takes the one with the highest *prior value*, an expected macro-F1 g
 
 A prior, not a measurement: it matches the README's utkmask18 results (96 px / 3 epochs / 3 folds 0.579,
 128 px / 4 epochs / 5 folds 0.614, a five-member soft vote about +0.03) and only ranks plans; what is
-finally kept is decided on honest OOF scores by ``run.py``.
+finally kept is decided on honest OOF scores by ``run.py``. Sizes above the photos' own resolution only
+upsample: on a GPU, two lite0 members at 256 px on utkmask18's 128 px photos scored 0.609 / 0.620 against
+the default recipe's 0.624 / 0.625 at 128 px (README), so the size term stops at the photos' size and the
+time goes to members and epochs instead.
 
 After each stage ``replan`` fits the stages left into the time left, at the speed actually observed:
 it drops the pseudo-label round first, then shortens members (epochs down to 3), drops members (never
@@ -70,6 +73,7 @@ class Speed:
 class Workload:
     train_photos: int
     eval_photos: int
+    photo_size: int | None = None  # the training photos' typical longest side, in pixels (None: unknown)
 
 
 @dataclass
@@ -181,9 +185,11 @@ def persons_seconds(speed: Speed, workload: Workload) -> float:
 FINISH_SECONDS = 30.0  # the top-level files and the final combination's evaluation report (an ensemble's: about 7-13 s on 2 cores)
 
 
-def member_value(speed: Speed, epochs: int, folds: int) -> float:
-    """The prior's expected macro-F1 gain of one member over lite0 at 96 px, 1 epoch, 3 folds (module docstring)."""
-    return (0.06 * (1 - math.exp(-(epochs - 1) / 2.5)) + 0.03 * math.log2(speed.size / 96) + 0.10 * math.log((1 - 1 / folds) / (2 / 3))
+def member_value(speed: Speed, epochs: int, folds: int, photo_size: int | None = None) -> float:
+    """The prior's expected macro-F1 gain of one member over lite0 at 96 px, 1 epoch, 3 folds (module docstring);
+    ``photo_size``: the photos' own size, above which a larger input earns nothing."""
+    size = min(speed.size, photo_size) if photo_size else speed.size
+    return (0.06 * (1 - math.exp(-(epochs - 1) / 2.5)) + 0.03 * math.log2(size / 96) + 0.10 * math.log((1 - 1 / folds) / (2 / 3))
             + BACKBONE_BONUS.get(speed.backbone, 0.0))
 
 
@@ -220,7 +226,7 @@ def make_plan(
                             cheapest = (total, speed, epochs, folds)
                         if total > available:
                             continue
-                        value = member_value(speed, epochs, folds)
+                        value = member_value(speed, epochs, folds, workload.photo_size)
                         value += ENSEMBLE_BONUS * math.log2(count) + PSEUDO_BONUS * with_pseudo if preset == "best" else 0.0
                         if best is None or (value, -total) > (best[0], -best[1]):
                             best = (value, total, speed, epochs, folds, count, with_pseudo)

@@ -36,7 +36,7 @@ from ..persons.consistent import GroupsError, person_consistent_table, read_grou
 from ..persons.group import group_photos
 from ..tables import read_test_probs
 from ..training.kfold import RunError, resume_kfold, train_kfold
-from .calibrate import CANDIDATES, calibrate
+from .calibrate import CANDIDATES, calibrate, typical_photo_size
 from .display import PlanProgress, StageClock
 from .plan import MEMBER_RECIPES, TTA_VIEWS, Plan, Stage, Workload, make_plan, replan, stage_allowance
 
@@ -203,12 +203,12 @@ def _save(out_dir: Path, plan: Plan, settings: SolveSettings) -> None:
 
 
 def _read_layout(settings: SolveSettings) -> tuple[pd.DataFrame, Workload]:
-    """The training manifest and how many photos there are to train on and to predict."""
+    """The training manifest, how many photos there are to train on and to predict, and their typical size."""
     manifest, problems = read_train(settings.train_dir)
     info, eval_problems = read_eval(settings.eval_dir)
     if (problems or eval_problems) and settings.on_bad_image == "fail":
         raise DataError(f"{len(problems) + len(eval_problems)} problem(s) found in the data; nothing was planned.", problems + eval_problems, SKIP_HINT)
-    return manifest, Workload(len(manifest), len(info))
+    return manifest, Workload(len(manifest), len(info), typical_photo_size(manifest))
 
 
 def _scores(directory: Path) -> dict:
