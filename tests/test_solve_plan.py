@@ -75,6 +75,25 @@ def test_the_typical_photo_size_is_read_from_the_photos(tmp_path):
     assert typical_photo_size(manifest.iloc[-1:]) is None
 
 
+def test_calibration_measures_each_backbone_up_to_the_photos_size(monkeypatch):
+    from maskcls.solve import calibrate as calibration
+
+    measured = []
+
+    def fake_measure(manifest, backbone, size, accelerator, overrides):
+        measured.append((backbone, size))
+        return Speed(backbone, size, "offline", 5000.0, 9000.0, 1.0, 5000.0)
+
+    monkeypatch.setattr(calibration, "measure", fake_measure)
+    ladder = (("tf_efficientnet_lite0", 96), ("tf_efficientnet_lite0", 128), ("tf_efficientnet_lite0", 160), ("tf_efficientnet_lite1", 192),
+              ("tf_efficientnet_lite1", 240))
+    speeds, skipped = calibration.calibrate(pd.DataFrame(), Workload(9800, 2310, photo_size=128), 60, ladder, progress=False)
+    assert measured == [("tf_efficientnet_lite0", 96), ("tf_efficientnet_lite0", 128), ("tf_efficientnet_lite1", 192)]
+    assert [(s["size"], "only upsamples" in s["reason"]) for s in skipped] == [(160, True), (240, True)]
+    calibration.calibrate(pd.DataFrame(), Workload(9800, 2310), 60, ladder, progress=False)  # size unknown: all measured
+    assert len(measured) == 3 + len(ladder)
+
+
 def test_a_budget_too_small_for_anything_is_refused_with_the_need():
     with pytest.raises(BudgetError, match="too small.*needs about"):
         make_plan(CPU, WORK, 1.0, "best")

@@ -4,7 +4,9 @@ through the real training path (decode-once cache, ``FoldDataModule``, ``MaskCla
 
 Candidates are measured cheapest first; a candidate whose speed, extrapolated from the ones measured
 (pixels x the backbone's relative cost), could not train even the smallest plan in the budget is skipped
-and says so: bigger backbones and sizes are tried only when the measured speed allows them.
+and says so: bigger backbones and sizes are tried only when the measured speed allows them. A backbone
+already measured at the photos' own size or above is not measured again at a larger one: that input would
+only upsample the photos (the planner values sizes only up to the photos' own).
 """
 
 from __future__ import annotations
@@ -137,8 +139,15 @@ def calibrate(
     shown = RunProgress("calibrate", [(f"{backbone} at {size} px", 1) for backbone, size in candidates], unit="candidate", enabled=progress)
     speeds: list[Speed] = []
     skipped: list[dict] = []
+    photo_size = workload.photo_size
     for backbone, size in candidates:
         name = f"{backbone} at {size} px"
+        covering = [s.size for s in speeds if s.backbone == backbone and photo_size and photo_size <= s.size < size]
+        if covering:
+            skipped.append({"backbone": backbone, "size": size, "reason": f"the photos are about {photo_size} px and {backbone} was measured at "
+                            f"{covering[0]} px: a larger input only upsamples them"})
+            shown.skip(name, "skipped: only upsamples the photos")
+            continue
         if speeds:
             reference = speeds[0]
             relative = RELATIVE_COST.get(backbone, 1.0) / RELATIVE_COST.get(reference.backbone, 1.0) * (size / reference.size) ** 2
