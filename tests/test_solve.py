@@ -24,7 +24,7 @@ def test_dry_run_prints_only_the_plan(demo_dir, tmp_path):
     result = invoke("solve", "--train", demo_dir / "train", "--eval", demo_dir / "eval", "--budget", "5m", "--out", tmp_path / "solve", "--dry-run", *TINY_SOLVE)
     assert "measured test_efficientnet at 32 px" in result.output and "plan: preset best, budget 5.0 min" in result.output
     assert "calibrate: test_efficientnet at 32 px [1/1] · done in" in result.output  # progress while measuring
-    assert "member_three_head" in result.output and "persons" in result.output
+    assert "member_ce" in result.output and "persons" in result.output
     assert not (tmp_path / "solve").exists()
 
 
@@ -39,7 +39,7 @@ def test_solve_killed_mid_member_resumes_and_finishes(demo_dir, tmp_path):
     command = [sys.executable, "-m", "maskcls", "solve", "--train", str(demo_dir / "train"), "--eval", str(demo_dir / "eval"), "--budget", "10m",
                "--out", str(out), "--preset", "fast", "--max-epochs", "1", "--quiet", *TINY_SOLVE]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
-    first_fold = out / "members" / "three_head" / "fold_0" / "fold.json"
+    first_fold = out / "members" / "ce" / "fold_0" / "fold.json"
     deadline = time.monotonic() + 300
     while not first_fold.is_file() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -48,7 +48,7 @@ def test_solve_killed_mid_member_resumes_and_finishes(demo_dir, tmp_path):
     process.wait()
     plan = json.loads((out / "plan.json").read_text())["plan"]
     member = next(s for s in plan["stages"] if s["kind"] == "member")
-    assert member["status"] == "running" and not (out / "members" / "three_head" / "summary.json").exists()
+    assert member["status"] == "running" and not (out / "members" / "ce" / "summary.json").exists()
     kept = first_fold.stat().st_mtime_ns
 
     result = invoke("solve", "--resume", out, "--quiet")
@@ -59,7 +59,7 @@ def test_solve_killed_mid_member_resumes_and_finishes(demo_dir, tmp_path):
     member = next(s for s in plan["stages"] if s["kind"] == "member")
     assert member["result"]["resumed"] and member["planned_minutes"] > 0 and member["actual_minutes"] > 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["members"][0]["oof_macro_f1"] == pytest.approx(json.loads((out / "members" / "three_head" / "summary.json").read_text())["oof_macro_f1"])
+    assert summary["members"][0]["oof_macro_f1"] == pytest.approx(json.loads((out / "members" / "ce" / "summary.json").read_text())["oof_macro_f1"])
     assert {"without", "known_persons", "clustered_groups"} <= set(summary["persons"]["oof"])
     assert summary["final"]["directory"].endswith("final") and (out / "final" / "ensemble.json").is_file()
     info = pd.read_csv(demo_dir / "eval" / "info.csv", dtype=str)
