@@ -66,6 +66,7 @@ def test_report_of_a_three_head_run_and_of_an_ensemble(tiny_run, tiny_run_b, tmp
     check_page(page, gradcam=False)
     assert "an ensemble has no network of its own" in page
     assert "<th>fitting wall time</th>" in page and "training wall time" not in page and "<th>learner</th>" not in page  # a soft vote has no learner
+    assert "<th>weights</th><td>0.500, 0.500</td>" in page
     members = pd.read_csv(tmp_path / "ens_report" / "members.csv")
     assert len(members) == 3 and members["macro_f1"].between(0, 1).all()
     assert members["member"].iloc[-1].startswith("ensemble")

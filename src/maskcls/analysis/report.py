@@ -330,7 +330,10 @@ def _recipe_html(run_dir: Path, judged: Judged) -> str:
     elif judged.kind == "ensemble":
         recipe = json.loads((run_dir / "ensemble.json").read_text())
         facts.update({"method": recipe["method"], "members": ", ".join(Path(m["path"]).name for m in recipe["members"])})
-        facts.update({key: str(recipe[key]) for key in ("learner", "weights") if recipe.get(key) is not None})  # a stack's learner, a weighted vote's weights
+        if recipe.get("learner") is not None:  # a stack's
+            facts["learner"] = str(recipe["learner"])
+        if recipe.get("weights") is not None:  # a vote's (equal for a soft vote)
+            facts["weights"] = ", ".join(f"{weight:.3f}" for weight in recipe["weights"])
     else:
         recipe = json.loads((run_dir / "combine.json").read_text())
         facts.update({f"{head} from": run for head, run in recipe["sources"].items()})
@@ -348,7 +351,8 @@ def _recipe_html(run_dir: Path, judged: Judged) -> str:
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text())
         if "wall_seconds" in summary:  # an ensemble's is the time to fit and write it, not its members' training
-            facts["fitting wall time" if judged.kind == "ensemble" else "training wall time"] = f"{summary['wall_seconds']:.0f} s"
+            seconds = summary["wall_seconds"]
+            facts["fitting wall time" if judged.kind == "ensemble" else "training wall time"] = f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
     table = judged.table
     labels = table["label"].to_numpy(dtype=np.int64)
     mask, gender, age = decode(labels)
