@@ -120,7 +120,7 @@ def measure(manifest: pd.DataFrame, backbone: str, size: int, accelerator: str =
                          enable_model_summary=False, enable_progress_bar=False, callbacks=[clock])
     trainer.fit(module, datamodule=datamodule)
     timed = clock.batch_seconds[warmup:] or clock.batch_seconds
-    train_speed = batch_size * len(timed) / sum(timed)
+    train_speed = batch_size / float(np.median(timed))  # the median: one batch slowed by something else on the machine does not halve the speed
     setup_seconds = (clock.first_start - started) + sum(clock.batch_seconds[:warmup]) - warmup * batch_size / train_speed
 
     started = time.perf_counter()

@@ -37,13 +37,18 @@ PRESETS = ("fast", "best")
 # comparison on utkmask18 (README, "Solve on utkmask18"); three-head led only at 3 epochs.
 MEMBER_RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "ce": ("lite0_baseline.yaml", ()),
+    "ce_seed7": ("lite0_baseline.yaml", ("train.seed=7",)),
     "three_head": ("three_head_lite.yaml", ()),
     "msd": ("effnet_msd.yaml", ()),
     "three_head_focal_balanced": ("three_head_lite.yaml", ("loss.name=focal", "sampler.name=balanced", "sampler.alpha=0.5")),
 }
+# The prior's offset of each recipe against CE at the same setting (module docstring).
+RECIPE_OFFSET = {"ce": 0.0, "ce_seed7": 0.0, "three_head": -0.012, "msd": -0.014, "three_head_focal_balanced": -0.015}
 PRESET_MEMBERS = {"fast": ("ce",), "best": tuple(MEMBER_RECIPES)}
+EPOCH_SCALE = 1.0  # epochs at which the prior's epoch term has reached 63 % of its saturation (module docstring)
+SIZE_WEIGHT = 0.04  # prior per doubling of the input size (module docstring)
 BACKBONE_BONUS = {"tf_efficientnet_lite1": 0.01, "tf_efficientnet_lite2": 0.02}
-ENSEMBLE_BONUS = 0.015
+ENSEMBLE_BONUS = 0.014
 PSEUDO_BONUS = 0.005
 MIN_EPOCHS = 3  # re-planning shortens members to this before it drops any
 EPOCH_CHOICES = tuple(range(1, 13))
@@ -114,9 +119,13 @@ class Plan:
     budget_minutes: float
     preset: str
     workload: Workload
-    speed: Speed | None
+    speeds: list[Speed]  # the measured speeds the training stages run at, lead first
     stages: list[Stage]
     safety: float = SAFETY
+
+    def speed_of(self, stage: Stage) -> Speed | None:
+        """The measured speed of a training stage's backbone at its input size."""
+        return next((s for s in self.speeds if (s.backbone, s.size) == (stage.backbone, stage.size)), None)
 
     @property
     def spent_minutes(self) -> float:
@@ -132,11 +141,12 @@ class Plan:
 
     def to_dict(self) -> dict:
         return {"budget_minutes": self.budget_minutes, "preset": self.preset, "safety": self.safety, "workload": asdict(self.workload),
-                "speed": asdict(self.speed) if self.speed else None, "stages": [asdict(s) for s in self.stages]}
+                "speeds": [asdict(s) for s in self.speeds], "stages": [asdict(s) for s in self.stages]}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Plan":
-        return cls(data["budget_minutes"], data["preset"], Workload(**data["workload"]), Speed(**data["speed"]) if data["speed"] else None,
+        speeds = data["speeds"] if "speeds" in data else [data["speed"]] if data.get("speed") else []  # plans before mixed sizes had one speed
+        return cls(data["budget_minutes"], data["preset"], Workload(**data["workload"]), [Speed(**s) for s in speeds],
                    [Stage(**s) for s in data["stages"]], data.get("safety", SAFETY))
 
 
@@ -192,8 +202,13 @@ def member_value(speed: Speed, epochs: int, folds: int, photo_size: int | None =
     """The prior's expected macro-F1 gain of one member over lite0 at 96 px, 1 epoch, 3 folds (module docstring);
     ``photo_size``: the photos' own size, above which a larger input earns nothing."""
     size = min(speed.size, photo_size) if photo_size else speed.size
-    return (0.06 * (1 - math.exp(-(epochs - 1) / 2.5)) + 0.03 * math.log2(size / 96) + 0.18 * math.log((1 - 1 / folds) / (2 / 3))
+    return (0.06 * (1 - math.exp(-(epochs - 1) / EPOCH_SCALE)) + SIZE_WEIGHT * math.log2(size / 96) + 0.18 * math.log((1 - 1 / folds) / (2 / 3))
             + BACKBONE_BONUS.get(speed.backbone, 0.0))
+
+
+def _decode_seconds(speed: Speed, workload: Workload) -> float:
+    """Decoding every photo once at one input size (the cache is kept per size and shared by the members)."""
+    return member_seconds(speed, workload, 1, 2, "none") - member_seconds(speed, workload, 1, 2, "none", decode=False)
 
 
 def make_plan(
@@ -202,9 +217,12 @@ def make_plan(
 ) -> Plan:
     """The plan with the highest prior value whose estimate fits ``budget_minutes - spent_minutes`` less ``safety``.
 
-    Members come from ``members`` (default: the preset's recipes), in order; ``best`` may add a pseudo-label
-    round (one more member trained with confident eval photos). ``max_epochs`` caps every member's epochs
-    (the plan may then end early). Raises ``BudgetError`` when nothing fits.
+    Members come from ``members`` (default: the preset's recipes), in order. The first (the lead) has its
+    own backbone, size and epochs; the others share one setting no larger than the lead's, so that a
+    strong lead at the photos' size can be joined by cheaper, diverse members. All members share the
+    folds, so they ensemble on one split. ``best`` may add a pseudo-label round (one more member, at the
+    lead's setting, trained with confident eval photos). ``max_epochs`` caps every member's epochs (the
+    plan may then end early). Raises ``BudgetError`` when nothing fits.
     """
     if preset not in PRESETS:
         raise BudgetError(f"unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
@@ -213,53 +231,76 @@ def make_plan(
     recipes = tuple(members or PRESET_MEMBERS[preset])
     available = (budget_minutes - spent_minutes) * (1 - safety) * 60
     pseudo_extra = int(workload.eval_photos * PSEUDO_SHARE)
+    epoch_choices = [e for e in EPOCH_CHOICES if max_epochs is None or e <= max_epochs] or [1]
+    counts = range(1, len(recipes) + 1) if preset == "best" else range(1, 2)
+    pseudo_choices = (False, True) if preset == "best" else (False,)
     best, cheapest = None, None
-    for speed in speeds:
-        fixed = persons_seconds(speed, workload) + FINISH_SECONDS
-        for folds in FOLD_CHOICES:
-            for epochs in [e for e in EPOCH_CHOICES if max_epochs is None or e <= max_epochs] or [1]:
-                one = member_seconds(speed, workload, epochs, folds, tta, decode=False)
-                decode = member_seconds(speed, workload, epochs, folds, tta) - one
-                pseudo = member_seconds(speed, workload, epochs, folds, tta, extra_photos=pseudo_extra, decode=False)
-                for count in range(1, len(recipes) + 1 if preset == "best" else 2):
-                    for with_pseudo in (False, True) if preset == "best" else (False,):
-                        total = count * one + decode + ensemble_seconds(workload, count) + fixed
+    for folds in FOLD_CHOICES:
+        # every (speed, epochs) a member can have: its seconds (decoding counted apart) and its prior value
+        settings = [(speed, epochs, member_seconds(speed, workload, epochs, folds, tta, decode=False), member_value(speed, epochs, folds, workload.photo_size))
+                    for speed in speeds for epochs in epoch_choices]
+        for lead, lead_epochs, lead_seconds, lead_value in settings:
+            fixed = _decode_seconds(lead, workload) + persons_seconds(lead, workload) + FINISH_SECONDS
+            pseudo = member_seconds(lead, workload, lead_epochs, folds, tta, extra_photos=pseudo_extra, decode=False)
+            for count in counts:
+                # followers are never larger than the lead (the strongest recipe gets the best setting)
+                followers = ([s for s in settings if s[0].size < lead.size or (s[0].size == lead.size and s[1] <= lead_epochs)] if count > 1
+                             else [(lead, lead_epochs, 0.0, lead_value)])
+                for follower, follower_epochs, follower_seconds, follower_value in followers:
+                    decode = _decode_seconds(follower, workload) if count > 1 and follower.size != lead.size else 0.0
+                    for with_pseudo in pseudo_choices:
+                        total = lead_seconds + (count - 1) * follower_seconds + decode + ensemble_seconds(workload, count) + fixed
                         total += pseudo + ensemble_seconds(workload, count + 1) if with_pseudo else 0.0
                         if cheapest is None or total < cheapest[0]:
-                            cheapest = (total, speed, epochs, folds)
+                            cheapest = (total, lead, lead_epochs, folds)
                         if total > available:
                             continue
-                        value = member_value(speed, epochs, folds, workload.photo_size)
+                        value = (lead_value + (count - 1) * follower_value + sum(RECIPE_OFFSET.get(r, 0.0) for r in recipes[:count])) / count
                         value += ENSEMBLE_BONUS * math.log2(count) + PSEUDO_BONUS * with_pseudo if preset == "best" else 0.0
                         if best is None or (value, -total) > (best[0], -best[1]):
-                            best = (value, total, speed, epochs, folds, count, with_pseudo)
+                            best = (value, total, folds, (lead, lead_epochs), (follower, follower_epochs), count, with_pseudo)
     if best is None:
         total, speed, epochs, folds = cheapest
         raise BudgetError(
             f"a budget of {budget_minutes - spent_minutes:.1f} min is too small: the smallest plan ({speed.backbone} at {speed.size} px, "
             f"{epochs} epochs, {folds} folds, one member) needs about {total / 60 / (1 - safety):.1f} min on this machine"
         )
-    _, total, speed, epochs, folds, count, with_pseudo = best
-    stages = []
+    _, total, folds, (lead, lead_epochs), (follower, follower_epochs), count, with_pseudo = best
+    stages, decoded = [], set()
     for index, recipe in enumerate(recipes[:count]):
-        seconds = member_seconds(speed, workload, epochs, folds, tta, decode=index == 0)
+        speed, epochs = (lead, lead_epochs) if index == 0 else (follower, follower_epochs)
+        seconds = member_seconds(speed, workload, epochs, folds, tta, decode=speed.size not in decoded)
+        decoded.add(speed.size)
         stages.append(Stage(f"member_{recipe}", "member", seconds / 60, recipe, speed.backbone, speed.pretrained, speed.size, epochs, folds, tta))
     stages.append(Stage("ensemble", "ensemble", ensemble_seconds(workload, count) / 60))
     if with_pseudo:
-        seconds = member_seconds(speed, workload, epochs, folds, tta, extra_photos=pseudo_extra, decode=False) + ensemble_seconds(workload, count + 1)
-        stages.append(Stage(f"pseudo_{recipes[0]}", "pseudo", seconds / 60, recipes[0], speed.backbone, speed.pretrained, speed.size, epochs, folds, tta))
-    stages.append(Stage("persons", "persons", persons_seconds(speed, workload) / 60))
+        seconds = member_seconds(lead, workload, lead_epochs, folds, tta, extra_photos=pseudo_extra, decode=False) + ensemble_seconds(workload, count + 1)
+        stages.append(Stage(f"pseudo_{recipes[0]}", "pseudo", seconds / 60, recipes[0], lead.backbone, lead.pretrained, lead.size, lead_epochs, folds, tta))
+    stages.append(Stage("persons", "persons", persons_seconds(lead, workload) / 60))
     stages.append(Stage("finish", "finish", FINISH_SECONDS / 60))
-    return Plan(budget_minutes, preset, workload, speed, stages, safety)
+    return Plan(budget_minutes, preset, workload, _used(speeds, stages), stages, safety)
+
+
+def _used(speeds: list[Speed], stages: list[Stage]) -> list[Speed]:
+    """The measured speeds the plan's training stages run at, lead first."""
+    wanted = []
+    for stage in stages:
+        speed = next((s for s in speeds if (s.backbone, s.size) == (stage.backbone, stage.size)), None)
+        if speed is not None and speed not in wanted:
+            wanted.append(speed)
+    return wanted
 
 
 def estimate_minutes(plan: Plan, stage: Stage, speed_factor: float = 1.0) -> float:
-    """A stage's estimate from its current settings (members at the observed ``speed_factor``)."""
-    if stage.kind not in ("member", "pseudo") or plan.speed is None:
+    """A stage's estimate from its current settings (members at the observed ``speed_factor``); decoding is
+    counted for the first member at each input size."""
+    speed = plan.speed_of(stage)
+    if stage.kind not in ("member", "pseudo") or speed is None:
         return stage.minutes
-    first = stage.kind == "member" and not any(s.kind == "member" and s.status == "done" for s in plan.stages)
+    earlier = plan.stages[:plan.stages.index(stage)]
+    first = stage.kind == "member" and not any(s.kind == "member" and s.status != "dropped" and s.size == stage.size for s in earlier)
     extra = int(plan.workload.eval_photos * PSEUDO_SHARE) if stage.kind == "pseudo" else 0
-    seconds = member_seconds(plan.speed, plan.workload, stage.epochs, stage.folds, stage.tta or "none", extra, decode=first)
+    seconds = member_seconds(speed, plan.workload, stage.epochs, stage.folds, stage.tta or "none", extra, decode=first)
     if stage.kind == "pseudo":
         seconds += ensemble_seconds(plan.workload, sum(1 for s in plan.stages if s.kind == "member" and s.status != "dropped") + 1)
     return seconds / 60 * speed_factor

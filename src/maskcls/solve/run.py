@@ -222,7 +222,8 @@ def _train_member(context: _Context, stage: Stage, run_dir: Path, extra: Path | 
     allowance = stage_allowance(plan, stage, context.spent()) * 60
     done_folds = len(list(run_dir.glob("fold_*/fold.json")))
     views = TTA_VIEWS.get(stage.tta or "none", 1)
-    predict_seconds = (plan.workload.train_photos / stage.folds + plan.workload.eval_photos) * views / plan.speed.infer_photos_per_s if plan.speed else 0.0
+    speed = plan.speed_of(stage)
+    predict_seconds = (plan.workload.train_photos / stage.folds + plan.workload.eval_photos) * views / speed.infer_photos_per_s if speed else 0.0
     clock = StageClock(context.display, stage.folds - done_folds, stage.epochs, allowance, predict_seconds)
     if not (run_dir / "summary.json").is_file():
         if (run_dir / "run.json").is_file():
