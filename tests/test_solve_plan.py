@@ -243,3 +243,17 @@ def test_the_plan_display_counts_down_the_open_stages():
     plan.stages[0].status = "done"
     shown.finish(plan.stages[0])
     assert shown.eta_minutes() == pytest.approx(plan.open_minutes)
+
+
+def test_a_lead_at_the_larger_size_is_joined_by_cheaper_members():
+    from maskcls.solve.plan import estimate_minutes
+
+    plan = make_plan(CPU, WORK, 70, "best")
+    members = [s for s in plan.stages if s.kind == "member"]
+    assert [(s.recipe, s.size) for s in members] == [("ce", 128), ("ce_seed7", 96)]  # two CE models, the lead at the larger size
+    assert plan.speeds == [CPU[1], CPU[0]] and plan.speed_of(members[1]) == CPU[0]
+    # each size's cache is decoded by the first member at that size: here both
+    assert members[1].minutes * 60 == pytest.approx(member_seconds(CPU[0], WORK, members[1].epochs, members[1].folds, "flip", decode=True))
+    assert [estimate_minutes(plan, s) for s in members] == pytest.approx([s.minutes for s in members])
+    again = Plan.from_dict(plan.to_dict())
+    assert [estimate_minutes(again, s) for s in again.stages if s.kind == "member"] == pytest.approx([s.minutes for s in members])
