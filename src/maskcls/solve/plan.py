@@ -191,8 +191,12 @@ def member_seconds(speed: Speed, workload: Workload, epochs: int, folds: int, tt
         + workload.eval_photos * views / speed.infer_photos_per_s
         + speed.setup_seconds
     )
-    decoding = (workload.train_photos + workload.eval_photos + extra_photos) / speed.decode_photos_per_s if decode else 0.0
-    return folds * per_fold + decoding + RUN_OVERHEAD_SECONDS
+    return folds * per_fold + (decode_seconds(speed, workload, extra_photos) if decode else 0.0) + RUN_OVERHEAD_SECONDS
+
+
+def decode_seconds(speed: Speed, workload: Workload, extra_photos: int = 0) -> float:
+    """Decoding every photo once at one input size (the cache is kept per size and shared by the members)."""
+    return (workload.train_photos + workload.eval_photos + extra_photos) / speed.decode_photos_per_s
 
 
 def ensemble_seconds(workload: Workload, members: int) -> float:
@@ -215,11 +219,6 @@ def member_value(speed: Speed, epochs: int, folds: int, photo_size: int | None =
     size = min(speed.size, photo_size) if photo_size else speed.size
     return (0.06 * (1 - math.exp(-(epochs - 1) / EPOCH_SCALE)) + SIZE_WEIGHT * math.log2(size / 96) + 0.18 * math.log((1 - 1 / folds) / (2 / 3))
             + BACKBONE_BONUS.get(speed.backbone, 0.0))
-
-
-def _decode_seconds(speed: Speed, workload: Workload) -> float:
-    """Decoding every photo once at one input size (the cache is kept per size and shared by the members)."""
-    return member_seconds(speed, workload, 1, 2, "none") - member_seconds(speed, workload, 1, 2, "none", decode=False)
 
 
 def make_plan(
@@ -251,14 +250,14 @@ def make_plan(
         settings = [(speed, epochs, member_seconds(speed, workload, epochs, folds, tta, decode=False), member_value(speed, epochs, folds, workload.photo_size))
                     for speed in speeds for epochs in epoch_choices]
         for lead, lead_epochs, lead_seconds, lead_value in settings:
-            fixed = _decode_seconds(lead, workload) + persons_seconds(lead, workload) + FINISH_SECONDS
+            fixed = decode_seconds(lead, workload) + persons_seconds(lead, workload) + FINISH_SECONDS
             pseudo = member_seconds(lead, workload, lead_epochs, folds, tta, extra_photos=pseudo_extra, decode=False)
             for count in counts:
                 # followers are never larger than the lead (the strongest recipe gets the best setting)
                 followers = ([s for s in settings if s[0].size < lead.size or (s[0].size == lead.size and s[1] <= lead_epochs)] if count > 1
                              else [(lead, lead_epochs, 0.0, lead_value)])
                 for follower, follower_epochs, follower_seconds, follower_value in followers:
-                    decode = _decode_seconds(follower, workload) if count > 1 and follower.size != lead.size else 0.0
+                    decode = decode_seconds(follower, workload) if count > 1 and follower.size != lead.size else 0.0
                     for with_pseudo in pseudo_choices:
                         total = lead_seconds + (count - 1) * follower_seconds + decode + ensemble_seconds(workload, count) + fixed
                         total += pseudo + ensemble_seconds(workload, count + 1) if with_pseudo else 0.0
@@ -289,17 +288,8 @@ def make_plan(
         stages.append(Stage(f"pseudo_{recipes[0]}", "pseudo", seconds / 60, recipes[0], lead.backbone, lead.pretrained, lead.size, lead_epochs, folds, tta))
     stages.append(Stage("persons", "persons", persons_seconds(lead, workload) / 60))
     stages.append(Stage("finish", "finish", FINISH_SECONDS / 60))
-    return Plan(budget_minutes, preset, workload, _used(speeds, stages), stages, safety)
-
-
-def _used(speeds: list[Speed], stages: list[Stage]) -> list[Speed]:
-    """The measured speeds the plan's training stages run at, lead first."""
-    wanted = []
-    for stage in stages:
-        speed = next((s for s in speeds if (s.backbone, s.size) == (stage.backbone, stage.size)), None)
-        if speed is not None and speed not in wanted:
-            wanted.append(speed)
-    return wanted
+    used = [lead] if count == 1 or follower == lead else [lead, follower]
+    return Plan(budget_minutes, preset, workload, used, stages, safety)
 
 
 def estimate_minutes(plan: Plan, stage: Stage, speed_factor: float = 1.0) -> float:
