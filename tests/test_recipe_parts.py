@@ -11,6 +11,7 @@ from maskcls.config import ConfigError
 from maskcls.data.loader import EpochSampler, balanced_weights
 from maskcls.labels import decode, joint_from_heads
 from maskcls.models.factory import create_model
+from maskcls.models.freeze import freeze_stages
 from maskcls.models.heads import create_head, split_blocks
 from maskcls.training.losses import HeadCriterion, build_loss, class_weights
 from maskcls.training.optim import build_optimizer, build_scheduler, step_scheduler
@@ -189,6 +190,21 @@ def test_every_optimizer_builds_and_steps(name, cls):
     assert no_decay and all(p.ndim <= 1 for g in no_decay for p in g["params"])
 
 
+def test_freeze_stages_fixes_the_stem_and_first_stages_only():
+    model = create_model(load_config(None, ["model.name=test_efficientnet", "model.pretrained=none"]).model)
+    freeze_stages(model.backbone, 2)  # the stem and blocks.0
+    fixed = {name for name, p in model.named_parameters() if not p.requires_grad}
+    assert fixed and all(name.startswith(("backbone.conv_stem", "backbone.bn1", "backbone.blocks.0.")) for name in fixed)
+    assert "backbone.conv_stem.weight" in fixed and "backbone.blocks.0.0.conv.weight" in fixed
+    optimizer = build_optimizer(model, OptimConfig(name="adamw"))
+    trained = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    assert trained == {id(p) for p in model.parameters() if p.requires_grad}
+    with pytest.raises(ValueError, match="whole backbone"):
+        freeze_stages(model.backbone, 99)
+    with pytest.raises(ValueError, match="does not name its stages"):
+        freeze_stages(torch.nn.Linear(2, 2), 1)
+
+
 def test_sgd_nesterov_flag_and_fused_adamw():
     model = torch.nn.Linear(3, 3)
     assert build_optimizer(model, OptimConfig(name="sgd", nesterov=True)).defaults["nesterov"] is True
@@ -260,3 +276,18 @@ def test_compile_option_compiles_in_place_and_keeps_state_dict_names():
     module.configure_model()
     assert module.model._compiled_call_impl is not None  # torch.compile is lazy: nothing is built until the first step
     assert list(module.state_dict()) == names and not any("_orig_mod" in n for n in names)
+
+
+def test_a_run_with_frozen_stages_keeps_their_pretrained_weights(demo_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from conftest import train_tiny
+    from maskcls.models.pretrained import create_backbone
+
+    weights = tmp_path / "backbone.safetensors"
+    save_file(create_backbone("test_efficientnet", "none").state_dict(), str(weights))
+    run = train_tiny(demo_dir, tmp_path / "run", f"model.pretrained={weights}", "model.freeze_stages=2", "train.epochs=2", "cv.train_folds=[0]")
+    start, trained = load_file(str(weights)), load_file(str(run / "fold_0" / "model.safetensors"))
+    assert torch.equal(trained["backbone.conv_stem.weight"], start["conv_stem.weight"])
+    assert torch.equal(trained["backbone.blocks.0.0.conv.weight"], start["blocks.0.0.conv.weight"])
+    assert not torch.equal(trained["backbone.blocks.1.0.conv_exp.weight"], start["blocks.1.0.conv_exp.weight"])

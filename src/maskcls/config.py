@@ -141,6 +141,7 @@ class ModelConfig(_Section):
     drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0)
     msd_samples: int = Field(5, ge=1)
     channels_last: bool = True
+    freeze_stages: int = Field(0, ge=0)  # leading layer groups (the stem first) whose weights stay fixed
 
 
 class LossConfig(_Section):

@@ -19,6 +19,7 @@ from ..config import Config
 from ..data.augment import BatchPreprocess
 from ..metrics import classification_metrics, head_metrics
 from ..models.factory import create_model
+from ..models.freeze import freeze_stages
 from .losses import HeadCriterion
 from .optim import build_optimizer, build_scheduler, step_scheduler
 
@@ -29,6 +30,7 @@ class MaskClassifier(pl.LightningModule):
         self.save_hyperparameters()
         self.cfg = cfg = Config.model_validate(config)
         self.model = create_model(cfg.model, thresholds=cfg.labels.thresholds).train()  # transformers loads in eval mode
+        freeze_stages(self.model.backbone, cfg.model.freeze_stages)
         self.ema = ModelEmaV3(self.model, decay=cfg.train.ema_decay, use_warmup=True) if cfg.train.ema_decay else None
         self.preprocess = BatchPreprocess(cfg.data, cfg.augment)
         self.criterion = HeadCriterion(self.model.head, cfg.loss, np.asarray(class_counts))
