@@ -45,6 +45,10 @@ SUMMARY_FILE = "summary.json"
 TTA = "flip"
 TOLERANCE = 0.05  # the budget is reported as kept when spent <= budget * (1 + TOLERANCE)
 PSEUDO_THRESHOLD = 0.9
+# Settings every member (and calibration) starts from; the user's --set comes after them and wins. The stem and
+# first two stages of lite0 keep their ImageNet weights: 1.45x the photos/s of a CPU step at 128 px, and the same
+# OOF macro F1 in paired runs (0.6232 vs 0.6204, 0.6178 vs 0.6178; BENCHMARKS.md, "Fixed early stages").
+MEMBER_DEFAULTS = ("model.freeze_stages=3",)
 SCORE_KEYS = ("oof_macro_f1", "oof_accuracy", "mask_accuracy", "gender_accuracy", "age_accuracy", "mask_macro_f1", "gender_macro_f1", "age_macro_f1")
 
 
@@ -113,7 +117,7 @@ def solve(
             raise RunError(f"{out_dir} is not empty; use {hint}--force to replace it, or another --out")
         shutil.rmtree(out_dir)
     settings = SolveSettings(str(Path(train_dir).resolve()), str(Path(eval_dir).resolve()), preset, accelerator,
-                             [(str(b), int(s)) for b, s in (candidates or CANDIDATES)], list(overrides),
+                             [(str(b), int(s)) for b, s in (candidates or CANDIDATES)], [*MEMBER_DEFAULTS, *overrides],
                              str(Path(recipes_dir).resolve()) if recipes_dir else None, group_size, on_bad_image)
     recipes_folder(settings.recipes_dir)
     manifest, workload = _read_layout(settings)
