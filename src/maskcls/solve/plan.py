@@ -30,7 +30,9 @@ stops at the photos' size and the time goes to members and epochs instead.
 
 After each stage ``replan`` fits the stages left into the time left, at the speed actually observed:
 it drops the pseudo-label round first, then shortens members (epochs down to 3), drops members (never
-the last), shortens further, and finally cuts a lone unstarted member to 3 folds.
+the last), shortens further, and finally cuts a lone unstarted member to 3 folds. When training ran
+faster than estimated, the time no longer needed goes to more members (``_grow``): the next recipes
+join at the followers' setting, with their epochs lowered if that is worth more.
 """
 
 from __future__ import annotations
@@ -370,6 +372,70 @@ def replan(plan: Plan, remaining_minutes: float, speed_factor: float | None = No
         lone[0].folds = 3
         lone[0].minutes = estimate_minutes(plan, lone[0], factor)
         changes.append(f"{lone[0].name}: 3 folds")
+    if fits():
+        changes += _grow(plan, available, factor)
+    return changes
+
+
+def _grow(plan: Plan, available: float, factor: float) -> list[str]:
+    """Spend minutes the plan no longer needs (training ran faster than estimated) on more members.
+
+    Only for ``best``, once a training stage has finished (so the speed is observed) and before the ensemble.
+    The members that have not started after the lead are re-chosen: how many (the next recipes in the
+    preset's order join at their setting) and their epochs (never more than they had), for the highest
+    prior value that fits ``available``; nothing changes unless that value is higher.
+    """
+    ensemble = next((s for s in plan.stages if s.kind == "ensemble"), None)
+    observed = any(s.kind in ("member", "pseudo") and s.status == "done" for s in plan.stages)
+    members = [s for s in plan.stages if s.kind == "member" and s.status != "dropped"]
+    if plan.preset != "best" or not observed or ensemble is None or ensemble.status != "planned" or not members:
+        return []
+    fixed = [s for s in members if s.status != "planned" or s is members[0]]
+    open_followers = [s for s in members if s not in fixed]
+    template = open_followers[0] if open_followers else members[-1]
+    speed = plan.speed_of(template)
+    taken = {s.recipe for s in plan.stages if s.kind == "member"}
+    new_recipes = [r for r in PRESET_MEMBERS["best"] if r not in taken]
+    others = sum(s.minutes for s in plan.stages if s.open and s not in open_followers and s is not ensemble)
+    decoded = any(s.size == template.size for s in fixed)
+    photo_size = plan.workload.photo_size
+
+    def minutes(count: int, epochs: int) -> float:
+        if count == 0:
+            return 0.0
+        seconds = count * member_seconds(speed, plan.workload, epochs, template.folds, template.tta or "none", decode=False)
+        return (seconds + (0.0 if decoded else decode_seconds(speed, plan.workload))) / 60 * factor
+
+    def value(count: int, epochs: int) -> float:
+        recipes = [s.recipe for s in fixed] + [s.recipe for s in open_followers] + new_recipes
+        values = [member_value(plan.speed_of(s), s.epochs, s.folds, photo_size) for s in fixed] + [member_value(speed, epochs, template.folds, photo_size)] * count
+        n = len(values)
+        return (sum(values) + sum(RECIPE_OFFSET.get(r, 0.0) for r in recipes[:n])) / n + ENSEMBLE_BONUS * math.log2(n)
+
+    current = (value(len(open_followers), template.epochs), len(open_followers), template.epochs)
+    best = current
+    for count in range(len(open_followers), len(open_followers) + len(new_recipes) + 1):
+        for epochs in range(1, template.epochs + 1):
+            total = others + minutes(count, epochs) + ensemble_seconds(plan.workload, len(fixed) + count) / 60
+            if total <= available and value(count, epochs) > best[0] + 1e-9:
+                best = (value(count, epochs), count, epochs)
+    if best is current:
+        return []
+    _, count, epochs = best
+    changes = []
+    for stage in open_followers:
+        if stage.epochs != epochs:
+            stage.epochs, stage.note = epochs, f"set to {epochs} epochs when a member was added to the time left"
+            changes.append(f"{stage.name}: {epochs} epochs")
+    for stage in open_followers:
+        stage.minutes = estimate_minutes(plan, stage, factor)
+    for recipe in new_recipes[:count - len(open_followers)]:
+        stage = Stage(f"member_{recipe}", "member", 0.0, recipe, template.backbone, template.pretrained, template.size, epochs, template.folds, template.tta,
+                      note="added: training ran faster than estimated")
+        plan.stages.insert(plan.stages.index(ensemble), stage)
+        stage.minutes = stage.planned_minutes = estimate_minutes(plan, stage, factor)
+        changes.append(f"{stage.name}: added ({epochs} epochs)")
+    ensemble.minutes = ensemble_seconds(plan.workload, len(fixed) + count) / 60
     return changes
 
 

@@ -181,13 +181,12 @@ def _execute(out_dir: Path, plan: Plan, settings: SolveSettings, progress: bool)
 
     with PlanProgress(plan, spent, progress, title=f"solve {out_dir}") as display:
         context = _Context(out_dir, settings, plan, spent, display)
-        for stage in plan.stages:
-            if not stage.open:
-                continue
+        while True:  # the next open stage after each re-plan: re-planning may drop stages or add members
             replan(plan, plan.budget_minutes - spent())
             _save(out_dir, plan, settings)
-            if stage.status == "dropped":
-                continue
+            stage = next((s for s in plan.stages if s.open), None)
+            if stage is None:
+                break
             stage.status, stage.estimate_at_start = "running", stage.minutes
             _save(out_dir, plan, settings)
             display.start(stage)
