@@ -3,7 +3,8 @@
 Their backward pass is then skipped, which is where a small network spends most of a CPU step at full
 resolution (tf_efficientnet_lite0 at 128 px, stem + first two stages fixed: the training step 2.1-2.2x
 as fast on the project's 2-core VM, a whole run's epochs 1.66x). Stages are timm's coarse layer groups
-(``group_matcher``): the stem is the first. Batch-norm layers inside them still normalise with batch statistics and update their running ones.
+(``group_matcher``): the stem is the first. Batch-norm layers inside them still normalise with batch
+statistics and update their running ones.
 """
 
 from __future__ import annotations

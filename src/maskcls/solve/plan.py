@@ -223,6 +223,13 @@ def member_value(speed: Speed, epochs: int, folds: int, photo_size: int | None =
             + BACKBONE_BONUS.get(speed.backbone, 0.0))
 
 
+def vote_value(summed_member_values: float, recipes: tuple[str, ...] | list[str]) -> float:
+    """The prior value of a vote of ``recipes`` (one member each): the members' mean with their recipe offsets,
+    plus ``ENSEMBLE_BONUS`` per doubling of members (nothing for one member)."""
+    count = len(recipes)
+    return (summed_member_values + sum(RECIPE_OFFSET.get(r, 0.0) for r in recipes)) / count + ENSEMBLE_BONUS * math.log2(count)
+
+
 def make_plan(
     speeds: list[Speed], workload: Workload, budget_minutes: float, preset: str = "best", spent_minutes: float = 0.0, tta: str = "flip",
     members: tuple[str, ...] | None = None, safety: float = SAFETY, max_epochs: int | None = None,
@@ -267,8 +274,7 @@ def make_plan(
                             cheapest = (total, lead, lead_epochs, folds)
                         if total > available:
                             continue
-                        value = (lead_value + (count - 1) * follower_value + sum(RECIPE_OFFSET.get(r, 0.0) for r in recipes[:count])) / count
-                        value += ENSEMBLE_BONUS * math.log2(count) + PSEUDO_BONUS * with_pseudo if preset == "best" else 0.0
+                        value = vote_value(lead_value + (count - 1) * follower_value, recipes[:count]) + PSEUDO_BONUS * with_pseudo
                         if best is None or (value, -total) > (best[0], -best[1]):
                             best = (value, total, folds, (lead, lead_epochs), (follower, follower_epochs), count, with_pseudo)
     if best is None:
@@ -406,11 +412,11 @@ def _grow(plan: Plan, available: float, factor: float) -> list[str]:
         seconds = count * member_seconds(speed, plan.workload, epochs, template.folds, template.tta or "none", decode=False)
         return (seconds + (0.0 if decoded else decode_seconds(speed, plan.workload))) / 60 * factor
 
+    recipes = [s.recipe for s in fixed] + [s.recipe for s in open_followers] + new_recipes
+    fixed_value = sum(member_value(plan.speed_of(s), s.epochs, s.folds, photo_size) for s in fixed)
+
     def value(count: int, epochs: int) -> float:
-        recipes = [s.recipe for s in fixed] + [s.recipe for s in open_followers] + new_recipes
-        values = [member_value(plan.speed_of(s), s.epochs, s.folds, photo_size) for s in fixed] + [member_value(speed, epochs, template.folds, photo_size)] * count
-        n = len(values)
-        return (sum(values) + sum(RECIPE_OFFSET.get(r, 0.0) for r in recipes[:n])) / n + ENSEMBLE_BONUS * math.log2(n)
+        return vote_value(fixed_value + count * member_value(speed, epochs, template.folds, photo_size), recipes[:len(fixed) + count])
 
     current = (value(len(open_followers), template.epochs), len(open_followers), template.epochs)
     best = current
@@ -427,7 +433,6 @@ def _grow(plan: Plan, available: float, factor: float) -> list[str]:
         if stage.epochs != epochs:
             stage.epochs, stage.note = epochs, f"set to {epochs} epochs when a member was added to the time left"
             changes.append(f"{stage.name}: {epochs} epochs")
-    for stage in open_followers:
         stage.minutes = estimate_minutes(plan, stage, factor)
     for recipe in new_recipes[:count - len(open_followers)]:
         stage = Stage(f"member_{recipe}", "member", 0.0, recipe, template.backbone, template.pretrained, template.size, epochs, template.folds, template.tta,
