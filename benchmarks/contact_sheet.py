@@ -16,19 +16,35 @@ import pandas as pd
 import yaml
 from PIL import Image, ImageDraw
 
+from maskcls.data.faces import FaceFinder
 from maskcls.data.images import read_image
-from maskcls.synth.faces import FaceFinder
 from maskcls.synth.render import COLOURS, MaskStyle, load_templates, render_mask
 
 CELLS = [  # kind, colour, pattern, wear
-    ("surgical", "white", "solid", "correct"), ("surgical", "blue", "solid", "correct"), ("surgical", "green", "solid", "correct"),
-    ("surgical", "black", "solid", "correct"), ("cloth", "navy", "solid", "correct"), ("cloth", "pink", "stripes", "correct"),
-    ("cloth", "denim", "dots", "correct"), ("cloth", "red", "checks", "correct"), ("cloth", "beige", "flowers", "correct"),
-    ("kf94", "white", "solid", "correct"), ("kf94", "black", "solid", "correct"), ("n95", "white", "valve", "correct"),
-    ("surgical", "blue", "solid", "nose_exposed"), ("cloth", "black", "solid", "nose_exposed"), ("kf94", "white", "solid", "nose_exposed"),
-    ("surgical", "white", "solid", "chin"), ("cloth", "grey", "solid", "chin"), ("surgical", "blue", "solid", "chin"),
-    ("surgical", "green", "solid", "mouth_only"), ("cloth", "olive", "solid", "mouth_only"), ("n95", "grey", "solid", "correct"),
-    ("none", "", "", "none"), ("template", "", "", "correct"), ("template", "", "", "nose_exposed"),
+    ("surgical", "white", "solid", "correct"),
+    ("surgical", "blue", "solid", "correct"),
+    ("surgical", "green", "solid", "correct"),
+    ("surgical", "black", "solid", "correct"),
+    ("cloth", "navy", "solid", "correct"),
+    ("cloth", "pink", "stripes", "correct"),
+    ("cloth", "denim", "dots", "correct"),
+    ("cloth", "red", "checks", "correct"),
+    ("cloth", "beige", "flowers", "correct"),
+    ("kf94", "white", "solid", "correct"),
+    ("kf94", "black", "solid", "correct"),
+    ("n95", "white", "valve", "correct"),
+    ("surgical", "blue", "solid", "nose_exposed"),
+    ("cloth", "black", "solid", "nose_exposed"),
+    ("kf94", "white", "solid", "nose_exposed"),
+    ("surgical", "white", "solid", "chin"),
+    ("cloth", "grey", "solid", "chin"),
+    ("surgical", "blue", "solid", "chin"),
+    ("surgical", "green", "solid", "mouth_only"),
+    ("cloth", "olive", "solid", "mouth_only"),
+    ("n95", "grey", "solid", "correct"),
+    ("none", "", "", "none"),
+    ("template", "", "", "correct"),
+    ("template", "", "", "nose_exposed"),
 ]
 
 
@@ -44,9 +60,17 @@ def draw_template(folder: Path) -> Path:
     for k, colour in enumerate([(240, 120, 40), (250, 210, 60), (60, 170, 200)]):
         draw.ellipse((60 + 40 * k, 30 + 20 * k, 240 - 40 * k, 170 - 20 * k), outline=colour + (255,), width=14)
     image.save(folder / "tiedye.png")
-    anchors = {"top_left": [4, 10], "top_middle": [150, 2], "top_right": [295, 10],
-               "bottom_left": [10, 190], "bottom_middle": [150, 197], "bottom_right": [290, 190]}
-    (folder / "tiedye.yaml").write_text(yaml.safe_dump({"image": "tiedye.png", "anchors": anchors, "loops": [240, 240, 240]}))
+    anchors = {
+        "top_left": [4, 10],
+        "top_middle": [150, 2],
+        "top_right": [295, 10],
+        "bottom_left": [10, 190],
+        "bottom_middle": [150, 197],
+        "bottom_right": [290, 190],
+    }
+    (folder / "tiedye.yaml").write_text(
+        yaml.safe_dump({"image": "tiedye.png", "anchors": anchors, "loops": [240, 240, 240]})
+    )
     return folder
 
 
@@ -75,16 +99,33 @@ def main() -> None:
         if kind == "none":
             out = image
         elif kind == "template":
-            out = render_mask(image, found[0].landmarks, MaskStyle("template", (0, 0, 0), template.name, template=template), wear, rng).image
+            out = render_mask(
+                image, found[0].landmarks, MaskStyle("template", (0, 0, 0), template.name, template=template), wear, rng
+            ).image
         else:
-            style = MaskStyle(kind, COLOURS[kind][colour], colour, pattern if pattern != "valve" else "solid", (236, 200, 70), valve=pattern == "valve")
+            style = MaskStyle(
+                kind,
+                COLOURS[kind][colour],
+                colour,
+                pattern if pattern != "valve" else "solid",
+                (236, 200, 70),
+                valve=pattern == "valve",
+            )
             out = render_mask(image, found[0].landmarks, style, wear, rng).image
         x, y = (cell % 6) * size, (cell // 6) * (size + caption)
         sheet.paste(Image.fromarray(out).resize((size, size)), (x, y))
-        label = "no mask" if kind == "none" else f"{kind} {pattern if kind == 'cloth' and pattern != 'solid' else colour}".strip()
-        draw.text((x + 3, y + size + 1), f"{label}, {WEAR_NAMES[wear]}" if wear in WEAR_NAMES else label, fill=(0, 0, 0))
+        label = (
+            "no mask"
+            if kind == "none"
+            else f"{kind} {pattern if kind == 'cloth' and pattern != 'solid' else colour}".strip()
+        )
+        draw.text(
+            (x + 3, y + size + 1), f"{label}, {WEAR_NAMES[wear]}" if wear in WEAR_NAMES else label, fill=(0, 0, 0)
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(args.out, optimize=True)  # a few hundred KB
+    sheet.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+        args.out, optimize=True
+    )  # a few hundred KB
     print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KB)")
 
 

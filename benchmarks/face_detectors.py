@@ -20,12 +20,22 @@ from pathlib import Path
 
 import numpy as np
 
+from maskcls.core.io import write_json
+from maskcls.core.progress import track
+from maskcls.data.faces import FaceFinder
 from maskcls.data.images import read_image
-from maskcls.io import write_json
-from maskcls.progress import track
-from maskcls.synth.faces import FaceFinder
 
-CONFIGS = [("hog", 0, 0.0), ("hog", 1, 0.0), ("hog", 2, 0.0), ("hog", 1, 0.25), ("cnn", 0, 0.0), ("cnn", 1, 0.0), ("cnn", 0, 0.25), ("auto", 0, 0.25), ("auto", 1, 0.25)]
+CONFIGS = [
+    ("hog", 0, 0.0),
+    ("hog", 1, 0.0),
+    ("hog", 2, 0.0),
+    ("hog", 1, 0.25),
+    ("cnn", 0, 0.0),
+    ("cnn", 1, 0.0),
+    ("cnn", 0, 0.25),
+    ("auto", 0, 0.25),
+    ("auto", 1, 0.25),
+]
 
 
 def main() -> None:
@@ -33,14 +43,19 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="The shared data folder (realmask/, plain_faces/).")
     parser.add_argument("--out", type=Path, required=True, help="JSON results file.")
     parser.add_argument("--limit", type=int, default=0, help="Photos per realmask folder (0 = all 400).")
-    parser.add_argument("--plain-faces", type=int, default=300, help="Photos of plain_faces (an even spread; 0 = all 1,548).")
+    parser.add_argument(
+        "--plain-faces", type=int, default=300, help="Photos of plain_faces (an even spread; 0 = all 1,548)."
+    )
     args = parser.parse_args()
     folders = {
         "realmask/mask_worn": sorted((args.data / "realmask" / "mask_worn").glob("*.jpg")),
         "realmask/no_mask": sorted((args.data / "realmask" / "no_mask").glob("*.jpg")),
         "plain_faces": sorted((args.data / "plain_faces" / "images").glob("*.jpg")),
     }
-    finders = {f"{name} up{up}" + (f" pad{pad:g}" if pad else ""): FaceFinder(name, up, landmarks=False, pad=pad) for name, up, pad in CONFIGS}
+    finders = {
+        f"{name} up{up}" + (f" pad{pad:g}" if pad else ""): FaceFinder(name, up, landmarks=False, pad=pad)
+        for name, up, pad in CONFIGS
+    }
     rows = []
     for folder, paths in folders.items():
         limit = args.plain_faces if folder == "plain_faces" else args.limit
@@ -56,11 +71,21 @@ def main() -> None:
                 seconds[key] += time.perf_counter() - started
         for key in finders:
             found = np.asarray(counts[key])
-            rows.append({"folder": folder, "detector": key, "photos": len(paths), "found": round(float((found >= 1).mean()), 4),
-                         "exactly_one": round(float((found == 1).mean()), 4), "ms_per_photo": round(1000 * seconds[key] / len(paths), 1)})
+            rows.append(
+                {
+                    "folder": folder,
+                    "detector": key,
+                    "photos": len(paths),
+                    "found": round(float((found >= 1).mean()), 4),
+                    "exactly_one": round(float((found == 1).mean()), 4),
+                    "ms_per_photo": round(1000 * seconds[key] / len(paths), 1),
+                }
+            )
     print("| folder | detector | photos | >= 1 face | exactly 1 | ms / photo |\n|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['folder']} | {r['detector']} | {r['photos']} | {r['found']:.3f} | {r['exactly_one']:.3f} | {r['ms_per_photo']:.1f} |")
+        print(
+            f"| {r['folder']} | {r['detector']} | {r['photos']} | {r['found']:.3f} | {r['exactly_one']:.3f} | {r['ms_per_photo']:.1f} |"
+        )
     write_json(args.out, {"machine": platform.processor() or platform.machine(), "rows": rows})
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from maskcls.config import OptimConfig, load_config
+from maskcls.core.config import OptimConfig, load_config
 from maskcls.models.factory import create_model
 from maskcls.models.freeze import freeze_stages
 from maskcls.training.optim import build_optimizer
@@ -43,7 +43,13 @@ def main() -> None:
     parser.add_argument("--model", default="tf_efficientnet_lite0")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--stages", type=int, nargs="+", default=[0, 1, 3, 4], help="settings of model.freeze_stages; the first is the baseline")
+    parser.add_argument(
+        "--stages",
+        type=int,
+        nargs="+",
+        default=[0, 1, 3, 4],
+        help="settings of model.freeze_stages; the first is the baseline",
+    )
     parser.add_argument("--steps", type=int, default=4, help="timed steps per setting and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path)
@@ -65,16 +71,37 @@ def main() -> None:
 
     baseline = statistics.median(seconds[args.stages[0]])
     rows = []
-    print(f"{args.model} at {args.size} px, batch {args.batch}, {torch.get_num_threads()} threads, {args.rounds} rounds x {args.steps} steps")
+    print(
+        f"{args.model} at {args.size} px, batch {args.batch}, {torch.get_num_threads()} threads, {args.rounds} rounds x {args.steps} steps"
+    )
     print("| model.freeze_stages | photos/s | s / step | ratio to the baseline |\n|---|---|---|---|")
     for n in args.stages:
         median = statistics.median(seconds[n])
-        rows.append({"freeze_stages": n, "photos_per_s": args.batch / median, "seconds_per_step": median, "ratio": baseline / median})
+        rows.append(
+            {
+                "freeze_stages": n,
+                "photos_per_s": args.batch / median,
+                "seconds_per_step": median,
+                "ratio": baseline / median,
+            }
+        )
         print(f"| {n} | {args.batch / median:.1f} | {median:.3f} | {baseline / median:.2f} |")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"model": args.model, "size": args.size, "batch": args.batch, "threads": torch.get_num_threads(),
-                                        "machine": platform.processor() or platform.machine(), "torch": torch.__version__, "rows": rows}, indent=1))
+        args.out.write_text(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "size": args.size,
+                    "batch": args.batch,
+                    "threads": torch.get_num_threads(),
+                    "machine": platform.processor() or platform.machine(),
+                    "torch": torch.__version__,
+                    "rows": rows,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

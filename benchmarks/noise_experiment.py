@@ -30,17 +30,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from maskcls.core.io import write_csv, write_json
+from maskcls.core.labels import AgeThresholds, Mask, encode
+from maskcls.core.metrics import classification_metrics
+from maskcls.core.tables import probs_of, read_oof
 from maskcls.data.layout import read_train
-from maskcls.io import write_csv, write_json
-from maskcls.labels import AgeThresholds, Mask, encode
-from maskcls.metrics import classification_metrics
-from maskcls.tables import probs_of, read_oof
 
 # Neighbouring-group ages drawn for a moved person: close to the cut, as a careless labeller would be.
 _NEIGHBOUR_AGES = {(0, 1): (30, 40), (1, 0): (20, 29), (1, 2): (60, 70), (2, 1): (50, 59)}
 
 
-def plant(train_dir: Path, out_dir: Path, gender_share: float, swap_share: float, age_share: float, seed: int) -> pd.DataFrame:
+def plant(
+    train_dir: Path, out_dir: Path, gender_share: float, swap_share: float, age_share: float, seed: int
+) -> pd.DataFrame:
     """Write the noisy copy to ``out_dir/train`` and ``out_dir/planted.csv`` (kind, person_id, path, field, clean, noisy),
     outside the copy so the finder cannot see it; returns the planted table."""
     if out_dir.exists():
@@ -56,17 +58,44 @@ def plant(train_dir: Path, out_dir: Path, gender_share: float, swap_share: float
     for row in chosen[0]:
         old = noisy.at[row, "gender"]
         noisy.at[row, "gender"] = "female" if old.strip().lower() == "male" else "male"
-        planted.append({"kind": "gender", "person_id": noisy.at[row, "id"], "path": noisy.at[row, "path"], "field": "gender", "clean": old, "noisy": noisy.at[row, "gender"]})
+        planted.append(
+            {
+                "kind": "gender",
+                "person_id": noisy.at[row, "id"],
+                "path": noisy.at[row, "path"],
+                "field": "gender",
+                "clean": old,
+                "noisy": noisy.at[row, "gender"],
+            }
+        )
     for row in chosen[1]:
         swapped.add(noisy.at[row, "path"])
-        planted.append({"kind": "swap", "person_id": noisy.at[row, "id"], "path": noisy.at[row, "path"], "field": "normal<->incorrect_mask", "clean": "", "noisy": ""})
+        planted.append(
+            {
+                "kind": "swap",
+                "person_id": noisy.at[row, "id"],
+                "path": noisy.at[row, "path"],
+                "field": "normal<->incorrect_mask",
+                "clean": "",
+                "noisy": "",
+            }
+        )
     for row in chosen[2]:
         age = int(noisy.at[row, "age"])
         group = thresholds.group(age)
         target = group + 1 if group == 0 else group - 1 if group == 2 else int(rng.choice([0, 2]))
         low, high = _NEIGHBOUR_AGES[(group, target)]
         noisy.at[row, "age"] = str(int(rng.integers(low, high + 1)))
-        planted.append({"kind": "age", "person_id": noisy.at[row, "id"], "path": noisy.at[row, "path"], "field": "age", "clean": str(age), "noisy": noisy.at[row, "age"]})
+        planted.append(
+            {
+                "kind": "age",
+                "person_id": noisy.at[row, "id"],
+                "path": noisy.at[row, "path"],
+                "field": "age",
+                "clean": str(age),
+                "noisy": noisy.at[row, "age"],
+            }
+        )
 
     images = out_dir / "train" / "images"
     for folder in sorted((train_dir / "images").iterdir()):
@@ -82,8 +111,15 @@ def plant(train_dir: Path, out_dir: Path, gender_share: float, swap_share: float
     write_csv(out_dir / "train" / "train.csv", noisy)
     planted = pd.DataFrame(planted)
     write_csv(out_dir / "planted.csv", planted)
-    write_json(out_dir / "planted.json", {"source": str(train_dir.resolve()), "seed": seed, "persons": len(table),
-                                          "counts": planted["kind"].value_counts().to_dict()})
+    write_json(
+        out_dir / "planted.json",
+        {
+            "source": str(train_dir.resolve()),
+            "seed": seed,
+            "persons": len(table),
+            "counts": planted["kind"].value_counts().to_dict(),
+        },
+    )
     return planted
 
 
@@ -96,17 +132,41 @@ def score(noise_csv: Path, planted_csv: Path, fixes_csv: Path | None) -> pd.Data
     rows = []
     for kind, finder_kind in (("gender", "person_gender"), ("swap", "swapped_pair"), ("age", "person_age")):
         truth = set(planted.loc[planted["kind"] == kind, "person_id"])
-        ranked = suspects.loc[suspects["kind"] == finder_kind].sort_values("score", ascending=False)["person_id"].drop_duplicates()
+        ranked = (
+            suspects.loc[suspects["kind"] == finder_kind]
+            .sort_values("score", ascending=False)["person_id"]
+            .drop_duplicates()
+        )
         for k in (len(truth), 2 * len(truth)):
             top = set(ranked.head(k))
             hits = len(top & truth)
-            rows.append({"noise": kind, "finder kind": finder_kind, "planted": len(truth), "K": k, "flagged": len(top), "hits": hits,
-                         "precision": hits / max(len(top), 1), "recall": hits / max(len(truth), 1)})
+            rows.append(
+                {
+                    "noise": kind,
+                    "finder kind": finder_kind,
+                    "planted": len(truth),
+                    "K": k,
+                    "flagged": len(top),
+                    "hits": hits,
+                    "precision": hits / max(len(top), 1),
+                    "recall": hits / max(len(truth), 1),
+                }
+            )
     result = pd.DataFrame(rows)
     if fixes_csv is not None:
-        top = pd.concat([suspects.loc[suspects["kind"] == finder].sort_values("score", ascending=False).drop_duplicates("person_id").head(n)
-                         for finder, n in (("person_gender", _planted(planted, "gender")), ("swapped_pair", _planted(planted, "swap")),
-                                           ("person_age", _planted(planted, "age")))])
+        top = pd.concat(
+            [
+                suspects.loc[suspects["kind"] == finder]
+                .sort_values("score", ascending=False)
+                .drop_duplicates("person_id")
+                .head(n)
+                for finder, n in (
+                    ("person_gender", _planted(planted, "gender")),
+                    ("swapped_pair", _planted(planted, "swap")),
+                    ("person_age", _planted(planted, "age")),
+                )
+            ]
+        )
         write_csv(fixes_csv, fixes_from_suspects(top))
     return result
 
@@ -128,7 +188,9 @@ def oof_f1(clean_dir: Path, planted_csv: Path, run_dirs: list[Path]) -> pd.DataF
     stems = truth_of_copy["stem"]
     truth_of_copy.loc[swapped & (stems == "normal"), "mask"] = int(Mask.INCORRECT)
     truth_of_copy.loc[swapped & (stems == "incorrect_mask"), "mask"] = int(Mask.NOT_WEAR)
-    truth_of_copy["label"] = encode(truth_of_copy["mask"].to_numpy(), truth_of_copy["gender"].to_numpy(), truth_of_copy["age_group"].to_numpy())
+    truth_of_copy["label"] = encode(
+        truth_of_copy["mask"].to_numpy(), truth_of_copy["gender"].to_numpy(), truth_of_copy["age_group"].to_numpy()
+    )
     rows = []
     for run in run_dirs:
         oof = read_oof(run / "oof.csv")
@@ -137,16 +199,27 @@ def oof_f1(clean_dir: Path, planted_csv: Path, run_dirs: list[Path]) -> pd.DataF
         probs = probs_of(oof)
         trained = classification_metrics(oof["label"].to_numpy(), probs)
         scores = classification_metrics(truth, probs)
-        rows.append({"run": run.name, "photos": "clean" if on_clean else "noisy copy", "trained labels wrong": int((oof["label"].to_numpy() != truth).sum()),
-                     "macro F1 vs trained labels": trained["macro_f1"], "macro F1 vs clean truth": scores["macro_f1"],
-                     "accuracy vs clean truth": scores["accuracy"], "mask acc": scores["mask_accuracy"], "gender acc": scores["gender_accuracy"],
-                     "age acc": scores["age_accuracy"]})
+        rows.append(
+            {
+                "run": run.name,
+                "photos": "clean" if on_clean else "noisy copy",
+                "trained labels wrong": int((oof["label"].to_numpy() != truth).sum()),
+                "macro F1 vs trained labels": trained["macro_f1"],
+                "macro F1 vs clean truth": scores["macro_f1"],
+                "accuracy vs clean truth": scores["accuracy"],
+                "mask acc": scores["mask_accuracy"],
+                "gender acc": scores["gender_accuracy"],
+                "age acc": scores["age_accuracy"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def markdown(frame: pd.DataFrame, digits: int) -> str:
     """A README table (pandas' own needs the tabulate package)."""
-    cells = [[f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row] for row in frame.itertuples(index=False)]
+    cells = [
+        [f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row] for row in frame.itertuples(index=False)
+    ]
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
 
@@ -164,7 +237,9 @@ def main() -> None:
     s = commands.add_parser("score")
     s.add_argument("--noise", type=Path, required=True)
     s.add_argument("--planted", type=Path, required=True)
-    s.add_argument("--fixes", type=Path, help="write the top-K (K = planted) person suspects of each kind as a fixes.csv")
+    s.add_argument(
+        "--fixes", type=Path, help="write the top-K (K = planted) person suspects of each kind as a fixes.csv"
+    )
     f = commands.add_parser("f1")
     f.add_argument("--clean", type=Path, required=True)
     f.add_argument("--planted", type=Path, required=True)

@@ -26,10 +26,10 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from maskcls.core.io import write_json
 from maskcls.data.images import read_resized
 from maskcls.export.graph import build_graph
 from maskcls.export.onnx_export import export_onnx, write_graph
-from maskcls.io import write_json
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -46,7 +46,9 @@ def session(path: Path, threads: int, level=ort.GraphOptimizationLevel.ORT_ENABL
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True, help="A trained run to export (one or more folds).")
-    parser.add_argument("--photos", type=Path, required=True, help="A folder of JPEG / PNG photos (searched recursively).")
+    parser.add_argument(
+        "--photos", type=Path, required=True, help="A folder of JPEG / PNG photos (searched recursively)."
+    )
     parser.add_argument("--count", type=int, default=256, help="Photos to use.")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="Threads for both engines.")
     parser.add_argument("--rounds", type=int, default=3, help="Alternating measurement rounds per engine.")
@@ -61,8 +63,10 @@ def main() -> None:
     graph, metadata = build_graph(args.run)
     paths = sorted(p for p in args.photos.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[: args.count]
     pixels = np.stack([read_resized(p, metadata.cache_hw) for p in paths])
-    print(f"{len(paths)} photos at {metadata.cache_hw}, model {metadata.architecture} ({metadata.head}), {len(metadata.folds)} fold(s), "
-          f"TTA {metadata.tta.name}, {args.threads} threads; export took {export_seconds:.1f} s")
+    print(
+        f"{len(paths)} photos at {metadata.cache_hw}, model {metadata.architecture} ({metadata.head}), {len(metadata.folds)} fold(s), "
+        f"TTA {metadata.tta.name}, {args.threads} threads; export took {export_seconds:.1f} s"
+    )
 
     unoptimized_path = workdir / "model_unoptimized.onnx"
     write_graph(graph, unoptimized_path, {}, optimize=False)
@@ -70,7 +74,9 @@ def main() -> None:
         "pytorch (eager, inference_mode)": lambda x: graph(torch.from_numpy(x)),
         "onnxruntime": _runner(session(model_path, args.threads)),
         "onnxruntime, exporter optimize=False": _runner(session(unoptimized_path, args.threads)),
-        "onnxruntime, ORT graph optimisations off": _runner(session(model_path, args.threads, ort.GraphOptimizationLevel.ORT_DISABLE_ALL)),
+        "onnxruntime, ORT graph optimisations off": _runner(
+            session(model_path, args.threads, ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+        ),
     }
     latencies = {name: [] for name in engines}
     throughput = {name: [] for name in engines}
@@ -92,12 +98,14 @@ def main() -> None:
 
     rows = []
     for name in engines:
-        rows.append({
-            "engine": name,
-            "batch1_p50_ms": percentile(latencies[name], 50),
-            "batch1_p95_ms": percentile(latencies[name], 95),
-            "batch64_photos_per_s": statistics.median(throughput[name]),
-        })
+        rows.append(
+            {
+                "engine": name,
+                "batch1_p50_ms": percentile(latencies[name], 50),
+                "batch1_p95_ms": percentile(latencies[name], 95),
+                "batch64_photos_per_s": statistics.median(throughput[name]),
+            }
+        )
     baseline = rows[0]
     ratios = {
         f"{row['engine']} / pytorch": {
@@ -112,16 +120,30 @@ def main() -> None:
     }
     report = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-        "torch": torch.__version__, "onnxruntime": ort.__version__, "threads": args.threads,
-        "model": {"architecture": metadata.architecture, "head": metadata.head, "folds": list(metadata.folds), "tta": metadata.tta.name,
-                  "input": list(metadata.preprocess.image_size), "cache": list(metadata.cache_hw)},
-        "photos": len(paths), "rounds": args.rounds, "export_seconds": export_seconds, "graph_nodes": nodes,
-        "results": rows, "ratios": ratios,
+        "torch": torch.__version__,
+        "onnxruntime": ort.__version__,
+        "threads": args.threads,
+        "model": {
+            "architecture": metadata.architecture,
+            "head": metadata.head,
+            "folds": list(metadata.folds),
+            "tta": metadata.tta.name,
+            "input": list(metadata.preprocess.image_size),
+            "cache": list(metadata.cache_hw),
+        },
+        "photos": len(paths),
+        "rounds": args.rounds,
+        "export_seconds": export_seconds,
+        "graph_nodes": nodes,
+        "results": rows,
+        "ratios": ratios,
     }
     write_json(args.out, report)
     print("\n| engine | batch 1 p50 ms | batch 1 p95 ms | batch 64 photos/s |\n|---|---|---|---|")
     for row in rows:
-        print(f"| {row['engine']} | {row['batch1_p50_ms']:.2f} | {row['batch1_p95_ms']:.2f} | {row['batch64_photos_per_s']:.1f} |")
+        print(
+            f"| {row['engine']} | {row['batch1_p50_ms']:.2f} | {row['batch1_p95_ms']:.2f} | {row['batch64_photos_per_s']:.1f} |"
+        )
     print(json.dumps({"ratios": ratios, "graph_nodes": nodes}, indent=2))
 
 

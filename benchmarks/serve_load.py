@@ -27,14 +27,30 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from maskcls.io import write_json
+from maskcls.core.io import write_json
 
-SERVERS = {"batching (max 32, wait 5 ms)": ["--max-batch", "32", "--max-wait-ms", "5"], "no batching": ["--max-batch", "1"]}
+SERVERS = {
+    "batching (max 32, wait 5 ms)": ["--max-batch", "32", "--max-wait-ms", "5"],
+    "no batching": ["--max-batch", "1"],
+}
 
 
 def start(model: Path, port: int, options: list[str], threads: int, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "maskcls", "serve", "--onnx", str(model), "--port", str(port), "--threads", str(threads), *options]
-    process = subprocess.Popen(command, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    command = [
+        sys.executable,
+        "-m",
+        "maskcls",
+        "serve",
+        "--onnx",
+        str(model),
+        "--port",
+        str(port),
+        "--threads",
+        str(threads),
+        *options,
+    ]
+    log_file = open(log, "w")  # noqa: SIM115 (the child process writes into it until it stops)
+    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -46,16 +62,22 @@ def start(model: Path, port: int, options: list[str], threads: int, log: Path) -
     raise SystemExit(f"server on port {port} did not start; see {log}")
 
 
-async def load(base_url: str, photos: list[bytes], clients: int, requests: int) -> tuple[list[float], float, list[int], list[float]]:
+async def load(
+    base_url: str, photos: list[bytes], clients: int, requests: int
+) -> tuple[list[float], float, list[int], list[float]]:
     """Latencies (ms) of ``requests`` posts made by ``clients`` concurrent clients, the wall time, the statuses, the server's times."""
     latencies, statuses, server_ms = [], [], []
     counter = iter(range(requests))
-    async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=httpx.Limits(max_connections=clients)) as client:
+    async with httpx.AsyncClient(
+        base_url=base_url, timeout=120, limits=httpx.Limits(max_connections=clients)
+    ) as client:
 
         async def worker():
             for index in counter:
                 tick = time.perf_counter()
-                response = await client.post("/predict", files={"file": ("photo.jpg", photos[index % len(photos)], "image/jpeg")})
+                response = await client.post(
+                    "/predict", files={"file": ("photo.jpg", photos[index % len(photos)], "image/jpeg")}
+                )
                 latencies.append((time.perf_counter() - tick) * 1000)
                 statuses.append(response.status_code)
                 if response.status_code == 200:
@@ -68,7 +90,9 @@ async def load(base_url: str, photos: list[bytes], clients: int, requests: int) 
 
 def batch_stats(base_url: str) -> tuple[float, float]:
     text = httpx.get(base_url + "/metrics").text
-    values = {name: float(value) for name, value in re.findall(r"^(maskcls_batch_size_(?:sum|count)) (\S+)$", text, re.M)}
+    values = {
+        name: float(value) for name, value in re.findall(r"^(maskcls_batch_size_(?:sum|count)) (\S+)$", text, re.M)
+    }
     return values.get("maskcls_batch_size_sum", 0.0), values.get("maskcls_batch_size_count", 0.0)
 
 
@@ -93,12 +117,22 @@ def main() -> None:
             urls[name] = f"http://127.0.0.1:{port}"
         for url in urls.values():  # warm-up
             asyncio.run(load(url, photos, 8, 64))
-        results = {(name, clients): {"latencies": [], "server_ms": [], "seconds": 0.0, "requests": 0, "statuses": [], "batch": [0.0, 0.0]}
-                   for name in SERVERS for clients in args.clients}
+        results = {
+            (name, clients): {
+                "latencies": [],
+                "server_ms": [],
+                "seconds": 0.0,
+                "requests": 0,
+                "statuses": [],
+                "batch": [0.0, 0.0],
+            }
+            for name in SERVERS
+            for clients in args.clients
+        }
         for clients in args.clients:
             requests = max(args.requests, 2 * clients)
             for chunk in range(args.chunks):
-                for name in (list(urls) if chunk % 2 == 0 else list(urls)[::-1]):
+                for name in list(urls) if chunk % 2 == 0 else list(urls)[::-1]:
                     url = urls[name]
                     before = batch_stats(url)
                     latencies, seconds, statuses, server_ms = asyncio.run(load(url, photos, clients, requests))
@@ -109,7 +143,10 @@ def main() -> None:
                     entry["seconds"] += seconds
                     entry["requests"] += len(latencies)
                     entry["statuses"] += statuses
-                    entry["batch"] = [entry["batch"][0] + after[0] - before[0], entry["batch"][1] + after[1] - before[1]]
+                    entry["batch"] = [
+                        entry["batch"][0] + after[0] - before[0],
+                        entry["batch"][1] + after[1] - before[1],
+                    ]
             for name in urls:
                 entry = results[(name, clients)]
                 print(f"{name}, {clients} clients: {entry['requests'] / entry['seconds']:.1f} req/s")
@@ -121,26 +158,48 @@ def main() -> None:
     rows = []
     for (name, clients), entry in results.items():
         latencies = np.asarray(entry["latencies"])
-        rows.append({
-            "server": name, "clients": clients, "requests": entry["requests"],
-            "requests_per_s": entry["requests"] / entry["seconds"],
-            "p50_ms": float(np.percentile(latencies, 50)), "p95_ms": float(np.percentile(latencies, 95)), "p99_ms": float(np.percentile(latencies, 99)),
-            "server_p50_ms": float(np.percentile(entry["server_ms"], 50)), "server_p99_ms": float(np.percentile(entry["server_ms"], 99)),
-            "mean_batch": entry["batch"][0] / max(entry["batch"][1], 1), "errors": sum(s != 200 for s in entry["statuses"]),
-        })
+        rows.append(
+            {
+                "server": name,
+                "clients": clients,
+                "requests": entry["requests"],
+                "requests_per_s": entry["requests"] / entry["seconds"],
+                "p50_ms": float(np.percentile(latencies, 50)),
+                "p95_ms": float(np.percentile(latencies, 95)),
+                "p99_ms": float(np.percentile(latencies, 99)),
+                "server_p50_ms": float(np.percentile(entry["server_ms"], 50)),
+                "server_p99_ms": float(np.percentile(entry["server_ms"], 99)),
+                "mean_batch": entry["batch"][0] / max(entry["batch"][1], 1),
+                "errors": sum(s != 200 for s in entry["statuses"]),
+            }
+        )
     by_key = {(r["server"], r["clients"]): r for r in rows}
     batching, plain = SERVERS
-    ratios = {f"{clients} clients: requests/s with / without batching": by_key[(batching, clients)]["requests_per_s"] / by_key[(plain, clients)]["requests_per_s"]
-              for clients in args.clients}
-    report = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.platform()}", "threads": args.threads,
-              "chunks": args.chunks, "requests_per_chunk": args.requests,
-              "photos": len(photos), "photo_bytes_mean": float(np.mean([len(p) for p in photos])), "rows": rows, "ratios": ratios}
+    ratios = {
+        f"{clients} clients: requests/s with / without batching": by_key[(batching, clients)]["requests_per_s"]
+        / by_key[(plain, clients)]["requests_per_s"]
+        for clients in args.clients
+    }
+    report = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+        "threads": args.threads,
+        "chunks": args.chunks,
+        "requests_per_chunk": args.requests,
+        "photos": len(photos),
+        "photo_bytes_mean": float(np.mean([len(p) for p in photos])),
+        "rows": rows,
+        "ratios": ratios,
+    }
     write_json(args.out, report)
-    print("\n| server | clients | requests/s | p50 ms | p95 ms | p99 ms | server p50 / p99 ms | photos per forward pass | errors |\n"
-          "|---|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| server | clients | requests/s | p50 ms | p95 ms | p99 ms | server p50 / p99 ms | photos per forward pass | errors |\n"
+        "|---|---|---|---|---|---|---|---|---|"
+    )
     for row in sorted(rows, key=lambda r: (r["clients"], r["server"])):
-        print(f"| {row['server']} | {row['clients']} | {row['requests_per_s']:.1f} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} | {row['p99_ms']:.1f} | "
-              f"{row['server_p50_ms']:.1f} / {row['server_p99_ms']:.1f} | {row['mean_batch']:.1f} | {row['errors']} |")
+        print(
+            f"| {row['server']} | {row['clients']} | {row['requests_per_s']:.1f} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} | {row['p99_ms']:.1f} | "
+            f"{row['server_p50_ms']:.1f} / {row['server_p99_ms']:.1f} | {row['mean_batch']:.1f} | {row['errors']} |"
+        )
     for name, value in ratios.items():
         print(f"{name}: {value:.2f}")
 

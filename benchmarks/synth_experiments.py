@@ -29,12 +29,12 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
+from maskcls.core.io import write_csv, write_json
+from maskcls.core.labels import STEM_TO_MASK, AgeThresholds, Mask, decode, head_probabilities
+from maskcls.core.tables import PROB_COLUMNS
 from maskcls.data.layout import read_train
 from maskcls.inference.predict import predict_table
-from maskcls.io import write_csv, write_json
-from maskcls.labels import STEM_TO_MASK, AgeThresholds, Mask, decode, head_probabilities
 from maskcls.synth.masks import SynthOptions, synthesize_masks
-from maskcls.tables import PROB_COLUMNS
 
 INCORRECT_CLASSES = list(range(6, 12))
 OLD_CLASSES = [2, 5, 8, 11, 14, 17]
@@ -50,10 +50,22 @@ def make_b1(train_dir: Path, out_dir: Path, persons: int, seed: int, quality: in
     candidates = order.head(int(persons * 1.15))  # a few spare persons for faces our detector misses
     normal = manifest[manifest["stem"] == "normal"].set_index("person_id")["path"]
     faces_csv = out_dir / "faces.csv"
-    write_csv(faces_csv, pd.DataFrame({"id": candidates["id"], "path": [normal[i] for i in candidates["id"]], "gender": candidates["gender"],
-                                       "age": candidates["age"], "race": candidates["race"]}))
+    write_csv(
+        faces_csv,
+        pd.DataFrame(
+            {
+                "id": candidates["id"],
+                "path": [normal[i] for i in candidates["id"]],
+                "gender": candidates["gender"],
+                "age": candidates["age"],
+                "race": candidates["race"],
+            }
+        ),
+    )
     started = time.perf_counter()
-    options = SynthOptions(seed=seed, quality=quality, detector="hog", upsample=1)  # the README numbers were made with HOG alone
+    options = SynthOptions(
+        seed=seed, quality=quality, detector="hog", upsample=1
+    )  # the README numbers were made with HOG alone
     summary = synthesize_masks(faces_csv, out_dir / "synth", options=options, workers=workers, force=True)
     synth_seconds = time.perf_counter() - started
     made = pd.read_csv(out_dir / "synth" / "train.csv", dtype=str, keep_default_na=False)
@@ -74,7 +86,9 @@ def make_b1(train_dir: Path, out_dir: Path, persons: int, seed: int, quality: in
             if not target.exists():
                 os.symlink(source.resolve(), target)
     write_csv(out_dir / "replaced.csv", pd.DataFrame({"person_id": replaced["id"]}))
-    print(json.dumps({**summary, "replaced_persons": len(replaced), "synth_seconds": round(synth_seconds, 1)}, indent=2))
+    print(
+        json.dumps({**summary, "replaced_persons": len(replaced), "synth_seconds": round(synth_seconds, 1)}, indent=2)
+    )
 
 
 def oof_scores(run: Path, keep=None) -> dict:
@@ -87,7 +101,9 @@ def oof_scores(run: Path, keep=None) -> dict:
     mask_truth, mask_pred = decode(truth)[0], decode(predicted)[0]
     return {
         "photos": int(len(oof)),
-        "macro_f1": round(float(f1_score(truth, predicted, labels=list(range(18)), average="macro", zero_division=0)), 4),
+        "macro_f1": round(
+            float(f1_score(truth, predicted, labels=list(range(18)), average="macro", zero_division=0)), 4
+        ),
         "accuracy": round(float((truth == predicted).mean()), 4),
         "incorrect_classes_f1": round(float(per_class[INCORRECT_CLASSES].mean()), 4),
         "incorrect_mask_f1": round(float(f1_score(mask_truth == 1, mask_pred == 1)), 4),
@@ -108,9 +124,12 @@ def cross_render_accuracy(b0: Path, b1_train: Path, replaced: set[str]) -> dict:
     probs = predict_table(b0, rows[["image_id", "path"]], progress=False).probs
     predicted_mask = head_probabilities(probs)["mask"].argmax(axis=1)
     truth = rows["mask"].to_numpy()
-    return {"photos": int(len(rows)), "mask_accuracy": round(float((predicted_mask == truth).mean()), 4),
-            "incorrect_recall": round(float((predicted_mask[truth == 1] == 1).mean()), 4),
-            "worn_recall": round(float((predicted_mask[truth == 0] == 0).mean()), 4)}
+    return {
+        "photos": int(len(rows)),
+        "mask_accuracy": round(float((predicted_mask == truth).mean()), 4),
+        "incorrect_recall": round(float((predicted_mask[truth == 1] == 1).mean()), 4),
+        "worn_recall": round(float((predicted_mask[truth == 0] == 0).mean()), 4),
+    }
 
 
 def realmask_accuracy(run: Path, realmask: Path) -> dict:
@@ -123,8 +142,12 @@ def realmask_accuracy(run: Path, realmask: Path) -> dict:
     predicted_masked = mask_probs.argmax(axis=1) != int(Mask.NOT_WEAR)
     truly_masked = (labels["mask"] != "not_wear").to_numpy()
     right = predicted_masked == truly_masked
-    return {"accuracy": round(float(right.mean()), 4), "mask_worn_recall": round(float(right[truly_masked].mean()), 4),
-            "no_mask_recall": round(float(right[~truly_masked].mean()), 4), "seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "accuracy": round(float(right.mean()), 4),
+        "mask_worn_recall": round(float(right[truly_masked].mean()), 4),
+        "no_mask_recall": round(float(right[~truly_masked].mean()), 4),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def autolabel_vs_model(b0: Path, utk_train: Path) -> dict:
@@ -140,9 +163,13 @@ def autolabel_vs_model(b0: Path, utk_train: Path) -> dict:
     found = (labels["reason"] == "").to_numpy()
     gender_true = np.where(normal["gender"] == 1, "female", "male")
     tool = {
-        "photos": int(len(normal)), "faces_found": int(found.sum()),
+        "photos": int(len(normal)),
+        "faces_found": int(found.sum()),
         "gender_accuracy": round(float((labels["gender"].to_numpy()[found] == gender_true[found]).mean()), 4),
-        "age_group_accuracy": round(float((thresholds.group(labels["age"].to_numpy()[found]) == normal["age_group"].to_numpy()[found]).mean()), 4),
+        "age_group_accuracy": round(
+            float((thresholds.group(labels["age"].to_numpy()[found]) == normal["age_group"].to_numpy()[found]).mean()),
+            4,
+        ),
         "age_mae": round(float(np.abs(labels["age"].to_numpy()[found] - normal["age"].to_numpy()[found]).mean()), 2),
         "seconds": round(seconds, 1),
     }
@@ -170,7 +197,10 @@ def report(args) -> None:
     result = {
         "b0_vs_b1_untouched": {"B0": oof_scores(args.b0, untouched), "B1": oof_scores(args.b1, untouched)},
         "b0_vs_b2": {"B0": oof_scores(args.b0), "B2": oof_scores(args.b2)},
-        "wall_seconds": {name: json.loads((run / "summary.json").read_text())["wall_seconds"] for name, run in (("B0", args.b0), ("B1", args.b1), ("B2", args.b2))},
+        "wall_seconds": {
+            name: json.loads((run / "summary.json").read_text())["wall_seconds"]
+            for name, run in (("B0", args.b0), ("B1", args.b1), ("B2", args.b2))
+        },
     }
     result["b0_on_our_renders"] = cross_render_accuracy(args.b0, args.b1_train, replaced)
     runs = {"B0": args.b0, "B1": args.b1, "B2": args.b2, **({"wild": args.wild} if args.wild else {})}

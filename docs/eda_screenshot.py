@@ -20,8 +20,17 @@ from PIL import Image
 from maskcls.analysis.eda import eda_report
 from maskcls.data.demo import generate_demo
 
-CHROMIUM = ["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"]
+CHROMIUM = [
+    "/usr/bin/chromium",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def main() -> None:
@@ -36,8 +45,17 @@ def main() -> None:
         try:
             demo = generate_demo(Path("data/demo"), persons=200, eval_persons=40, seed=0)
             page = eda_report(demo / "train", Path("reports/eda"), eval_dir=demo / "eval", progress=False)
-            subprocess.run([*CHROMIUM, f"--user-data-dir={Path(work) / 'chromium'}", f"--screenshot={Path(work) / 'shot.png'}", "--window-size=1400,14000",
-                            page.resolve().as_uri()], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    *CHROMIUM,
+                    f"--user-data-dir={Path(work) / 'chromium'}",
+                    f"--screenshot={Path(work) / 'shot.png'}",
+                    "--window-size=1400,14000",
+                    page.resolve().as_uri(),
+                ],
+                check=True,
+                capture_output=True,
+            )
             image = Image.open(Path(work) / "shot.png").convert("RGB")
         finally:
             os.chdir(home)

@@ -38,7 +38,10 @@ def main() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "maskcls", "serve", "--onnx", str(args.onnx), "--port", str(port)], stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "maskcls", "serve", "--onnx", str(args.onnx), "--port", str(port)],
+        stderr=subprocess.DEVNULL,
+    )
     profile = tempfile.mkdtemp(prefix="maskcls-chromium-")
     driver = None
     try:
@@ -51,9 +54,19 @@ def main() -> None:
                 time.sleep(0.3)
         options = webdriver.ChromeOptions()
         options.binary_location = "/usr/bin/chromium"
-        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}",
-                     f"--window-size={args.size.replace('x', ',')}"):
+        for flag in (
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            f"--window-size={args.size.replace('x', ',')}",
+        ):
             options.add_argument(flag)
         driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
         driver.get(url + "/")
@@ -65,7 +78,9 @@ def main() -> None:
         raw = Path(profile) / "page.png"
         driver.save_screenshot(str(raw))
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        Image.open(raw).convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(args.out, optimize=True)
+        Image.open(raw).convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(
+            args.out, optimize=True
+        )
         print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB)")
     finally:
         if driver is not None:

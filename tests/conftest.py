@@ -32,8 +32,16 @@ def train_copy(demo_dir, tmp_path) -> Path:
     return target
 
 
-TINY = ["model.name=test_efficientnet", "model.pretrained=none", "data.image_size=[64, 48]", "train.epochs=35",
-        "train.batch_size=32", "optim.lr=0.005", "cv.folds=3", "train.early_stopping_patience=0"]
+TINY = [
+    "model.name=test_efficientnet",
+    "model.pretrained=none",
+    "data.image_size=[64, 48]",
+    "train.epochs=35",
+    "train.batch_size=32",
+    "optim.lr=0.005",
+    "cv.folds=3",
+    "train.early_stopping_patience=0",
+]
 
 
 def invoke(*args):
@@ -65,7 +73,9 @@ def tiny_run(demo_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run_b(demo_dir, tmp_path_factory) -> Path:
     """A second, different run on the same folds (three-head model), for ensembles."""
-    return train_tiny(demo_dir, tmp_path_factory.mktemp("runs") / "tiny_b", "model.head=three_head", "train.epochs=15", "train.seed=5")
+    return train_tiny(
+        demo_dir, tmp_path_factory.mktemp("runs") / "tiny_b", "model.head=three_head", "train.epochs=15", "train.seed=5"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -109,10 +119,27 @@ def live_server(tiny_onnx, tmp_path_factory):
 
     port = free_port()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("prometheus"))}
-    log = open(tmp_path_factory.mktemp("server") / "server.log", "w+")
+    log = open(  # noqa: SIM115 (the server writes into it for the whole session; closed at teardown)
+        tmp_path_factory.mktemp("server") / "server.log", "w+"
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "maskcls", "serve", "--onnx", str(tiny_onnx), "--port", str(port), "--workers", "2", "--threads", "1"],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "maskcls",
+            "serve",
+            "--onnx",
+            str(tiny_onnx),
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--threads",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120

@@ -12,11 +12,33 @@ def drawn_landmarks(size: int = 128, yaw: float = 0.0) -> np.ndarray:
     cx, cy, rx, ry = 64, 54, 44, 54
     theta = np.pi - np.arange(17) * np.pi / 16
     jaw = np.stack([cx + rx * np.cos(theta), cy + ry * np.sin(theta)], axis=1)
-    brows = np.array([[30 + 7 * i, 40 - 2 * min(i, 4 - i)] for i in range(5)] + [[70 + 7 * i, 40 - 2 * min(i, 4 - i)] for i in range(5)], dtype=float)
-    nose = np.array([[64, 48], [64, 56], [64, 64], [64, 72], [56, 77], [60, 78], [64, 79], [68, 78], [72, 77]], dtype=float)
+    brows = np.array(
+        [[30 + 7 * i, 40 - 2 * min(i, 4 - i)] for i in range(5)]
+        + [[70 + 7 * i, 40 - 2 * min(i, 4 - i)] for i in range(5)],
+        dtype=float,
+    )
+    nose = np.array(
+        [[64, 48], [64, 56], [64, 64], [64, 72], [56, 77], [60, 78], [64, 79], [68, 78], [72, 77]], dtype=float
+    )
     angles = np.array([180, 135, 45, 0, -45, -135]) * np.pi / 180
     eyes = np.concatenate([np.stack([x + 7 * np.cos(angles), 52 - 3 * np.sin(angles)], axis=1) for x in (46, 82)])
-    outer = np.array([[48, 91], [53, 87], [59, 85], [64, 86], [69, 85], [75, 87], [80, 91], [75, 95], [69, 97], [64, 98], [59, 97], [53, 95]], dtype=float)
+    outer = np.array(
+        [
+            [48, 91],
+            [53, 87],
+            [59, 85],
+            [64, 86],
+            [69, 85],
+            [75, 87],
+            [80, 91],
+            [75, 95],
+            [69, 97],
+            [64, 98],
+            [59, 97],
+            [53, 95],
+        ],
+        dtype=float,
+    )
     inner = np.array([[52, 91], [58, 89], [64, 89], [70, 89], [76, 91], [70, 93], [64, 93], [58, 93]], dtype=float)
     points = np.concatenate([jaw, brows, nose, eyes, outer, inner])
     if yaw:

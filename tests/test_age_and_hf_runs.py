@@ -7,10 +7,10 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import TINY, invoke
-from maskcls.labels import head_probabilities
-from maskcls.tables import PROB_COLUMNS
+
+from maskcls.core.labels import head_probabilities
+from maskcls.core.tables import PROB_COLUMNS
 from maskcls.training.combine import age_groups_one_hot, fit_age_cuts
 
 pytestmark = pytest.mark.slow
@@ -23,7 +23,9 @@ def test_fit_age_cuts_finds_the_shifted_threshold():
     labels = (true_ages >= 30).astype(int) + (true_ages >= 60).astype(int)  # mask 0, gender 0: class = age group
     mask, gender = np.tile([0.8, 0.1, 0.1], (3000, 1)), np.tile([0.6, 0.4], (3000, 1))
     cuts, score = fit_age_cuts(mask, gender, predicted, labels)
-    assert cuts == (26.5, 56.5) and score == pytest.approx(1.0)  # the only grid cuts between 29 / 30 and 59 / 60, shifted
+    assert cuts == (26.5, 56.5) and score == pytest.approx(
+        1.0
+    )  # the only grid cuts between 29 / 30 and 59 / 60, shifted
     assert np.array_equal(age_groups_one_hot(np.array([26.4, 26.5, 56.5]), cuts).argmax(1), [0, 1, 2])
 
 
@@ -44,7 +46,11 @@ def test_train_with_an_age_model_and_predict_from_the_combination(demo_dir, tmp_
     heads_combined = head_probabilities(combined[PROB_COLUMNS].to_numpy())
     assert np.allclose(heads_main["mask"], heads_combined["mask"], atol=1e-6)  # mask and gender come from the main run
     if age_head == "age_classes":
-        assert np.allclose(heads_combined["age"], age_oof.set_index("image_id").loc[combined["image_id"], ["a0", "a1", "a2"]].to_numpy(), atol=1e-5)
+        assert np.allclose(
+            heads_combined["age"],
+            age_oof.set_index("image_id").loc[combined["image_id"], ["a0", "a1", "a2"]].to_numpy(),
+            atol=1e-5,
+        )
     invoke("predict", "--run", tmp_path / "run", "--data", demo_dir / "eval", "--quiet")
     submission = pd.read_csv(tmp_path / "run" / "submission.csv")
     assert len(submission) == 42 and submission["ans"].between(0, 17).all()
@@ -52,12 +58,21 @@ def test_train_with_an_age_model_and_predict_from_the_combination(demo_dir, tmp_
 
 def test_hugging_face_backbone_trains_and_predicts_without_its_folder(demo_dir, tmp_path):
     transformers = pytest.importorskip("transformers")
-    config = transformers.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8)
+    config = transformers.ViTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8
+    )
     folder = tmp_path / "tiny-vit"
     transformers.ViTModel(config, add_pooling_layer=False).save_pretrained(folder)
     args = ["train", "--data", demo_dir / "train", "--out", tmp_path / "run", "--quiet"]
-    for override in TINY + [f"model.name=hf:{folder}", "model.pretrained=hub", "data.image_size=[48, 40]", "data.normalize=inception",
-                            "train.epochs=1", "cv.train_folds=[0]", "optim.layer_decay=0.8"]:
+    for override in TINY + [
+        f"model.name=hf:{folder}",
+        "model.pretrained=hub",
+        "data.image_size=[48, 40]",
+        "data.normalize=inception",
+        "train.epochs=1",
+        "cv.train_folds=[0]",
+        "optim.layer_decay=0.8",
+    ]:
         args += ["--set", override]
     invoke(*args)
     shutil.rmtree(folder)  # the trained model must not need it any more

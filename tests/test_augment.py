@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
-from maskcls.config import AugmentConfig, DataConfig
+from maskcls.core.config import AugmentConfig, DataConfig
 from maskcls.data.augment import BatchPreprocess, center_crop
 
 
@@ -21,12 +21,14 @@ def test_train_augmentation_matches_torchvision_statistics():
     aug_cfg = AugmentConfig(crop_scale=(0.5, 1.0), hflip=0.5, brightness=0.3, contrast=0.3, saturation=0.3, hue=0.0)
     batch = _gradient_photo()[None].repeat(3000, 1, 1, 1)
     ours = BatchPreprocess(data_cfg, aug_cfg)(batch, train=True)
-    reference_transform = v2.Compose([
-        v2.RandomResizedCrop((32, 24), scale=(0.5, 1.0), ratio=aug_cfg.crop_ratio, antialias=True),
-        v2.RandomHorizontalFlip(0.5),
-        v2.ColorJitter(0.3, 0.3, 0.3, 0.0),
-        v2.Normalize([0.5] * 3, [0.5] * 3),
-    ])
+    reference_transform = v2.Compose(
+        [
+            v2.RandomResizedCrop((32, 24), scale=(0.5, 1.0), ratio=aug_cfg.crop_ratio, antialias=True),
+            v2.RandomHorizontalFlip(0.5),
+            v2.ColorJitter(0.3, 0.3, 0.3, 0.0),
+            v2.Normalize([0.5] * 3, [0.5] * 3),
+        ]
+    )
     photo = batch[0].permute(2, 0, 1).float() / 255
     reference = torch.stack([reference_transform(photo) for _ in range(3000)])
     assert ours.shape == reference.shape == (3000, 3, 32, 24)
@@ -55,4 +57,6 @@ def test_augmentation_runs_on_the_batch_device_dtype_checks():
         assert "uint8" in str(err)
     else:
         raise AssertionError("a float NCHW batch must be refused")
-    assert np.isfinite(BatchPreprocess(data_cfg, AugmentConfig())(torch.zeros(2, 18, 18, 3, dtype=torch.uint8), train=True).numpy()).all()
+    assert np.isfinite(
+        BatchPreprocess(data_cfg, AugmentConfig())(torch.zeros(2, 18, 18, 3, dtype=torch.uint8), train=True).numpy()
+    ).all()

@@ -98,6 +98,6 @@ def test_device_resident_batches_equal_memory_mapped_batches(tmp_path):
     resident.to_device(torch.from_numpy(np.array(cache.array())))  # the GPU path, on the CPU here
     sampler = EpochSampler(len(rows), weights=np.array([1.0, 2.0, 3.0, 4.0]), seed=1)
     positions = list(sampler)
-    for a, b in zip(mapped.__getitems__(positions), resident.__getitems__(positions)):
+    for a, b in zip(mapped.__getitems__(positions), resident.__getitems__(positions), strict=False):
         assert torch.equal(torch.as_tensor(a), torch.as_tensor(b))
     assert torch.equal(mapped.__getitems__(positions)[0][0], torch.tensor(cache.array()[rows[positions[0]]]))

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from maskcls.config import ConfigError, load_config
+from maskcls.core.config import ConfigError, load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -31,8 +31,12 @@ def test_overrides_parse_types_lists_and_nested_values():
 
 @pytest.mark.parametrize(
     "override, key, nearest",
-    [("train.epoch=3", "'train.epoch'", "'train.epochs'"), ("model.nmae=x", "'model.nmae'", "'model.name'"),
-     ("epochs=3", "'epochs'", "'train.epochs'"), ("trian.epochs=3", "'trian'", "'train'")],
+    [
+        ("train.epoch=3", "'train.epoch'", "'train.epochs'"),
+        ("model.nmae=x", "'model.nmae'", "'model.name'"),
+        ("epochs=3", "'epochs'", "'train.epochs'"),
+        ("trian.epochs=3", "'trian'", "'train'"),
+    ],
 )
 def test_unknown_key_names_the_key_and_the_nearest_valid_one(override, key, nearest):
     with pytest.raises(ConfigError) as info:

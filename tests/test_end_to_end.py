@@ -9,8 +9,8 @@ from sklearn.metrics import f1_score
 from typer.testing import CliRunner
 
 from maskcls.cli import app
+from maskcls.core.artifacts import RunError
 from maskcls.inference.predict import load_run
-from maskcls.training.kfold import RunError
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -22,14 +22,31 @@ def trained_run(tiny_run):
 
 
 def test_run_directory_has_every_artifact(trained_run):
-    for name in ("config.yaml", "run.json", "folds.csv", "oof.csv", "metrics.csv", "summary.json", "curves.png", "confusion.png"):
+    for name in (
+        "config.yaml",
+        "run.json",
+        "folds.csv",
+        "oof.csv",
+        "metrics.csv",
+        "summary.json",
+        "curves.png",
+        "confusion.png",
+    ):
         assert (trained_run / name).is_file(), name
     for fold in range(3):
         for name in ("model.safetensors", "model.json", "oof.csv"):
             assert (trained_run / f"fold_{fold}" / name).is_file()
         assert list((trained_run / f"fold_{fold}" / "tensorboard").glob("events.out.tfevents.*"))
     summary = json.loads((trained_run / "summary.json").read_text())
-    for key in ("oof_macro_f1", "oof_accuracy", "mask_accuracy", "gender_accuracy", "age_accuracy", "wall_seconds", "folds"):
+    for key in (
+        "oof_macro_f1",
+        "oof_accuracy",
+        "mask_accuracy",
+        "gender_accuracy",
+        "age_accuracy",
+        "wall_seconds",
+        "folds",
+    ):
         assert key in summary
     assert [f["fold"] for f in summary["folds"]] == [0, 1, 2]
 
@@ -44,7 +61,10 @@ def test_oof_table_covers_every_photo_once_and_beats_chance(trained_run, demo_di
     labels = oof["label"].to_numpy()
     # Guessing by the class prior gives each class F1 = its share, so macro F1 = 1 / (classes present);
     # always guessing the commonest class does worse. Check both, empirically too.
-    chance = max(1 / len(np.unique(labels)), f1_score(labels, np.full_like(labels, np.bincount(labels).argmax()), average="macro"))
+    chance = max(
+        1 / len(np.unique(labels)),
+        f1_score(labels, np.full_like(labels, np.bincount(labels).argmax()), average="macro"),
+    )
     summary = json.loads((trained_run / "summary.json").read_text())
     assert summary["oof_macro_f1"] == pytest.approx(f1_score(labels, probs.argmax(1), average="macro"))
     assert summary["oof_macro_f1"] > 2 * chance, (summary["oof_macro_f1"], chance)
@@ -52,7 +72,9 @@ def test_oof_table_covers_every_photo_once_and_beats_chance(trained_run, demo_di
 
 
 def test_predict_eval_writes_submission_in_info_order(trained_run, demo_dir, tmp_path):
-    result = runner.invoke(app, ["predict", "--run", str(trained_run), "--data", str(demo_dir / "eval"), "--out", str(tmp_path), "--quiet"])
+    result = runner.invoke(
+        app, ["predict", "--run", str(trained_run), "--data", str(demo_dir / "eval"), "--out", str(tmp_path), "--quiet"]
+    )
     assert result.exit_code == 0, result.output
     info = pd.read_csv(demo_dir / "eval" / "info.csv")
     submission = pd.read_csv(tmp_path / "submission.csv")
@@ -69,14 +91,18 @@ def test_predict_eval_writes_submission_in_info_order(trained_run, demo_dir, tmp
 def test_test_probabilities_are_the_mean_of_the_fold_models(trained_run, demo_dir, tmp_path):
     import torch
 
+    from maskcls.core.config import AugmentConfig
     from maskcls.data.augment import BatchPreprocess
     from maskcls.data.images import read_resized
-    from maskcls.config import AugmentConfig
 
-    runner.invoke(app, ["predict", "--run", str(trained_run), "--data", str(demo_dir / "eval"), "--out", str(tmp_path), "--quiet"])
+    runner.invoke(
+        app, ["predict", "--run", str(trained_run), "--data", str(demo_dir / "eval"), "--out", str(tmp_path), "--quiet"]
+    )
     probs = pd.read_csv(tmp_path / "test_probs.csv").head(5)
     run = load_run(trained_run)
-    pixels = np.stack([read_resized(demo_dir / "eval" / "images" / name, run.data_cfg.cache_hw) for name in probs["image_id"]])
+    pixels = np.stack(
+        [read_resized(demo_dir / "eval" / "images" / name, run.data_cfg.cache_hw) for name in probs["image_id"]]
+    )
     images = BatchPreprocess(run.data_cfg, AugmentConfig())(torch.from_numpy(pixels), train=False)
     with torch.no_grad():
         expected = torch.stack([m.probabilities(m(images)) for m in run.models]).mean(0).numpy()
@@ -108,7 +134,9 @@ def test_incomplete_or_inconsistent_runs_are_refused(trained_run, tmp_path):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(RunError, match="inconsistent.*fold_2"):
         load_run(tmp_path / "odd")
-    shutil.copytree(trained_run, tmp_path / "older")  # a fold saved before data.face_crop existed: the default, consistent
+    shutil.copytree(
+        trained_run, tmp_path / "older"
+    )  # a fold saved before data.face_crop existed: the default, consistent
     meta_path = tmp_path / "older" / "fold_0" / "model.json"
     meta = json.loads(meta_path.read_text())
     meta["data"] = {key: value for key, value in meta["data"].items() if not key.startswith("face_")}
@@ -125,6 +153,8 @@ def test_existing_run_is_not_overwritten_without_force(trained_run, demo_dir):
 
 
 def test_bad_config_key_on_the_command_line(demo_dir, tmp_path):
-    result = runner.invoke(app, ["train", "--data", str(demo_dir / "train"), "--out", str(tmp_path / "r"), "--set", "train.epoch=2"])
+    result = runner.invoke(
+        app, ["train", "--data", str(demo_dir / "train"), "--out", str(tmp_path / "r"), "--set", "train.epoch=2"]
+    )
     assert result.exit_code == 2
     assert "unknown config key 'train.epoch'; did you mean 'train.epochs'?" in result.output

@@ -6,6 +6,9 @@ import pytest
 from PIL import Image
 from sklearn.metrics import f1_score
 
+from maskcls.core.labels import encode
+from maskcls.core.metrics import disagreement, macro_f1, margin, predictive_entropy
+from maskcls.core.tables import PROB_COLUMNS
 from maskcls.ensemble import (
     META_LEARNERS,
     Stacker,
@@ -14,21 +17,15 @@ from maskcls.ensemble import (
     contact_sheet,
     cross_validated_class_scales,
     cross_validated_stacking,
-    disagreement,
     fit_class_scales,
     fit_vote_weights,
     hard_vote,
-    margin,
-    predictive_entropy,
     pseudo_label_counts,
     rank_uncertain,
     select_pseudo_labels,
     soft_vote,
     stack_features,
 )
-from maskcls.labels import encode
-from maskcls.metrics import macro_f1
-from maskcls.tables import PROB_COLUMNS
 
 
 def _rows(*rows: dict[int, float]) -> np.ndarray:
@@ -68,11 +65,17 @@ def test_soft_vote_is_the_weighted_mean():
     first = _rows({0: 0.6, 1: 0.4}, {2: 1.0})
     second = _rows({0: 0.2, 1: 0.8}, {2: 0.5, 3: 0.5})
     np.testing.assert_allclose(soft_vote([first, second]), _rows({0: 0.4, 1: 0.6}, {2: 0.75, 3: 0.25}))
-    np.testing.assert_allclose(soft_vote([first, second], weights=[3, 1]), _rows({0: 0.5, 1: 0.5}, {2: 0.875, 3: 0.125}))
+    np.testing.assert_allclose(
+        soft_vote([first, second], weights=[3, 1]), _rows({0: 0.5, 1: 0.5}, {2: 0.875, 3: 0.125})
+    )
 
 
 def test_hard_vote_gives_vote_shares_and_breaks_ties_by_mean_probability():
-    members = [_rows({0: 0.9, 1: 0.1}, {4: 0.6, 5: 0.4}), _rows({0: 0.7, 1: 0.3}, {4: 0.45, 5: 0.55}), _rows({0: 0.4, 1: 0.6}, {4: 0.51, 5: 0.49})]
+    members = [
+        _rows({0: 0.9, 1: 0.1}, {4: 0.6, 5: 0.4}),
+        _rows({0: 0.7, 1: 0.3}, {4: 0.45, 5: 0.55}),
+        _rows({0: 0.4, 1: 0.6}, {4: 0.51, 5: 0.49}),
+    ]
     shares = hard_vote(members)
     np.testing.assert_array_equal(shares[0], _rows({0: 2 / 3, 1: 1 / 3})[0])  # no tie: exact shares
     np.testing.assert_allclose(shares.sum(axis=1), 1.0)
@@ -122,7 +125,7 @@ class _Memoriser:
     """Predicts the memorised label for a feature row it was trained on, uniform otherwise."""
 
     def fit(self, features, labels):
-        self.seen_ = {row.tobytes(): label for row, label in zip(features, labels)}
+        self.seen_ = {row.tobytes(): label for row, label in zip(features, labels, strict=False)}
         self.classes_ = np.unique(labels)
         return self
 
@@ -143,7 +146,9 @@ def test_cross_validated_stacking_never_sees_a_scoring_row_or_its_person():
     in_sample = Stacker(lambda seed: _Memoriser()).fit([member], labels).predict_proba([member])
     assert (in_sample.max(axis=1) == 1.0).all()  # the memoriser does reveal rows it saw
 
-    probs, split_ids = cross_validated_stacking([member], labels, person_ids, learner=lambda seed: _Memoriser(), n_splits=5)
+    probs, split_ids = cross_validated_stacking(
+        [member], labels, person_ids, learner=lambda seed: _Memoriser(), n_splits=5
+    )
     assert probs.shape == (len(labels), 18)
     assert probs.max() < 0.5, "a scoring row (or a photo of the same person) was in the stacker's training rows"
     assert set(split_ids) == set(range(5))
@@ -216,9 +221,13 @@ def test_class_scales_are_validated():
 
 
 def _test_table():
-    probs = _rows({3: 0.95, 4: 0.05}, {3: 0.99, 4: 0.01}, {3: 0.97, 4: 0.03}, {8: 0.92, 0: 0.08}, {8: 0.5, 0: 0.5}, {0: 1.0})
+    probs = _rows(
+        {3: 0.95, 4: 0.05}, {3: 0.99, 4: 0.01}, {3: 0.97, 4: 0.03}, {8: 0.92, 0: 0.08}, {8: 0.5, 0: 0.5}, {0: 1.0}
+    )
     probs[5] = np.nan  # a photo that could not be read
-    return pd.concat([pd.DataFrame({"image_id": [f"img{i}" for i in range(6)]}), pd.DataFrame(probs, columns=PROB_COLUMNS)], axis=1)
+    return pd.concat(
+        [pd.DataFrame({"image_id": [f"img{i}" for i in range(6)]}), pd.DataFrame(probs, columns=PROB_COLUMNS)], axis=1
+    )
 
 
 def test_pseudo_labels_respect_threshold_and_per_class_cap():
@@ -236,7 +245,9 @@ def test_pseudo_labels_respect_threshold_and_per_class_cap():
     assert counts.set_index("class").loc[3, "count"] == 2 and counts.loc[3, "name"] == "wear/female/<30"
 
 
-@pytest.mark.parametrize("threshold, cap, message", [(0.0, None, r"\(0, 1\]"), (1.5, None, r"\(0, 1\]"), (0.9, 0, "max_per_class")])
+@pytest.mark.parametrize(
+    "threshold, cap, message", [(0.0, None, r"\(0, 1\]"), (1.5, None, r"\(0, 1\]"), (0.9, 0, "max_per_class")]
+)
 def test_pseudo_label_options_are_validated(threshold, cap, message):
     with pytest.raises(ValueError, match=message):
         select_pseudo_labels(_test_table(), threshold=threshold, max_per_class=cap)
@@ -247,7 +258,10 @@ def test_pseudo_label_options_are_validated(threshold, cap, message):
 
 def test_entropy_margin_and_disagreement_on_known_inputs():
     probs = np.vstack([np.full(18, 1 / 18), _rows({2: 1.0})[0], _rows({0: 0.5, 1: 0.3, 2: 0.2})[0]])
-    np.testing.assert_allclose(predictive_entropy(probs), [math.log(18), 0.0, -(0.5 * math.log(0.5) + 0.3 * math.log(0.3) + 0.2 * math.log(0.2))])
+    np.testing.assert_allclose(
+        predictive_entropy(probs),
+        [math.log(18), 0.0, -(0.5 * math.log(0.5) + 0.3 * math.log(0.3) + 0.2 * math.log(0.2))],
+    )
     np.testing.assert_allclose(margin(probs), [0.0, 1.0, 0.2])
 
     one_hot_a, one_hot_b = _rows({0: 1.0}), _rows({1: 1.0})

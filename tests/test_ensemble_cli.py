@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import invoke
+
+from maskcls.core.tables import PROB_COLUMNS
+from maskcls.engine.predictor import predict_outputs
 from maskcls.inference.predict import load_run
-from maskcls.inference.predictor import predict_outputs
-from maskcls.tables import PROB_COLUMNS
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,9 @@ def test_tta_merges_the_mean_of_view_probabilities(tiny_run):
     flipped = predict_outputs(model, data_cfg, pixels[:, :, ::-1].copy(), rows, progress=False)["probs"]
     both = predict_outputs(model, data_cfg, pixels, rows, progress=False, tta="flip")["probs"]
     assert np.allclose(both, (plain + flipped) / 2, atol=1e-5)  # centre crop of a mirrored photo = mirrored centre crop
-    logits_merge = predict_outputs(model, data_cfg, pixels, rows, progress=False, tta="flip", merge="mean_logits")["probs"]
+    logits_merge = predict_outputs(model, data_cfg, pixels, rows, progress=False, tta="flip", merge="mean_logits")[
+        "probs"
+    ]
     assert np.allclose(logits_merge.sum(1), 1, atol=1e-5) and not np.allclose(logits_merge, both)
 
 
@@ -48,7 +50,20 @@ def test_reevaluate_with_tta_keeps_the_models_and_redoes_the_oof(tiny_run, tmp_p
 
 
 def test_predict_with_tta_and_mc_dropout_adds_uncertainty_columns(tiny_run, demo_dir, tmp_path):
-    invoke("predict", "--run", tiny_run, "--data", demo_dir / "eval", "--out", tmp_path, "--tta", "flip", "--mc-dropout", "3", "--quiet")
+    invoke(
+        "predict",
+        "--run",
+        tiny_run,
+        "--data",
+        demo_dir / "eval",
+        "--out",
+        tmp_path,
+        "--tta",
+        "flip",
+        "--mc-dropout",
+        "3",
+        "--quiet",
+    )
     table = pd.read_csv(tmp_path / "test_probs.csv")
     for column in ("entropy", "disagreement", "mc_mutual_information"):
         assert column in table and (table[column] >= 0).all()
@@ -56,11 +71,27 @@ def test_predict_with_tta_and_mc_dropout_adds_uncertainty_columns(tiny_run, demo
     assert np.allclose(table["entropy"], expected, atol=1e-4)
 
 
-@pytest.mark.parametrize("method, extra", [("soft", []), ("stack", ["--learner", "logreg", "--head-features"]), ("weighted", ["--adjust-thresholds"])])
+@pytest.mark.parametrize(
+    "method, extra",
+    [("soft", []), ("stack", ["--learner", "logreg", "--head-features"]), ("weighted", ["--adjust-thresholds"])],
+)
 def test_ensemble_directory_round_trips_through_predict(predicted_runs, demo_dir, tmp_path, method, extra):
     run_a, run_b = predicted_runs
     ensemble_dir = tmp_path / "ens"
-    invoke("ensemble", "--runs", run_a, "--runs", run_b, "--method", method, "--out", ensemble_dir, "--cv-splits", 3, *extra)
+    invoke(
+        "ensemble",
+        "--runs",
+        run_a,
+        "--runs",
+        run_b,
+        "--method",
+        method,
+        "--out",
+        ensemble_dir,
+        "--cv-splits",
+        3,
+        *extra,
+    )
     summary = json.loads((ensemble_dir / "summary.json").read_text())
     for name in ("oof.csv", "test_probs.csv", "submission.csv", "summary.json", "ensemble.json"):
         assert (ensemble_dir / name).is_file()
@@ -69,20 +100,42 @@ def test_ensemble_directory_round_trips_through_predict(predicted_runs, demo_dir
     built = pd.read_csv(ensemble_dir / "test_probs.csv")
     again = pd.read_csv(tmp_path / "again" / "test_probs.csv")
     assert np.allclose(built[PROB_COLUMNS].to_numpy(), again[PROB_COLUMNS].to_numpy(), atol=1e-5)
-    assert pd.read_csv(ensemble_dir / "submission.csv")["ans"].tolist() == pd.read_csv(tmp_path / "again" / "submission.csv")["ans"].tolist()
+    assert (
+        pd.read_csv(ensemble_dir / "submission.csv")["ans"].tolist()
+        == pd.read_csv(tmp_path / "again" / "submission.csv")["ans"].tolist()
+    )
 
 
 def test_pseudo_labels_train_a_new_round_without_entering_validation(predicted_runs, demo_dir, tmp_path):
     run_a, _ = predicted_runs
     pseudo_csv = tmp_path / "pseudo.csv"
-    result = invoke("pseudo", "--from", run_a, "--data", demo_dir / "eval", "--threshold", 0.2, "--max-per-class", 2, "--out", pseudo_csv)
+    result = invoke(
+        "pseudo",
+        "--from",
+        run_a,
+        "--data",
+        demo_dir / "eval",
+        "--threshold",
+        0.2,
+        "--max-per-class",
+        2,
+        "--out",
+        pseudo_csv,
+    )
     assert "pseudo-labels" in result.output
     picked = pd.read_csv(pseudo_csv)
     assert len(picked) > 0 and picked.groupby("label").size().max() <= 2 and (picked["confidence"] >= 0.2).all()
-    assert all(p.endswith(i) for p, i in zip(picked["path"], picked["image_id"]))
+    assert all(p.endswith(i) for p, i in zip(picked["path"], picked["image_id"], strict=False))
     round_two = tmp_path / "round2"
     args = ["train", "--data", demo_dir / "train", "--out", round_two, "--extra", pseudo_csv, "--quiet"]
-    for override in ("model.name=test_efficientnet", "model.pretrained=none", "data.image_size=[64, 48]", "train.epochs=2", "cv.folds=3", "cv.train_folds=[0]"):
+    for override in (
+        "model.name=test_efficientnet",
+        "model.pretrained=none",
+        "data.image_size=[64, 48]",
+        "train.epochs=2",
+        "cv.folds=3",
+        "cv.train_folds=[0]",
+    ):
         args += ["--set", override]
     invoke(*args)
     folds = pd.read_csv(round_two / "folds.csv")

@@ -9,13 +9,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import TINY, invoke
 from typer.testing import CliRunner
 
-from conftest import TINY, invoke
 from maskcls.cli import app
+from maskcls.core.labels import NUM_CLASSES
 from maskcls.data.extra import ExtraSpec, limit_extras, read_extras
 from maskcls.data.layout import DataError, read_train
-from maskcls.labels import NUM_CLASSES
 
 QUICK = [o for o in TINY if not o.startswith("train.epochs")] + ["train.epochs=1", "cv.train_folds=[0]"]
 
@@ -48,9 +48,21 @@ def test_layout_persons_join_training_whole_namespaced_and_capped(demo_dir, extr
     assert set(extra["origin"]) == {str(extra_persons.resolve())}
     assert not set(extra["person_id"]) & set(folds.loc[folds["source"] == "train", "person_id"])
     run_json = json.loads((run / "run.json").read_text())
-    assert run_json["extra"] == [str(extra_persons.resolve())] and run_json["extra_max_per_class"] == 10 and run_json["extra_ratio"] is None
-    assert run_json["extra_sources"] == [{"path": str(extra_persons.resolve()), "kind": "layout", "persons": 12, "images": 84,
-                                          "used_persons": len(extra) // 7, "used_images": len(extra)}]
+    assert (
+        run_json["extra"] == [str(extra_persons.resolve())]
+        and run_json["extra_max_per_class"] == 10
+        and run_json["extra_ratio"] is None
+    )
+    assert run_json["extra_sources"] == [
+        {
+            "path": str(extra_persons.resolve()),
+            "kind": "layout",
+            "persons": 12,
+            "images": 84,
+            "used_persons": len(extra) // 7,
+            "used_images": len(extra),
+        }
+    ]
     oof = pd.read_csv(run / "oof.csv", dtype=str)
     assert not oof["image_id"].str.startswith("extra:").any()
     summary = json.loads((run / "summary.json").read_text())
@@ -80,7 +92,19 @@ def test_csv_and_layout_sources_together_and_a_missing_one(demo_dir, extra_perso
     assert set(offered["origin"]) == {str(csv_path.resolve()), str(extra_persons.resolve())}
     with pytest.raises(DataError, match="extra source not found"):
         read_extras(ExtraSpec.of([tmp_path / "nowhere"]))
-    result = CliRunner().invoke(app, ["train", "--data", str(demo_dir / "train"), "--out", str(tmp_path / "r"), "--extra", str(tmp_path / "nowhere.csv"), "--quiet"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(demo_dir / "train"),
+            "--out",
+            str(tmp_path / "r"),
+            "--extra",
+            str(tmp_path / "nowhere.csv"),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 2 and "extra source not found" in result.output and "nowhere.csv" in result.output
 
 

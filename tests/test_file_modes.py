@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from maskcls.io import atomic_dir, atomic_path, current_umask, save_figure, write_csv, write_json, write_text
+from maskcls.core.io import atomic_dir, atomic_path, current_umask, save_figure, write_csv, write_json, write_text
 
 
 @pytest.fixture(params=[0o022, 0o077, 0o002])
@@ -27,8 +27,12 @@ def test_written_files_and_folders_respect_the_umask(umask, tmp_path):
     plain.write_text("x")
     expected = mode(plain)
     assert expected == 0o666 & ~umask
-    written = [write_text(tmp_path / "a.txt", "x"), write_json(tmp_path / "b.json", {"a": 1}), write_csv(tmp_path / "c.csv", pd.DataFrame({"a": [1]})),
-               save_figure(tmp_path / "d.png", plt.figure())]
+    written = [
+        write_text(tmp_path / "a.txt", "x"),
+        write_json(tmp_path / "b.json", {"a": 1}),
+        write_csv(tmp_path / "c.csv", pd.DataFrame({"a": [1]})),
+        save_figure(tmp_path / "d.png", plt.figure()),
+    ]
     with atomic_path(tmp_path / "e.bin") as tmp:
         tmp.write_bytes(b"x")
     written.append(tmp_path / "e.bin")

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from maskcls.data.folds import assign_folds
-from maskcls.labels import encode
+from maskcls.core.folds import assign_folds
+from maskcls.core.labels import encode
 
 
 def _manifest(persons=300, seed=0):

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from maskcls.config import DataConfig
+from maskcls.core.config import DataConfig
 from maskcls.data.cache import build_cache, cache_directory
 from maskcls.data.framing import FaceCrop, Framer, Framing
 from maskcls.data.images import ImageLimits, decode_resized, read_resized
@@ -55,7 +55,10 @@ def test_framing_from_config_and_its_cache_key(tmp_path):
     cropped = Framing.from_config(DataConfig(center_crop=0.8, face_crop=True, face_margin=0.3))
     assert cropped == Framing(0.8, FaceCrop(margin=0.3))
     frame = pd.DataFrame({"image_id": ["a"], "path": [str(tmp_path / "a.png")]})
-    keys = {cache_directory(frame, (32, 32), tmp_path, framing=f) for f in (Framing(), Framing(0.8), Framing(0.7), Framing(face=FaceCrop()), cropped)}
+    keys = {
+        cache_directory(frame, (32, 32), tmp_path, framing=f)
+        for f in (Framing(), Framing(0.8), Framing(0.7), Framing(face=FaceCrop()), cropped)
+    }
     assert len(keys) == 5
 
 
@@ -70,7 +73,11 @@ def test_cache_frames_photos_as_the_config_says(tmp_path):
 
 
 def test_exported_metadata_carries_the_framing():
-    for framing in (Framing(), Framing(0.75), Framing(0.9, FaceCrop(margin=0.2, detector="hog", upsample=0, detect_size=256, pad=0.1))):
+    for framing in (
+        Framing(),
+        Framing(0.75),
+        Framing(0.9, FaceCrop(margin=0.2, detector="hog", upsample=0, detect_size=256, pad=0.1)),
+    ):
         spec = InputSpec.for_framing(36, 36, framing)
         assert InputSpec.model_validate_json(spec.model_dump_json()).framing == framing
 
@@ -79,4 +86,3 @@ def test_service_frames_uploads_as_the_model_was_trained():
     upload = Upload("photo.jpg", _encoded("JPEG"))
     framed = asyncio.run(decode_upload(upload, (24, 24), ImageLimits(), Framer(Framing(0.5))))
     assert _mostly_red(framed) > 0.9
-

@@ -7,26 +7,27 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import invoke
 from torch import nn
-
 from typer.testing import CliRunner
 
-from conftest import invoke
-from maskcls.cli import app
-from maskcls.analysis.calibration import (
-    CalibrationError,
-    apply_temperature,
-    calibration_report,
-    expected_calibration_error,
-    fit_temperature,
-    negative_log_likelihood,
-    stored_temperature,
+from maskcls.analysis.calibration import calibration_report
+from maskcls.analysis.gradcam import (
+    HeadTarget,
+    TokenGrid,
+    class_log_probs,
+    find_target_layer,
+    grad_cam,
+    load_inputs,
+    overlay,
 )
-from maskcls.analysis.gradcam import HeadTarget, TokenGrid, class_log_probs, find_target_layer, grad_cam, load_inputs, overlay
-from maskcls.config import DataConfig, ModelConfig
+from maskcls.cli import app
+from maskcls.core.artifacts import CalibrationError, stored_temperature
+from maskcls.core.config import DataConfig, ModelConfig
+from maskcls.core.metrics import apply_temperature, expected_calibration_error, fit_temperature, negative_log_likelihood
+from maskcls.core.tables import PROB_COLUMNS
 from maskcls.models.factory import MaskNet, create_model
 from maskcls.models.heads import create_head
-from maskcls.tables import PROB_COLUMNS
 
 SIZE = (64, 48)
 
@@ -40,7 +41,9 @@ def tiny_hf_vit():
 
     from maskcls.models.hf import HFBackbone
 
-    config = transformers.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8)
+    config = transformers.ViTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8
+    )
     backbone = HFBackbone(transformers.AutoModel.from_config(config, add_pooling_layer=False))
     return MaskNet(backbone, create_head("linear", backbone.num_features, 0.0))
 
@@ -63,7 +66,7 @@ def test_grad_cam_explains_every_head_of_cnns_and_vits(name, demo_dir):
     else:
         assert reshape is None and not isinstance(layer, nn.LayerNorm)
     inputs, shown = load_inputs(photos(demo_dir), DataConfig(image_size=list(SIZE)))
-    assert inputs.shape == (4, 3, *SIZE) and shown.shape == (4, *SIZE, 3) and 0 <= shown.min() and shown.max() <= 1
+    assert inputs.shape == (4, 3, *SIZE) and shown.shape == (4, *SIZE, 3) and shown.min() >= 0 and shown.max() <= 1
     maps = grad_cam([model], inputs, ["mask", "gender", "age", "class"], [2, 1, 0, 5])
     assert maps.shape == (4, *SIZE) and np.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1 + 1e-6
     assert maps.reshape(4, -1).std(axis=1).max() > 0.01  # not blank
@@ -125,18 +128,31 @@ def test_predict_applies_the_stored_temperature(tiny_run, demo_dir, tmp_path):
     record = json.loads((run / "calibration.json").read_text())
     assert record["nll_after"] <= record["nll_before"] + 0.02 and record["temperature"] == stored_temperature(run)
     invoke("predict", "--run", run, "--data", demo_dir / "eval", "--out", tmp_path / "plain", "--quiet")
-    invoke("predict", "--run", run, "--data", demo_dir / "eval", "--out", tmp_path / "calibrated", "--quiet", "--calibrate")
+    invoke(
+        "predict", "--run", run, "--data", demo_dir / "eval", "--out", tmp_path / "calibrated", "--quiet", "--calibrate"
+    )
     plain = pd.read_csv(tmp_path / "plain" / "test_probs.csv")[PROB_COLUMNS].to_numpy()
     calibrated = pd.read_csv(tmp_path / "calibrated" / "test_probs.csv")[PROB_COLUMNS].to_numpy()
     assert np.allclose(calibrated, apply_temperature(plain, record["temperature"]), atol=1e-5)
-    assert pd.read_csv(tmp_path / "plain" / "submission.csv").equals(pd.read_csv(tmp_path / "calibrated" / "submission.csv"))
+    assert pd.read_csv(tmp_path / "plain" / "submission.csv").equals(
+        pd.read_csv(tmp_path / "calibrated" / "submission.csv")
+    )
     assert json.loads((tmp_path / "calibrated" / "predict.json").read_text())["temperature"] == record["temperature"]
     photos = sorted((demo_dir / "eval" / "images").iterdir())[:3]
     rows = invoke("predict", "--run", run, *photos, "--out", tmp_path / "files", "--calibrate")
     table = pd.read_csv(tmp_path / "files" / "predictions.csv")
-    plain_rows = pd.read_csv(tmp_path / "plain" / "test_probs.csv").set_index("image_id").loc[[p.name for p in photos], PROB_COLUMNS].to_numpy()
-    assert np.allclose(table["probability"], apply_temperature(plain_rows, record["temperature"]).max(axis=1), atol=1e-5), rows.output
-    refused = CliRunner().invoke(app, ["predict", "--onnx", str(tmp_path / "model.onnx"), "--data", str(demo_dir / "eval"), "--calibrate"])
+    plain_rows = (
+        pd.read_csv(tmp_path / "plain" / "test_probs.csv")
+        .set_index("image_id")
+        .loc[[p.name for p in photos], PROB_COLUMNS]
+        .to_numpy()
+    )
+    assert np.allclose(
+        table["probability"], apply_temperature(plain_rows, record["temperature"]).max(axis=1), atol=1e-5
+    ), rows.output
+    refused = CliRunner().invoke(
+        app, ["predict", "--onnx", str(tmp_path / "model.onnx"), "--data", str(demo_dir / "eval"), "--calibrate"]
+    )
     assert refused.exit_code == 2 and "--calibrate needs --run" in refused.output
     oof = pd.read_csv(run / "oof.csv")
     oof.loc[0, "p0"] = 0.5

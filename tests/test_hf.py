@@ -138,7 +138,9 @@ def test_layer_decay_scales_the_lr_down_with_depth(saved):
     block1 = {scale[n] for n in scale if n.startswith(f"{blocks}.1.")}
     final_norm = {scale[n] for n in scale if not n.startswith(("model.embeddings.", f"{blocks}."))}
     # timm's convention: the final norm decays with the last block; the head (none here) would get 1.0
-    assert [sorted(stem), sorted(block0), sorted(block1), sorted(final_norm)] == [[pytest.approx(0.7**k)] for k in (2, 1, 0, 0)]
+    assert [sorted(stem), sorted(block0), sorted(block1), sorted(final_norm)] == [
+        [pytest.approx(0.7**k)] for k in (2, 1, 0, 0)
+    ]
     assert decay["model.embeddings.cls_token"] == 0.0
     assert decay["model.embeddings.patch_embeddings.projection.weight"] == 0.05
 

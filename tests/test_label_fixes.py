@@ -6,12 +6,12 @@ import json
 
 import pandas as pd
 import pytest
-
 from conftest import TINY, invoke
+
+from maskcls.core.labels import Mask, encode
 from maskcls.data.folds import folds_from_file
 from maskcls.data.label_fixes import UNKNOWN_AGE, apply_label_fixes, read_label_fixes, read_train_with_fixes
 from maskcls.data.layout import DataError, read_train
-from maskcls.labels import Mask, encode
 
 
 def sha256(path):
@@ -54,10 +54,15 @@ def test_fixes_change_only_the_named_labels_and_never_train_csv(demo_dir, person
     second = fixed[fixed["person_id"] == persons.at[1, "id"]]
     assert (second["age"] == 65).all() and (second["age_group"] == 2).all()
     folder = persons.at[2, "path"]
-    assert by_id.at[f"{folder}/normal", "mask"] == Mask.INCORRECT and by_id.at[f"{folder}/incorrect_mask", "mask"] == Mask.NOT_WEAR
+    assert (
+        by_id.at[f"{folder}/normal", "mask"] == Mask.INCORRECT
+        and by_id.at[f"{folder}/incorrect_mask", "mask"] == Mask.NOT_WEAR
+    )
     fourth = fixed[fixed["person_id"] == persons.at[3, "id"]]
     assert (fourth["age_group"] == 0).all() and (fourth["age"] == UNKNOWN_AGE).all()
-    assert (fixed["label"] == encode(fixed["mask"].to_numpy(), fixed["gender"].to_numpy(), fixed["age_group"].to_numpy())).all()
+    assert (
+        fixed["label"] == encode(fixed["mask"].to_numpy(), fixed["gender"].to_numpy(), fixed["age_group"].to_numpy())
+    ).all()
     untouched = ~fixed["person_id"].isin(persons["id"])
     assert fixed[untouched].equals(manifest[untouched])
     assert set(changes["field"]) >= {"gender", "age", "mask"} and (changes["old"] != changes["new"]).all()
@@ -103,7 +108,9 @@ def test_cli_errors_name_the_fixes_file(demo_dir, persons, tmp_path):
     from maskcls.cli import app
 
     path = write_fixes(tmp_path / "fixes.csv", [("nobody", "", "gender", "male", "")])
-    result = CliRunner().invoke(app, ["train", "--data", str(demo_dir / "train"), "--out", str(tmp_path / "run"), "--label-fixes", str(path)])
+    result = CliRunner().invoke(
+        app, ["train", "--data", str(demo_dir / "train"), "--out", str(tmp_path / "run"), "--label-fixes", str(path)]
+    )
     assert result.exit_code == 2 and "unknown person 'nobody'" in result.output and "fixes.csv:2" in result.output
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
@@ -126,7 +133,10 @@ def test_train_with_fixes_records_them_and_keeps_train_csv(demo_dir, persons, tm
     assert folds.set_index("image_id")["label"].equals(expected.set_index("image_id").loc[folds["image_id"], "label"])
     changes = pd.read_csv(run / "label_changes.csv", dtype={"person_id": str})
     assert (changes[changes["field"] == "gender"]["person_id"] == persons.at[0, "id"]).sum() == 7
-    assert set(changes.loc[changes["field"] == "mask", "image_id"]) == {f"{persons.at[2, 'path']}/normal", f"{persons.at[2, 'path']}/incorrect_mask"}
+    assert set(changes.loc[changes["field"] == "mask", "image_id"]) == {
+        f"{persons.at[2, 'path']}/normal",
+        f"{persons.at[2, 'path']}/incorrect_mask",
+    }
 
     # Same persons in the same folds, whatever the labels (cv.folds_file): the unfixed manifest gets the fixed run's folds.
     manifest, _ = read_train(demo_dir / "train")
@@ -135,7 +145,9 @@ def test_train_with_fixes_records_them_and_keeps_train_csv(demo_dir, persons, tm
     with pytest.raises(DataError, match="cv.folds=5"):
         folds_from_file(manifest, run / "folds.csv", 5)
     with pytest.raises(DataError, match="no fold for 1 person"):
-        folds_from_file(manifest.assign(person_id=manifest["person_id"].where(manifest.index > 0, "newcomer")), run / "folds.csv", 3)
+        folds_from_file(
+            manifest.assign(person_id=manifest["person_id"].where(manifest.index > 0, "newcomer")), run / "folds.csv", 3
+        )
 
     # reevaluating the run judges it on the labels it trained with, and keeps the fixes
     invoke("reevaluate", "--run", run, "--tta", "flip", "--out", tmp_path / "flip", "--quiet")

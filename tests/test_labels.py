@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from maskcls.labels import AgeThresholds, class_names, decode, encode, head_probabilities, joint_from_heads
+from maskcls.core.labels import AgeThresholds, class_names, decode, encode, head_probabilities, joint_from_heads
 
 
 def test_encode_decode_round_trip_every_class():

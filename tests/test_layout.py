@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from maskcls.config import load_config
+from maskcls.core.config import load_config
 from maskcls.data.layout import DataError, read_eval, read_train
 from maskcls.training.kfold import prepare_training_data
 

@@ -5,13 +5,13 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import invoke
+
 from maskcls.analysis.noise import KINDS, SUSPECT_COLUMNS, NoiseError, find_label_noise, fixes_from_suspects
+from maskcls.core.labels import Mask, encode
+from maskcls.core.tables import PROB_COLUMNS
 from maskcls.data.label_fixes import read_label_fixes
 from maskcls.data.layout import read_train
-from maskcls.labels import Mask, encode
-from maskcls.tables import PROB_COLUMNS
 
 
 def confident_probs(labels, sure=0.9, seed=0):
@@ -45,7 +45,12 @@ def planted(demo_dir):
     given.at[wrong_mask, "mask"] = Mask.NOT_WEAR
     given["label"] = encode(given["mask"].to_numpy(), given["gender"].to_numpy(), given["age_group"].to_numpy())
     table = pd.concat([given.reset_index(drop=True), pd.DataFrame(probs, columns=PROB_COLUMNS)], axis=1)
-    return table, {"person_gender": set(gender_flipped), "person_age": set(age_moved), "swapped_pair": set(swapped), "photo_mask": {given.at[wrong_mask, "image_id"]}}
+    return table, {
+        "person_gender": set(gender_flipped),
+        "person_age": set(age_moved),
+        "swapped_pair": set(swapped),
+        "photo_mask": {given.at[wrong_mask, "image_id"]},
+    }
 
 
 def test_person_rules_find_exactly_the_planted_errors(planted):
@@ -54,7 +59,9 @@ def test_person_rules_find_exactly_the_planted_errors(planted):
     assert list(suspects.columns) == SUSPECT_COLUMNS and set(suspects["kind"]) <= set(KINDS)
     for kind in ("person_gender", "person_age", "swapped_pair"):
         assert set(suspects.loc[suspects["kind"] == kind, "person_id"]) == truth[kind], kind
-    assert set(suspects.loc[suspects["kind"] == "photo_mask", "image_id"]) == truth["photo_mask"]  # swapped photos are not repeated here
+    assert (
+        set(suspects.loc[suspects["kind"] == "photo_mask", "image_id"]) == truth["photo_mask"]
+    )  # swapped photos are not repeated here
     gender = suspects[suspects["kind"] == "person_gender"]
     assert (gender["photos"] == 7).all() and (gender["score"] > 0.5).all() and gender["rank"].tolist() == [1, 2]
     # confident learning (cleanlab) flags the contradicted photos of the 18-class table
@@ -65,7 +72,9 @@ def test_person_rules_find_exactly_the_planted_errors(planted):
 
 def test_a_clean_table_has_no_person_suspects(demo_dir):
     manifest, _ = read_train(demo_dir / "train")
-    table = pd.concat([manifest, pd.DataFrame(confident_probs(manifest["label"].to_numpy()), columns=PROB_COLUMNS)], axis=1)
+    table = pd.concat(
+        [manifest, pd.DataFrame(confident_probs(manifest["label"].to_numpy()), columns=PROB_COLUMNS)], axis=1
+    )
     suspects = find_label_noise(table)
     assert suspects[suspects["kind"] != "photo_class"].empty
 
@@ -78,9 +87,12 @@ def test_suggested_fixes_are_valid_fixes_and_undo_the_errors(planted, demo_dir, 
     fixes.to_csv(tmp_path / "fixes.csv", index=False)
     read = read_label_fixes(tmp_path / "fixes.csv", demo_dir / "train")
     assert set(read.person_values) == truth["person_gender"] | truth["person_age"]
-    swapped_folders = set(table.loc[table["person_id"].isin(truth["swapped_pair"]), "path"].map(lambda p: p.split("/")[-2]))
+    swapped_folders = set(
+        table.loc[table["person_id"].isin(truth["swapped_pair"]), "path"].map(lambda p: p.split("/")[-2])
+    )
     assert {image_id for image_id in read.photo_masks if image_id.split("/")[0] in swapped_folders} == {
-        f"{folder}/{stem}" for folder in swapped_folders for stem in ("normal", "incorrect_mask")}
+        f"{folder}/{stem}" for folder in swapped_folders for stem in ("normal", "incorrect_mask")
+    }
     assert truth["photo_mask"] <= set(read.photo_masks)
 
 
@@ -92,11 +104,15 @@ def test_noise_command_finds_planted_errors_with_a_trained_run(tiny_run, demo_di
     shutil.copytree(demo_dir / "train", noisy)
     table = pd.read_csv(noisy / "train.csv", dtype=str)
     flipped = table["id"].iloc[[2, 11, 23]].tolist()
-    table.loc[table["id"].isin(flipped), "gender"] = table.loc[table["id"].isin(flipped), "gender"].map({"male": "female", "female": "male"})
+    table.loc[table["id"].isin(flipped), "gender"] = table.loc[table["id"].isin(flipped), "gender"].map(
+        {"male": "female", "female": "male"}
+    )
     table.to_csv(noisy / "train.csv", index=False)
     swapped = table["id"].iloc[[5, 40]].tolist()
     for folder in table.loc[table["id"].isin(swapped), "path"]:
-        normal, incorrect = (next((noisy / "images" / folder).glob(f"{stem}.*")) for stem in ("normal", "incorrect_mask"))
+        normal, incorrect = (
+            next((noisy / "images" / folder).glob(f"{stem}.*")) for stem in ("normal", "incorrect_mask")
+        )
         normal.rename(normal.with_name("tmp"))
         incorrect.rename(normal)
         normal.with_name("tmp").rename(incorrect)

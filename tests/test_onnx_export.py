@@ -11,28 +11,31 @@ import onnx
 import pandas as pd
 import pytest
 import torch
+from conftest import NO_TORCH, SHARED_DATA, invoke
 from typer.testing import CliRunner
 
-from conftest import NO_TORCH, SHARED_DATA, invoke
 from maskcls.cli import app
-from maskcls.config import DataConfig, ModelConfig
+from maskcls.core.config import DataConfig, ModelConfig
+from maskcls.core.tables import PROB_COLUMNS
+from maskcls.core.tta import tta_views
 from maskcls.data.images import read_resized
+from maskcls.engine.predictor import predict_outputs
 from maskcls.export.graph import PredictionGraph, build_graph
 from maskcls.export.metadata import FORMAT_VERSION, METADATA_KEY, OUTPUT_NAMES, ExportedModelError
 from maskcls.export.onnx_export import OPSET, write_graph
 from maskcls.export.runtime import OnnxModel
-from maskcls.inference.predictor import predict_outputs
-from maskcls.inference.tta import tta_views
 from maskcls.models.factory import create_model
-from maskcls.tables import PROB_COLUMNS
 
 TOLERANCE = 1e-4
 DATA = DataConfig(image_size=[64, 48])
 
+
 def _random_model(head: str, seed: int):
     """A random test_efficientnet whose head is rescaled so that its probabilities are far from uniform."""
     torch.manual_seed(seed)
-    model = create_model(ModelConfig(name="test_efficientnet", pretrained="none", head=head, channels_last=False)).eval()
+    model = create_model(
+        ModelConfig(name="test_efficientnet", pretrained="none", head=head, channels_last=False)
+    ).eval()
     with torch.no_grad():
         features = model.backbone(torch.rand(16, 3, *DATA.size_hw))
         scale = 4.0 / (features.std() * features.shape[1] ** 0.5)
@@ -68,7 +71,7 @@ def test_linear_three_head_and_msd_match_pytorch_on_random_and_real_photos(heads
     random_pixels = np.random.default_rng(0).integers(0, 256, (5, *DATA.cache_hw, 3), dtype=np.uint8)
     for pixels in (random_pixels, _photos(demo_dir)):
         expected, got = _compare(graph, session, pixels)
-        for name, want, have in zip(OUTPUT_NAMES, expected, got):
+        for name, want, have in zip(OUTPUT_NAMES, expected, got, strict=False):
             assert have.shape == want.shape, name
             assert np.abs(have - want).max() < TOLERANCE, name
         fold_probs = expected[-1]  # (N, model, 18): linear, three_head, msd
@@ -81,12 +84,14 @@ def test_linear_three_head_and_msd_match_pytorch_on_random_and_real_photos(heads
     assert np.abs(no_tta - _compare(graph, session, random_pixels)[1][0]).max() > 100 * TOLERANCE
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "utkmask18").is_dir(), reason=f"real photos not found at {SHARED_DATA}/utkmask18")
+@pytest.mark.skipif(
+    not (SHARED_DATA / "utkmask18").is_dir(), reason=f"real photos not found at {SHARED_DATA}/utkmask18"
+)
 def test_heads_match_pytorch_on_real_faces(heads_graph):
     graph, session = heads_graph
     paths = sorted((SHARED_DATA / "utkmask18" / "train" / "images").glob("*/*"))[:14]
     expected, got = _compare(graph, session, np.stack([read_resized(path, DATA.cache_hw) for path in paths]))
-    for name, want, have in zip(OUTPUT_NAMES, expected, got):
+    for name, want, have in zip(OUTPUT_NAMES, expected, got, strict=False):
         assert np.abs(have - want).max() < TOLERANCE, name
 
 
@@ -97,7 +102,9 @@ def test_graph_is_the_prediction_path(heads_graph, demo_dir):
     with torch.no_grad():
         fold_probs = graph(torch.from_numpy(pixels))[-1].numpy()
     for index, model in enumerate(graph.models):
-        reference = predict_outputs(model, DATA, pixels, np.arange(len(pixels)), accelerator="cpu", progress=False, tta="full")["probs"]
+        reference = predict_outputs(
+            model, DATA, pixels, np.arange(len(pixels)), accelerator="cpu", progress=False, tta="full"
+        )["probs"]
         assert np.abs(fold_probs[:, index] - reference).max() < 1e-5
 
 
@@ -110,7 +117,9 @@ def test_merged_folds_give_the_run_s_files_without_torch(tiny_run, tiny_onnx, de
         ["predict", "--onnx", str(tiny_onnx), "--data", str(eval_dir), "--out", str(tmp_path / "onnx"), "--quiet"],
         ["predict", "--onnx", str(tiny_onnx), str(photo)],
     ]
-    code = NO_TORCH + f"""
+    code = (
+        NO_TORCH
+        + f"""
 from maskcls.cli import app
 for argv in {commands!r}:
     try:
@@ -120,7 +129,10 @@ for argv in {commands!r}:
             raise
 assert not any(name == "torch" or name.startswith("torch.") for name in sys.modules)
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     torch_probs = pd.read_csv(tmp_path / "torch" / "test_probs.csv")
     onnx_probs = pd.read_csv(tmp_path / "onnx" / "test_probs.csv")
@@ -147,13 +159,33 @@ def test_metadata_round_trips(tiny_run, tiny_onnx):
     assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [OPSET]
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # a named, dynamic batch axis
     pixels = np.zeros((3, *read.cache_hw, 3), np.uint8)
-    assert model.predict(pixels)["probs"].shape == (3, 18) and model.predict(pixels[:1])["fold_probs"].shape == (1, 3, 18)
+    assert model.predict(pixels)["probs"].shape == (3, 18) and model.predict(pixels[:1])["fold_probs"].shape == (
+        1,
+        3,
+        18,
+    )
 
 
 def test_one_fold_as_its_own_file(tiny_run, tmp_path, demo_dir):
-    invoke("export", "--run", tiny_run, "--out", tmp_path / "m.onnx", "--fold", "1", "--separate", "--tta", "flip", "--quiet")
+    invoke(
+        "export",
+        "--run",
+        tiny_run,
+        "--out",
+        tmp_path / "m.onnx",
+        "--fold",
+        "1",
+        "--separate",
+        "--tta",
+        "flip",
+        "--quiet",
+    )
     model = OnnxModel(tmp_path / "m.fold1.onnx")
-    assert model.metadata.folds == (1,) and model.metadata.tta.name == "flip" and model.metadata.tta.views == ("identity", "hflip")
+    assert (
+        model.metadata.folds == (1,)
+        and model.metadata.tta.name == "flip"
+        and model.metadata.tta.views == ("identity", "hflip")
+    )
     graph, _ = build_graph(tiny_run, [1], "flip")
     pixels = _photos(demo_dir, 5)
     with torch.no_grad():
@@ -186,12 +218,29 @@ def _with_meta(update=None, drop=None):
     "change, message",
     [
         (lambda props: {}, "has no maskcls metadata: it was not written by `maskcls export`"),
-        (_with_meta({"format_version": 0, "maskcls_version": "0.0.1"}), r"exported by maskcls 0.0.1 in model format 0; this maskcls \(.*\) reads format 2 only: export the run again"),
+        (
+            _with_meta({"format_version": 0, "maskcls_version": "0.0.1"}),
+            r"exported by maskcls 0.0.1 in model format 0; this maskcls \(.*\) reads format 2 only: export the run again",
+        ),
         (_with_meta(drop=["format_version"]), "in model format None"),
         (_with_meta({"format_version": 99}), "newer than this maskcls .* upgrade maskcls"),
         (_with_meta(drop=["labels"]), "incomplete or damaged \\(field 'labels'"),
-        (_with_meta({"input": {"name": "pixels", "dtype": "uint8", "layout": "NHWC", "height": 99, "width": 54, "center_crop": 1.0, "face_crop": None}}),
-         "does not match its metadata"),
+        (
+            _with_meta(
+                {
+                    "input": {
+                        "name": "pixels",
+                        "dtype": "uint8",
+                        "layout": "NHWC",
+                        "height": 99,
+                        "width": 54,
+                        "center_crop": 1.0,
+                        "face_crop": None,
+                    }
+                }
+            ),
+            "does not match its metadata",
+        ),
     ],
     ids=["missing", "older", "unversioned", "newer", "incomplete", "mismatched"],
 )
@@ -221,7 +270,9 @@ def test_not_an_onnx_file_is_refused(tmp_path):
     ],
 )
 def test_export_refuses_bad_requests(tiny_run, tmp_path, args, message):
-    result = CliRunner().invoke(app, ["export", "--run", str(tiny_run), "--out", str(tmp_path / "m.onnx"), *args], env={"COLUMNS": "300"})
+    result = CliRunner().invoke(
+        app, ["export", "--run", str(tiny_run), "--out", str(tmp_path / "m.onnx"), *args], env={"COLUMNS": "300"}
+    )
     assert result.exit_code == 2, result.output
     assert re.search(message, " ".join(result.output.split())), result.output
     assert not (tmp_path / "m.onnx").exists()
@@ -232,5 +283,7 @@ def test_export_refuses_what_is_not_a_k_fold_run(tiny_run, tmp_path):
     assert result.exit_code == 2 and "*.onnx" in result.output
     (tmp_path / "ens").mkdir()
     (tmp_path / "ens" / "ensemble.json").write_text("{}")
-    result = CliRunner().invoke(app, ["export", "--run", str(tmp_path / "ens"), "--out", str(tmp_path / "m.onnx")], env={"COLUMNS": "300"})
+    result = CliRunner().invoke(
+        app, ["export", "--run", str(tmp_path / "ens"), "--out", str(tmp_path / "m.onnx")], env={"COLUMNS": "300"}
+    )
     assert result.exit_code == 2 and "is an ensemble" in result.output

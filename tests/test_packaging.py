@@ -1,8 +1,9 @@
 """pyproject.toml uses the current licence fields (an SPDX string and license-files): no setuptools warnings."""
 
-import tomllib
 import warnings
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 

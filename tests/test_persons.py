@@ -10,13 +10,14 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import NO_TORCH, invoke
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import NO_TORCH, invoke
 from maskcls.cli import app
-from maskcls.labels import STEM_TO_MASK, encode, head_probabilities
-from maskcls.persons.consistent import (
+from maskcls.core.labels import STEM_TO_MASK, encode, head_probabilities
+from maskcls.core.tables import PROB_COLUMNS
+from maskcls.ensemble.person_consistency import (
     PERSON_COLUMNS,
     GroupsError,
     assign_masks,
@@ -27,7 +28,6 @@ from maskcls.persons.consistent import (
 )
 from maskcls.persons.features import colour_features
 from maskcls.persons.group import choose_threshold, cluster_tree, cut_tree, embed, grouping_scores, structured_groups
-from maskcls.tables import PROB_COLUMNS
 
 STEMS = list(STEM_TO_MASK)
 
@@ -65,9 +65,13 @@ def test_person_consistent_probabilities():
     mean_log = np.log(probs[rows].reshape(-1, 3, 6).sum(axis=1)).mean(axis=0)
     assert np.allclose(gender_age[7], np.exp(mean_log) / np.exp(mean_log).sum())
     for group in range(1, 5):
-        masks = head_probabilities(consistent[group * 7:(group + 1) * 7])["mask"]
-        assert np.bincount(masks.argmax(axis=1), minlength=3).tolist() == [5, 1, 1] and np.allclose(masks.max(axis=1), 1.0)
-    joint = probs[:3].reshape(-1, 3, 6)  # group 0 has 6 readable photos: no quota, each photo keeps p(mask | gender x age)
+        masks = head_probabilities(consistent[group * 7 : (group + 1) * 7])["mask"]
+        assert np.bincount(masks.argmax(axis=1), minlength=3).tolist() == [5, 1, 1] and np.allclose(
+            masks.max(axis=1), 1.0
+        )
+    joint = probs[:3].reshape(
+        -1, 3, 6
+    )  # group 0 has 6 readable photos: no quota, each photo keeps p(mask | gender x age)
     assert np.allclose(consistent[:3].reshape(-1, 3, 6), joint / joint.sum(axis=1, keepdims=True) * gender_age[0])
     assert np.allclose(consistent[35], probs[35])  # alone: unchanged
 
@@ -86,8 +90,15 @@ def _planted_oof(persons: int = 60, seed: int = 0) -> pd.DataFrame:
             probs[mask, guess_gender, guess_age] += 1.0
             probs[:, :, :] += rng.random((3, 2, 3)) * 0.3
             probs[mask] += 0.5
-            rows.append({"image_id": f"{person}/{stem}", "person_id": f"p{person}", "fold": person % 3, "label": encode(mask, gender, age),
-                         **dict(zip(PROB_COLUMNS, (probs / probs.sum()).ravel()))})
+            rows.append(
+                {
+                    "image_id": f"{person}/{stem}",
+                    "person_id": f"p{person}",
+                    "fold": person % 3,
+                    "label": encode(mask, gender, age),
+                    **dict(zip(PROB_COLUMNS, (probs / probs.sum()).ravel(), strict=False)),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -98,7 +109,9 @@ def test_consistency_helps_where_photo_evidence_is_independent():
     assert scores["known_persons"]["gender_accuracy"] > scores["without"]["gender_accuracy"] + 0.1
     assert scores["known_persons"]["age_accuracy"] > scores["without"]["age_accuracy"] + 0.1
     assert scores["known_persons"]["mask_accuracy"] >= scores["without"]["mask_accuracy"]
-    singles = consistency_scores(oof, np.arange(len(oof)))["clustered_groups"]  # every photo its own group: nothing changes
+    singles = consistency_scores(oof, np.arange(len(oof)))[
+        "clustered_groups"
+    ]  # every photo its own group: nothing changes
     assert singles["macro_f1"] == pytest.approx(scores["without"]["macro_f1"])
 
 
@@ -136,7 +149,7 @@ def test_threshold_grouping_with_a_threshold_chosen_on_other_chunks():
     trees = [cluster_tree(x) for x, _ in chunks]
     overall, held_out = choose_threshold(trees, [p for _, p in chunks])
     assert len(held_out) == 3 and all(t > 0 for t in held_out)
-    for (x, person), tree, threshold in zip(chunks, trees, held_out):
+    for (_, person), tree, threshold in zip(chunks, trees, held_out, strict=False):
         scores = grouping_scores(person, cut_tree(tree, threshold, len(person)))
         assert scores["purity"] > 0.95 and scores["completeness"] > 0.95
 
@@ -168,7 +181,7 @@ def _draw(path, person_colours, rng, stem):
     pixels[:12, 8:56] = top
     mask_colour = rng.integers(0, 255, size=3)
     if stem != "normal":
-        pixels[34 if stem != "incorrect_mask" else 44:60, 12:52] = mask_colour
+        pixels[34 if stem != "incorrect_mask" else 44 : 60, 12:52] = mask_colour
     pixels += rng.normal(0, 4, pixels.shape)
     Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=92)
 
@@ -193,7 +206,14 @@ def planted(tmp_path_factory):
             for stem in STEMS:
                 name = f"{rng.integers(1 << 60):x}.jpg"
                 _draw(root / "eval" / "images" / name, colours, rng, stem)
-                answers.append({"ImageID": name, "person": number, "stem": stem, "label": encode(int(STEM_TO_MASK[stem]), number % 2, 0 if age < 30 else 1 if age < 60 else 2)})
+                answers.append(
+                    {
+                        "ImageID": name,
+                        "person": number,
+                        "stem": stem,
+                        "label": encode(int(STEM_TO_MASK[stem]), number % 2, 0 if age < 30 else 1 if age < 60 else 2),
+                    }
+                )
     pd.DataFrame(rows).to_csv(root / "train" / "train.csv", index=False)
     answers = pd.DataFrame(answers).sample(frac=1.0, random_state=0).reset_index(drop=True)
     answers[["ImageID"]].assign(ans=0).to_csv(root / "eval" / "info.csv", index=False)
@@ -215,17 +235,35 @@ def _fake_run(root, answers, tmp_path):
         return probs / probs.sum(axis=1, keepdims=True)
 
     persons = manifest["person_id"].astype(str)
-    oof = manifest[["image_id"]].assign(person_id=persons, fold=persons.map({p: i % 3 for i, p in enumerate(persons.unique())}), label=manifest["label"])
-    pd.concat([oof, pd.DataFrame(probs_for(manifest["label"].to_numpy()), columns=PROB_COLUMNS)], axis=1).to_csv(run / "oof.csv", index=False)
-    pd.concat([answers[["ImageID"]].rename(columns={"ImageID": "image_id"}), pd.DataFrame(probs_for(answers["label"].to_numpy()), columns=PROB_COLUMNS)],
-              axis=1).to_csv(run / "test_probs.csv", index=False)
+    oof = manifest[["image_id"]].assign(
+        person_id=persons, fold=persons.map({p: i % 3 for i, p in enumerate(persons.unique())}), label=manifest["label"]
+    )
+    pd.concat([oof, pd.DataFrame(probs_for(manifest["label"].to_numpy()), columns=PROB_COLUMNS)], axis=1).to_csv(
+        run / "oof.csv", index=False
+    )
+    pd.concat(
+        [
+            answers[["ImageID"]].rename(columns={"ImageID": "image_id"}),
+            pd.DataFrame(probs_for(answers["label"].to_numpy()), columns=PROB_COLUMNS),
+        ],
+        axis=1,
+    ).to_csv(run / "test_probs.csv", index=False)
     (run / "predict.json").write_text(json.dumps({"data": str((root / "eval").resolve())}))
     return run
 
 
 def test_group_command_on_planted_persons(planted, tmp_path):
     root, answers = planted
-    invoke("group", "--data", root / "eval", "--train", root / "train", "--out", tmp_path / "free" / "groups.csv", "--quiet")
+    invoke(
+        "group",
+        "--data",
+        root / "eval",
+        "--train",
+        root / "train",
+        "--out",
+        tmp_path / "free" / "groups.csv",
+        "--quiet",
+    )
     groups = pd.read_csv(tmp_path / "free" / "groups.csv", dtype={"ImageID": str})
     assert groups["ImageID"].tolist() == pd.read_csv(root / "eval" / "info.csv")["ImageID"].tolist()
     report = json.loads((tmp_path / "free" / "groups.json").read_text())
@@ -234,7 +272,18 @@ def test_group_command_on_planted_persons(planted, tmp_path):
     assert grouping_scores(truth, groups["group"].to_numpy())["pairwise_f1"] > 0.9
 
     run = _fake_run(root, answers, tmp_path)
-    result = invoke("group", "--data", root / "eval", "--run", run, "--group-size", 7, "--out", tmp_path / "exact" / "groups.csv", "--quiet")
+    result = invoke(
+        "group",
+        "--data",
+        root / "eval",
+        "--run",
+        run,
+        "--group-size",
+        7,
+        "--out",
+        tmp_path / "exact" / "groups.csv",
+        "--quiet",
+    )
     assert "known persons" in result.output
     groups = pd.read_csv(tmp_path / "exact" / "groups.csv", dtype={"ImageID": str})
     assert np.bincount(groups["group"]).tolist() == [7] * 10
@@ -256,22 +305,53 @@ def test_an_unreadable_eval_photo_is_named_and_grouped_alone(planted, tmp_path):
     shutil.copytree(root / "eval", tmp_path / "eval")
     info = pd.read_csv(tmp_path / "eval" / "info.csv", dtype=str)
     (tmp_path / "eval" / "images" / info["ImageID"][3]).write_bytes(b"not a photo")
-    result = CliRunner().invoke(app, ["group", "--data", str(tmp_path / "eval"), "--threshold", "0.5", "--out", str(tmp_path / "groups.csv"), "--quiet"],
-                                env={"COLUMNS": "300"})
-    assert result.exit_code == 0 and f"could not read {tmp_path / 'eval' / 'images' / info['ImageID'][3]}" in result.output
+    result = CliRunner().invoke(
+        app,
+        [
+            "group",
+            "--data",
+            str(tmp_path / "eval"),
+            "--threshold",
+            "0.5",
+            "--out",
+            str(tmp_path / "groups.csv"),
+            "--quiet",
+        ],
+        env={"COLUMNS": "300"},
+    )
+    assert (
+        result.exit_code == 0 and f"could not read {tmp_path / 'eval' / 'images' / info['ImageID'][3]}" in result.output
+    )
     groups = pd.read_csv(tmp_path / "groups.csv", dtype={"ImageID": str})
     assert groups["ImageID"].tolist() == info["ImageID"].tolist() and (groups["group"] == groups["group"][3]).sum() == 1
-    assert json.loads((tmp_path / "groups.json").read_text())["eval"]["unreadable"][0]["file"].endswith(info["ImageID"][3])
+    assert json.loads((tmp_path / "groups.json").read_text())["eval"]["unreadable"][0]["file"].endswith(
+        info["ImageID"][3]
+    )
 
 
 def test_group_refuses_what_it_cannot_do(planted, tmp_path):
     root, _ = planted
     runner = CliRunner()
-    result = runner.invoke(app, ["group", "--data", str(root / "eval"), "--group-size", "7", "--out", str(tmp_path / "g.csv")])
+    result = runner.invoke(
+        app, ["group", "--data", str(root / "eval"), "--group-size", "7", "--out", str(tmp_path / "g.csv")]
+    )
     assert result.exit_code == 2 and "--group-size needs --run" in result.output
     result = runner.invoke(app, ["group", "--data", str(root / "eval"), "--out", str(tmp_path / "g.csv")])
     assert result.exit_code == 2 and "--train" in result.output
-    result = runner.invoke(app, ["group", "--data", str(root / "eval"), "--train", str(root / "train"), "--feature", "smell", "--out", str(tmp_path / "g.csv")])
+    result = runner.invoke(
+        app,
+        [
+            "group",
+            "--data",
+            str(root / "eval"),
+            "--train",
+            str(root / "train"),
+            "--feature",
+            "smell",
+            "--out",
+            str(tmp_path / "g.csv"),
+        ],
+    )
     assert result.exit_code == 2 and "unknown grouping feature 'smell'" in result.output
 
 
@@ -289,9 +369,24 @@ def test_read_groups_needs_every_photo(tmp_path):
 def test_predict_with_persons_keeps_row_order_and_the_raw_probabilities(tiny_run, demo_dir, tmp_path):
     info = pd.read_csv(demo_dir / "eval" / "info.csv", dtype=str)
     order = np.random.default_rng(7).permutation(len(info))
-    pd.DataFrame({"ImageID": info["ImageID"].to_numpy()[order], "group": np.arange(len(info)) // 7}).to_csv(tmp_path / "groups.csv", index=False)
+    pd.DataFrame({"ImageID": info["ImageID"].to_numpy()[order], "group": np.arange(len(info)) // 7}).to_csv(
+        tmp_path / "groups.csv", index=False
+    )
     invoke("predict", "--run", tiny_run, "--data", demo_dir / "eval", "--out", tmp_path / "plain", "--quiet")
-    invoke("predict", "--run", tiny_run, "--data", demo_dir / "eval", "--out", tmp_path / "persons", "--persons", tmp_path / "groups.csv", "--group-size", 7, "--quiet")
+    invoke(
+        "predict",
+        "--run",
+        tiny_run,
+        "--data",
+        demo_dir / "eval",
+        "--out",
+        tmp_path / "persons",
+        "--persons",
+        tmp_path / "groups.csv",
+        "--group-size",
+        7,
+        "--quiet",
+    )
     plain = pd.read_csv(tmp_path / "plain" / "test_probs.csv", dtype={"image_id": str})
     table = pd.read_csv(tmp_path / "persons" / "test_probs.csv", dtype={"image_id": str})
     submission = pd.read_csv(tmp_path / "persons" / "submission.csv", dtype={"ImageID": str})
@@ -303,19 +398,44 @@ def test_predict_with_persons_keeps_row_order_and_the_raw_probabilities(tiny_run
     for _, rows in table.groupby("group").groups.items():
         if len(rows) == 7:
             assert np.bincount(consistent[rows].argmax(axis=1) // 6, minlength=3).tolist() == [5, 1, 1]
-    result = CliRunner().invoke(app, ["predict", "--run", str(tiny_run), "--data", str(demo_dir / "eval"), "--out", str(tmp_path / "x"),
-                                      "--persons", str(tmp_path / "plain" / "submission.csv")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            "--run",
+            str(tiny_run),
+            "--data",
+            str(demo_dir / "eval"),
+            "--out",
+            str(tmp_path / "x"),
+            "--persons",
+            str(tmp_path / "plain" / "submission.csv"),
+        ],
+    )
     assert result.exit_code == 2 and "needs the columns" in result.output
 
 
 @pytest.mark.slow
 def test_predict_onnx_with_persons_needs_no_torch_and_matches_the_run(tiny_run, tiny_onnx, demo_dir, tmp_path):
     info = pd.read_csv(demo_dir / "eval" / "info.csv", dtype=str)
-    pd.DataFrame({"ImageID": info["ImageID"], "group": np.arange(len(info)) // 7}).to_csv(tmp_path / "groups.csv", index=False)
+    pd.DataFrame({"ImageID": info["ImageID"], "group": np.arange(len(info)) // 7}).to_csv(
+        tmp_path / "groups.csv", index=False
+    )
     persons = ["--persons", str(tmp_path / "groups.csv"), "--group-size", "7", "--quiet"]
     invoke("predict", "--run", tiny_run, "--data", demo_dir / "eval", "--out", tmp_path / "torch", *persons)
-    argv = ["predict", "--onnx", str(tiny_onnx), "--data", str(demo_dir / "eval"), "--out", str(tmp_path / "onnx"), *persons]
-    code = NO_TORCH + f"""
+    argv = [
+        "predict",
+        "--onnx",
+        str(tiny_onnx),
+        "--data",
+        str(demo_dir / "eval"),
+        "--out",
+        str(tmp_path / "onnx"),
+        *persons,
+    ]
+    code = (
+        NO_TORCH
+        + f"""
 from maskcls.cli import app
 try:
     app({argv!r})
@@ -324,10 +444,16 @@ except SystemExit as done:
         raise
 assert not any(name == "torch" or name.startswith("torch.") for name in sys.modules)
 """
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
-    torch_probs, onnx_probs = (pd.read_csv(tmp_path / name / "test_probs.csv", dtype={"image_id": str}) for name in ("torch", "onnx"))
-    assert list(onnx_probs.columns) == list(torch_probs.columns) and onnx_probs["group"].tolist() == torch_probs["group"].tolist()
+    torch_probs, onnx_probs = (
+        pd.read_csv(tmp_path / name / "test_probs.csv", dtype={"image_id": str}) for name in ("torch", "onnx")
+    )
+    assert (
+        list(onnx_probs.columns) == list(torch_probs.columns)
+        and onnx_probs["group"].tolist() == torch_probs["group"].tolist()
+    )
     assert np.abs(onnx_probs[PERSON_COLUMNS].to_numpy() - torch_probs[PERSON_COLUMNS].to_numpy()).max() < 1e-3
     assert json.loads((tmp_path / "onnx" / "predict.json").read_text())["group_size"] == 7
 
@@ -335,16 +461,36 @@ assert not any(name == "torch" or name.startswith("torch.") for name in sys.modu
 def test_predict_refuses_persons_options_that_cannot_apply(tmp_path):
     photo = tmp_path / "a.jpg"
     wide = {"COLUMNS": "300"}
-    result = CliRunner().invoke(app, ["predict", "--run", str(tmp_path), str(photo), "--persons", str(tmp_path / "groups.csv")], env=wide)
+    result = CliRunner().invoke(
+        app, ["predict", "--run", str(tmp_path), str(photo), "--persons", str(tmp_path / "groups.csv")], env=wide
+    )
     assert result.exit_code == 2 and "give --data EVAL_DIR" in result.output
-    result = CliRunner().invoke(app, ["predict", "--run", str(tmp_path), "--data", str(tmp_path), "--group-size", "7"], env=wide)
+    result = CliRunner().invoke(
+        app, ["predict", "--run", str(tmp_path), "--data", str(tmp_path), "--group-size", "7"], env=wide
+    )
     assert result.exit_code == 2 and "--group-size needs --persons" in result.output
 
 
 @pytest.mark.slow
 def test_group_with_a_trained_runs_backbone_and_mask_probabilities(tiny_run, demo_dir, tmp_path):
-    invoke("group", "--data", demo_dir / "eval", "--run", tiny_run, "--group-size", 7, "--feature", "colour", "--feature", "backbone",
-           "--weight", "backbone=0.5", "--out", tmp_path / "groups.csv", "--quiet")
+    invoke(
+        "group",
+        "--data",
+        demo_dir / "eval",
+        "--run",
+        tiny_run,
+        "--group-size",
+        7,
+        "--feature",
+        "colour",
+        "--feature",
+        "backbone",
+        "--weight",
+        "backbone=0.5",
+        "--out",
+        tmp_path / "groups.csv",
+        "--quiet",
+    )
     groups = pd.read_csv(tmp_path / "groups.csv", dtype={"ImageID": str})
     assert groups["ImageID"].tolist() == pd.read_csv(demo_dir / "eval" / "info.csv", dtype=str)["ImageID"].tolist()
     assert (groups.groupby("group").size() == 7).all()

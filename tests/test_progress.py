@@ -4,7 +4,8 @@ import io
 
 import pytest
 
-from maskcls.progress import RunProgress, format_seconds, lightning_bar, track
+from maskcls.core.progress import RunProgress, format_seconds, track
+from maskcls.engine.lightning_progress import EpochProgress, lightning_bar
 
 
 class Clock:
@@ -17,7 +18,14 @@ class Clock:
 
 def test_eta_covers_the_whole_plan_and_ignores_skipped_and_early_stopped_work():
     clock, log = Clock(), io.StringIO()
-    plan = RunProgress("train runs/x", [("fold 0", 10), ("fold 1", 10), ("fold 2", 10)], unit="epoch", interactive=False, stream=log, clock=clock)
+    plan = RunProgress(
+        "train runs/x",
+        [("fold 0", 10), ("fold 1", 10), ("fold 2", 10)],
+        unit="epoch",
+        interactive=False,
+        stream=log,
+        clock=clock,
+    )
     assert plan.eta() is None  # nothing measured yet
     plan.skip("fold 0", "finished before the resume")  # no time spent, no weight in the rate
     clock.now = 5.0  # setup (decoding) before the first fold is not per-epoch cost
@@ -35,14 +43,19 @@ def test_eta_covers_the_whole_plan_and_ignores_skipped_and_early_stopped_work():
 
 def test_plain_lines_name_fold_epoch_elapsed_eta_and_the_best_score():
     clock, log = Clock(), io.StringIO()
-    plan = RunProgress("train runs/x", [("fold 0", 3), ("fold 1", 3)], unit="epoch", interactive=False, stream=log, clock=clock)
+    plan = RunProgress(
+        "train runs/x", [("fold 0", 3), ("fold 1", 3)], unit="epoch", interactive=False, stream=log, clock=clock
+    )
     plan.start("fold 0")
     clock.now = 65.0
     plan.note("best val macro F1", 0.41234)
     plan.advance(detail="val loss 1.2000")
     plan.finish("fold 0", "macro F1 0.4300")
     lines = log.getvalue().splitlines()
-    assert lines[0] == "train runs/x: fold 0 [1/2] · epoch 1/3 · val loss 1.2000 · 1m05s elapsed · ETA 5m25s · best val macro F1 0.4123"
+    assert (
+        lines[0]
+        == "train runs/x: fold 0 [1/2] · epoch 1/3 · val loss 1.2000 · 1m05s elapsed · ETA 5m25s · best val macro F1 0.4123"
+    )
     assert lines[1].startswith("train runs/x: fold 0 [1/2] · done in 1m05s · macro F1 0.4300")
 
 
@@ -92,8 +105,15 @@ def test_the_plan_line_is_drawn_above_lightnings_bar_on_a_terminal(capsys):
     from lightning.pytorch.demos.boring_classes import BoringModel
 
     plan = RunProgress("train runs/t", [("fold 0", 2), ("fold 1", 2)], unit="epoch", interactive=True)
-    trainer = pl.Trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=1, logger=False, enable_checkpointing=False,
-                         enable_model_summary=False, callbacks=[plan.epoch_callback("fold 0"), lightning_bar(plan)])
+    trainer = pl.Trainer(
+        max_epochs=2,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        callbacks=[EpochProgress(plan, "fold 0"), lightning_bar(plan)],
+    )
     trainer.fit(BoringModel())
     drawn = capsys.readouterr().err  # rich draws the final frame of its live display here
     assert "train runs/t: fold 0 [1/2] · epoch 2/2" in drawn and "ETA" in drawn

@@ -1,15 +1,13 @@
 """Heads, losses, samplers, optimizers and schedules: shapes, values on known inputs, statistics, curves."""
 
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from maskcls.config import LossConfig, OptimConfig, SchedulerConfig, load_config
-from maskcls.config import ConfigError
+from maskcls.core.config import ConfigError, LossConfig, OptimConfig, SchedulerConfig, load_config
+from maskcls.core.labels import decode, joint_from_heads
 from maskcls.data.loader import EpochSampler, balanced_weights
-from maskcls.labels import decode, joint_from_heads
 from maskcls.models.factory import create_model
 from maskcls.models.freeze import freeze_stages
 from maskcls.models.heads import create_head, split_blocks
@@ -21,8 +19,16 @@ FEATURES = torch.randn(6, 16)
 LABELS = torch.tensor([0, 5, 7, 11, 17, 3])
 
 
-@pytest.mark.parametrize("name, width, task", [("linear", 18, "classes"), ("msd", 18, "classes"), ("three_head", 8, "classes"),
-                                               ("age_classes", 3, "age"), ("age_regression", 1, "age")])
+@pytest.mark.parametrize(
+    "name, width, task",
+    [
+        ("linear", 18, "classes"),
+        ("msd", 18, "classes"),
+        ("three_head", 8, "classes"),
+        ("age_classes", 3, "age"),
+        ("age_regression", 1, "age"),
+    ],
+)
 def test_head_shapes_and_probabilities(name, width, task):
     head = create_head(name, 16, 0.1).eval()
     logits = head(FEATURES)
@@ -67,24 +73,42 @@ def test_cross_entropy_weights_and_smoothing_match_torch():
     cfg = LossConfig()
     assert torch.allclose(build_loss("ce", cfg)(logits, _soft(LABELS)), F.cross_entropy(logits, LABELS), atol=1e-6)
     weight = torch.rand(18) + 0.1
-    assert torch.allclose(build_loss("ce", cfg, weight)(logits, _soft(LABELS)), F.cross_entropy(logits, LABELS, weight=weight), atol=1e-5)
-    assert torch.allclose(build_loss("ce", cfg)(logits, _soft(LABELS, 0.1)), F.cross_entropy(logits, LABELS, label_smoothing=0.1), atol=1e-5)
+    assert torch.allclose(
+        build_loss("ce", cfg, weight)(logits, _soft(LABELS)), F.cross_entropy(logits, LABELS, weight=weight), atol=1e-5
+    )
+    assert torch.allclose(
+        build_loss("ce", cfg)(logits, _soft(LABELS, 0.1)),
+        F.cross_entropy(logits, LABELS, label_smoothing=0.1),
+        atol=1e-5,
+    )
 
 
 def test_focal_loss_known_values():
     logits = torch.randn(6, 18)
-    assert torch.allclose(build_loss("focal", LossConfig(focal_gamma=0.0))(logits, _soft(LABELS)), F.cross_entropy(logits, LABELS), atol=1e-6)
+    assert torch.allclose(
+        build_loss("focal", LossConfig(focal_gamma=0.0))(logits, _soft(LABELS)),
+        F.cross_entropy(logits, LABELS),
+        atol=1e-6,
+    )
     p_true = logits.softmax(1)[torch.arange(6), LABELS]
-    expected = (-(1 - p_true) ** 2 * p_true.log()).mean() * 0.25
-    assert torch.allclose(build_loss("focal", LossConfig(focal_gamma=2.0, focal_alpha=0.25))(logits, _soft(LABELS)), expected, atol=1e-6)
+    expected = (-((1 - p_true) ** 2) * p_true.log()).mean() * 0.25
+    assert torch.allclose(
+        build_loss("focal", LossConfig(focal_gamma=2.0, focal_alpha=0.25))(logits, _soft(LABELS)), expected, atol=1e-6
+    )
 
 
 def test_soft_f1_loss_and_sums():
     perfect = _soft(LABELS) * 40 - 20
-    assert build_loss("soft_f1", LossConfig())(perfect, _soft(LABELS)) < 0.7  # 12 of 18 classes are absent from the batch
+    assert (
+        build_loss("soft_f1", LossConfig())(perfect, _soft(LABELS)) < 0.7
+    )  # 12 of 18 classes are absent from the batch
     uniform = torch.zeros(6, 18)
     probs = torch.full((6, 18), 1 / 18)
-    tp, fp, fn = (probs * _soft(LABELS)).sum(0), (probs * (1 - _soft(LABELS))).sum(0), ((1 - probs) * _soft(LABELS)).sum(0)
+    tp, fp, fn = (
+        (probs * _soft(LABELS)).sum(0),
+        (probs * (1 - _soft(LABELS))).sum(0),
+        ((1 - probs) * _soft(LABELS)).sum(0),
+    )
     expected = 1 - (2 * tp / (2 * tp + fp + fn + 1e-7)).mean()
     assert torch.allclose(build_loss("soft_f1", LossConfig())(uniform, _soft(LABELS)), expected, atol=1e-6)
     cfg = LossConfig(component_weights=[1.0, 0.5])
@@ -102,7 +126,11 @@ def test_three_head_criterion_sums_weighted_per_head_losses():
     mask, gender, age = (torch.as_tensor(t) for t in decode(LABELS.numpy()))
     blocks = split_blocks(head, logits)
     p_age = blocks["age"].softmax(1)[torch.arange(6), age]
-    expected = 2 * F.cross_entropy(blocks["mask"], mask) + F.cross_entropy(blocks["gender"], gender) + (-(1 - p_age) ** 2 * p_age.log()).mean()
+    expected = (
+        2 * F.cross_entropy(blocks["mask"], mask)
+        + F.cross_entropy(blocks["gender"], gender)
+        + (-((1 - p_age) ** 2) * p_age.log()).mean()
+    )
     assert torch.allclose(criterion(logits, criterion.soft_targets(LABELS)), expected, atol=1e-5)
     with pytest.raises(ValueError, match="loss.per_head names"):
         HeadCriterion(create_head("linear", 16, 0.0), cfg, np.ones(18))
@@ -147,7 +175,9 @@ def test_sampler_is_seeded_per_epoch():
 def _lrs(name, epochs=10, steps=10, **options):
     model = torch.nn.Linear(2, 2)
     optimizer = build_optimizer(model, OptimConfig(name="sgd", lr=0.1))
-    scheduler = build_scheduler(optimizer, SchedulerConfig(name=name, warmup_lr=0.001, min_lr=0.0001, **options), epochs, steps)
+    scheduler = build_scheduler(
+        optimizer, SchedulerConfig(name=name, warmup_lr=0.001, min_lr=0.0001, **options), epochs, steps
+    )
     rates = [optimizer.param_groups[0]["lr"]]
     for step in range(1, epochs * steps):
         optimizer.step()
@@ -172,10 +202,15 @@ def test_cosine_restarts_linear_step_and_onecycle_curves():
     step = _lrs("step", warmup_epochs=0, decay_epochs=4, decay_rate=0.5)
     assert step[0] == pytest.approx(0.1) and step[45] == pytest.approx(0.05) and step[85] == pytest.approx(0.025)
     onecycle = _lrs("onecycle", warmup_epochs=3)
-    assert onecycle.argmax() == pytest.approx(30, abs=1) and onecycle[0] == pytest.approx(0.001) and onecycle[-1] < 0.001
+    assert (
+        onecycle.argmax() == pytest.approx(30, abs=1) and onecycle[0] == pytest.approx(0.001) and onecycle[-1] < 0.001
+    )
 
 
-@pytest.mark.parametrize("name, cls", [("sgd", "SGD"), ("adam", "Adam"), ("adamw", "AdamW"), ("radam", "RAdam"), ("adamp", "AdamP"), ("sgdp", "SGDP")])
+@pytest.mark.parametrize(
+    "name, cls",
+    [("sgd", "SGD"), ("adam", "Adam"), ("adamw", "AdamW"), ("radam", "RAdam"), ("adamp", "AdamP"), ("sgdp", "SGDP")],
+)
 def test_every_optimizer_builds_and_steps(name, cls):
     model = create_model(load_config(None, ["model.name=test_resnet", "model.pretrained=none"]).model)
     optimizer = build_optimizer(model, OptimConfig(name=name, lr=0.01))
@@ -194,7 +229,9 @@ def test_freeze_stages_fixes_the_stem_and_first_stages_only():
     model = create_model(load_config(None, ["model.name=test_efficientnet", "model.pretrained=none"]).model)
     freeze_stages(model.backbone, 2)  # the stem and blocks.0
     fixed = {name for name, p in model.named_parameters() if not p.requires_grad}
-    assert fixed and all(name.startswith(("backbone.conv_stem", "backbone.bn1", "backbone.blocks.0.")) for name in fixed)
+    assert fixed and all(
+        name.startswith(("backbone.conv_stem", "backbone.bn1", "backbone.blocks.0.")) for name in fixed
+    )
     assert "backbone.conv_stem.weight" in fixed and "backbone.blocks.0.0.conv.weight" in fixed
     optimizer = build_optimizer(model, OptimConfig(name="adamw"))
     trained = {id(p) for g in optimizer.param_groups for p in g["params"]}
@@ -217,7 +254,10 @@ def test_layer_wise_lr_decay_scales_grow_with_depth_and_head_is_full():
     optimizer = build_optimizer(model, OptimConfig(name="adamw", layer_decay=0.5))
     scales = {id(p): g["lr_scale"] for g in optimizer.param_groups for p in g["params"]}
     assert scales[id(model.head.fc.weight)] == 1.0
-    stem, last_block = scales[id(model.backbone.conv_stem.weight)], scales[id(list(model.backbone.blocks[-1].parameters())[0])]
+    stem, last_block = (
+        scales[id(model.backbone.conv_stem.weight)],
+        scales[id(list(model.backbone.blocks[-1].parameters())[0])],
+    )
     assert stem < last_block < 1.0
 
 
@@ -229,7 +269,7 @@ def test_mixup_with_an_odd_batch_or_a_regression_head_is_refused():
 
 
 def test_centre_crop_mode_blur_and_cutout():
-    from maskcls.config import AugmentConfig, DataConfig
+    from maskcls.core.config import AugmentConfig, DataConfig
     from maskcls.data.augment import BatchPreprocess, center_crop
 
     images = torch.randint(0, 255, (8, 36, 27, 3), dtype=torch.uint8)
@@ -245,7 +285,16 @@ def test_centre_crop_mode_blur_and_cutout():
 def test_mixup_and_cutmix_give_soft_targets_that_sum_to_one():
     from maskcls.training.module import MaskClassifier
 
-    cfg = load_config(None, ["model.name=test_efficientnet", "model.pretrained=none", "augment.mixup=0.4", "augment.cutmix=1.0", "train.batch_size=8"])
+    cfg = load_config(
+        None,
+        [
+            "model.name=test_efficientnet",
+            "model.pretrained=none",
+            "augment.mixup=0.4",
+            "augment.cutmix=1.0",
+            "train.batch_size=8",
+        ],
+    )
     module = MaskClassifier(cfg.to_dict(), [1] * 18)
     images = torch.rand(8, 3, 32, 32)
     mixed, soft = module.mixup(images, LABELS[:6].repeat(2)[:8])
@@ -279,14 +328,21 @@ def test_compile_option_compiles_in_place_and_keeps_state_dict_names():
 
 
 def test_a_run_with_frozen_stages_keeps_their_pretrained_weights(demo_dir, tmp_path):
+    from conftest import train_tiny
     from safetensors.torch import load_file, save_file
 
-    from conftest import train_tiny
     from maskcls.models.pretrained import create_backbone
 
     weights = tmp_path / "backbone.safetensors"
     save_file(create_backbone("test_efficientnet", "none").state_dict(), str(weights))
-    run = train_tiny(demo_dir, tmp_path / "run", f"model.pretrained={weights}", "model.freeze_stages=2", "train.epochs=2", "cv.train_folds=[0]")
+    run = train_tiny(
+        demo_dir,
+        tmp_path / "run",
+        f"model.pretrained={weights}",
+        "model.freeze_stages=2",
+        "train.epochs=2",
+        "cv.train_folds=[0]",
+    )
     start, trained = load_file(str(weights)), load_file(str(run / "fold_0" / "model.safetensors"))
     assert torch.equal(trained["backbone.conv_stem.weight"], start["conv_stem.weight"])
     assert torch.equal(trained["backbone.blocks.0.0.conv.weight"], start["blocks.0.0.conv.weight"])

@@ -7,17 +7,26 @@ import pytest
 from typer.testing import CliRunner
 
 from maskcls.cli import app
-from maskcls.config import load_config
+from maskcls.core.config import load_config
 
 pytestmark = pytest.mark.slow
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
-SHORT = ["data.image_size=[48, 36]", "train.epochs=1", "train.batch_size=16", "cv.folds=2", "cv.train_folds=[0]", "model.pretrained=none"]
+SHORT = [
+    "data.image_size=[48, 36]",
+    "train.epochs=1",
+    "train.batch_size=16",
+    "cv.folds=2",
+    "cv.train_folds=[0]",
+    "model.pretrained=none",
+]
 
 
 @pytest.fixture(scope="module")
 def tiny_vit(tmp_path_factory):
     transformers = pytest.importorskip("transformers")
-    config = transformers.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8)
+    config = transformers.ViTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8
+    )
     folder = tmp_path_factory.mktemp("hf") / "vit"
     transformers.ViTModel(config, add_pooling_layer=False).save_pretrained(folder)
     return folder
@@ -30,7 +39,16 @@ def test_recipe_trains(recipe, demo_dir, tmp_path, tiny_vit):
     overrides = SHORT + [f"model.name={backbone}"]
     if cfg.model.drop_path_rate and backbone.startswith("hf:"):
         overrides.append("model.drop_path_rate=0.0")  # the tiny ViT has no stochastic depth; BEiT has
-    args = ["train", "--config", str(recipe), "--data", str(demo_dir / "train"), "--out", str(tmp_path / "run"), "--quiet"]
+    args = [
+        "train",
+        "--config",
+        str(recipe),
+        "--data",
+        str(demo_dir / "train"),
+        "--out",
+        str(tmp_path / "run"),
+        "--quiet",
+    ]
     for override in overrides:
         args += ["--set", override]
     result = CliRunner().invoke(app, args)

@@ -12,10 +12,10 @@ import zlib
 import httpx
 import numpy as np
 import pytest
+from conftest import NO_TORCH
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import NO_TORCH
 from maskcls.data.images import read_resized
 from maskcls.export.runtime import OnnxModel
 from maskcls.serve.app import create_app
@@ -55,7 +55,12 @@ def _png_header_only(width: int, height: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _assert_clean_error(response, status: int, words: str):
@@ -78,7 +83,11 @@ def test_predict_multipart_and_raw_body_answer_the_model(client, onnx_model, pho
     assert body["class_name"] == onnx_model.metadata.labels.class_names[body["class"]]
     assert body["class_name"] == f"{body['mask']}/{body['gender']}/{body['age_group']}"
     assert body["model_id"] == onnx_model.metadata.model_id and body["latency_ms"] > 0
-    for head, names in (("mask", ["wear", "incorrect", "not_wear"]), ("gender", ["male", "female"]), ("age", ["<30", "30-59", ">=60"])):
+    for head, names in (
+        ("mask", ["wear", "incorrect", "not_wear"]),
+        ("gender", ["male", "female"]),
+        ("age", ["<30", "30-59", ">=60"]),
+    ):
         assert list(body["heads"][head]) == names
         assert sum(body["heads"][head].values()) == pytest.approx(1, abs=1e-5)
         assert np.allclose(list(body["heads"][head].values()), expected[head][0], atol=1e-6)
@@ -87,8 +96,11 @@ def test_predict_multipart_and_raw_body_answer_the_model(client, onnx_model, pho
 
 
 def test_batch_endpoint_answers_each_photo_on_its_own(client, photo):
-    files = [("files", ("a.jpg", photo.read_bytes(), "image/jpeg")), ("files", ("b.jpg", b"not a photo", "image/jpeg")),
-             ("files", ("c.png", _image_bytes("PNG"), "image/png"))]
+    files = [
+        ("files", ("a.jpg", photo.read_bytes(), "image/jpeg")),
+        ("files", ("b.jpg", b"not a photo", "image/jpeg")),
+        ("files", ("c.png", _image_bytes("PNG"), "image/png")),
+    ]
     answer = client.post("/predict/batch", files=files)
     assert answer.status_code == 200, answer.text
     results = answer.json()["results"]
@@ -96,20 +108,58 @@ def test_batch_endpoint_answers_each_photo_on_its_own(client, photo):
     assert [r["status"] for r in results] == [200, 415, 200]
     assert results[0]["prediction"]["class"] == client.post("/predict", content=photo.read_bytes()).json()["class"]
     assert "not an image" in results[1]["error"] and results[1]["prediction"] is None
-    too_many = client.post("/predict/batch", files=[("files", (f"{i}.png", _image_bytes("PNG"), "image/png")) for i in range(5)])
+    too_many = client.post(
+        "/predict/batch", files=[("files", (f"{i}.png", _image_bytes("PNG"), "image/png")) for i in range(5)]
+    )
     assert too_many.status_code == 400 and "Too many files" in too_many.json()["detail"]
 
 
 BAD_INPUTS = {
-    "over the size limit (raw)": (dict(content=b"\xff\xd8\xff" + b"0" * int(1.5 * 2**20), headers={"Content-Type": "image/jpeg"}), 413, "over the limit of 1.0 MB"),
-    "over the size limit (form)": (dict(files={"file": ("big.jpg", b"\xff\xd8\xff" + b"0" * int(1.5 * 2**20), "image/jpeg")}), 413, "over the limit"),
-    "not an image": (dict(files={"file": ("notes.jpg", b"these are my notes, not a photo", "image/jpeg")}), 415, "not an image file"),
-    "not an image content type": (dict(content=b'{"photo": 1}', headers={"Content-Type": "application/json"}), 415, "unsupported content type 'application/json'"),
-    "unsupported image type": (dict(files={"file": ("anim.gif", _image_bytes("GIF"), "image/gif")}), 415, "unsupported image type GIF"),
-    "truncated JPEG": (dict(files={"file": ("cut.jpg", _image_bytes("JPEG", (64, 64))[:400], "image/jpeg")}), 422, "truncated"),
-    "corrupt PNG": (dict(files={"file": ("bad.png", _image_bytes("PNG")[:60] + b"garbage" * 20, "image/png")}), 422, "corrupt"),
-    "decompression bomb": (dict(files={"file": ("bomb.png", _png_header_only(8000, 6000), "image/png")}), 413, "decompression bomb refused: 8000x6000"),
-    "giant decompression bomb": (dict(content=_png_header_only(100_000, 100_000), headers={"Content-Type": "image/png"}), 413, "decompression bomb refused"),
+    "over the size limit (raw)": (
+        dict(content=b"\xff\xd8\xff" + b"0" * int(1.5 * 2**20), headers={"Content-Type": "image/jpeg"}),
+        413,
+        "over the limit of 1.0 MB",
+    ),
+    "over the size limit (form)": (
+        dict(files={"file": ("big.jpg", b"\xff\xd8\xff" + b"0" * int(1.5 * 2**20), "image/jpeg")}),
+        413,
+        "over the limit",
+    ),
+    "not an image": (
+        dict(files={"file": ("notes.jpg", b"these are my notes, not a photo", "image/jpeg")}),
+        415,
+        "not an image file",
+    ),
+    "not an image content type": (
+        dict(content=b'{"photo": 1}', headers={"Content-Type": "application/json"}),
+        415,
+        "unsupported content type 'application/json'",
+    ),
+    "unsupported image type": (
+        dict(files={"file": ("anim.gif", _image_bytes("GIF"), "image/gif")}),
+        415,
+        "unsupported image type GIF",
+    ),
+    "truncated JPEG": (
+        dict(files={"file": ("cut.jpg", _image_bytes("JPEG", (64, 64))[:400], "image/jpeg")}),
+        422,
+        "truncated",
+    ),
+    "corrupt PNG": (
+        dict(files={"file": ("bad.png", _image_bytes("PNG")[:60] + b"garbage" * 20, "image/png")}),
+        422,
+        "corrupt",
+    ),
+    "decompression bomb": (
+        dict(files={"file": ("bomb.png", _png_header_only(8000, 6000), "image/png")}),
+        413,
+        "decompression bomb refused: 8000x6000",
+    ),
+    "giant decompression bomb": (
+        dict(content=_png_header_only(100_000, 100_000), headers={"Content-Type": "image/png"}),
+        413,
+        "decompression bomb refused",
+    ),
     "empty body": (dict(content=b"", headers={"Content-Type": "image/jpeg"}), 422, "the request body is empty"),
     "empty file": (dict(files={"file": ("empty.jpg", b"", "image/jpeg")}), 422, "empty file"),
     "form without a file": (dict(data={"note": "hello"}, files={}), 422, "the form holds no file"),
@@ -120,15 +170,21 @@ BAD_INPUTS = {
 def test_bad_input_gets_its_status_and_a_clear_json_message(client, case):
     request, status, words = BAD_INPUTS[case]
     if request.get("files") == {}:  # httpx sends a urlencoded body then; make it a real multipart form without files
-        request = dict(content=b'--b\r\nContent-Disposition: form-data; name="note"\r\n\r\nhello\r\n--b--\r\n',
-                       headers={"Content-Type": "multipart/form-data; boundary=b"})
+        request = dict(
+            content=b'--b\r\nContent-Disposition: form-data; name="note"\r\n\r\nhello\r\n--b--\r\n',
+            headers={"Content-Type": "multipart/form-data; boundary=b"},
+        )
     _assert_clean_error(client.post("/predict", **request), status, words)
     assert client.get("/health").json()["model_loaded"] is True  # the server lives on
 
 
 def test_bomb_is_refused_before_decoding(client):
     started = time.perf_counter()
-    _assert_clean_error(client.post("/predict", content=_png_header_only(30_000, 30_000), headers={"Content-Type": "image/png"}), 413, "bomb")
+    _assert_clean_error(
+        client.post("/predict", content=_png_header_only(30_000, 30_000), headers={"Content-Type": "image/png"}),
+        413,
+        "bomb",
+    )
     assert time.perf_counter() - started < 5  # decoding 900 million pixels would take far longer (and 2.7 GB)
 
 
@@ -137,13 +193,17 @@ def test_pages_docs_health_and_metrics(client, onnx_model):
     assert page.status_code == 200 and 'type="file"' in page.text and "/static/app.js" in page.text
     assert "http://" not in page.text and "https://" not in page.text  # nothing fetched from outside
     script = client.get("/static/app.js")
-    assert script.status_code == 200 and "fetch(\"/predict\"" in script.text and "https://" not in script.text
+    assert script.status_code == 200 and 'fetch("/predict"' in script.text and "https://" not in script.text
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
     assert {"multipart/form-data", "image/jpeg"} <= set(spec["paths"]["/predict"]["post"]["requestBody"]["content"])
     assert {"413", "415", "422", "503"} <= set(spec["paths"]["/predict"]["post"]["responses"])
     health = client.get("/health").json()
-    assert health["model_loaded"] and health["model_id"] == onnx_model.metadata.model_id and health["engine"] == "onnxruntime"
+    assert (
+        health["model_loaded"]
+        and health["model_id"] == onnx_model.metadata.model_id
+        and health["engine"] == "onnxruntime"
+    )
     assert health["folds"] == [0, 1, 2]
     _assert_clean_error(client.get("/nowhere"), 404, "Not Found")
     metrics = client.get("/metrics")
@@ -172,7 +232,12 @@ async def _concurrently(app, requests: int, photo: bytes):
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return await asyncio.gather(*(client.post("/predict", content=photo, headers={"Content-Type": "image/jpeg"}) for _ in range(requests)))
+            return await asyncio.gather(
+                *(
+                    client.post("/predict", content=photo, headers={"Content-Type": "image/jpeg"})
+                    for _ in range(requests)
+                )
+            )
 
 
 def test_full_queue_answers_503_with_retry_after(tiny_onnx, onnx_model, photo):
@@ -188,7 +253,9 @@ def test_full_queue_answers_503_with_retry_after(tiny_onnx, onnx_model, photo):
 
 def test_a_failing_model_gives_500_without_a_traceback_and_the_server_lives_on(tiny_onnx, onnx_model, photo):
     settings = ServeSettings(onnx=tiny_onnx)
-    with TestClient(create_app(settings, (_SlowModel(onnx_model, fail=True), "onnxruntime")), raise_server_exceptions=False) as client:
+    with TestClient(
+        create_app(settings, (_SlowModel(onnx_model, fail=True), "onnxruntime")), raise_server_exceptions=False
+    ) as client:
         broken = client.post("/predict", content=photo.read_bytes(), headers={"Content-Type": "image/jpeg"})
         _assert_clean_error(broken, 500, "internal error")
         assert "simulated failure" not in broken.text
@@ -243,7 +310,9 @@ def test_batcher_refuses_beyond_its_queue():
 def test_a_run_served_by_pytorch_answers_like_its_export(tiny_run, client, photo):
     with TestClient(create_app(ServeSettings(run=tiny_run))) as torch_client:
         health = torch_client.get("/health").json()
-        served = torch_client.post("/predict", content=photo.read_bytes(), headers={"Content-Type": "image/jpeg"}).json()
+        served = torch_client.post(
+            "/predict", content=photo.read_bytes(), headers={"Content-Type": "image/jpeg"}
+        ).json()
     exported = client.post("/predict", content=photo.read_bytes(), headers={"Content-Type": "image/jpeg"}).json()
     assert health["engine"] == "pytorch" and health["model_id"] == exported["model_id"]  # same weights, same id
     assert served["class"] == exported["class"]
@@ -296,7 +365,9 @@ def test_batcher_waits_only_for_requests_on_their_way():
 
 
 def test_serving_an_onnx_model_never_imports_torch(tiny_onnx, photo):
-    code = NO_TORCH + f"""
+    code = (
+        NO_TORCH
+        + f"""
 from fastapi.testclient import TestClient
 from maskcls.serve.app import create_app
 from maskcls.serve.settings import ServeSettings
@@ -306,5 +377,6 @@ with TestClient(create_app(ServeSettings(onnx={str(tiny_onnx)!r}))) as client:
     assert client.get("/health").json()["engine"] == "onnxruntime"
 assert not any(name == "torch" or name.startswith("torch.") for name in sys.modules)
 """
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
     assert done.returncode == 0, done.stdout + done.stderr

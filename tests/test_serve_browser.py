@@ -29,9 +29,20 @@ def browser():
     profile = tempfile.mkdtemp(prefix="maskcls-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}", "--window-size=1000,760",
-                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"):  # a synthetic webcam, allowed without a prompt
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--window-size=1000,760",
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+    ):  # a synthetic webcam, allowed without a prompt
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(60)
@@ -46,7 +57,13 @@ def _bars(driver, head: str) -> dict[str, tuple[float, str]]:
     from selenium.webdriver.common.by import By
 
     rows = driver.find_elements(By.CSS_SELECTOR, f"#bars-{head} .bar")
-    return {row.get_attribute("data-label"): (float(row.get_attribute("data-probability")), row.find_element(By.CSS_SELECTOR, ".bar-fill").get_attribute("style")) for row in rows}
+    return {
+        row.get_attribute("data-label"): (
+            float(row.get_attribute("data-probability")),
+            row.find_element(By.CSS_SELECTOR, ".bar-fill").get_attribute("style"),
+        )
+        for row in rows
+    }
 
 
 def test_upload_a_photo_and_read_the_prediction(browser, live_server, demo_dir, tmp_path):
@@ -55,7 +72,9 @@ def test_upload_a_photo_and_read_the_prediction(browser, live_server, demo_dir, 
     from selenium.webdriver.support.ui import WebDriverWait
 
     photo = sorted((demo_dir / "eval" / "images").iterdir())[1]
-    expected = httpx.post(live_server + "/predict", files={"file": (photo.name, photo.read_bytes(), "image/jpeg")}).json()
+    expected = httpx.post(
+        live_server + "/predict", files={"file": (photo.name, photo.read_bytes(), "image/jpeg")}
+    ).json()
     browser.get(live_server + "/")
     wait = WebDriverWait(browser, 60)
     wait.until(lambda d: d.find_element(By.ID, "model-line").text.startswith("Model "))
@@ -74,7 +93,9 @@ def test_upload_a_photo_and_read_the_prediction(browser, live_server, demo_dir, 
             width = float(re.search(r"width:\s*([\d.]+)%", style).group(1))
             assert width == pytest.approx(100 * expected["heads"][head][label], abs=0.06)  # the bar is drawn to scale
     best_mask = max(expected["heads"]["mask"], key=expected["heads"]["mask"].get)
-    assert "best" in browser.find_element(By.CSS_SELECTOR, f'#bars-mask .bar[data-label="{best_mask}"]').get_attribute("class")
+    assert "best" in browser.find_element(By.CSS_SELECTOR, f'#bars-mask .bar[data-label="{best_mask}"]').get_attribute(
+        "class"
+    )
 
     notes = tmp_path / "notes.jpg"
     notes.write_text("not a photo at all")

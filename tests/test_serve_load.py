@@ -26,7 +26,9 @@ async def _hammer(base_url: str, photos: list[bytes]) -> list[int]:
 
         async def one(index: int) -> int:
             async with gate:
-                response = await client.post("/predict", files={"file": (f"{index}.jpg", photos[index % len(photos)], "image/jpeg")})
+                response = await client.post(
+                    "/predict", files={"file": (f"{index}.jpg", photos[index % len(photos)], "image/jpeg")}
+                )
                 return response.status_code
 
         return await asyncio.gather(*(one(i) for i in range(REQUESTS)))
@@ -42,7 +44,11 @@ def test_300_requests_32_at_a_time_without_server_errors_and_with_batching(live_
     passes = _metric(after, "maskcls_batch_size_count") - _metric(before, "maskcls_batch_size_count")
     assert photos_predicted == REQUESTS
     assert passes < REQUESTS, f"{REQUESTS} photos took {passes:.0f} forward passes: requests were never batched"
-    single = _metric(after, "maskcls_batch_size_bucket", 'le="1.0"') - _metric(before, "maskcls_batch_size_bucket", 'le="1.0"')
+    single = _metric(after, "maskcls_batch_size_bucket", 'le="1.0"') - _metric(
+        before, "maskcls_batch_size_bucket", 'le="1.0"'
+    )
     assert single < passes, "every forward pass held a single photo"
-    answered = _metric(after, "maskcls_http_requests_total", 'route="/predict",status="200"') - _metric(before, "maskcls_http_requests_total", 'route="/predict",status="200"')
+    answered = _metric(after, "maskcls_http_requests_total", 'route="/predict",status="200"') - _metric(
+        before, "maskcls_http_requests_total", 'route="/predict",status="200"'
+    )
     assert answered == REQUESTS

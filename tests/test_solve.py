@@ -11,9 +11,9 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import invoke
 from typer.testing import CliRunner
 
-from conftest import invoke
 from maskcls.cli import app
 
 pytestmark = pytest.mark.slow
@@ -21,23 +21,68 @@ TINY_SOLVE = ["--candidate", "test_efficientnet@32", "--set", "model.pretrained=
 
 
 def test_dry_run_prints_only_the_plan(demo_dir, tmp_path):
-    result = invoke("solve", "--train", demo_dir / "train", "--eval", demo_dir / "eval", "--budget", "5m", "--out", tmp_path / "solve", "--dry-run", *TINY_SOLVE)
-    assert "measured test_efficientnet at 32 px" in result.output and "plan: preset best, budget 5.0 min" in result.output
+    result = invoke(
+        "solve",
+        "--train",
+        demo_dir / "train",
+        "--eval",
+        demo_dir / "eval",
+        "--budget",
+        "5m",
+        "--out",
+        tmp_path / "solve",
+        "--dry-run",
+        *TINY_SOLVE,
+    )
+    assert (
+        "measured test_efficientnet at 32 px" in result.output and "plan: preset best, budget 5.0 min" in result.output
+    )
     assert "calibrate: test_efficientnet at 32 px [1/1] · done in" in result.output  # progress while measuring
     assert "member_ce" in result.output and "persons" in result.output
     assert not (tmp_path / "solve").exists()
 
 
 def test_solve_refuses_a_budget_it_cannot_meet(demo_dir, tmp_path):
-    result = CliRunner().invoke(app, ["solve", "--train", str(demo_dir / "train"), "--eval", str(demo_dir / "eval"), "--budget", "2s",
-                                      "--out", str(tmp_path / "solve"), *TINY_SOLVE])
+    result = CliRunner().invoke(
+        app,
+        [
+            "solve",
+            "--train",
+            str(demo_dir / "train"),
+            "--eval",
+            str(demo_dir / "eval"),
+            "--budget",
+            "2s",
+            "--out",
+            str(tmp_path / "solve"),
+            *TINY_SOLVE,
+        ],
+    )
     assert result.exit_code == 2 and "too small" in result.output
 
 
 def test_solve_killed_mid_member_resumes_and_finishes(demo_dir, tmp_path):
     out = tmp_path / "solve"
-    command = [sys.executable, "-m", "maskcls", "solve", "--train", str(demo_dir / "train"), "--eval", str(demo_dir / "eval"), "--budget", "10m",
-               "--out", str(out), "--preset", "fast", "--max-epochs", "1", "--quiet", *TINY_SOLVE]
+    command = [
+        sys.executable,
+        "-m",
+        "maskcls",
+        "solve",
+        "--train",
+        str(demo_dir / "train"),
+        "--eval",
+        str(demo_dir / "eval"),
+        "--budget",
+        "10m",
+        "--out",
+        str(out),
+        "--preset",
+        "fast",
+        "--max-epochs",
+        "1",
+        "--quiet",
+        *TINY_SOLVE,
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
     first_fold = out / "members" / "ce" / "fold_0" / "fold.json"
     deadline = time.monotonic() + 300
@@ -59,7 +104,9 @@ def test_solve_killed_mid_member_resumes_and_finishes(demo_dir, tmp_path):
     member = next(s for s in plan["stages"] if s["kind"] == "member")
     assert member["result"]["resumed"] and member["planned_minutes"] > 0 and member["actual_minutes"] > 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["members"][0]["oof_macro_f1"] == pytest.approx(json.loads((out / "members" / "ce" / "summary.json").read_text())["oof_macro_f1"])
+    assert summary["members"][0]["oof_macro_f1"] == pytest.approx(
+        json.loads((out / "members" / "ce" / "summary.json").read_text())["oof_macro_f1"]
+    )
     assert {"without", "known_persons", "clustered_groups"} <= set(summary["persons"]["oof"])
     assert summary["final"]["directory"].endswith("final") and (out / "final" / "ensemble.json").is_file()
     info = pd.read_csv(demo_dir / "eval" / "info.csv", dtype=str)
@@ -69,7 +116,9 @@ def test_solve_killed_mid_member_resumes_and_finishes(demo_dir, tmp_path):
     probs = test_probs[[f"p{i}" for i in range(18)]].to_numpy()
     assert np.allclose(probs.sum(axis=1), 1, atol=1e-4)
     if summary["persons"]["kept"]:
-        assert np.array_equal(submission["ans"].astype(int), test_probs[[f"person_p{i}" for i in range(18)]].to_numpy().argmax(axis=1))
+        assert np.array_equal(
+            submission["ans"].astype(int), test_probs[[f"person_p{i}" for i in range(18)]].to_numpy().argmax(axis=1)
+        )
     else:
         assert np.array_equal(submission["ans"].astype(int), probs.argmax(axis=1))
     assert summary["report"]["written"], summary["report"]

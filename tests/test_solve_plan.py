@@ -21,8 +21,14 @@ from maskcls.solve.plan import (
 from maskcls.solve.run import TOLERANCE
 
 WORK = Workload(train_photos=9800, eval_photos=2310)
-CPU = [Speed("tf_efficientnet_lite0", 96, "offline", 120.0, 400.0, 3.0, 800.0), Speed("tf_efficientnet_lite0", 128, "offline", 70.0, 230.0, 3.0, 800.0)]
-GPU = [Speed("tf_efficientnet_lite0", 96, "offline", 3000.0, 9000.0, 4.0, 3000.0), Speed("tf_efficientnet_lite2", 260, "offline", 600.0, 2000.0, 6.0, 3000.0)]
+CPU = [
+    Speed("tf_efficientnet_lite0", 96, "offline", 120.0, 400.0, 3.0, 800.0),
+    Speed("tf_efficientnet_lite0", 128, "offline", 70.0, 230.0, 3.0, 800.0),
+]
+GPU = [
+    Speed("tf_efficientnet_lite0", 96, "offline", 3000.0, 9000.0, 4.0, 3000.0),
+    Speed("tf_efficientnet_lite2", 260, "offline", 600.0, 2000.0, 6.0, 3000.0),
+]
 
 
 @pytest.mark.parametrize("preset", ["fast", "best"])
@@ -32,12 +38,24 @@ def test_a_plan_fits_its_budget_on_the_measured_speeds(preset, budget):
     assert plan.open_minutes <= (budget - 1.0) * (1 - SAFETY) + 1e-9
     members = [s for s in plan.stages if s.kind == "member"]
     assert members and len({s.folds for s in members}) == 1  # one fold split: members ensemble on the same folds
-    assert all((s.size, s.epochs) <= (members[0].size, members[0].epochs) for s in members)  # no member larger than the lead
-    assert [s.kind for s in plan.stages][-3:] == ["ensemble", "persons", "finish"] or [s.kind for s in plan.stages][-4:] == ["ensemble", "pseudo", "persons", "finish"]
+    assert all(
+        (s.size, s.epochs) <= (members[0].size, members[0].epochs) for s in members
+    )  # no member larger than the lead
+    assert [s.kind for s in plan.stages][-3:] == ["ensemble", "persons", "finish"] or [s.kind for s in plan.stages][
+        -4:
+    ] == ["ensemble", "pseudo", "persons", "finish"]
     for stage in members:  # estimates are the member arithmetic, not made up
         first_at_size = next(s for s in members if s.size == stage.size) is stage  # the cache is decoded once per size
-        assert stage.minutes * 60 == pytest.approx(member_seconds(CPU[[s.size for s in CPU].index(stage.size)], WORK, stage.epochs, stage.folds, "flip",
-                                                                  decode=first_at_size))
+        assert stage.minutes * 60 == pytest.approx(
+            member_seconds(
+                CPU[[s.size for s in CPU].index(stage.size)],
+                WORK,
+                stage.epochs,
+                stage.folds,
+                "flip",
+                decode=first_at_size,
+            )
+        )
     if preset == "fast":
         assert len(members) == 1 and not any(s.kind == "pseudo" for s in plan.stages)
 
@@ -49,17 +67,24 @@ def test_more_budget_or_a_faster_device_buys_more():
     small, large = make_plan(CPU, WORK, 15, "best"), make_plan(CPU, WORK, 90, "best")
     assert trained(large) > trained(small)
     on_gpu = make_plan(GPU, WORK, 15, "best")
-    assert max(s.size for s in on_gpu.stages if s.kind == "member") == 260  # the bigger backbone when the measured speed allows it
+    assert (
+        max(s.size for s in on_gpu.stages if s.kind == "member") == 260
+    )  # the bigger backbone when the measured speed allows it
     assert trained(on_gpu) > trained(small)
 
 
 def test_sizes_above_the_photos_own_earn_nothing():
     # on a GPU a small model is bound by overheads: 256 px costs hardly more than 128 px
-    speeds = [Speed("tf_efficientnet_lite0", 256, "offline", 2900.0, 8800.0, 4.0, 3000.0), Speed("tf_efficientnet_lite0", 128, "offline", 3000.0, 9000.0, 4.0, 3000.0)]
+    speeds = [
+        Speed("tf_efficientnet_lite0", 256, "offline", 2900.0, 8800.0, 4.0, 3000.0),
+        Speed("tf_efficientnet_lite0", 128, "offline", 3000.0, 9000.0, 4.0, 3000.0),
+    ]
     unknown = make_plan(speeds, WORK, 10, "best")
     small_photos = make_plan(speeds, Workload(WORK.train_photos, WORK.eval_photos, photo_size=128), 10, "best")
     assert {s.size for s in unknown.stages if s.kind == "member"} == {256}  # nothing says 256 px only upsamples
-    assert {s.size for s in small_photos.stages if s.kind == "member"} == {128}  # same value, less time: the photos' own size
+    assert {s.size for s in small_photos.stages if s.kind == "member"} == {
+        128
+    }  # same value, less time: the photos' own size
 
 
 def test_the_typical_photo_size_is_read_from_the_photos(tmp_path):
@@ -87,12 +112,21 @@ def test_calibration_measures_each_backbone_up_to_the_photos_size(monkeypatch):
         return Speed(backbone, size, "offline", 5000.0, 9000.0, 1.0, 5000.0)
 
     monkeypatch.setattr(calibration, "measure", fake_measure)
-    ladder = (("tf_efficientnet_lite0", 96), ("tf_efficientnet_lite0", 128), ("tf_efficientnet_lite0", 160), ("tf_efficientnet_lite1", 192),
-              ("tf_efficientnet_lite1", 240))
-    speeds, skipped = calibration.calibrate(pd.DataFrame(), Workload(9800, 2310, photo_size=128), 60, ladder, progress=False)
+    ladder = (
+        ("tf_efficientnet_lite0", 96),
+        ("tf_efficientnet_lite0", 128),
+        ("tf_efficientnet_lite0", 160),
+        ("tf_efficientnet_lite1", 192),
+        ("tf_efficientnet_lite1", 240),
+    )
+    speeds, skipped = calibration.calibrate(
+        pd.DataFrame(), Workload(9800, 2310, photo_size=128), 60, ladder, progress=False
+    )
     assert measured == [("tf_efficientnet_lite0", 96), ("tf_efficientnet_lite0", 128), ("tf_efficientnet_lite1", 192)]
     assert [(s["size"], "only upsamples" in s["reason"]) for s in skipped] == [(160, True), (240, True)]
-    calibration.calibrate(pd.DataFrame(), Workload(9800, 2310), 60, ladder, progress=False)  # size unknown: all measured
+    calibration.calibrate(
+        pd.DataFrame(), Workload(9800, 2310), 60, ladder, progress=False
+    )  # size unknown: all measured
     assert len(measured) == 3 + len(ladder)
 
 
@@ -111,12 +145,14 @@ def test_replan_drops_the_pseudo_round_first_then_shortens_then_drops_members():
     pseudo = next(s for s in plan.stages if s.kind == "pseudo")
     epochs_before = [s.epochs for s in members]
 
-    changes = replan(plan, plan.open_minutes - pseudo.minutes + 0.5, speed_factor=1.0)  # just enough for all but pseudo, with the margin eaten
+    changes = replan(
+        plan, plan.open_minutes - pseudo.minutes + 0.5, speed_factor=1.0
+    )  # just enough for all but pseudo, with the margin eaten
     assert pseudo.status == "dropped" and "pseudo" in pseudo.note
     assert plan.open_minutes <= (plan.open_minutes + 0.5) and changes
 
     replan(plan, plan.open_minutes * 0.7, speed_factor=1.0)
-    assert any(s.epochs < e for s, e in zip(members, epochs_before)) or any(s.status == "dropped" for s in members)
+    assert any(s.epochs < e for s, e in zip(members, epochs_before, strict=False)) or any(s.status == "dropped" for s in members)
     assert all(s.epochs >= 1 for s in members)
 
     replan(plan, 3.0, speed_factor=1.0)  # far too little: one member survives at its shortest
@@ -145,7 +181,11 @@ def test_replan_uses_the_observed_speed():
     members = [s for s in plan.stages if s.kind == "member"]
     assert len(members) >= 2
     first = members[0]
-    first.status, first.estimate_at_start, first.actual_minutes = "done", first.minutes, first.minutes * 2.0  # it ran twice as slow
+    first.status, first.estimate_at_start, first.actual_minutes = (
+        "done",
+        first.minutes,
+        first.minutes * 2.0,
+    )  # it ran twice as slow
     before = members[1].minutes
     replan(plan, 1e9)  # time enough: only the estimates change
     assert members[1].minutes == pytest.approx(before * 2.0)
@@ -181,7 +221,9 @@ def test_plans_survive_a_json_round_trip():
     plan = make_plan(CPU, WORK, 45, "best")
     again = Plan.from_dict(plan.to_dict())
     assert again.to_dict() == plan.to_dict() and again.speeds == plan.speeds
-    legacy = {key: value for key, value in plan.to_dict().items() if key != "speeds"} | {"speed": plan.to_dict()["speeds"][0]}
+    legacy = {key: value for key, value in plan.to_dict().items() if key != "speeds"} | {
+        "speed": plan.to_dict()["speeds"][0]
+    }
     assert Plan.from_dict(legacy).speeds == plan.speeds[:1]  # a plan.json written before members could differ in size
 
 
@@ -198,7 +240,9 @@ def test_min_epochs_is_where_shortening_pauses_before_members_go():
     assert all(s.status != "dropped" for s in members) and all(s.epochs >= MIN_EPOCHS for s in members)
 
 
-@pytest.mark.parametrize("text, minutes", [("45m", 45), ("1h", 60), ("1h30m", 90), ("90s", 1.5), ("20", 20), (" 2.5m ", 2.5), ("10min", 10)])
+@pytest.mark.parametrize(
+    "text, minutes", [("45m", 45), ("1h", 60), ("1h30m", 90), ("90s", 1.5), ("20", 20), (" 2.5m ", 2.5), ("10min", 10)]
+)
 def test_parse_budget(text, minutes):
     assert parse_budget(text) == pytest.approx(minutes)
 
@@ -249,13 +293,20 @@ def test_a_lead_at_the_larger_size_is_joined_by_cheaper_members():
 
     plan = make_plan(CPU, WORK, 70, "best")
     members = [s for s in plan.stages if s.kind == "member"]
-    assert [(s.recipe, s.size) for s in members] == [("ce", 128), ("ce_seed7", 96)]  # two CE models, the lead at the larger size
+    assert [(s.recipe, s.size) for s in members] == [
+        ("ce", 128),
+        ("ce_seed7", 96),
+    ]  # two CE models, the lead at the larger size
     assert plan.speeds == [CPU[1], CPU[0]] and plan.speed_of(members[1]) == CPU[0]
     # each size's cache is decoded by the first member at that size: here both
-    assert members[1].minutes * 60 == pytest.approx(member_seconds(CPU[0], WORK, members[1].epochs, members[1].folds, "flip", decode=True))
+    assert members[1].minutes * 60 == pytest.approx(
+        member_seconds(CPU[0], WORK, members[1].epochs, members[1].folds, "flip", decode=True)
+    )
     assert [estimate_minutes(plan, s) for s in members] == pytest.approx([s.minutes for s in members])
     again = Plan.from_dict(plan.to_dict())
-    assert [estimate_minutes(again, s) for s in again.stages if s.kind == "member"] == pytest.approx([s.minutes for s in members])
+    assert [estimate_minutes(again, s) for s in again.stages if s.kind == "member"] == pytest.approx(
+        [s.minutes for s in members]
+    )
 
 
 def _lead_done(plan, speed_ratio):
@@ -265,7 +316,10 @@ def _lead_done(plan, speed_ratio):
 
 
 def test_time_saved_by_a_fast_lead_goes_to_another_member():
-    speeds = [Speed("tf_efficientnet_lite0", 96, "offline", 228.5, 570.0, 3.0, 900.0), Speed("tf_efficientnet_lite0", 128, "offline", 142.4, 300.5, 3.0, 900.0)]
+    speeds = [
+        Speed("tf_efficientnet_lite0", 96, "offline", 228.5, 570.0, 3.0, 900.0),
+        Speed("tf_efficientnet_lite0", 128, "offline", 142.4, 300.5, 3.0, 900.0),
+    ]
     work = Workload(9800, 2310, 128)
     plan = make_plan(speeds, work, 60, "best", spent_minutes=0.3)
     members = [s for s in plan.stages if s.kind == "member"]

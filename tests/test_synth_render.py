@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
+from conftest import SHARED_DATA
 from drawn_faces import drawn_face
 from matplotlib.path import Path as Polygon
 from PIL import Image, ImageDraw
 
-from conftest import SHARED_DATA
 from maskcls.synth.render import (
     COLOURS,
     KINDS,
@@ -102,7 +102,14 @@ def _draw_template(folder, colour=(255, 0, 255)):
     image = Image.new("RGBA", (200, 120), (0, 0, 0, 0))
     ImageDraw.Draw(image).rounded_rectangle((0, 0, 199, 119), radius=20, fill=colour + (255,))
     image.save(folder / "magenta.png")
-    anchors = {"top_left": [2, 5], "top_middle": [100, 1], "top_right": [197, 5], "bottom_left": [5, 115], "bottom_middle": [100, 118], "bottom_right": [195, 115]}
+    anchors = {
+        "top_left": [2, 5],
+        "top_middle": [100, 1],
+        "top_right": [197, 5],
+        "bottom_left": [5, 115],
+        "bottom_middle": [100, 118],
+        "bottom_right": [195, 115],
+    }
     (folder / "magenta.yaml").write_text(yaml.safe_dump({"image": "magenta.png", "anchors": anchors}))
     return folder
 
@@ -110,7 +117,13 @@ def _draw_template(folder, colour=(255, 0, 255)):
 def test_user_template_is_warped_onto_the_face(tmp_path):
     (template,) = load_templates(_draw_template(tmp_path))
     image, landmarks = drawn_face(128)
-    rendered = render_mask(image, landmarks, MaskStyle("template", (0, 0, 0), template.name, template=template), "correct", np.random.default_rng(0))
+    rendered = render_mask(
+        image,
+        landmarks,
+        MaskStyle("template", (0, 0, 0), template.name, template=template),
+        "correct",
+        np.random.default_rng(0),
+    )
     nose = np.round(landmarks[NOSE_TIP]).astype(int)
     red, green, blue = rendered.image[nose[1] + 3, nose[0]].astype(int)
     assert red > green + 60 and blue > green + 60  # magenta, shaded
@@ -137,8 +150,8 @@ def test_bad_templates_are_refused_with_the_file_named(tmp_path):
 @pytest.mark.skipif(not PLAIN_FACES.is_dir(), reason=f"shared data not found at {PLAIN_FACES}")
 def test_wear_modes_on_real_faces_with_dlib_landmarks():
     pytest.importorskip("dlib")
+    from maskcls.data.faces import FaceFinder
     from maskcls.data.images import read_image
-    from maskcls.synth.faces import FaceFinder
 
     finder = FaceFinder("hog", 1)
     checked = 0

@@ -3,29 +3,48 @@ gloo) split the data without duplicates or drops, EMA, and the W&B logger offlin
 
 import json
 import os
-from collections import Counter
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import train_tiny
 from lightning.pytorch.callbacks import Callback
 
-from conftest import train_tiny
-from maskcls.config import load_config
+from maskcls.core.config import load_config
 from maskcls.training.kfold import train_kfold
 
 pytestmark = pytest.mark.slow
-RESUME = ["model.name=test_efficientnet", "model.pretrained=none", "data.image_size=[64, 48]", "train.epochs=4", "train.batch_size=16",
-          "cv.folds=2", "train.early_stopping_patience=0", "augment.mixup=0.2", "train.ema_decay=0.9"]
+RESUME = [
+    "model.name=test_efficientnet",
+    "model.pretrained=none",
+    "data.image_size=[64, 48]",
+    "train.epochs=4",
+    "train.batch_size=16",
+    "cv.folds=2",
+    "train.early_stopping_patience=0",
+    "augment.mixup=0.2",
+    "train.ema_decay=0.9",
+]
 
 
 def _train_command(demo_dir, out_dir):
-    command = [sys.executable, "-m", "maskcls", "train", "--data", str(demo_dir / "train"), "--out", str(out_dir), "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "maskcls",
+        "train",
+        "--data",
+        str(demo_dir / "train"),
+        "--out",
+        str(out_dir),
+        "--quiet",
+    ]
     for override in RESUME:
         command += ["--set", override]
     return command
@@ -37,7 +56,9 @@ def test_killed_run_resumes_to_the_same_result(demo_dir, tmp_path):
     subprocess.run(_train_command(demo_dir, whole), check=True, env=env, capture_output=True)
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen(_train_command(demo_dir, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        _train_command(demo_dir, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     last = killed / "fold_1" / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 600
     while not last.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -48,7 +69,12 @@ def test_killed_run_resumes_to_the_same_result(demo_dir, tmp_path):
     process.wait()
     assert not (killed / "summary.json").exists() and (killed / "fold_0" / "fold.json").exists()
 
-    subprocess.run([sys.executable, "-m", "maskcls", "train", "--resume", str(killed), "--quiet"], check=True, env=env, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "maskcls", "train", "--resume", str(killed), "--quiet"],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     a, b = pd.read_csv(whole / "oof.csv"), pd.read_csv(killed / "oof.csv")
     assert a["image_id"].tolist() == b["image_id"].tolist()
     probs = [f"p{i}" for i in range(18)]
@@ -59,7 +85,8 @@ def test_killed_run_resumes_to_the_same_result(demo_dir, tmp_path):
 
 
 def test_resume_refuses_a_directory_that_is_not_a_run(tmp_path):
-    from maskcls.training.kfold import RunError, resume_kfold
+    from maskcls.core.artifacts import RunError
+    from maskcls.training.kfold import resume_kfold
 
     with pytest.raises(RunError, match="config.yaml is missing"):
         resume_kfold(tmp_path)
@@ -75,7 +102,9 @@ class RecordIndices(Callback):
         self.seen.extend(batch[-1].tolist())
 
     def on_train_epoch_end(self, trainer, module):
-        Path(self.folder, f"rank{trainer.global_rank}_epoch{trainer.current_epoch}.json").write_text(json.dumps(self.seen))
+        Path(self.folder, f"rank{trainer.global_rank}_epoch{trainer.current_epoch}.json").write_text(
+            json.dumps(self.seen)
+        )
         self.seen = []
 
 
@@ -84,9 +113,23 @@ def test_ddp_on_two_cpu_processes_splits_one_global_draw_and_gathers_metrics(dem
 
     records = tmp_path / "records"
     records.mkdir()
-    cfg = load_config(None, ["model.name=test_efficientnet", "model.pretrained=none", "data.image_size=[48, 36]", "train.epochs=2",
-                             "train.batch_size=16", "cv.folds=3", "cv.train_folds=[0]", "sampler.name=balanced",
-                             "train.accelerator=cpu", "train.devices=2", "train.strategy=ddp_spawn", "train.early_stopping_patience=0"])
+    cfg = load_config(
+        None,
+        [
+            "model.name=test_efficientnet",
+            "model.pretrained=none",
+            "data.image_size=[48, 36]",
+            "train.epochs=2",
+            "train.batch_size=16",
+            "cv.folds=3",
+            "cv.train_folds=[0]",
+            "sampler.name=balanced",
+            "train.accelerator=cpu",
+            "train.devices=2",
+            "train.strategy=ddp_spawn",
+            "train.early_stopping_patience=0",
+        ],
+    )
     summary = train_kfold(demo_dir / "train", cfg, tmp_path / "run", progress=False, callbacks=[RecordIndices(records)])
     folds = pd.read_csv(tmp_path / "run" / "folds.csv")
     train_part = folds[folds["fold"] != 0]
@@ -94,13 +137,17 @@ def test_ddp_on_two_cpu_processes_splits_one_global_draw_and_gathers_metrics(dem
     for epoch in range(2):
         shares = [json.loads((records / f"rank{rank}_epoch{epoch}.json").read_text()) for rank in (0, 1)]
         assert len(shares[0]) == len(shares[1]) > 0
-        sampler = EpochSampler(len(labels), balanced_weights(labels, 1.0), cfg.train.seed + 0, len(labels) - len(labels) % 2)
+        sampler = EpochSampler(
+            len(labels), balanced_weights(labels, 1.0), cfg.train.seed + 0, len(labels) - len(labels) % 2
+        )
         sampler.set_epoch(epoch)
         expected, drawn = Counter(sampler), Counter(shares[0] + shares[1])
         assert not drawn - expected, "a photo was trained on more often than the one global draw holds it"
         assert sum(expected.values()) - sum(drawn.values()) < 2 * 16, "ranks dropped more than their last partial batch"
     metrics = pd.read_csv(tmp_path / "run" / "fold_0" / "csv" / "metrics.csv")
-    assert metrics["val_count"].dropna().eq((folds["fold"] == 0).sum()).all()  # every validation photo once, across ranks
+    assert (
+        metrics["val_count"].dropna().eq((folds["fold"] == 0).sum()).all()
+    )  # every validation photo once, across ranks
     assert summary["oof_images"] == (folds["fold"] == 0).sum()
 
 
@@ -114,7 +161,16 @@ def test_wandb_logger_works_offline(demo_dir, tmp_path, monkeypatch):
 
 
 def test_accumulation_clipping_and_bf16_autocast_train(demo_dir, tmp_path):
-    run = train_tiny(demo_dir, tmp_path / "run", "train.epochs=1", "cv.train_folds=[0]", "train.accumulate_grad_batches=2",
-                     "train.grad_clip=0.5", "train.precision=bf16-mixed", "optim.name=adamp", "scheduler.name=onecycle")
+    run = train_tiny(
+        demo_dir,
+        tmp_path / "run",
+        "train.epochs=1",
+        "cv.train_folds=[0]",
+        "train.accumulate_grad_batches=2",
+        "train.grad_clip=0.5",
+        "train.precision=bf16-mixed",
+        "optim.name=adamp",
+        "scheduler.name=onecycle",
+    )
     summary = json.loads((run / "summary.json").read_text())
     assert summary["folds"][0]["epochs_run"] == 1 and 0 <= summary["oof_macro_f1"] <= 1

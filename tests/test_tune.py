@@ -7,13 +7,21 @@ import yaml
 
 optuna = pytest.importorskip("optuna")
 
-from maskcls.config import ConfigError, load_config  # noqa: E402
+from maskcls.core.config import ConfigError, load_config  # noqa: E402
 from maskcls.training.kfold import train_kfold  # noqa: E402
 from maskcls.training.tune import PruningCallback, load_search_space, suggest_overrides, trial_objective, tune  # noqa: E402
 
 SPACES = Path(__file__).resolve().parents[1] / "configs" / "spaces"
-TINY = ["model.name=test_efficientnet", "model.pretrained=none", "data.image_size=[48, 36]", "train.epochs=2",
-        "cv.folds=2", "cv.train_folds=[0]", "train.batch_size=32", "train.loggers=[csv]"]
+TINY = [
+    "model.name=test_efficientnet",
+    "model.pretrained=none",
+    "data.image_size=[48, 36]",
+    "train.epochs=2",
+    "cv.folds=2",
+    "cv.train_folds=[0]",
+    "train.batch_size=32",
+    "train.loggers=[csv]",
+]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -41,7 +49,10 @@ def test_shipped_example_space_is_valid():
 @pytest.mark.parametrize(
     "text, words",
     [
-        ("optim.lrr: {type: float, low: 0.001, high: 0.1}", ["unknown config key 'optim.lrr'", "did you mean 'optim.lr'"]),
+        (
+            "optim.lrr: {type: float, low: 0.001, high: 0.1}",
+            ["unknown config key 'optim.lrr'", "did you mean 'optim.lr'"],
+        ),
         ("trian.epochs: {type: int, low: 1, high: 3}", ["unknown config key 'trian'", "did you mean 'train'"]),
         ("optim: {type: float, low: 0.001, high: 0.1}", ["'optim' is a section"]),
         ("optim.lr: {type: floot, low: 0.001, high: 0.1}", ["'optim.lr'", "unknown type 'floot'", "categorical"]),
@@ -66,7 +77,9 @@ def test_bad_search_space_is_rejected_with_the_key_named(tmp_path, text, words):
 
 
 def test_list_valued_choice_is_parsed_like_a_set_value(tmp_path):
-    space = load_search_space(write_space(tmp_path, 'data.image_size: {type: categorical, choices: ["[48, 36]", "64"]}'))
+    space = load_search_space(
+        write_space(tmp_path, 'data.image_size: {type: categorical, choices: ["[48, 36]", "64"]}')
+    )
     study = optuna.create_study()
     trial = study.ask({"data.image_size": space["data.image_size"]})
     overrides = suggest_overrides(trial, space)
@@ -75,8 +88,11 @@ def test_list_valued_choice_is_parsed_like_a_set_value(tmp_path):
 
 @pytest.mark.slow
 def test_study_is_shared_and_best_yaml_is_the_best_trials_full_recipe(demo_dir, tmp_path):
-    space = write_space(tmp_path, "optim.lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n"
-                                  "loss.name: {type: categorical, choices: [ce, focal]}\n")
+    space = write_space(
+        tmp_path,
+        "optim.lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n"
+        "loss.name: {type: categorical, choices: [ce, focal]}\n",
+    )
     first = tune(demo_dir / "train", space, 2, tmp_path / "a", overrides=TINY, seed=0)
     assert (tmp_path / "a" / "study.db").is_file()
     assert first["trials"] == {"COMPLETE": 2}
@@ -93,7 +109,9 @@ def test_study_is_shared_and_best_yaml_is_the_best_trials_full_recipe(demo_dir, 
     assert second["best_trial"] == best.number and second["best_value"] == pytest.approx(best.value)
     assert second["best_params"] == best.params
     reloaded = load_config(second["best_config"])
-    assert reloaded.optim.lr == pytest.approx(best.params["optim.lr"]) and reloaded.loss.name == best.params["loss.name"]
+    assert (
+        reloaded.optim.lr == pytest.approx(best.params["optim.lr"]) and reloaded.loss.name == best.params["loss.name"]
+    )
     # The full recipe the best trial trained with, not only the searched keys.
     trained_with = load_config(Path(best.user_attrs["run_dir"]) / "config.yaml")
     assert reloaded == trained_with
@@ -140,7 +158,7 @@ def test_pruning_callback_steps_grow_across_folds(demo_dir, tmp_path):
     summary = train_kfold(demo_dir / "train", cfg, tmp_path / "run", progress=False, callbacks=[PruningCallback(trial)])
     assert [step for _, step in trial.reports] == [0, 1, 2, 3]
     # What was reported is the validation macro F1: each fold keeps its best epoch's model.
-    for fold, reported in zip(summary["folds"], (trial.reports[:2], trial.reports[2:])):
+    for fold, reported in zip(summary["folds"], (trial.reports[:2], trial.reports[2:]), strict=False):
         assert fold["macro_f1"] == pytest.approx(max(value for value, _ in reported), abs=1e-6)
 
 
@@ -158,7 +176,9 @@ def test_pruning_callback_stops_a_real_trainer_with_trial_pruned(demo_dir, tmp_p
 @pytest.mark.slow
 def test_pruned_trial_is_recorded_pruned_not_failed(demo_dir, tmp_path):
     space = load_search_space(write_space(tmp_path, "optim.lr: {type: float, low: 1.0e-3, high: 1.0e-2}"))
-    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0))  # F1 < 2: prune at once
+    study = optuna.create_study(
+        direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0)
+    )  # F1 < 2: prune at once
     study.optimize(trial_objective(demo_dir / "train", space, tmp_path / "out", overrides=TINY), n_trials=1)
     (trial,) = study.trials
     assert trial.state == optuna.trial.TrialState.PRUNED
@@ -168,8 +188,13 @@ def test_pruned_trial_is_recorded_pruned_not_failed(demo_dir, tmp_path):
 
 def test_sampled_values_reach_the_recipe_with_their_type(tmp_path):
     """Tiny floats print as 1e-06, which YAML would read as a string: overrides must stay numbers."""
-    space = load_search_space(write_space(tmp_path, "optim.lr: {type: float, low: 1.0e-6, high: 5.0e-6, log: true}\n"
-                                                    "train.batch_size: {type: int, low: 8, high: 16, step: 8}"))
+    space = load_search_space(
+        write_space(
+            tmp_path,
+            "optim.lr: {type: float, low: 1.0e-6, high: 5.0e-6, log: true}\n"
+            "train.batch_size: {type: int, low: 8, high: 16, step: 8}",
+        )
+    )
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3)).ask()
     overrides = suggest_overrides(trial, space)
     values = {o.split("=")[0]: yaml.safe_load(o.split("=", 1)[1]) for o in overrides}

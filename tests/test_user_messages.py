@@ -11,7 +11,14 @@ from maskcls.cli import app
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
-SMALL = ["model.name=test_efficientnet", "model.pretrained=none", "data.image_size=[32, 24]", "train.epochs=2", "cv.folds=2", "train.early_stopping_patience=0"]
+SMALL = [
+    "model.name=test_efficientnet",
+    "model.pretrained=none",
+    "data.image_size=[32, 24]",
+    "train.epochs=2",
+    "cv.folds=2",
+    "train.early_stopping_patience=0",
+]
 
 
 def run_cli(*args, columns=80):
@@ -41,7 +48,10 @@ def test_training_in_a_log_prints_one_line_per_epoch_per_fold_and_no_bars(logged
     assert [line.split(" · ")[:2] for line in epoch_lines] == [
         [f"train {run_dir}: fold {fold} [{fold + 1}/2]", f"epoch {epoch}/2"] for fold in range(2) for epoch in (1, 2)
     ]
-    assert all("ETA" in line and "elapsed" in line and "val macro f1" in line and "best val macro F1" in line for line in epoch_lines)
+    assert all(
+        "ETA" in line and "elapsed" in line and "val macro f1" in line and "best val macro F1" in line
+        for line in epoch_lines
+    )
     assert sum(" · done in " in line for line in output.splitlines()) == 2
     assert any(line.startswith("decoding ") and "(100%)" in line for line in output.splitlines())
 
@@ -63,8 +73,12 @@ def test_loose_photos_that_fail_get_their_own_section_and_exit_status(logged_run
     result = run_cli("predict", "--run", run_dir, *photos, "--out", tmp_path / "out")
     assert result.exit_code == 2, result.output
     assert "error: 2 of 4 photo(s) could not be classified" in result.output
-    assert f"{people[1].name}/normal.jpg" in result.output and f"{people[2].name}/normal.jpg" in result.output  # told apart at 80 columns
-    assert "not classified" in result.output and "file not found" in result.output and "not an image file" in result.output
+    assert (
+        f"{people[1].name}/normal.jpg" in result.output and f"{people[2].name}/normal.jpg" in result.output
+    )  # told apart at 80 columns
+    assert (
+        "not classified" in result.output and "file not found" in result.output and "not an image file" in result.output
+    )
     lines = (tmp_path / "out" / "predictions.csv").read_text().splitlines()
     assert lines[0] == "file,name,class,mask,gender,age,probability,error"
     classes = [line.split(",")[2] for line in lines[1:]]
@@ -82,7 +96,11 @@ def test_loose_photos_all_readable_exit_zero(logged_run, demo_dir):
 def test_a_folder_that_is_not_a_run_is_told_apart_from_an_unfinished_run(logged_run, demo_dir, tmp_path):
     run_dir, _ = logged_run
     as_run = run_cli("predict", "--run", demo_dir / "eval", "--data", demo_dir / "eval")
-    assert as_run.exit_code == 2 and "is not a maskcls run" in as_run.output and "looks like an eval folder" in as_run.output
+    assert (
+        as_run.exit_code == 2
+        and "is not a maskcls run" in as_run.output
+        and "looks like an eval folder" in as_run.output
+    )
     assert "--resume" not in as_run.output
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -92,7 +110,11 @@ def test_a_folder_that_is_not_a_run_is_told_apart_from_an_unfinished_run(logged_
     for name in ("config.yaml", "run.json"):
         shutil.copy(run_dir / name, unfinished / name)
     result = run_cli("predict", "--run", unfinished, "--data", demo_dir / "eval", columns=300)
-    assert result.exit_code == 2 and "is an unfinished run" in result.output and f"maskcls train --resume {unfinished}" in result.output
+    assert (
+        result.exit_code == 2
+        and "is an unfinished run" in result.output
+        and f"maskcls train --resume {unfinished}" in result.output
+    )
 
 
 def test_predict_skips_say_so_once_per_photo_and_name_the_right_list(logged_run, demo_dir, tmp_path):
@@ -102,17 +124,37 @@ def test_predict_skips_say_so_once_per_photo_and_name_the_right_list(logged_run,
     missing = pd.read_csv(evaluation / "info.csv")["ImageID"][0]
     (evaluation / "images" / missing).unlink()
     refused = run_cli("predict", "--run", run_dir, "--data", evaluation, "--out", tmp_path / "p", columns=300)
-    assert refused.exit_code == 2 and "listed in predict_skipped.csv" in refused.output and "skipped.csv)" not in refused.output.replace("predict_skipped.csv)", "")
-    result = run_cli("predict", "--run", run_dir, "--data", evaluation, "--out", tmp_path / "p", "--on-bad-image", "skip", columns=300)
+    assert (
+        refused.exit_code == 2
+        and "listed in predict_skipped.csv" in refused.output
+        and "skipped.csv)" not in refused.output.replace("predict_skipped.csv)", "")
+    )
+    result = run_cli(
+        "predict",
+        "--run",
+        run_dir,
+        "--data",
+        evaluation,
+        "--out",
+        tmp_path / "p",
+        "--on-bad-image",
+        "skip",
+        columns=300,
+    )
     assert result.exit_code == 0, result.output
-    assert f"1 photo(s) could not be read and got the fallback class; listed in {tmp_path / 'p' / 'predict_skipped.csv'}" in result.output
+    assert (
+        f"1 photo(s) could not be read and got the fallback class; listed in {tmp_path / 'p' / 'predict_skipped.csv'}"
+        in result.output
+    )
     skipped = pd.read_csv(tmp_path / "p" / "predict_skipped.csv")
     assert len(skipped) == 1 and "missing" in skipped["reason"][0]
     assert json.loads((tmp_path / "p" / "predict.json").read_text())["skipped"] == 1
     model_lines = [line for line in result.output.splitlines() if "· model " in line]
     assert [line.split(" · ")[1] for line in model_lines] == ["model 1/2", "model 2/2"] and "\r" not in result.output
     again = run_cli("predict", "--run", run_dir, "--data", demo_dir / "eval", "--out", tmp_path / "p", "--quiet")
-    assert again.exit_code == 0 and not (tmp_path / "p" / "predict_skipped.csv").exists()  # no stale list from the earlier call
+    assert (
+        again.exit_code == 0 and not (tmp_path / "p" / "predict_skipped.csv").exists()
+    )  # no stale list from the earlier call
 
 
 @pytest.fixture
@@ -146,7 +188,11 @@ def test_score_refuses_a_partial_submission_unless_asked(answers, tmp_path):
     partial.to_csv(submission, index=False)
     refused = run_cli("score", submission, answers_csv, columns=400)
     assert refused.exit_code == 2
-    assert f"covers {len(answers) - 3} of the {len(answers)} photos" in refused.output and "1 ImageID(s) that" in refused.output and "--allow-partial" in refused.output
+    assert (
+        f"covers {len(answers) - 3} of the {len(answers)} photos" in refused.output
+        and "1 ImageID(s) that" in refused.output
+        and "--allow-partial" in refused.output
+    )
     allowed = run_cli("score", submission, answers_csv, "--allow-partial", columns=200)
     assert allowed.exit_code == 0, allowed.output
     assert "answers_not_submitted" in allowed.output and "unknown_image_ids" in allowed.output
@@ -170,7 +216,10 @@ def test_help_reads_for_users():
     assert len(commands) >= 12
     names = [[command.name or command.callback.__name__.replace("_", "-")] for command in commands]
     for group in app.registered_groups:
-        names += [[group.name, command.name or command.callback.__name__.replace("_", "-")] for command in group.typer_instance.registered_commands]
+        names += [
+            [group.name, command.name or command.callback.__name__.replace("_", "-")]
+            for command in group.typer_instance.registered_commands
+        ]
     for name in names:
         text = run_cli(*name, "--help", columns=120).output
         assert "Example" in text, name
@@ -180,7 +229,17 @@ def test_help_reads_for_users():
 
 
 def test_an_unknown_model_name_suggests_the_nearest_before_any_work(demo_dir, tmp_path):
-    result = run_cli("train", "--data", demo_dir / "train", "--out", tmp_path / "r", "--set", "model.name=resnet1", "--quiet", columns=300)
+    result = run_cli(
+        "train",
+        "--data",
+        demo_dir / "train",
+        "--out",
+        tmp_path / "r",
+        "--set",
+        "model.name=resnet1",
+        "--quiet",
+        columns=300,
+    )
     assert result.exit_code == 2
     assert "unknown timm model 'resnet1'; did you mean resnet18" in result.output
     assert not (tmp_path / "r").exists()

@@ -4,16 +4,19 @@ import json
 
 import pandas as pd
 import pytest
-
 from conftest import SHARED_DATA
-from maskcls.config import load_config
+
+from maskcls.core.config import load_config
 from maskcls.inference.predict import predict_eval
 from maskcls.training.kfold import train_kfold
 
 UTK = SHARED_DATA / "utkmask18"
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not (UTK / "train" / "train.csv").is_file(), reason=f"benchmark data not found at {UTK} (it lives in ../shared, outside the repository)"),
+    pytest.mark.skipif(
+        not (UTK / "train" / "train.csv").is_file(),
+        reason=f"benchmark data not found at {UTK} (it lives in ../shared, outside the repository)",
+    ),
 ]
 
 
@@ -31,7 +34,17 @@ def _subset(tmp_path, persons=24, eval_photos=21):
 
 def test_train_and_predict_on_a_utkmask18_subset(tmp_path):
     train, evaluation = _subset(tmp_path)
-    cfg = load_config(None, ["model.name=test_efficientnet", "model.pretrained=none", "data.image_size=64", "train.epochs=1", "cv.folds=2", "train.batch_size=32"])
+    cfg = load_config(
+        None,
+        [
+            "model.name=test_efficientnet",
+            "model.pretrained=none",
+            "data.image_size=64",
+            "train.epochs=1",
+            "cv.folds=2",
+            "train.batch_size=32",
+        ],
+    )
     summary = train_kfold(train, cfg, tmp_path / "run", progress=False)
     assert summary["images"] == 24 * 7 and summary["oof_images"] == 24 * 7
     assert 0 <= summary["oof_macro_f1"] <= 1

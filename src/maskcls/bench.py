@@ -30,11 +30,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from .config import Config, load_config
+from .core.config import Config, load_config
+from .core.labels import NUM_CLASSES
 from .data.loader import FoldDataModule
-from .inference.predictor import predict_outputs
-from .labels import NUM_CLASSES
-from .runtime import quiet_lightning, resolve_precision
+from .engine.predictor import predict_outputs
+from .engine.runtime import quiet_lightning, resolve_precision
 from .training.kfold import prepare_training_data
 from .training.module import MaskClassifier
 
@@ -52,8 +52,14 @@ class PILPhotos(Dataset):
 
     def __init__(self, paths: list[str], labels: np.ndarray, size_hw: tuple[int, int]):
         self.paths, self.labels = paths, labels
-        self.transform = v2.Compose([v2.Resize(size_hw), v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True),
-                                     v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+        self.transform = v2.Compose(
+            [
+                v2.Resize(size_hw),
+                v2.PILToTensor(),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+            ]
+        )
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -102,23 +108,38 @@ def _train_steps(model, batches, device, precision: str, warmup: int, fused: boo
     return BenchResult("", counted / seconds, seconds, counted)
 
 
-def bench_baseline(paths, labels, model_name, size_hw, device, workers: int, batch: int = 16, warmup: int = 3) -> BenchResult:
+def bench_baseline(
+    paths, labels, model_name, size_hw, device, workers: int, batch: int = 16, warmup: int = 3
+) -> BenchResult:
     model = timm.create_model(model_name, num_classes=NUM_CLASSES).to(device).train()
-    loader = DataLoader(PILPhotos(paths, labels, size_hw), batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
-                        pin_memory=device.type == "cuda", persistent_workers=False)
+    loader = DataLoader(
+        PILPhotos(paths, labels, size_hw),
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
     result = _train_steps(model, loader, device, "32-true", warmup, fused=False)
     result.name = f"baseline: PIL DataLoader ({workers} workers), fp32, batch {batch}"
     return result
 
 
-def bench_limit(model_name, size_hw, device, batch: int, steps: int, compile_model: bool, warmup: int = 3) -> BenchResult:
-    model = timm.create_model(model_name, num_classes=NUM_CLASSES).to(device).to(memory_format=torch.channels_last).train()
+def bench_limit(
+    model_name, size_hw, device, batch: int, steps: int, compile_model: bool, warmup: int = 3
+) -> BenchResult:
+    model = (
+        timm.create_model(model_name, num_classes=NUM_CLASSES).to(device).to(memory_format=torch.channels_last).train()
+    )
     if compile_model:
         model.compile()
     images = torch.randn(batch, 3, *size_hw, device=device).contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, NUM_CLASSES, (batch,), device=device)
     precision = resolve_precision("auto", device.type)
-    result = _train_steps(model, ((images, labels) for _ in range(steps + warmup)), device, precision, warmup, fused=True)
+    result = _train_steps(
+        model, ((images, labels) for _ in range(steps + warmup)), device, precision, warmup, fused=True
+    )
     result.name = f"limit: tensors on {device.type}, {precision}, channels_last, fused AdamW{' + compile' if compile_model else ''}, batch {batch}"
     return result
 
@@ -147,20 +168,49 @@ def bench_maskcls(train_dir: Path, cfg: Config, cache_dir: Path):
     manifest = data.manifest
     targets = np.stack([manifest["label"].to_numpy(), manifest["age"].to_numpy()], axis=1)
     empty = np.zeros(0, dtype=np.int64)
-    datamodule = FoldDataModule(str(data.cache.path), manifest["cache_row"].to_numpy(), targets, empty, np.zeros((0, 2), dtype=np.int64),
-                                cfg.train.batch_size, device_cache=cfg.data.device_cache, device_cache_gb=cfg.data.device_cache_gb)
+    datamodule = FoldDataModule(
+        str(data.cache.path),
+        manifest["cache_row"].to_numpy(),
+        targets,
+        empty,
+        np.zeros((0, 2), dtype=np.int64),
+        cfg.train.batch_size,
+        device_cache=cfg.data.device_cache,
+        device_cache_gb=cfg.data.device_cache_gb,
+    )
     module = MaskClassifier(cfg.to_dict(), np.bincount(manifest["label"], minlength=NUM_CLASSES).tolist())
     timer = _EpochTimer()
-    trainer = pl.Trainer(max_epochs=2, accelerator=cfg.train.accelerator, devices=1, precision=resolve_precision(cfg.train.precision, cfg.train.accelerator),
-                         logger=False, enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False, limit_val_batches=0,
-                         num_sanity_val_steps=0, callbacks=[timer], benchmark=True if torch.cuda.is_available() else None)
+    trainer = pl.Trainer(
+        max_epochs=2,
+        accelerator=cfg.train.accelerator,
+        devices=1,
+        precision=resolve_precision(cfg.train.precision, cfg.train.accelerator),
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[timer],
+        benchmark=True if torch.cuda.is_available() else None,
+    )
     trainer.fit(module, datamodule=datamodule)
     images = (len(manifest) // cfg.train.batch_size) * cfg.train.batch_size
     cold_seconds = decode_seconds + timer.seconds[0]
-    cold = BenchResult(f"maskcls epoch 1 (cold: {decode_seconds:.1f} s decoding the cache + training)", images / cold_seconds, cold_seconds, images)
+    cold = BenchResult(
+        f"maskcls epoch 1 (cold: {decode_seconds:.1f} s decoding the cache + training)",
+        images / cold_seconds,
+        cold_seconds,
+        images,
+    )
     resident = "cache on the device" if datamodule.resident else "memory-mapped cache"
     built_on = "cuda" if cfg.train.accelerator == "gpu" else cfg.train.accelerator
-    warm = BenchResult(f"maskcls epoch 2 (warm: {resident}, batches built on {built_on})", images / timer.seconds[1], timer.seconds[1], images)
+    warm = BenchResult(
+        f"maskcls epoch 2 (warm: {resident}, batches built on {built_on})",
+        images / timer.seconds[1],
+        timer.seconds[1],
+        images,
+    )
     return cold, warm, module, data
 
 
@@ -172,14 +222,32 @@ def bench_inference(paths, labels, module, data, cfg: Config, device, workers: i
     cache_rows = data.manifest["cache_row"].to_numpy()
     for tta in ("none", "flip"):
         # One untimed batch first: cuDNN's autotuning for the eval shapes is a one-off, not throughput.
-        predict_outputs(model, cfg.data, str(data.cache.path), cache_rows[: cfg.train.batch_size], batch_size=cfg.train.batch_size,
-                        accelerator=cfg.train.accelerator, progress=False, tta=tta)
+        predict_outputs(
+            model,
+            cfg.data,
+            str(data.cache.path),
+            cache_rows[: cfg.train.batch_size],
+            batch_size=cfg.train.batch_size,
+            accelerator=cfg.train.accelerator,
+            progress=False,
+            tta=tta,
+        )
         started = time.perf_counter()
-        predict_outputs(model, cfg.data, str(data.cache.path), cache_rows, batch_size=cfg.train.batch_size,
-                        accelerator=cfg.train.accelerator, progress=False, tta=tta)
+        predict_outputs(
+            model,
+            cfg.data,
+            str(data.cache.path),
+            cache_rows,
+            batch_size=cfg.train.batch_size,
+            accelerator=cfg.train.accelerator,
+            progress=False,
+            tta=tta,
+        )
         seconds = time.perf_counter() - started
         results.append(BenchResult(f"inference maskcls, TTA {tta}", len(rows) / seconds, seconds, len(rows)))
-    loader = DataLoader(PILPhotos(paths, labels, cfg.data.size_hw), batch_size=cfg.train.batch_size, num_workers=workers)
+    loader = DataLoader(
+        PILPhotos(paths, labels, cfg.data.size_hw), batch_size=cfg.train.batch_size, num_workers=workers
+    )
     model = model.to(device)
     with torch.no_grad():
         model(torch.zeros(cfg.train.batch_size, 3, *cfg.data.size_hw, device=device))  # the same one-off warm-up
@@ -190,21 +258,43 @@ def bench_inference(paths, labels, module, data, cfg: Config, device, workers: i
             model(images.to(device))
     _sync(device)
     seconds = time.perf_counter() - started
-    results.append(BenchResult("inference baseline: PIL DataLoader, fp32, TTA none", len(paths) / seconds, seconds, len(paths)))
+    results.append(
+        BenchResult("inference baseline: PIL DataLoader, fp32, TTA none", len(paths) / seconds, seconds, len(paths))
+    )
     return results
 
 
-def run_bench(model_name: str, size_hw: tuple[int, int], images: int, batch: int, data: Path | None, compile_model: bool,
-              device_name: str = "auto", workers: int | None = None, limit_steps: int = 60, overrides: list[str] = ()) -> dict:
+def run_bench(
+    model_name: str,
+    size_hw: tuple[int, int],
+    images: int,
+    batch: int,
+    data: Path | None,
+    compile_model: bool,
+    device_name: str = "auto",
+    workers: int | None = None,
+    limit_steps: int = 60,
+    overrides: list[str] = (),
+) -> dict:
     device = _device(device_name)
     workers = workers if workers is not None else min(8, torch.get_num_threads() if device.type == "cpu" else 8)
     with tempfile.TemporaryDirectory(prefix="maskcls-bench-") as scratch:
         scratch = Path(scratch)
         train_dir = data if data is not None else make_bench_data(scratch / "photos", images, (512, 384))
         manifest = pd.read_csv(train_dir / "train.csv", dtype=str)
-        cfg = load_config(None, [f"model.name={model_name}", "model.pretrained=none", f"data.image_size=[{size_hw[0]}, {size_hw[1]}]",
-                                 f"train.batch_size={batch}", f"train.compile={str(compile_model).lower()}", "augment.crop_scale=[0.7, 1.0]",
-                                 f"train.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}", *overrides])
+        cfg = load_config(
+            None,
+            [
+                f"model.name={model_name}",
+                "model.pretrained=none",
+                f"data.image_size=[{size_hw[0]}, {size_hw[1]}]",
+                f"train.batch_size={batch}",
+                f"train.compile={str(compile_model).lower()}",
+                "augment.crop_scale=[0.7, 1.0]",
+                f"train.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}",
+                *overrides,
+            ],
+        )
         from .data.layout import read_train
 
         photos, _ = read_train(train_dir, cfg.labels.thresholds)

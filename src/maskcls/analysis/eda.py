@@ -20,23 +20,39 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ..config import NORMALIZE_PRESETS
+from ..core.config import NORMALIZE_PRESETS
+from ..core.io import save_figure, write_text
+from ..core.labels import GENDER_NAMES, MASK_NAMES, NUM_CLASSES, AgeThresholds, class_names
+from ..core.plots import class_balance
 from ..data.images import ImageError, read_image, read_resized
 from ..data.label_fixes import read_train_with_fixes
 from ..data.layout import Problem, read_eval
-from ..io import save_figure, write_text
-from ..labels import GENDER_NAMES, MASK_NAMES, NUM_CLASSES, AgeThresholds, class_names
 from .duplicates import duplicate_pairs, person_pairs
 from .photo_stats import channel_moments, photo_stats
-from .plots import class_balance
 
-MASK_COLOURS = {"wear": "#0072b2", "incorrect": "#e69f00", "not_wear": "#009e73"}  # Okabe-Ito: told apart in colour-blind vision too
+MASK_COLOURS = {
+    "wear": "#0072b2",
+    "incorrect": "#e69f00",
+    "not_wear": "#009e73",
+}  # Okabe-Ito: told apart in colour-blind vision too
 MASK_STYLES = {"wear": "-", "incorrect": "--", "not_wear": ":"}
 SPLIT_COLOURS = {"train": "#0072b2", "eval": "#d55e00"}
 FEW_SIZES = 6
 # Every figure a report may write (and names earlier versions wrote), so a new report removes the stale ones.
-REPORT_FIGURES = {"class_counts.png", "heads.png", "persons_gender_age.png", "age_by_gender.png", "race.png", "brightness.png", "sizes.png",
-                  "duplicates.jpg", "samples.jpg", "age_histogram.png", "image_stats.png", "samples.png"}
+REPORT_FIGURES = {
+    "class_counts.png",
+    "heads.png",
+    "persons_gender_age.png",
+    "age_by_gender.png",
+    "race.png",
+    "brightness.png",
+    "sizes.png",
+    "duplicates.jpg",
+    "samples.jpg",
+    "age_histogram.png",
+    "image_stats.png",
+    "samples.png",
+}
 # Train and eval brightness differ when a two-sample KS test says so (p) by a margin worth a look (statistic).
 SHIFT_KS, SHIFT_P = 0.1, 0.001
 COLOUR_SHIFT = 0.03  # channel means (0..1) further apart than this
@@ -74,14 +90,20 @@ def eda_report(
         raise ValueError(f"no usable photos found in {train_dir} ({len(problems)} problem(s) found)")
     train_stats = photo_stats(manifest["path"].tolist(), f"reading {len(manifest)} training photos", workers, progress)
     train_stats = pd.concat([manifest[["image_id", "person_id", "mask"]].reset_index(drop=True), train_stats], axis=1)
-    problems = problems + [Problem(path, reason) for path, reason in zip(train_stats["path"], train_stats["error"]) if reason]
+    problems = problems + [
+        Problem(path, reason) for path, reason in zip(train_stats["path"], train_stats["error"], strict=False) if reason
+    ]
     eval_stats = None
     if eval_dir is not None:
         info, eval_problems = read_eval(eval_dir)
         present = info[~info["path"].isin({p.file for p in eval_problems})].reset_index(drop=True)
         eval_stats = photo_stats(present["path"].tolist(), f"reading {len(present)} eval photos", workers, progress)
         eval_stats = pd.concat([present[["image_id"]].assign(person_id="(eval)"), eval_stats], axis=1)
-        problems = problems + eval_problems + [Problem(path, reason) for path, reason in zip(eval_stats["path"], eval_stats["error"]) if reason]
+        problems = (
+            problems
+            + eval_problems
+            + [Problem(path, reason) for path, reason in zip(eval_stats["path"], eval_stats["error"], strict=False) if reason]
+        )
 
     persons = manifest.drop_duplicates("person_id")
     classes = class_table(manifest, thresholds)
@@ -123,15 +145,27 @@ def class_table(manifest: pd.DataFrame, thresholds: AgeThresholds = AgeThreshold
     """The 18 classes: photos, share of all photos, persons, and the ratio of the largest class to each."""
     photos = manifest["label"].value_counts().reindex(range(NUM_CLASSES), fill_value=0)
     persons = manifest.groupby("label")["person_id"].nunique().reindex(range(NUM_CLASSES), fill_value=0)
-    table = pd.DataFrame({"class": range(NUM_CLASSES), "name": class_names(thresholds), "photos": photos.to_numpy(),
-                          "share": photos.to_numpy() / max(len(manifest), 1), "persons": persons.to_numpy()})
-    table["largest / this"] = np.where(table["photos"] > 0, table["photos"].max() / table["photos"].clip(lower=1), np.inf)
+    table = pd.DataFrame(
+        {
+            "class": range(NUM_CLASSES),
+            "name": class_names(thresholds),
+            "photos": photos.to_numpy(),
+            "share": photos.to_numpy() / max(len(manifest), 1),
+            "persons": persons.to_numpy(),
+        }
+    )
+    table["largest / this"] = np.where(
+        table["photos"] > 0, table["photos"].max() / table["photos"].clip(lower=1), np.inf
+    )
     return table
 
 
 def persons_by_gender_and_age(persons: pd.DataFrame, thresholds: AgeThresholds = AgeThresholds()) -> pd.DataFrame:
     """Persons per gender (rows) and age group (columns), with totals."""
-    table = pd.crosstab(persons["gender"].map(dict(enumerate(GENDER_NAMES))), persons["age_group"].map(dict(enumerate(thresholds.names()))))
+    table = pd.crosstab(
+        persons["gender"].map(dict(enumerate(GENDER_NAMES))),
+        persons["age_group"].map(dict(enumerate(thresholds.names()))),
+    )
     table = table.reindex(index=list(GENDER_NAMES), columns=list(thresholds.names()), fill_value=0)
     table["all"] = table.sum(axis=1)
     table.loc["all"] = table.sum(axis=0)
@@ -171,14 +205,23 @@ def _sizes(stats: pd.DataFrame) -> pd.Series:
 def summarise(manifest, persons, classes, cross, problems, pairs, train_stats, eval_stats, thresholds) -> list[str]:
     """A few sentences for the top of the page: size, the rarest classes, and anything odd found."""
     names = thresholds.names()
-    lines = [f"{len(persons):,} persons and {len(manifest):,} photos in {int((classes['photos'] > 0).sum())} of the {NUM_CLASSES} classes."]
+    lines = [
+        f"{len(persons):,} persons and {len(manifest):,} photos in {int((classes['photos'] > 0).sum())} of the {NUM_CLASSES} classes."
+    ]
     present = classes[classes["photos"] > 0].sort_values("photos", kind="stable")
     largest = classes.loc[classes["photos"].idxmax()]
-    rare = ", ".join(f"{name} ({photos:,} photos, 1/{largest['photos'] / photos:.0f} of the largest)" for name, photos in zip(present["name"].head(3), present["photos"].head(3)))
-    lines.append(f"Rarest classes: {rare}. The largest is {largest['name']} ({largest['photos']:,}); imbalance ratio {_imbalance(classes)}.")
+    rare = ", ".join(
+        f"{name} ({photos:,} photos, 1/{largest['photos'] / photos:.0f} of the largest)"
+        for name, photos in zip(present["name"].head(3), present["photos"].head(3), strict=False)
+    )
+    lines.append(
+        f"Rarest classes: {rare}. The largest is {largest['name']} ({largest['photos']:,}); imbalance ratio {_imbalance(classes)}."
+    )
     old = int(cross.loc["all", names[2]])
-    lines.append(f"Persons aged {names[2]}: {old:,} of {len(persons):,} ({old / max(len(persons), 1):.1%}); "
-                 f"female share {int(cross.loc['female', 'all']) / max(len(persons), 1):.0%}.")
+    lines.append(
+        f"Persons aged {names[2]}: {old:,} of {len(persons):,} ({old / max(len(persons), 1):.1%}); "
+        f"female share {int(cross.loc['female', 'all']) / max(len(persons), 1):.0%}."
+    )
     odd = []
     missing = classes[classes["photos"] == 0]
     if len(missing):
@@ -191,15 +234,23 @@ def summarise(manifest, persons, classes, cross, problems, pairs, train_stats, e
     within = pairs[pairs["kind"] == "train-train"]
     if len(within):
         shared = person_pairs(pairs)
-        odd.append(f"{len(shared):,} pair(s) of training persons share near-identical photos ({len(within):,} photo pairs, "
-                   f"{int(within['identical'].sum()):,} identical files): the same face on both sides of a fold split")
+        odd.append(
+            f"{len(shared):,} pair(s) of training persons share near-identical photos ({len(within):,} photo pairs, "
+            f"{int(within['identical'].sum()):,} identical files): the same face on both sides of a fold split"
+        )
     across = pairs[pairs["kind"] == "train-eval"]
     if len(across):
-        odd.append(f"{across['image_b'].nunique():,} eval photo(s) nearly identical to training photos ({int(across['identical'].sum()):,} identical files)")
+        odd.append(
+            f"{across['image_b'].nunique():,} eval photo(s) nearly identical to training photos ({int(across['identical'].sum()):,} identical files)"
+        )
     if eval_stats is not None:
         odd += _shift_notes(train_stats, eval_stats)
-    lines.append("Worth a look: " + "; ".join(odd) + "." if odd else "Nothing odd found: no problems, no duplicate photos" +
-                 (", and eval looks like train in size, brightness and colour." if eval_stats is not None else "."))
+    lines.append(
+        "Worth a look: " + "; ".join(odd) + "."
+        if odd
+        else "Nothing odd found: no problems, no duplicate photos"
+        + (", and eval looks like train in size, brightness and colour." if eval_stats is not None else ".")
+    )
     return lines
 
 
@@ -213,7 +264,9 @@ def _shift_notes(train_stats: pd.DataFrame, eval_stats: pd.DataFrame) -> list[st
     test = ks_2samp(train_ok["brightness"], eval_ok["brightness"])
     ks = test.statistic
     if ks > SHIFT_KS and test.pvalue < SHIFT_P:
-        notes.append(f"eval brightness differs from train (mean {eval_ok['brightness'].mean():.0f} vs {train_ok['brightness'].mean():.0f}, KS {ks:.2f})")
+        notes.append(
+            f"eval brightness differs from train (mean {eval_ok['brightness'].mean():.0f} vs {train_ok['brightness'].mean():.0f}, KS {ks:.2f})"
+        )
     train_sizes, eval_sizes = set(_sizes(train_ok).index), set(_sizes(eval_ok).index)
     if eval_sizes - train_sizes:
         notes.append(f"eval has photo sizes train does not ({', '.join(sorted(eval_sizes - train_sizes)[:5])})")
@@ -236,14 +289,33 @@ def _triple(values) -> str:
 
 
 def _classes_section(classes: pd.DataFrame, thresholds: AgeThresholds) -> Section:
-    shown = classes.assign(share=classes["share"].map("{:.1%}".format), **{"largest / this": classes["largest / this"].map(lambda v: "-" if np.isinf(v) else f"{v:.1f}")})
-    return Section("Classes", _table(shown, index=False), {"class_counts.png": ("Photos per class", class_balance(classes["photos"].to_numpy(), thresholds))})
+    shown = classes.assign(
+        share=classes["share"].map("{:.1%}".format),
+        **{"largest / this": classes["largest / this"].map(lambda v: "-" if np.isinf(v) else f"{v:.1f}")},
+    )
+    return Section(
+        "Classes",
+        _table(shown, index=False),
+        {"class_counts.png": ("Photos per class", class_balance(classes["photos"].to_numpy(), thresholds))},
+    )
 
 
-def _persons_section(manifest: pd.DataFrame, persons: pd.DataFrame, cross: pd.DataFrame, thresholds: AgeThresholds) -> Section:
-    per_person = manifest.groupby("person_id").size().value_counts().sort_index().rename_axis("photos per person").rename("persons").to_frame()
-    body = ("<div class='row'><div><h3>Persons per gender and age group</h3>" + _table(cross) + "</div>"
-            "<div><h3>Photos per person</h3>" + _table(per_person) + "</div></div>")
+def _persons_section(
+    manifest: pd.DataFrame, persons: pd.DataFrame, cross: pd.DataFrame, thresholds: AgeThresholds
+) -> Section:
+    per_person = (
+        manifest.groupby("person_id")
+        .size()
+        .value_counts()
+        .sort_index()
+        .rename_axis("photos per person")
+        .rename("persons")
+        .to_frame()
+    )
+    body = (
+        "<div class='row'><div><h3>Persons per gender and age group</h3>" + _table(cross) + "</div>"
+        "<div><h3>Photos per person</h3>" + _table(per_person) + "</div></div>"
+    )
     figures = {
         "heads.png": ("Photos per mask status, gender and age group", _heads_figure(manifest, thresholds)),
         "persons_gender_age.png": ("Persons per gender and age group", _persons_heatmap(cross)),
@@ -260,34 +332,53 @@ def _photos_section(train_stats: pd.DataFrame, eval_stats: pd.DataFrame | None) 
     body = "<div class='row'>"
     if len(sizes) <= FEW_SIZES:
         body += "<div><h3>Photo sizes</h3>" + _table(sizes) + "</div>"
-    body += ("<div><h3>Colour per channel (0..1)</h3>" + _table(colours.map(lambda v: f"{v:.3f}")) +
-             f"<p>Normalisation constants these photos imply: <code>mean={_triple(mean)}, std={_triple(std)}</code> "
-             "(computed at 128x128 over every readable training photo).</p></div></div>")
+    body += (
+        "<div><h3>Colour per channel (0..1)</h3>"
+        + _table(colours.map(lambda v: f"{v:.3f}"))
+        + f"<p>Normalisation constants these photos imply: <code>mean={_triple(mean)}, std={_triple(std)}</code> "
+        "(computed at 128x128 over every readable training photo).</p></div></div>"
+    )
     figures = {"brightness.png": ("Brightness of photos", _brightness_figure(train_stats, eval_stats))}
     if len(sizes) > FEW_SIZES:
         figures["sizes.png"] = ("Most common photo sizes", _sizes_figure(sizes))
-    return Section("Photos: size, brightness, colour" + (", train vs eval" if eval_stats is not None else ""), body, figures)
+    return Section(
+        "Photos: size, brightness, colour" + (", train vs eval" if eval_stats is not None else ""), body, figures
+    )
 
 
 def _duplicates_section(pairs: pd.DataFrame, near_distance: int, with_eval: bool) -> Section:
     scope = "within train (different persons)" + (" and between train and eval" if with_eval else "")
-    text = (f"<p>Photo pairs {scope} whose perceptual hash of the upper face (where masks never reach) differs by at most "
-            f"{near_distance} of 64 bits, or whose files are identical. Pairs within one person are expected (the same photo with "
-            "different masks) and not listed.</p>")
+    text = (
+        f"<p>Photo pairs {scope} whose perceptual hash of the upper face (where masks never reach) differs by at most "
+        f"{near_distance} of 64 bits, or whose files are identical. Pairs within one person are expected (the same photo with "
+        "different masks) and not listed.</p>"
+    )
     if pairs.empty:
         return Section("Duplicates and near-duplicates", text + "<p><b>None found.</b></p>")
     persons = person_pairs(pairs)
     if len(persons):
         text += "<h3>Training persons who share photos</h3>" + _table(persons.head(50), index=False)
     listed = pairs.head(500).assign(identical=pairs["identical"].head(500).map({True: "yes", False: ""}))
-    text += (f"<details><summary>All {len(pairs):,} photo pairs{' (the first 500)' if len(pairs) > 500 else ''}</summary>"
-             + _table(listed.drop(columns=["path_a", "path_b"]), index=False) + "</details>")
-    return Section("Duplicates and near-duplicates", text, {"duplicates.jpg": ("The closest pairs, side by side", _pairs_figure(pairs))})
+    text += (
+        f"<details><summary>All {len(pairs):,} photo pairs{' (the first 500)' if len(pairs) > 500 else ''}</summary>"
+        + _table(listed.drop(columns=["path_a", "path_b"]), index=False)
+        + "</details>"
+    )
+    return Section(
+        "Duplicates and near-duplicates",
+        text,
+        {"duplicates.jpg": ("The closest pairs, side by side", _pairs_figure(pairs))},
+    )
 
 
-def _samples_section(manifest: pd.DataFrame, thresholds: AgeThresholds, per_class: int, rng: np.random.Generator) -> Section:
-    return Section("Sample photos per class", "<p>Each photo is labelled with its person id, gender and age.</p>",
-                   {"samples.jpg": ("Sample photos per class", _sample_grid(manifest, thresholds, per_class, rng))})
+def _samples_section(
+    manifest: pd.DataFrame, thresholds: AgeThresholds, per_class: int, rng: np.random.Generator
+) -> Section:
+    return Section(
+        "Sample photos per class",
+        "<p>Each photo is labelled with its person id, gender and age.</p>",
+        {"samples.jpg": ("Sample photos per class", _sample_grid(manifest, thresholds, per_class, rng))},
+    )
 
 
 def _problems_section(problems: list[Problem]) -> Section:
@@ -300,7 +391,9 @@ def _problems_section(problems: list[Problem]) -> Section:
 
 def _heads_figure(manifest: pd.DataFrame, thresholds: AgeThresholds):
     figure, axes = plt.subplots(1, 3, figsize=(11, 3.2))
-    for axis, (column, names) in zip(axes, (("mask", MASK_NAMES), ("gender", GENDER_NAMES), ("age_group", thresholds.names()))):
+    for axis, (column, names) in zip(
+        axes, (("mask", MASK_NAMES), ("gender", GENDER_NAMES), ("age_group", thresholds.names())), strict=False
+    ):
         counts = manifest[column].value_counts().reindex(range(len(names)), fill_value=0)
         bars = axis.bar(names, counts.to_numpy(), color=["#0072b2", "#e69f00", "#009e73"][: len(names)])
         axis.bar_label(bars, fontsize=8)
@@ -327,14 +420,18 @@ def _age_figure(persons: pd.DataFrame, thresholds: AgeThresholds):
     for cut in (thresholds.middle, thresholds.old):
         axis.axvline(cut, color="crimson", linestyle="--")
         axis.text(cut + 0.3, axis.get_ylim()[1] * 0.92, f"{cut}", color="crimson")
-    axis.set(xlabel="age (years)", ylabel="persons", title="age of persons by gender (stacked; dashed: group thresholds)")
+    axis.set(
+        xlabel="age (years)", ylabel="persons", title="age of persons by gender (stacked; dashed: group thresholds)"
+    )
     axis.legend()
     figure.tight_layout()
     return figure
 
 
 def _race_figure(persons: pd.DataFrame):
-    table = persons.assign(gender=persons["gender"].map(dict(enumerate(GENDER_NAMES)))).pivot_table(index="race", columns="gender", values="person_id", aggfunc="count", fill_value=0)
+    table = persons.assign(gender=persons["gender"].map(dict(enumerate(GENDER_NAMES)))).pivot_table(
+        index="race", columns="gender", values="person_id", aggfunc="count", fill_value=0
+    )
     figure, axis = plt.subplots(figsize=(5.0, 3.2))
     table.plot.bar(ax=axis, rot=0, color=["#e69f00", "#0072b2"][: len(table.columns)])
     axis.set(ylabel="persons", xlabel="race", title="persons by race and gender")
@@ -351,14 +448,31 @@ def _brightness_figure(train_stats: pd.DataFrame, eval_stats: pd.DataFrame | Non
     for mask, name in enumerate(MASK_NAMES):
         values = readable.loc[readable["mask"] == mask, "brightness"]
         if len(values):
-            axis.hist(values, bins=bins, density=True, histtype="step", linewidth=2, color=MASK_COLOURS[name], linestyle=MASK_STYLES[name], label=f"{name} ({len(values):,})")
+            axis.hist(
+                values,
+                bins=bins,
+                density=True,
+                histtype="step",
+                linewidth=2,
+                color=MASK_COLOURS[name],
+                linestyle=MASK_STYLES[name],
+                label=f"{name} ({len(values):,})",
+            )
     axis.set(title="train: brightness by mask status", xlabel="mean brightness (0-255)", ylabel="density")
     axis.legend()
     if eval_stats is not None:
         axis = axes[0, 1]
         for split, stats in (("train", readable), ("eval", eval_stats[eval_stats["error"] == ""])):
             if len(stats):
-                axis.hist(stats["brightness"], bins=bins, density=True, histtype="step", linewidth=2, color=SPLIT_COLOURS[split], label=f"{split} ({len(stats):,})")
+                axis.hist(
+                    stats["brightness"],
+                    bins=bins,
+                    density=True,
+                    histtype="step",
+                    linewidth=2,
+                    color=SPLIT_COLOURS[split],
+                    label=f"{split} ({len(stats):,})",
+                )
         axis.set(title="brightness: train vs eval", xlabel="mean brightness (0-255)", ylabel="density")
         axis.legend()
     figure.tight_layout()
@@ -376,7 +490,10 @@ def _sizes_figure(sizes: pd.DataFrame):
 
 def _pairs_figure(pairs: pd.DataFrame, limit: int = 8):
     """The closest pair of each person pair (and of each eval photo), two pairs per row."""
-    keys = [tuple(sorted((str(a), str(b)))) if kind == "train-train" else b_id for kind, a, b, b_id in zip(pairs["kind"], pairs["person_a"], pairs["person_b"], pairs["image_b"])]
+    keys = [
+        tuple(sorted((str(a), str(b)))) if kind == "train-train" else b_id
+        for kind, a, b, b_id in zip(pairs["kind"], pairs["person_a"], pairs["person_b"], pairs["image_b"], strict=False)
+    ]
     shown = pairs.loc[~pd.Series(keys, index=pairs.index).duplicated()].head(limit)
     rows = -(-len(shown) // 2)
     figure, axes = plt.subplots(rows, 4, figsize=(8.4, 2.3 * rows), squeeze=False)
@@ -384,11 +501,21 @@ def _pairs_figure(pairs: pd.DataFrame, limit: int = 8):
         axis.set_axis_off()
     for index, pair in enumerate(shown.itertuples(index=False)):
         how = "identical files" if pair.identical else f"distance {pair.distance}"
-        for side, (path, image_id, person) in enumerate(((pair.path_a, pair.image_a, pair.person_a), (pair.path_b, pair.image_b, pair.person_b))):
+        for side, (path, image_id, person) in enumerate(
+            ((pair.path_a, pair.image_a, pair.person_a), (pair.path_b, pair.image_b, pair.person_b))
+        ):
             axis = axes[index // 2, (index % 2) * 2 + side]
             _show(axis, path)
-            label = f"eval {_shorten(str(image_id), 14)}" if person == "(eval)" else f"{person} / {str(image_id).rsplit('/', 1)[-1]}"
-            axis.set_title(f"{pair.kind}, {how}\n{label}" if side == 0 else f"\n{label}", fontsize=7, loc="left" if side == 0 else "center")
+            label = (
+                f"eval {_shorten(str(image_id), 14)}"
+                if person == "(eval)"
+                else f"{person} / {str(image_id).rsplit('/', 1)[-1]}"
+            )
+            axis.set_title(
+                f"{pair.kind}, {how}\n{label}" if side == 0 else f"\n{label}",
+                fontsize=7,
+                loc="left" if side == 0 else "center",
+            )
     figure.tight_layout()
     return figure
 
@@ -406,10 +533,16 @@ def _sample_grid(manifest: pd.DataFrame, thresholds: AgeThresholds, per_class: i
         for column, photo in enumerate(chosen.itertuples(index=False)):
             left = column * (cell_w + gap)
             try:
-                canvas[top:top + cell_h, left:left + cell_w] = read_resized(photo.path, (cell_h, cell_w))
+                canvas[top : top + cell_h, left : left + cell_w] = read_resized(photo.path, (cell_h, cell_w))
             except ImageError:
                 captions.append((left + cell_w / 2, top + cell_h / 2, "unreadable"))
-            captions.append((left + cell_w / 2, top + cell_h + 2, f"{_shorten(str(photo.person_id), 12)}\n{GENDER_NAMES[photo.gender][0].upper()}, {photo.age}"))
+            captions.append(
+                (
+                    left + cell_w / 2,
+                    top + cell_h + 2,
+                    f"{_shorten(str(photo.person_id), 12)}\n{GENDER_NAMES[photo.gender][0].upper()}, {photo.age}",
+                )
+            )
     height, width = canvas.shape[:2]
     margin = 1.2  # inches for the class names on the left
     figure = plt.figure(figsize=(width / 100 + margin, height / 100))
@@ -419,7 +552,9 @@ def _sample_grid(manifest: pd.DataFrame, thresholds: AgeThresholds, per_class: i
     for x, y, text in captions:
         axis.text(x, y, text, ha="center", va="top", fontsize=5.5, linespacing=1.1)
     for label in range(NUM_CLASSES):
-        axis.text(-8, label * (cell_h + caption) + cell_h / 2, f"{label}\n{names[label]}", ha="right", va="center", fontsize=7)
+        axis.text(
+            -8, label * (cell_h + caption) + cell_h / 2, f"{label}\n{names[label]}", ha="right", va="center", fontsize=7
+        )
     return figure
 
 
@@ -456,7 +591,9 @@ def _cell(value) -> str:
     if isinstance(value, (float, np.floating)):
         return f"<td class='num'>{value:,.3f}</td>"
     text = str(value)
-    numeric = text.replace(".", "", 1).replace("%", "").replace(",", "").strip().isdigit() and not (text.startswith("0") and text[1:2].isdigit())  # ids stay text
+    numeric = text.replace(".", "", 1).replace("%", "").replace(",", "").strip().isdigit() and not (
+        text.startswith("0") and text[1:2].isdigit()
+    )  # ids stay text
     return f"<td class='num'>{html.escape(text)}</td>" if numeric else f"<td>{html.escape(text)}</td>"
 
 
@@ -471,8 +608,10 @@ def _html_page(title: str, summary: list[str], facts: dict, sections: list[Secti
     nav = " · ".join(f"<a href='#{_anchor(s.title)}'>{html.escape(s.title)}</a>" for s in sections)
     body = ""
     for section in sections:
-        images = "".join(f"<figure><img src='{name}' alt='{html.escape(caption)}'><figcaption>{html.escape(caption)}</figcaption></figure>"
-                         for name, caption in section.figures.items())
+        images = "".join(
+            f"<figure><img src='{name}' alt='{html.escape(caption)}'><figcaption>{html.escape(caption)}</figcaption></figure>"
+            for name, caption in section.figures.items()
+        )
         body += f"<section id='{_anchor(section.title)}'><h2>{html.escape(section.title)}</h2>{section.html}<div class='figures'>{images}</div></section>"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>maskcls EDA: {escaped}</title>

@@ -10,8 +10,17 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from ..labels import GENDER_NAMES, HEAD_SIZES, MASK_NAMES, NUM_CLASSES, AgeThresholds, class_names, decode, head_probabilities
-from ..tables import probs_of
+from ..core.labels import (
+    GENDER_NAMES,
+    HEAD_SIZES,
+    MASK_NAMES,
+    NUM_CLASSES,
+    AgeThresholds,
+    class_names,
+    decode,
+    head_probabilities,
+)
+from ..core.tables import probs_of
 
 HEADS = ("mask", "gender", "age")
 
@@ -19,27 +28,46 @@ HEADS = ("mask", "gender", "age")
 def per_class_table(labels: np.ndarray, predicted: np.ndarray, names: list[str]) -> pd.DataFrame:
     """Precision, recall, F1, support and predicted count per class, and ``macro_f1_cost`` = (1 - F1) / classes:
     what each class takes off macro F1 (the costs of the classes present add up to 1 - macro F1)."""
-    precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=range(NUM_CLASSES), zero_division=0)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=range(NUM_CLASSES), zero_division=0
+    )
     guessed = np.bincount(predicted, minlength=NUM_CLASSES)
     present = (support + guessed) > 0
     cost = np.where(present, (1 - f1) / max(present.sum(), 1), 0.0)
-    return pd.DataFrame({"class": range(NUM_CLASSES), "name": names, "precision": precision, "recall": recall, "f1": f1,
-                         "support": support, "predicted": guessed, "macro_f1_cost": cost})
+    return pd.DataFrame(
+        {
+            "class": range(NUM_CLASSES),
+            "name": names,
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "support": support,
+            "predicted": guessed,
+            "macro_f1_cost": cost,
+        }
+    )
 
 
 def confusion_tables(labels: np.ndarray, predicted: np.ndarray) -> dict[str, np.ndarray]:
     """Confusion counts (rows: true, columns: predicted) of the 18 classes and of each head."""
     matrices = {"class": confusion_matrix(labels, predicted, labels=range(NUM_CLASSES))}
-    for head, truth, guess in zip(HEADS, decode(labels), decode(predicted)):
+    for head, truth, guess in zip(HEADS, decode(labels), decode(predicted), strict=False):
         matrices[head] = confusion_matrix(truth, guess, labels=range(HEAD_SIZES[head]))
     return matrices
 
 
 def head_names(head: str, thresholds: AgeThresholds) -> list[str]:
-    return {"mask": list(MASK_NAMES), "gender": list(GENDER_NAMES), "age": list(thresholds.names()), "class": class_names(thresholds)}[head]
+    return {
+        "mask": list(MASK_NAMES),
+        "gender": list(GENDER_NAMES),
+        "age": list(thresholds.names()),
+        "class": class_names(thresholds),
+    }[head]
 
 
-def top_confusions(labels: np.ndarray, predicted: np.ndarray, head: str, thresholds: AgeThresholds, n: int = 5) -> pd.DataFrame:
+def top_confusions(
+    labels: np.ndarray, predicted: np.ndarray, head: str, thresholds: AgeThresholds, n: int = 5
+) -> pd.DataFrame:
     """The ``n`` most frequent (true, predicted) mistakes of a head (``class`` for the 18 classes), with their share of the true value."""
     if head == "class":
         truth, guess = np.asarray(labels), np.asarray(predicted)
@@ -50,8 +78,19 @@ def top_confusions(labels: np.ndarray, predicted: np.ndarray, head: str, thresho
     matrix = confusion_matrix(truth, guess, labels=range(len(names)))
     wrong = [(matrix[t, p], t, p) for t in range(len(names)) for p in range(len(names)) if t != p and matrix[t, p] > 0]
     wrong.sort(reverse=True)
-    return pd.DataFrame([{"head": head, "true": names[t], "predicted": names[p], "photos": int(count), "share_of_true": count / max(matrix[t].sum(), 1)}
-                         for count, t, p in wrong[:n]], columns=["head", "true", "predicted", "photos", "share_of_true"])
+    return pd.DataFrame(
+        [
+            {
+                "head": head,
+                "true": names[t],
+                "predicted": names[p],
+                "photos": int(count),
+                "share_of_true": count / max(matrix[t].sum(), 1),
+            }
+            for count, t, p in wrong[:n]
+        ],
+        columns=["head", "true", "predicted", "photos", "share_of_true"],
+    )
 
 
 def worst_predictions(table: pd.DataFrame, head: str, n: int) -> pd.DataFrame:
@@ -59,9 +98,13 @@ def worst_predictions(table: pd.DataFrame, head: str, n: int) -> pd.DataFrame:
     true_values, predicted_values, confidence = _head_columns(table, head)
     wrong = np.flatnonzero(predicted_values != true_values)
     order = wrong[np.argsort(-confidence[wrong], kind="stable")]
-    rows = table.iloc[order].assign(head=head, true_value=true_values[order], predicted_value=predicted_values[order], confidence=confidence[order])
+    rows = table.iloc[order].assign(
+        head=head, true_value=true_values[order], predicted_value=predicted_values[order], confidence=confidence[order]
+    )
     rows = rows.drop_duplicates("person_id").head(n)
-    keep = ["head", "image_id", "person_id", "true_value", "predicted_value", "confidence"] + (["path"] if "path" in rows else [])
+    keep = ["head", "image_id", "person_id", "true_value", "predicted_value", "confidence"] + (
+        ["path"] if "path" in rows else []
+    )
     return rows[keep].reset_index(drop=True)
 
 
@@ -92,6 +135,14 @@ def gradcam_selection(table: pd.DataFrame, per_group: int, seed: int = 0) -> pd.
         wrong_rows = wrong_rows[np.argsort(-confidence[wrong_rows], kind="stable")]
         for outcome, rows in (("right", picked), ("wrong", list(wrong_rows))):
             for row in rows:
-                chosen.append({"head": head, "outcome": outcome, "row": int(row), "target": int(predicted_values[row]),
-                               "true_value": int(true_values[row]), "confidence": float(confidence[row])})
+                chosen.append(
+                    {
+                        "head": head,
+                        "outcome": outcome,
+                        "row": int(row),
+                        "target": int(predicted_values[row]),
+                        "true_value": int(true_values[row]),
+                        "confidence": float(confidence[row]),
+                    }
+                )
     return pd.DataFrame(chosen, columns=["head", "outcome", "row", "target", "true_value", "confidence"])

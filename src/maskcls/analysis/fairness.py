@@ -11,11 +11,22 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
-from ..labels import GENDER_NAMES, AgeThresholds, decode
-from ..metrics import classification_metrics
-from ..tables import probs_of
+from ..core.labels import GENDER_NAMES, AgeThresholds, decode
+from ..core.metrics import classification_metrics
+from ..core.tables import probs_of
 
-FAIRNESS_COLUMNS = ["attribute", "group", "persons", "photos", "accuracy", "macro_f1", "mask_accuracy", "gender_accuracy", "age_accuracy", "macro_f1_gap"]
+FAIRNESS_COLUMNS = [
+    "attribute",
+    "group",
+    "persons",
+    "photos",
+    "accuracy",
+    "macro_f1",
+    "mask_accuracy",
+    "gender_accuracy",
+    "age_accuracy",
+    "macro_f1_gap",
+]
 
 
 def fairness_table(table: pd.DataFrame, thresholds: AgeThresholds = AgeThresholds()) -> pd.DataFrame:
@@ -31,18 +42,32 @@ def fairness_table(table: pd.DataFrame, thresholds: AgeThresholds = AgeThreshold
     predicted = probs.argmax(axis=1)
     overall = _macro_f1_over_labels(labels, predicted)
     _, gender, age_group = decode(labels)
-    attributes = {"gender": pd.Series(np.asarray(GENDER_NAMES)[gender]), "age group": pd.Series(np.asarray(thresholds.names())[age_group])}
+    attributes = {
+        "gender": pd.Series(np.asarray(GENDER_NAMES)[gender]),
+        "age group": pd.Series(np.asarray(thresholds.names())[age_group]),
+    }
     if "race" in table and table["race"].astype(str).str.strip().ne("").any():
-        attributes["race"] = table["race"].fillna("").astype(str).str.strip().replace("", "(unknown)").reset_index(drop=True)
+        attributes["race"] = (
+            table["race"].fillna("").astype(str).str.strip().replace("", "(unknown)").reset_index(drop=True)
+        )
     rows = []
     for attribute, groups in attributes.items():
         for group in sorted(groups.unique(), key=str):
             members = (groups == group).to_numpy()
             scores = classification_metrics(labels[members], probs[members])
             group_f1 = _macro_f1_over_labels(labels[members], predicted[members])
-            rows.append({"attribute": attribute, "group": group, "persons": int(table.loc[members, "person_id"].nunique()), "photos": int(members.sum()),
-                         "accuracy": scores["accuracy"], "macro_f1": group_f1,
-                         **{key: scores[key] for key in ("mask_accuracy", "gender_accuracy", "age_accuracy")}, "macro_f1_gap": group_f1 - overall})
+            rows.append(
+                {
+                    "attribute": attribute,
+                    "group": group,
+                    "persons": int(table.loc[members, "person_id"].nunique()),
+                    "photos": int(members.sum()),
+                    "accuracy": scores["accuracy"],
+                    "macro_f1": group_f1,
+                    **{key: scores[key] for key in ("mask_accuracy", "gender_accuracy", "age_accuracy")},
+                    "macro_f1_gap": group_f1 - overall,
+                }
+            )
     return pd.DataFrame(rows, columns=FAIRNESS_COLUMNS)
 
 

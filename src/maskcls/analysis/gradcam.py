@@ -10,18 +10,18 @@ reshaped back to the patch grid (prefix tokens such as CLS dropped) by ``TokenGr
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import AugmentConfig, DataConfig
+from ..core.config import AugmentConfig, DataConfig
+from ..core.labels import HEAD_SIZES, NUM_CLASSES
 from ..data.augment import TEST_VIEWS, BatchPreprocess, to_float_nchw
 from ..data.framing import Framer, Framing
-from ..labels import HEAD_SIZES, NUM_CLASSES
 from ..models.factory import MaskNet
 from ..models.heads import split_blocks
 
@@ -34,7 +34,9 @@ def class_log_probs(model: MaskNet, logits: torch.Tensor) -> torch.Tensor:
     blocks = split_blocks(model.head, logits)
     if set(blocks) == set(HEAD_SIZES):
         mask, gender, age = (F.log_softmax(blocks[name].float(), dim=1) for name in HEAD_SIZES)
-        return (mask[:, :, None, None] + gender[:, None, :, None] + age[:, None, None, :]).reshape(len(logits), NUM_CLASSES)
+        return (mask[:, :, None, None] + gender[:, None, :, None] + age[:, None, None, :]).reshape(
+            len(logits), NUM_CLASSES
+        )
     if model.task != "classes":
         raise ValueError(f"Grad-CAM targets need an 18-class model, not a '{model.task}' head")
     return F.log_softmax(logits.float(), dim=1)
@@ -90,7 +92,9 @@ def find_target_layer(model: MaskNet, input_hw: tuple[int, int]) -> tuple[nn.Mod
     outputs: list[tuple[nn.Module, int]] = []
 
     def record(module, _inputs, output):
-        if isinstance(output, torch.Tensor) and (output.dim() == 3 or (output.dim() == 4 and output.shape[-1] * output.shape[-2] > 1)):
+        if isinstance(output, torch.Tensor) and (
+            output.dim() == 3 or (output.dim() == 4 and output.shape[-1] * output.shape[-2] > 1)
+        ):
             outputs.append((module, output.dim()))
 
     hooks = [m.register_forward_hook(record) for m in model.backbone.modules() if m is not model.backbone]
@@ -106,9 +110,15 @@ def find_target_layer(model: MaskNet, input_hw: tuple[int, int]) -> tuple[nn.Mod
     if last_dim == 4:
         return last_module, None
     token_modules = {id(module) for module, dim in outputs if dim == 3}
-    blocks = [m for m in model.backbone.modules() if isinstance(m, (nn.ModuleList, nn.Sequential)) and len(m) and all(id(b) in token_modules for b in m)]
+    blocks = [
+        m
+        for m in model.backbone.modules()
+        if isinstance(m, (nn.ModuleList, nn.Sequential)) and len(m) and all(id(b) in token_modules for b in m)
+    ]
     if not blocks:
-        raise ValueError(f"Grad-CAM: {type(model.backbone).__name__} outputs tokens but has no list of transformer blocks")
+        raise ValueError(
+            f"Grad-CAM: {type(model.backbone).__name__} outputs tokens but has no list of transformer blocks"
+        )
     last_block = max(blocks, key=len)[-1]
     norm = next((m for m in last_block.modules() if isinstance(m, nn.LayerNorm)), last_block)
     return norm, TokenGrid(input_hw)
@@ -124,7 +134,9 @@ def load_inputs(paths: Sequence[str], data_cfg: DataConfig) -> tuple[torch.Tenso
     return inputs.contiguous(), shown
 
 
-def grad_cam(models: Sequence[MaskNet], inputs: torch.Tensor, heads: Sequence[str], values: Sequence[int], batch_size: int = 16) -> np.ndarray:
+def grad_cam(
+    models: Sequence[MaskNet], inputs: torch.Tensor, heads: Sequence[str], values: Sequence[int], batch_size: int = 16
+) -> np.ndarray:
     """Grad-CAM maps ``(N, h, w)`` in [0, 1] of ``inputs`` for targets ``log p(heads[i] = values[i])``, averaged over
     ``models`` (one model: the fold model that did not train on the photo; several: e.g. all folds of a run)."""
     from pytorch_grad_cam import GradCAM
@@ -133,11 +145,13 @@ def grad_cam(models: Sequence[MaskNet], inputs: torch.Tensor, heads: Sequence[st
     for model in models:
         model = model.eval().float()
         layer, reshape = find_target_layer(model, tuple(inputs.shape[-2:]))
-        cam = GradCAM(model=model, target_layers=[layer], reshape_transform=reshape)  # not as a context manager: it would swallow IndexErrors
+        cam = GradCAM(
+            model=model, target_layers=[layer], reshape_transform=reshape
+        )  # not as a context manager: it would swallow IndexErrors
         try:
             for start in range(0, len(inputs), batch_size):
                 rows = slice(start, start + batch_size)
-                targets = [HeadTarget(model, head, value) for head, value in zip(heads[rows], values[rows])]
+                targets = [HeadTarget(model, head, value) for head, value in zip(heads[rows], values[rows], strict=False)]
                 maps[rows] += cam(input_tensor=inputs[rows], targets=targets)
         finally:
             cam.activations_and_grads.release()
@@ -148,4 +162,9 @@ def overlay(images: np.ndarray, maps: np.ndarray, weight: float = 0.5) -> np.nda
     """uint8 RGB overlays ``(N, h, w, 3)``: the photo blended with the map in the jet colour scale."""
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
-    return np.stack([show_cam_on_image(image.astype(np.float32), heat, use_rgb=True, image_weight=weight) for image, heat in zip(images, maps)])
+    return np.stack(
+        [
+            show_cam_on_image(image.astype(np.float32), heat, use_rgb=True, image_weight=weight)
+            for image, heat in zip(images, maps, strict=False)
+        ]
+    )

@@ -28,21 +28,36 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.artifacts import run_label_fixes, run_labels, run_record
+from ..core.io import write_csv, write_json
+from ..core.labels import GENDER_NAMES, MASK_NAMES, AgeThresholds, Mask, class_names, head_probabilities
+from ..core.tables import PROB_COLUMNS, TableError, probs_of, read_oof
 from ..data.label_fixes import read_train_with_fixes
-from ..io import write_csv, write_json
-from ..labels import GENDER_NAMES, MASK_NAMES, AgeThresholds, Mask, class_names, head_probabilities
-from ..rundir import run_label_fixes, run_labels, run_record
-from ..tables import PROB_COLUMNS, TableError, probs_of, read_oof
+
 
 class NoiseError(ValueError):
     """A run or folder the noise finder cannot judge (no 18-class OOF table, no overlap with the folder)."""
 
 
 KINDS = ("swapped_pair", "person_gender", "person_age", "photo_mask", "photo_class")
-SUSPECT_COLUMNS = ["kind", "rank", "person_id", "image_id", "path", "given", "predicted", "score", "photos", "field", "suggested"]
+SUSPECT_COLUMNS = [
+    "kind",
+    "rank",
+    "person_id",
+    "image_id",
+    "path",
+    "given",
+    "predicted",
+    "score",
+    "photos",
+    "field",
+    "suggested",
+]
 
 
-def find_label_noise(table: pd.DataFrame, thresholds: AgeThresholds = AgeThresholds(), confidence: float = 0.8) -> pd.DataFrame:
+def find_label_noise(
+    table: pd.DataFrame, thresholds: AgeThresholds = AgeThresholds(), confidence: float = 0.8
+) -> pd.DataFrame:
     """Ranked suspects (``SUSPECT_COLUMNS``) of a table with the manifest's columns (image_id, person_id, stem,
     path, mask, gender, age_group, label) and the OOF probabilities p0..p17 of the same photos."""
     if not 0.5 <= confidence < 1:
@@ -59,7 +74,11 @@ def find_label_noise(table: pd.DataFrame, thresholds: AgeThresholds = AgeThresho
         _photo_masks(table, heads["mask"], confidence, paired),
         _photo_classes(table, probs, thresholds),
     ]
-    suspects = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else pd.DataFrame(columns=SUSPECT_COLUMNS)
+    suspects = (
+        pd.concat([f for f in frames if len(f)], ignore_index=True)
+        if any(len(f) for f in frames)
+        else pd.DataFrame(columns=SUSPECT_COLUMNS)
+    )
     suspects["kind"] = pd.Categorical(suspects["kind"], categories=KINDS, ordered=True)
     suspects = suspects.sort_values(["kind", "score"], ascending=[True, False], kind="stable").reset_index(drop=True)
     suspects["rank"] = suspects.groupby("kind", observed=True).cumcount() + 1
@@ -72,20 +91,34 @@ def _swapped_pairs(table: pd.DataFrame, mask_probs: np.ndarray, confidence: floa
     normal = table.index[table["stem"] == "normal"]
     incorrect = table.index[table["stem"] == "incorrect_mask"]
     pairs = pd.DataFrame({"person_id": table.loc[normal, "person_id"].to_numpy(), "normal_row": normal}).merge(
-        pd.DataFrame({"person_id": table.loc[incorrect, "person_id"].to_numpy(), "incorrect_row": incorrect}), on="person_id")
+        pd.DataFrame({"person_id": table.loc[incorrect, "person_id"].to_numpy(), "incorrect_row": incorrect}),
+        on="person_id",
+    )
     # Given labels as the file names say (a fix may already have relabelled one photo: then it is no longer a pair to judge).
-    keep = (table.loc[pairs["normal_row"], "mask"].to_numpy() == Mask.NOT_WEAR) & (table.loc[pairs["incorrect_row"], "mask"].to_numpy() == Mask.INCORRECT)
+    keep = (table.loc[pairs["normal_row"], "mask"].to_numpy() == Mask.NOT_WEAR) & (
+        table.loc[pairs["incorrect_row"], "mask"].to_numpy() == Mask.INCORRECT
+    )
     pairs = pairs[keep]
     normal_reads_incorrect = mask_probs[pairs["normal_row"], Mask.INCORRECT]
     incorrect_reads_normal = mask_probs[pairs["incorrect_row"], Mask.NOT_WEAR]
     flagged = (normal_reads_incorrect >= confidence) & (incorrect_reads_normal >= confidence)
     pairs = pairs[flagged]
     rows = table.loc[pairs["normal_row"]]
-    return pd.DataFrame({
-        "kind": "swapped_pair", "person_id": rows["person_id"].to_numpy(), "image_id": rows["image_id"].to_numpy(), "path": rows["path"].to_numpy(),
-        "given": "normal / incorrect_mask", "predicted": "swapped", "score": np.sqrt(normal_reads_incorrect[flagged] * incorrect_reads_normal[flagged]),
-        "photos": 2, "field": "mask", "suggested": "swap", "other_image_id": table.loc[pairs["incorrect_row"], "image_id"].to_numpy(),
-    })
+    return pd.DataFrame(
+        {
+            "kind": "swapped_pair",
+            "person_id": rows["person_id"].to_numpy(),
+            "image_id": rows["image_id"].to_numpy(),
+            "path": rows["path"].to_numpy(),
+            "given": "normal / incorrect_mask",
+            "predicted": "swapped",
+            "score": np.sqrt(normal_reads_incorrect[flagged] * incorrect_reads_normal[flagged]),
+            "photos": 2,
+            "field": "mask",
+            "suggested": "swap",
+            "other_image_id": table.loc[pairs["incorrect_row"], "image_id"].to_numpy(),
+        }
+    )
 
 
 def _person_votes(table: pd.DataFrame, head_probs: np.ndarray, column: str, names, kind: str) -> pd.DataFrame:
@@ -94,20 +127,35 @@ def _person_votes(table: pd.DataFrame, head_probs: np.ndarray, column: str, name
     votes = pd.concat([table[["person_id", column]], pd.DataFrame(head_probs, columns=columns)], axis=1)
     if votes.groupby("person_id")[column].nunique().gt(1).any():
         raise NoiseError(f"a person's photos disagree on {column}: the table does not come from one training folder")
-    mean = votes.groupby("person_id", sort=False).agg(given=(column, "first"), photos=(column, "size"), **{c: (c, "mean") for c in columns})
+    mean = votes.groupby("person_id", sort=False).agg(
+        given=(column, "first"), photos=(column, "size"), **{c: (c, "mean") for c in columns}
+    )
     averaged = mean[columns].to_numpy()
     given = mean["given"].to_numpy()
     predicted = averaged.argmax(axis=1)
     flagged = predicted != given
     persons = mean.index[flagged]
-    face = table.assign(order=(table["stem"] != "normal").astype(int)).sort_values("order", kind="stable").drop_duplicates("person_id").set_index("person_id")
+    face = (
+        table.assign(order=(table["stem"] != "normal").astype(int))
+        .sort_values("order", kind="stable")
+        .drop_duplicates("person_id")
+        .set_index("person_id")
+    )
     field = "gender" if column == "gender" else "age_group"
-    return pd.DataFrame({
-        "kind": kind, "person_id": persons, "image_id": face.loc[persons, "image_id"].to_numpy(), "path": face.loc[persons, "path"].to_numpy(),
-        "given": [f"{field}: {names[g]}" for g in given[flagged]], "predicted": [f"{field}: {names[p]}" for p in predicted[flagged]],
-        "score": 1 - averaged[flagged, given[flagged]], "photos": mean.loc[persons, "photos"].to_numpy(), "field": field,
-        "suggested": [names[p] for p in predicted[flagged]],
-    })
+    return pd.DataFrame(
+        {
+            "kind": kind,
+            "person_id": persons,
+            "image_id": face.loc[persons, "image_id"].to_numpy(),
+            "path": face.loc[persons, "path"].to_numpy(),
+            "given": [f"{field}: {names[g]}" for g in given[flagged]],
+            "predicted": [f"{field}: {names[p]}" for p in predicted[flagged]],
+            "score": 1 - averaged[flagged, given[flagged]],
+            "photos": mean.loc[persons, "photos"].to_numpy(),
+            "field": field,
+            "suggested": [names[p] for p in predicted[flagged]],
+        }
+    )
 
 
 def _photo_masks(table: pd.DataFrame, mask_probs: np.ndarray, confidence: float, paired: set) -> pd.DataFrame:
@@ -115,11 +163,20 @@ def _photo_masks(table: pd.DataFrame, mask_probs: np.ndarray, confidence: float,
     predicted = mask_probs.argmax(axis=1)
     flagged = (predicted != given) & (mask_probs.max(axis=1) >= confidence) & ~table["image_id"].isin(paired).to_numpy()
     rows = table[flagged]
-    return pd.DataFrame({
-        "kind": "photo_mask", "person_id": rows["person_id"].to_numpy(), "image_id": rows["image_id"].to_numpy(), "path": rows["path"].to_numpy(),
-        "given": [f"mask: {MASK_NAMES[m]}" for m in given[flagged]], "predicted": [f"mask: {MASK_NAMES[m]}" for m in predicted[flagged]],
-        "score": 1 - mask_probs[flagged, given[flagged]], "photos": 1, "field": "mask", "suggested": [MASK_NAMES[m] for m in predicted[flagged]],
-    })
+    return pd.DataFrame(
+        {
+            "kind": "photo_mask",
+            "person_id": rows["person_id"].to_numpy(),
+            "image_id": rows["image_id"].to_numpy(),
+            "path": rows["path"].to_numpy(),
+            "given": [f"mask: {MASK_NAMES[m]}" for m in given[flagged]],
+            "predicted": [f"mask: {MASK_NAMES[m]}" for m in predicted[flagged]],
+            "score": 1 - mask_probs[flagged, given[flagged]],
+            "photos": 1,
+            "field": "mask",
+            "suggested": [MASK_NAMES[m] for m in predicted[flagged]],
+        }
+    )
 
 
 def _photo_classes(table: pd.DataFrame, probs: np.ndarray, thresholds: AgeThresholds) -> pd.DataFrame:
@@ -132,11 +189,20 @@ def _photo_classes(table: pd.DataFrame, probs: np.ndarray, thresholds: AgeThresh
     names = class_names(thresholds)
     rows = table[flagged]
     given, predicted = labels[flagged], probs[flagged].argmax(axis=1)
-    return pd.DataFrame({
-        "kind": "photo_class", "person_id": rows["person_id"].to_numpy(), "image_id": rows["image_id"].to_numpy(), "path": rows["path"].to_numpy(),
-        "given": [f"class {c}: {names[c]}" for c in given], "predicted": [f"class {c}: {names[c]}" for c in predicted],
-        "score": 1 - probs[flagged, given], "photos": 1, "field": "", "suggested": "",
-    })
+    return pd.DataFrame(
+        {
+            "kind": "photo_class",
+            "person_id": rows["person_id"].to_numpy(),
+            "image_id": rows["image_id"].to_numpy(),
+            "path": rows["path"].to_numpy(),
+            "given": [f"class {c}: {names[c]}" for c in given],
+            "predicted": [f"class {c}: {names[c]}" for c in predicted],
+            "score": 1 - probs[flagged, given],
+            "photos": 1,
+            "field": "",
+            "suggested": "",
+        }
+    )
 
 
 def fixes_from_suspects(suspects: pd.DataFrame) -> pd.DataFrame:
@@ -147,13 +213,47 @@ def fixes_from_suspects(suspects: pd.DataFrame) -> pd.DataFrame:
         note = f"{suspect.kind} #{suspect.rank} score {suspect.score:.3f}"
         if suspect.kind == "swapped_pair":
             folder = suspect.image_id.rpartition("/")[0]
-            rows.append({"person_id": suspect.person_id, "image_id": f"{folder}/normal", "field": "mask", "value": MASK_NAMES[Mask.INCORRECT], "note": note})
-            rows.append({"person_id": suspect.person_id, "image_id": f"{folder}/incorrect_mask", "field": "mask", "value": MASK_NAMES[Mask.NOT_WEAR], "note": note})
+            rows.append(
+                {
+                    "person_id": suspect.person_id,
+                    "image_id": f"{folder}/normal",
+                    "field": "mask",
+                    "value": MASK_NAMES[Mask.INCORRECT],
+                    "note": note,
+                }
+            )
+            rows.append(
+                {
+                    "person_id": suspect.person_id,
+                    "image_id": f"{folder}/incorrect_mask",
+                    "field": "mask",
+                    "value": MASK_NAMES[Mask.NOT_WEAR],
+                    "note": note,
+                }
+            )
         elif suspect.kind in ("person_gender", "person_age"):
-            rows.append({"person_id": suspect.person_id, "image_id": "", "field": suspect.field, "value": suspect.suggested, "note": note})
+            rows.append(
+                {
+                    "person_id": suspect.person_id,
+                    "image_id": "",
+                    "field": suspect.field,
+                    "value": suspect.suggested,
+                    "note": note,
+                }
+            )
         elif suspect.kind == "photo_mask":
-            rows.append({"person_id": suspect.person_id, "image_id": suspect.image_id, "field": "mask", "value": suspect.suggested, "note": note})
-    return pd.DataFrame(rows, columns=["person_id", "image_id", "field", "value", "note"]).drop_duplicates(["person_id", "image_id", "field"])
+            rows.append(
+                {
+                    "person_id": suspect.person_id,
+                    "image_id": suspect.image_id,
+                    "field": "mask",
+                    "value": suspect.suggested,
+                    "note": note,
+                }
+            )
+    return pd.DataFrame(rows, columns=["person_id", "image_id", "field", "value", "note"]).drop_duplicates(
+        ["person_id", "image_id", "field"]
+    )
 
 
 def noise_report(
@@ -180,17 +280,27 @@ def noise_report(
             raise NoiseError(f"{run_dir} records no training folder: pass --data TRAIN_DIR")
         label_fixes = label_fixes if label_fixes is not None else run_label_fixes(run_dir)
     manifest, problems, fixes = read_train_with_fixes(data_dir, thresholds, label_fixes)
-    table = manifest.merge(oof[["image_id", "label", *PROB_COLUMNS]].rename(columns={"label": "run_label"}), on="image_id", how="inner")
+    table = manifest.merge(
+        oof[["image_id", "label", *PROB_COLUMNS]].rename(columns={"label": "run_label"}), on="image_id", how="inner"
+    )
     if table.empty:
-        raise NoiseError(f"no photo of {data_dir} has an out-of-fold prediction in {oof_path}: is it the folder the run trained on?")
+        raise NoiseError(
+            f"no photo of {data_dir} has an out-of-fold prediction in {oof_path}: is it the folder the run trained on?"
+        )
     suspects = find_label_noise(table, thresholds, confidence)
     fixes_table = fixes_from_suspects(suspects)
     summary = {
-        "run": str(run_dir.resolve()), "data": str(Path(data_dir).resolve()), "label_fixes": fixes.record() if fixes else None,
-        "confidence": confidence, "photos_judged": int(len(table)), "persons_judged": int(table["person_id"].nunique()),
-        "photos_without_oof": int(len(manifest) - len(table)), "oof_rows_not_in_data": int(len(oof) - len(table)),
+        "run": str(run_dir.resolve()),
+        "data": str(Path(data_dir).resolve()),
+        "label_fixes": fixes.record() if fixes else None,
+        "confidence": confidence,
+        "photos_judged": int(len(table)),
+        "persons_judged": int(table["person_id"].nunique()),
+        "photos_without_oof": int(len(manifest) - len(table)),
+        "oof_rows_not_in_data": int(len(oof) - len(table)),
         "labels_differing_from_run": int((table["label"] != table["run_label"]).sum()),
-        "suspects": {kind: int((suspects["kind"] == kind).sum()) for kind in KINDS}, "problems_in_data": len(problems),
+        "suspects": {kind: int((suspects["kind"] == kind).sum()) for kind in KINDS},
+        "problems_in_data": len(problems),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(out_dir / "noise.csv", suspects)
@@ -219,7 +329,9 @@ def _contact_sheet(suspects: pd.DataFrame, out_png: Path, size: int) -> None:
                 paths += other
                 captions += [f"S {suspect.person_id} incorrect"] * len(other)
             else:
-                captions.append(f"{'GAMC'[KINDS.index(kind) - 1]} {suspect.person_id} {given}>{predicted} {suspect.score:.2f}")
+                captions.append(
+                    f"{'GAMC'[KINDS.index(kind) - 1]} {suspect.person_id} {given}>{predicted} {suspect.score:.2f}"
+                )
     contact_sheet(paths, captions, out_png, thumb_hw=(128, 120), columns=10)
 
 

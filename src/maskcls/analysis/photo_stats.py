@@ -17,19 +17,41 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ..core.progress import track
 from ..data.images import ImageError, ImageLimits, read_resized
-from ..progress import track
 
 STATS_SIZE = (128, 128)
 # The top of a face photo (hair, eyes, brows) is what masks never cover: hashing it finds the same
 # source photo under different masks, where a whole-photo hash mostly sees the mask.
 UPPER_SHARE = 0.44
 LUMA = np.array([0.299, 0.587, 0.114])
-COLUMNS = ["path", "width", "height", "brightness", "mean_r", "mean_g", "mean_b", "sq_r", "sq_g", "sq_b", "sha1", "upper_hash", "upper_r", "upper_g", "upper_b", "error"]
+COLUMNS = [
+    "path",
+    "width",
+    "height",
+    "brightness",
+    "mean_r",
+    "mean_g",
+    "mean_b",
+    "sq_r",
+    "sq_g",
+    "sq_b",
+    "sha1",
+    "upper_hash",
+    "upper_r",
+    "upper_g",
+    "upper_b",
+    "error",
+]
 
 
-def photo_stats(paths: list[str], description: str = "photo statistics", workers: int = 0, progress: bool = True,
-                limits: ImageLimits = ImageLimits()) -> pd.DataFrame:
+def photo_stats(
+    paths: list[str],
+    description: str = "photo statistics",
+    workers: int = 0,
+    progress: bool = True,
+    limits: ImageLimits = ImageLimits(),
+) -> pd.DataFrame:
     """One row per path (in order); unreadable photos have their reason in ``error`` and no numbers."""
     workers = workers or os.cpu_count() or 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -52,10 +74,22 @@ def _one_photo(path: str, limits: ImageLimits) -> dict:
     bits = imagehash.phash(Image.fromarray(upper)).hash.flatten()
     upper_colour = upper.reshape(-1, 3).mean(axis=0) / 255.0
     return {
-        "path": path, "width": width, "height": height, "brightness": float((values @ LUMA).mean() * 255.0),
-        "mean_r": means[0], "mean_g": means[1], "mean_b": means[2], "sq_r": squares[0], "sq_g": squares[1], "sq_b": squares[2],
-        "sha1": digest, "upper_hash": int(np.packbits(bits).view(">u8")[0]),
-        "upper_r": upper_colour[0], "upper_g": upper_colour[1], "upper_b": upper_colour[2], "error": "",
+        "path": path,
+        "width": width,
+        "height": height,
+        "brightness": float((values @ LUMA).mean() * 255.0),
+        "mean_r": means[0],
+        "mean_g": means[1],
+        "mean_b": means[2],
+        "sq_r": squares[0],
+        "sq_g": squares[1],
+        "sq_b": squares[2],
+        "sha1": digest,
+        "upper_hash": int(np.packbits(bits).view(">u8")[0]),
+        "upper_r": upper_colour[0],
+        "upper_g": upper_colour[1],
+        "upper_b": upper_colour[2],
+        "error": "",
     }
 
 

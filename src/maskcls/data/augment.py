@@ -20,7 +20,7 @@ MixUp and CutMix change the targets too, so they live with the loss (``training/
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import kornia
 import kornia.augmentation as K
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import AugmentConfig, DataConfig
+from ..core.config import AugmentConfig, DataConfig
 
 
 class BatchPreprocess(nn.Module):
@@ -52,7 +52,15 @@ class BatchPreprocess(nn.Module):
 def build_train_augment(size_hw: tuple[int, int], cfg: AugmentConfig) -> nn.Module:
     steps: list[nn.Module] = [BatchCropFlipJitter(size_hw, cfg)]
     if cfg.motion_blur > 0:
-        steps.append(K.RandomMotionBlur(tuple(cfg.motion_blur_kernel), angle=(-180.0, 180.0), direction=(-1.0, 1.0), border_type="replicate", p=cfg.motion_blur))
+        steps.append(
+            K.RandomMotionBlur(
+                tuple(cfg.motion_blur_kernel),
+                angle=(-180.0, 180.0),
+                direction=(-1.0, 1.0),
+                border_type="replicate",
+                p=cfg.motion_blur,
+            )
+        )
     if cfg.downscale > 0:
         steps.append(RandomDownscale(tuple(cfg.downscale_range), p=cfg.downscale))
     if cfg.jpeg > 0:
@@ -86,7 +94,13 @@ class RandomDownscale(nn.Module):
         for level in torch.unique(steps[chosen]).tolist():
             rows = chosen & (steps == level)
             fraction = float(fractions[rows][0])
-            small = F.interpolate(x[rows], size=(max(1, round(height * fraction)), max(1, round(width * fraction))), mode="bilinear", antialias=True, align_corners=False)
+            small = F.interpolate(
+                x[rows],
+                size=(max(1, round(height * fraction)), max(1, round(width * fraction))),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            )
             out[rows] = F.interpolate(small, size=(height, width), mode="bilinear", align_corners=False)
         return out
 
@@ -105,7 +119,11 @@ class BatchCropFlipJitter(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, height, width = x.shape
-        boxes = self._crop_boxes(n, height, width, x.device) if self.cfg.crop == "random_resized" else self._centre_boxes(n, height, width, x.device)
+        boxes = (
+            self._crop_boxes(n, height, width, x.device)
+            if self.cfg.crop == "random_resized"
+            else self._centre_boxes(n, height, width, x.device)
+        )
         # Crop, resize and flip are one axis-aligned affine map per photo: a single bilinear grid_sample
         # for the batch. Output pixel centres in [-1, 1] (align_corners=False) map to the crop box.
         scale_x = (boxes[:, 2] - boxes[:, 0]) / width
@@ -115,7 +133,9 @@ class BatchCropFlipJitter(nn.Module):
         centres_x = torch.linspace(-1 + 1 / out_w, 1 - 1 / out_w, out_w, device=x.device)
         centres_y = torch.linspace(-1 + 1 / out_h, 1 - 1 / out_h, out_h, device=x.device)
         grid_x = scale_x[:, None] * centres_x + ((boxes[:, 0] + boxes[:, 2]) / width - 1)[:, None]
-        grid_y = ((boxes[:, 3] - boxes[:, 1]) / height)[:, None] * centres_y + ((boxes[:, 1] + boxes[:, 3]) / height - 1)[:, None]
+        grid_y = ((boxes[:, 3] - boxes[:, 1]) / height)[:, None] * centres_y + (
+            (boxes[:, 1] + boxes[:, 3]) / height - 1
+        )[:, None]
         grid = torch.stack(torch.broadcast_tensors(grid_x[:, None, :], grid_y[:, :, None]), dim=-1).to(x.dtype)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
         return self._jitter(x)
@@ -123,7 +143,9 @@ class BatchCropFlipJitter(nn.Module):
     def _crop_boxes(self, n: int, height: int, width: int, device) -> torch.Tensor:
         tries = 10
         area = height * width * torch.empty(n, tries, device=device).uniform_(*self.cfg.crop_scale)
-        log_ratio = torch.empty(n, tries, device=device).uniform_(math.log(self.cfg.crop_ratio[0]), math.log(self.cfg.crop_ratio[1]))
+        log_ratio = torch.empty(n, tries, device=device).uniform_(
+            math.log(self.cfg.crop_ratio[0]), math.log(self.cfg.crop_ratio[1])
+        )
         aspect = torch.exp(log_ratio)
         crop_w = torch.sqrt(area * aspect).round()
         crop_h = torch.sqrt(area / aspect).round()
@@ -140,7 +162,9 @@ class BatchCropFlipJitter(nn.Module):
 
     def _centre_boxes(self, n: int, height: int, width: int, device) -> torch.Tensor:
         top, left = (height - self.size_hw[0]) // 2, (width - self.size_hw[1]) // 2
-        box = torch.tensor([left, top, left + self.size_hw[1], top + self.size_hw[0]], dtype=torch.float32, device=device)
+        box = torch.tensor(
+            [left, top, left + self.size_hw[1], top + self.size_hw[0]], dtype=torch.float32, device=device
+        )
         return box.expand(n, 4)
 
     def _jitter(self, x: torch.Tensor) -> torch.Tensor:
@@ -165,7 +189,7 @@ class BatchCropFlipJitter(nn.Module):
 
 def _grayscale(x: torch.Tensor) -> torch.Tensor:
     """ITU-R 601 luma, as torchvision's rgb_to_grayscale."""
-    return (0.2989 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    return 0.2989 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
 def to_float_nchw(images: torch.Tensor) -> torch.Tensor:

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io import atomic_dir
-from ..progress import track
+from ..core.io import atomic_dir
+from ..core.progress import track
 from .framing import Framer, Framing
 from .images import ImageError, ImageLimits
 from .layout import Problem
@@ -47,7 +47,7 @@ class ImageCache:
     size_hw: tuple[int, int]
     faces: list[str] | None = None
 
-    def face_found(self) -> "np.ndarray | None":
+    def face_found(self) -> np.ndarray | None:
         """Per photo whether a face was found and cropped to (None when the cache is not face-cropped)."""
         return None if self.faces is None else np.array([face not in ("", "none") for face in self.faces])
 
@@ -64,7 +64,7 @@ class ImageCache:
         return len(self.image_ids) * self.size_hw[0] * self.size_hw[1] * 3
 
     def problems(self, paths: list[str]) -> list[Problem]:
-        return [Problem(path, error) for path, error in zip(paths, self.errors) if error]
+        return [Problem(path, error) for path, error in zip(paths, self.errors, strict=False) if error]
 
 
 def default_cache_root(cache_dir: str | None = None) -> Path:
@@ -74,10 +74,18 @@ def default_cache_root(cache_dir: str | None = None) -> Path:
     return Path(os.environ.get("MASKCLS_CACHE_DIR", Path.home() / ".cache" / "maskcls")).expanduser()
 
 
-def cache_directory(frame: pd.DataFrame, size_hw: tuple[int, int], root: str | Path, limits: ImageLimits = ImageLimits(), framing: Framing = Framing()) -> Path:
+def cache_directory(
+    frame: pd.DataFrame,
+    size_hw: tuple[int, int],
+    root: str | Path,
+    limits: ImageLimits = ImageLimits(),
+    framing: Framing = Framing(),
+) -> Path:
     """Where the cache of these photos at this size and framing lives (whether or not it is built yet)."""
     size_hw = (int(size_hw[0]), int(size_hw[1]))
-    return Path(root) / _cache_key(frame["image_id"].astype(str).tolist(), frame["path"].astype(str).tolist(), size_hw, limits, framing)
+    return Path(root) / _cache_key(
+        frame["image_id"].astype(str).tolist(), frame["path"].astype(str).tolist(), size_hw, limits, framing
+    )
 
 
 def build_cache(
@@ -101,7 +109,9 @@ def build_cache(
     workers = workers or os.cpu_count() or 1
     framer = Framer(framing)
     with atomic_dir(directory) as tmp:
-        pixels = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(len(paths), *size_hw, 3))
+        pixels = np.lib.format.open_memmap(
+            tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(len(paths), *size_hw, 3)
+        )
         errors = [""] * len(paths)
         faces = [""] * len(paths)
 
@@ -142,25 +152,33 @@ def _load(directory: Path, image_ids: list[str], size_hw: tuple[int, int]) -> Im
         raise CacheError(f"image cache {directory} is unreadable ({err}). {recover}") from None
     expected_shape = (len(image_ids), *size_hw, 3)
     if meta.get("version") != CACHE_VERSION or array.shape != expected_shape or array.dtype != np.uint8:
-        raise CacheError(f"image cache {directory} does not match its index (shape {array.shape}, expected {expected_shape}). {recover}")
+        raise CacheError(
+            f"image cache {directory} does not match its index (shape {array.shape}, expected {expected_shape}). {recover}"
+        )
     if index["image_id"].tolist() != image_ids:
         raise CacheError(f"image cache {directory} lists other photos than the data set. {recover}")
     if _crc32(directory / "images.npy") != meta.get("crc32"):
         raise CacheError(f"image cache {directory} is corrupt (checksum mismatch). {recover}")
-    return ImageCache(directory, image_ids, index["error"].tolist(), size_hw, index["face"].tolist() if "face" in index else None)
+    return ImageCache(
+        directory, image_ids, index["error"].tolist(), size_hw, index["face"].tolist() if "face" in index else None
+    )
 
 
 def _wait_for(path: Path, timeout_s: float = 3600.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not path.exists():
         if time.monotonic() > deadline:
-            raise CacheError(f"waited {timeout_s:.0f} s for local rank 0 to build {path.parent}; run `maskcls cache` first")
+            raise CacheError(
+                f"waited {timeout_s:.0f} s for local rank 0 to build {path.parent}; run `maskcls cache` first"
+            )
         time.sleep(1.0)
 
 
-def _cache_key(image_ids: list[str], paths: list[str], size_hw: tuple[int, int], limits: ImageLimits, framing: Framing) -> str:
+def _cache_key(
+    image_ids: list[str], paths: list[str], size_hw: tuple[int, int], limits: ImageLimits, framing: Framing
+) -> str:
     digest = hashlib.sha256(f"v{CACHE_VERSION}|{size_hw}|{limits}{framing.key}".encode())
-    for image_id, path in zip(image_ids, paths):
+    for image_id, path in zip(image_ids, paths, strict=False):
         try:
             stat = os.stat(path)
             signature = f"{stat.st_size}:{stat.st_mtime_ns}"

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
-from ..io import atomic_dir
-from ..labels import STEM_TO_MASK, Mask
+from ..core.io import atomic_dir
+from ..core.labels import STEM_TO_MASK, Mask
 
 # Persons per (gender, age group) in the original competition: male <30, 30-59, 60+, female ...
 COMPETITION_PERSONS = {(0, 0): 549, (0, 1): 410, (0, 2): 83, (1, 0): 732, (1, 1): 817, (1, 2): 109}
@@ -53,7 +53,14 @@ class Person:
     wrinkles: float
 
 
-def generate_demo(out_dir: str | Path, persons: int = 200, eval_persons: int = 40, size_hw=(128, 96), seed: int = 0, force: bool = False) -> Path:
+def generate_demo(
+    out_dir: str | Path,
+    persons: int = 200,
+    eval_persons: int = 40,
+    size_hw=(128, 96),
+    seed: int = 0,
+    force: bool = False,
+) -> Path:
     """Write ``out_dir/train`` and ``out_dir/eval`` in the competition layout; returns ``out_dir``.
 
     ``out_dir/eval_answers.csv`` holds the true classes of the eval photos (the demo knows them), so
@@ -113,7 +120,15 @@ def _write_train(train_dir: Path, people: list[Person], rng, size_hw) -> None:
     for number, person in enumerate(people, start=1):
         person_id = f"{number:06d}"
         folder = f"{person_id}_{'male' if person.gender == 0 else 'female'}_{person.race}_{person.age}"
-        rows.append({"id": person_id, "gender": "male" if person.gender == 0 else "female", "race": person.race, "age": person.age, "path": folder})
+        rows.append(
+            {
+                "id": person_id,
+                "gender": "male" if person.gender == 0 else "female",
+                "race": person.race,
+                "age": person.age,
+                "path": folder,
+            }
+        )
         target = train_dir / "images" / folder
         target.mkdir(parents=True)
         for stem in STEM_TO_MASK:
@@ -122,7 +137,7 @@ def _write_train(train_dir: Path, people: list[Person], rng, size_hw) -> None:
 
 
 def _write_eval(eval_dir: Path, people: list[Person], rng, size_hw, first_id: int) -> pd.DataFrame:
-    from ..labels import AgeThresholds, encode
+    from ..core.labels import AgeThresholds, encode
 
     (eval_dir / "images").mkdir(parents=True)
     rows = []
@@ -187,7 +202,9 @@ def _draw_person(draw: ImageDraw.ImageDraw, p: Person, mask: Mask, rng) -> None:
     for ex in (cx - 19, cx + 19):
         draw.ellipse((ex - 8, eye_y - 4, ex + 8, eye_y + 4), fill=(250, 250, 250, 255))
         draw.ellipse((ex - 3, eye_y - 3, ex + 3, eye_y + 3), fill=(40, 30, 25, 255))
-        draw.line((ex - 10, eye_y - 11, ex + 10, eye_y - 12), fill=tuple(int(c * 0.6) for c in p.hair) + (255,), width=brow)
+        draw.line(
+            (ex - 10, eye_y - 11, ex + 10, eye_y - 12), fill=tuple(int(c * 0.6) for c in p.hair) + (255,), width=brow
+        )
         if p.gender == 1:
             draw.line((ex - 8, eye_y - 5, ex + 8, eye_y - 5), fill=(20, 15, 15, 255), width=2)  # lashes
     wrinkle = tuple(int(c * 0.72) for c in p.skin) + (255,)
@@ -222,7 +239,14 @@ def _draw_person(draw: ImageDraw.ImageDraw, p: Person, mask: Mask, rng) -> None:
         mask_top = nose_y + 2
     else:  # on the chin
         mask_top = mouth_y + 6
-    outline = [(left + 2, mask_top), (right - 2, mask_top), (right - 6, bottom - 20), (cx + 20, bottom + 2), (cx - 20, bottom + 2), (left + 6, bottom - 20)]
+    outline = [
+        (left + 2, mask_top),
+        (right - 2, mask_top),
+        (right - 6, bottom - 20),
+        (cx + 20, bottom + 2),
+        (cx - 20, bottom + 2),
+        (left + 6, bottom - 20),
+    ]
     draw.polygon(outline, fill=colour + (255,))
     for side in (left, right):
         draw.line((side + (3 if side == left else -3), mask_top + 3, side, cy - 2), fill=(230, 230, 230, 255), width=2)

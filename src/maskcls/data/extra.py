@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..labels import NUM_CLASSES, AgeThresholds
+from ..core.labels import NUM_CLASSES, AgeThresholds
 from .layout import DataError, Problem, read_extra, read_train
 
 
@@ -35,7 +35,7 @@ class ExtraSpec:
             raise ValueError(f"--extra-ratio must be positive, got {self.ratio}")
 
     @classmethod
-    def of(cls, extra) -> "ExtraSpec":
+    def of(cls, extra) -> ExtraSpec:
         """An ``ExtraSpec`` from None, one path, a list of paths, or an ``ExtraSpec``."""
         if isinstance(extra, ExtraSpec):
             return extra
@@ -45,7 +45,7 @@ class ExtraSpec:
         return cls(tuple(str(Path(p).resolve()) for p in paths))
 
     @classmethod
-    def from_run(cls, run: dict) -> "ExtraSpec":
+    def from_run(cls, run: dict) -> ExtraSpec:
         """The spec recorded in a run's ``run.json`` (also runs from before multiple sources and limits)."""
         return cls(tuple(cls.of(run.get("extra")).sources), run.get("extra_max_per_class"), run.get("extra_ratio"))
 
@@ -64,11 +64,16 @@ def read_extras(spec: ExtraSpec, thresholds: AgeThresholds = AgeThresholds()) ->
             while name in names:
                 name += "_"
             names.add(name)
-            rows = rows.assign(image_id="extra:" + name + ":" + rows["image_id"], person_id="extra:" + name + ":" + rows["person_id"].astype(str))
+            rows = rows.assign(
+                image_id="extra:" + name + ":" + rows["image_id"],
+                person_id="extra:" + name + ":" + rows["person_id"].astype(str),
+            )
         elif path.is_file():
             rows, source_problems = read_extra(path)
         else:
-            raise DataError(f"extra source not found: {source} (give a CSV of image_id,path,label or a folder in the competition layout)")
+            raise DataError(
+                f"extra source not found: {source} (give a CSV of image_id,path,label or a folder in the competition layout)"
+            )
         frames.append(rows.assign(source="extra", origin=str(path)))
         problems += source_problems
     if not frames:
@@ -76,7 +81,9 @@ def read_extras(spec: ExtraSpec, thresholds: AgeThresholds = AgeThresholds()) ->
     extra = pd.concat(frames, ignore_index=True)
     duplicated = extra["image_id"][extra["image_id"].duplicated()].unique()
     if len(duplicated):
-        raise DataError(f"{len(duplicated)} extra image id(s) appear in more than one extra source, e.g. '{duplicated[0]}'")
+        raise DataError(
+            f"{len(duplicated)} extra image id(s) appear in more than one extra source, e.g. '{duplicated[0]}'"
+        )
     return extra, problems
 
 
@@ -106,7 +113,14 @@ def describe_extras(extra_all: pd.DataFrame, extra_used: pd.DataFrame, spec: Ext
     for source in spec.sources:
         offered = extra_all[extra_all["origin"] == str(Path(source))] if not extra_all.empty else extra_all
         used = extra_used[extra_used["origin"] == str(Path(source))] if not extra_used.empty else extra_used
-        report.append({"path": source, "kind": "layout" if Path(source).is_dir() else "csv",
-                       "persons": int(offered["person_id"].nunique()) if len(offered) else 0, "images": int(len(offered)),
-                       "used_persons": int(used["person_id"].nunique()) if len(used) else 0, "used_images": int(len(used))})
+        report.append(
+            {
+                "path": source,
+                "kind": "layout" if Path(source).is_dir() else "csv",
+                "persons": int(offered["person_id"].nunique()) if len(offered) else 0,
+                "images": int(len(offered)),
+                "used_persons": int(used["person_id"].nunique()) if len(used) else 0,
+                "used_images": int(len(used)),
+            }
+        )
     return report

@@ -1,37 +1,18 @@
-"""Person-level stratified k-fold: all photos of one person land in the same fold.
-
-Splitting photos instead of people lets a model recognise a face it trained on, and validation lies.
-"""
+"""Folds fixed by the user: another run's ``folds.csv`` read back (person_id, fold), checked against the manifest."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
-
-def assign_folds(manifest: pd.DataFrame, n_folds: int, seed: int) -> np.ndarray:
-    """Fold index (0..n_folds-1) of every manifest row, stratified by ``label``, grouped by ``person_id``."""
-    persons = manifest["person_id"].nunique()
-    if not 2 <= n_folds <= persons:
-        raise ValueError(f"cv.folds must be between 2 and the number of persons ({persons}), got {n_folds}")
-    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    folds = np.full(len(manifest), -1, dtype=np.int64)
-    with warnings.catch_warnings():
-        # Rare classes with fewer persons than folds are expected on small data; the split stays valid.
-        warnings.filterwarnings("ignore", message="The least populated class")
-        for fold, (_, val_idx) in enumerate(splitter.split(np.zeros(len(manifest)), manifest["label"], manifest["person_id"])):
-            folds[val_idx] = fold
-    return folds
+from .layout import DataError
 
 
 def folds_from_file(manifest: pd.DataFrame, folds_csv: str | Path, n_folds: int) -> np.ndarray:
     """Fold index of every manifest row from another run's ``folds.csv`` (person_id, fold): the same persons in the
     same folds, whatever the labels now are (e.g. after label fixes), so two runs compare on equal terms."""
-    from .layout import DataError
 
     folds_csv = Path(folds_csv)
     if not folds_csv.is_file():

@@ -35,10 +35,16 @@ class FaceCrop:
     pad: float = 0.25
 
     @classmethod
-    def from_config(cls, data_cfg) -> "FaceCrop | None":
+    def from_config(cls, data_cfg) -> FaceCrop | None:
         if not data_cfg.face_crop:
             return None
-        return cls(data_cfg.face_margin, data_cfg.face_detector, data_cfg.face_upsample, data_cfg.face_detect_size, data_cfg.face_pad)
+        return cls(
+            data_cfg.face_margin,
+            data_cfg.face_detector,
+            data_cfg.face_upsample,
+            data_cfg.face_detect_size,
+            data_cfg.face_pad,
+        )
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,7 @@ class Framing:
     face: FaceCrop | None = None
 
     @classmethod
-    def from_config(cls, data_cfg) -> "Framing":
+    def from_config(cls, data_cfg) -> Framing:
         return cls(float(data_cfg.center_crop), FaceCrop.from_config(data_cfg))
 
     @property
@@ -67,15 +73,24 @@ class Framer:
         self.framing = framing
         self.finder = None
         if framing.face is not None:
-            from ..synth.faces import FaceFinder  # dlib: the synth extra
+            from .faces import FaceFinder  # dlib: the synth extra
 
-            self.finder = FaceFinder(framing.face.detector, framing.face.upsample, landmarks=False, pad=framing.face.pad)
+            self.finder = FaceFinder(
+                framing.face.detector, framing.face.upsample, landmarks=False, pad=framing.face.pad
+            )
 
-    def read(self, path: str | Path, size_hw: tuple[int, int], limits: ImageLimits = ImageLimits()) -> tuple[np.ndarray, str]:
+    def read(
+        self, path: str | Path, size_hw: tuple[int, int], limits: ImageLimits = ImageLimits()
+    ) -> tuple[np.ndarray, str]:
         return self.decode(read_bytes(path, limits), size_hw, limits)
 
-    def decode(self, data: bytes, size_hw: tuple[int, int], limits: ImageLimits = ImageLimits(),
-               formats: tuple[str, ...] | None = None) -> tuple[np.ndarray, str]:
+    def decode(
+        self,
+        data: bytes,
+        size_hw: tuple[int, int],
+        limits: ImageLimits = ImageLimits(),
+        formats: tuple[str, ...] | None = None,
+    ) -> tuple[np.ndarray, str]:
         """``(h, w, 3)`` uint8 pixels and the face box used: ``"x0 y0 x1 y1"`` in the centre-cropped photo,
         ``"none"`` where no face was found (the whole photo is used), ``""`` without face crop."""
         if self.finder is None:
@@ -87,7 +102,13 @@ class Framer:
 def _face_cropped(image: Image.Image, size_hw: tuple[int, int], crop: FaceCrop, finder) -> tuple[np.ndarray, str]:
     """The image cut to its largest face (grown by the margin, widened to the output's aspect) and resized; and the box."""
     scale = min(1.0, crop.detect_size / max(image.size))
-    small = image if scale == 1.0 else image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR)
+    small = (
+        image
+        if scale == 1.0
+        else image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR
+        )
+    )
     found = finder.find(np.asarray(small))
     height, width = size_hw
     if not found:

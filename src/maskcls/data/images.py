@@ -41,7 +41,7 @@ class ImageLimits:
     max_bytes: int = 50 * 1024 * 1024
 
     @classmethod
-    def from_config(cls, data_cfg) -> "ImageLimits":
+    def from_config(cls, data_cfg) -> ImageLimits:
         return cls(max_pixels=data_cfg.max_image_pixels, max_bytes=int(data_cfg.max_file_mb * 1024 * 1024))
 
 
@@ -50,7 +50,9 @@ def read_image(path: str | Path, limits: ImageLimits = ImageLimits()) -> np.ndar
     return np.asarray(decode_image(read_bytes(path, limits), limits))
 
 
-def read_resized(path: str | Path, size_hw: tuple[int, int], limits: ImageLimits = ImageLimits(), center_crop: float = 1.0) -> np.ndarray:
+def read_resized(
+    path: str | Path, size_hw: tuple[int, int], limits: ImageLimits = ImageLimits(), center_crop: float = 1.0
+) -> np.ndarray:
     """The photo resized to ``size_hw`` (height, width) as ``(h, w, 3)`` uint8 RGB, upright.
 
     ``center_crop`` < 1 keeps that centred fraction of the photo's height and width before resizing.
@@ -58,20 +60,32 @@ def read_resized(path: str | Path, size_hw: tuple[int, int], limits: ImageLimits
     return decode_resized(read_bytes(path, limits), size_hw, limits, center_crop=center_crop)
 
 
-def decode_image(data: bytes, limits: ImageLimits = ImageLimits(), formats: tuple[str, ...] | None = None) -> Image.Image:
+def decode_image(
+    data: bytes, limits: ImageLimits = ImageLimits(), formats: tuple[str, ...] | None = None
+) -> Image.Image:
     """The whole photo in ``data`` as an upright 8-bit RGB image; ``formats`` (Pillow names) limits what is accepted."""
     return _to_rgb(_open_accepted(data, limits, formats))
 
 
-def decode_resized(data: bytes, size_hw: tuple[int, int], limits: ImageLimits = ImageLimits(), formats: tuple[str, ...] | None = None,
-                   center_crop: float = 1.0) -> np.ndarray:
+def decode_resized(
+    data: bytes,
+    size_hw: tuple[int, int],
+    limits: ImageLimits = ImageLimits(),
+    formats: tuple[str, ...] | None = None,
+    center_crop: float = 1.0,
+) -> np.ndarray:
     """``read_resized`` for bytes already in memory (an upload); ``formats`` (Pillow names) limits what is accepted."""
     image = _open_accepted(data, limits, formats)
     height, width = size_hw
     if image.format == "JPEG" and image.mode in ("RGB", "L") and _orientation(image) in (None, 1):
         try:  # libjpeg-turbo scales in the DCT domain down to no less than what the crop and resize need
-            pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=math.ceil(height / center_crop),
-                                            min_width=math.ceil(width / center_crop), strict=True)
+            pixels = simplejpeg.decode_jpeg(
+                data,
+                colorspace="RGB",
+                min_height=math.ceil(height / center_crop),
+                min_width=math.ceil(width / center_crop),
+                strict=True,
+            )
         except ValueError as err:
             raise ImageError(f"corrupt or truncated JPEG ({err})", "corrupt") from None
         rgb = Image.fromarray(pixels)
@@ -97,7 +111,9 @@ def _open_accepted(data: bytes, limits: ImageLimits, formats: tuple[str, ...] | 
     if not data:
         raise ImageError("empty file (0 bytes)", "empty")
     if len(data) > limits.max_bytes:
-        raise ImageError(f"file is {len(data) / 2**20:.1f} MB, over the limit of {limits.max_bytes / 2**20:.0f} MB", "too_large")
+        raise ImageError(
+            f"file is {len(data) / 2**20:.1f} MB, over the limit of {limits.max_bytes / 2**20:.0f} MB", "too_large"
+        )
     image = _open_checked(data, limits)
     if formats is not None and image.format not in formats:
         raise ImageError(f"unsupported image type {image.format}; send one of {', '.join(formats)}", "unsupported")
@@ -116,7 +132,8 @@ def read_bytes(path: str | Path, limits: ImageLimits) -> bytes:
         raise ImageError("empty file (0 bytes)", "empty")
     if size > limits.max_bytes:
         raise ImageError(
-            f"file is {size / 2**20:.1f} MB, over the limit of {limits.max_bytes / 2**20:.0f} MB (data.max_file_mb)", "too_large"
+            f"file is {size / 2**20:.1f} MB, over the limit of {limits.max_bytes / 2**20:.0f} MB (data.max_file_mb)",
+            "too_large",
         )
     try:
         return Path(path).read_bytes()
@@ -140,7 +157,8 @@ def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
     if width * height > limits.max_pixels:
         raise ImageError(
             f"decompression bomb refused: {width}x{height} = {width * height:,} pixels is over the limit "
-            f"of {limits.max_pixels:,} (data.max_image_pixels)", "bomb"
+            f"of {limits.max_pixels:,} (data.max_image_pixels)",
+            "bomb",
         )
     return image
 

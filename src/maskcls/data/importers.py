@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io import atomic_dir, write_csv
-from ..labels import GENDER_NAMES, STEM_TO_MASK, AgeThresholds, Mask, encode
+from ..core.io import atomic_dir, write_csv
+from ..core.labels import GENDER_NAMES, STEM_TO_MASK, AgeThresholds, Mask, encode
 from .layout import IMAGE_SUFFIXES, MAX_AGE, TRAIN_COLUMNS, DataError, Problem, read_csv_table
 
 FORMATS = ("auto", "utkface", "csv", "folders")
@@ -30,9 +30,24 @@ PHOTO_COLUMNS = ("path", "gender", "age", "race", "mask", "person", "where")
 UTKFACE_RACES = ("White", "Black", "Asian", "Indian", "Other")
 GENDER_WORDS = {"male": "male", "m": "male", "man": "male", "female": "female", "f": "female", "woman": "female"}
 MASK_WORDS = {
-    **dict.fromkeys(("wear", "worn", "mask", "masked", "mask_worn", "with_mask", "mask_weared", "correct", "0"), int(Mask.WEAR)),
-    **dict.fromkeys(("incorrect", "incorrect_mask", "mask_incorrect", "mask_worn_incorrectly", "mask_weared_incorrect", "incorrectly", "1"), int(Mask.INCORRECT)),
-    **dict.fromkeys(("not_wear", "no_mask", "without_mask", "nomask", "unmasked", "none", "normal", "2"), int(Mask.NOT_WEAR)),
+    **dict.fromkeys(
+        ("wear", "worn", "mask", "masked", "mask_worn", "with_mask", "mask_weared", "correct", "0"), int(Mask.WEAR)
+    ),
+    **dict.fromkeys(
+        (
+            "incorrect",
+            "incorrect_mask",
+            "mask_incorrect",
+            "mask_worn_incorrectly",
+            "mask_weared_incorrect",
+            "incorrectly",
+            "1",
+        ),
+        int(Mask.INCORRECT),
+    ),
+    **dict.fromkeys(
+        ("not_wear", "no_mask", "without_mask", "nomask", "unmasked", "none", "normal", "2"), int(Mask.NOT_WEAR)
+    ),
 }
 _UTKFACE_NAME = re.compile(r"^(\d+)_(\d+)_(\d+)_")
 
@@ -53,7 +68,9 @@ def parse_utkface_name(name: str) -> tuple[int, str, str]:
     return age, GENDER_NAMES[gender], UTKFACE_RACES[race]
 
 
-def read_photos(source: str | Path, fmt: str = "auto", labels: str | Path | None = None, mask: str | None = None) -> tuple[pd.DataFrame, list[Problem]]:
+def read_photos(
+    source: str | Path, fmt: str = "auto", labels: str | Path | None = None, mask: str | None = None
+) -> tuple[pd.DataFrame, list[Problem]]:
     """The photos of ``source`` as one table (``PHOTO_COLUMNS``; unknown gender ``""``, age and mask ``-1``).
 
     ``fmt``: ``csv`` (a file: path plus any of gender, age, race, mask, person / id), ``folders`` (one
@@ -70,7 +87,13 @@ def read_photos(source: str | Path, fmt: str = "auto", labels: str | Path | None
             raise ValueError(f"unknown mask state '{mask}'; use wear, incorrect or not_wear")
         default_mask = MASK_WORDS[mask.strip().lower()]
     if fmt == "auto":
-        fmt = "csv" if source.is_file() or source.suffix.lower() == ".csv" else "folders" if _class_folders(source) else "utkface"
+        fmt = (
+            "csv"
+            if source.is_file() or source.suffix.lower() == ".csv"
+            else "folders"
+            if _class_folders(source)
+            else "utkface"
+        )
     if fmt == "csv":
         table, problems = _read_csv_source(source)
     elif not source.is_dir():
@@ -109,37 +132,74 @@ def import_photos(
     if out.exists() and not force and (out.is_file() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists; use --force to replace it")
     table, problems = read_photos(source, fmt, labels, mask)
-    needed = {"extra": ("gender", "age", "mask"), "faces": ("gender", "age"), "layout": ("gender", "age", "mask", "person")}[target]
+    needed = {
+        "extra": ("gender", "age", "mask"),
+        "faces": ("gender", "age"),
+        "layout": ("gender", "age", "mask", "person"),
+    }[target]
     table, missing = _require(table, needed, target)
     problems += missing
     if target == "layout":
         table, group_problems = _complete_persons(table)
         problems += group_problems
     if problems and on_bad_row == "fail":
-        raise DataError(f"{len(problems)} problem(s) importing {source}; nothing was written.", problems,
-                        "Fix these rows, or pass --on-bad-row skip to leave them out.")
+        raise DataError(
+            f"{len(problems)} problem(s) importing {source}; nothing was written.",
+            problems,
+            "Fix these rows, or pass --on-bad-row skip to leave them out.",
+        )
     if table.empty:
         raise DataError(f"no usable photos in {source}", problems)
     if target == "extra":
         ages = table["age"].to_numpy()
-        labels_ = encode(table["mask"].to_numpy(), (table["gender"] == "female").astype(int).to_numpy(), thresholds.group(ages))
-        write_csv(out, pd.DataFrame({"image_id": _image_ids(table, Path(source)), "path": table["path"], "label": labels_, "age": ages}))
+        labels_ = encode(
+            table["mask"].to_numpy(), (table["gender"] == "female").astype(int).to_numpy(), thresholds.group(ages)
+        )
+        write_csv(
+            out,
+            pd.DataFrame(
+                {"image_id": _image_ids(table, Path(source)), "path": table["path"], "label": labels_, "age": ages}
+            ),
+        )
     elif target == "faces":
         ids = table["person"].where(table["person"] != "", [Path(p).stem for p in table["path"]])
-        write_csv(out, pd.DataFrame({"id": ids, "path": table["path"], "gender": table["gender"], "age": table["age"], "race": table["race"]}))
+        write_csv(
+            out,
+            pd.DataFrame(
+                {
+                    "id": ids,
+                    "path": table["path"],
+                    "gender": table["gender"],
+                    "age": table["age"],
+                    "race": table["race"],
+                }
+            ),
+        )
     else:
         _write_layout(table, out)
     if problems:
-        write_csv(out.with_name(out.name + ".problems.csv"), pd.DataFrame([{"where": p.file, "reason": p.reason} for p in problems]))
+        write_csv(
+            out.with_name(out.name + ".problems.csv"),
+            pd.DataFrame([{"where": p.file, "reason": p.reason} for p in problems]),
+        )
     persons = int(table["person"].nunique()) if target == "layout" else None
-    return {"source": str(source), "out": str(out), "target": target, "photos": int(len(table)), "persons": persons, "problems": problems}
+    return {
+        "source": str(source),
+        "out": str(out),
+        "target": target,
+        "photos": int(len(table)),
+        "persons": persons,
+        "problems": problems,
+    }
 
 
 # ----------------------------------------------------------------------------- readers
 
 
 def _read_csv_source(csv_path: Path) -> tuple[pd.DataFrame, list[Problem]]:
-    table = read_csv_table(csv_path, ("path",), see="a CSV of path + labels, see README 'Import: maskcls import'", lowercase=True)
+    table = read_csv_table(
+        csv_path, ("path",), see="a CSV of path + labels, see README 'Import: maskcls import'", lowercase=True
+    )
     rows, problems = [], []
     for line_no, row in enumerate(table.to_dict("records"), start=2):
         where = f"{csv_path}:{line_no}"
@@ -175,9 +235,16 @@ def _read_class_folders(folder: Path) -> tuple[pd.DataFrame, list[Problem]]:
     for entry in sorted(folder.iterdir()):
         if entry.is_dir():
             if entry.name.lower() not in MASK_WORDS:
-                problems.append(Problem(str(entry), f"folder name '{entry.name}' is not a mask class (use mask_worn, incorrect_mask or no_mask)"))
+                problems.append(
+                    Problem(
+                        str(entry),
+                        f"folder name '{entry.name}' is not a mask class (use mask_worn, incorrect_mask or no_mask)",
+                    )
+                )
                 continue
-            table, folder_problems = _read_named_photos(entry, _images_under(entry), MASK_WORDS[entry.name.lower()], strict=False)
+            table, folder_problems = _read_named_photos(
+                entry, _images_under(entry), MASK_WORDS[entry.name.lower()], strict=False
+            )
             tables.append(table)
             problems += folder_problems
         elif entry.suffix.lower() in IMAGE_SUFFIXES:
@@ -194,7 +261,9 @@ def _read_named_photos(folder: Path, paths: list[Path], mask: int, strict: bool)
             age, gender, race = parse_utkface_name(path.name)
         except ValueError as reason:
             if strict:
-                problems.append(Problem(str(path), f"{reason}; name it so, or give --labels (e.g. from `maskcls synth label`)"))
+                problems.append(
+                    Problem(str(path), f"{reason}; name it so, or give --labels (e.g. from `maskcls synth label`)")
+                )
                 continue
         rows.append((str(path.resolve()), gender, age, race, mask, "", str(path)))
     return _table(rows), problems
@@ -255,16 +324,18 @@ def _table(rows: list[tuple]) -> pd.DataFrame:
 
 
 def _require(table: pd.DataFrame, needed: tuple[str, ...], target: str) -> tuple[pd.DataFrame, list[Problem]]:
-    missing = pd.DataFrame({
-        "gender": table["gender"] == "",
-        "age": table["age"] < 0,
-        "mask": table["mask"] < 0,
-        "person": table["person"] == "",
-    })[list(needed)]
+    missing = pd.DataFrame(
+        {
+            "gender": table["gender"] == "",
+            "age": table["age"] < 0,
+            "mask": table["mask"] < 0,
+            "person": table["person"] == "",
+        }
+    )[list(needed)]
     bad = missing.any(axis=1)
     problems = []
-    for row, flags in zip(table[bad].itertuples(index=False), missing[bad].itertuples(index=False)):
-        absent = ", ".join(name for name, flag in zip(needed, flags) if flag)
+    for row, flags in zip(table[bad].itertuples(index=False), missing[bad].itertuples(index=False), strict=False):
+        absent = ", ".join(name for name, flag in zip(needed, flags, strict=False) if flag)
         problems.append(Problem(row.where, f"no {absent} for --to {target}"))
     return table[~bad].reset_index(drop=True), problems
 
@@ -275,10 +346,17 @@ def _complete_persons(table: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]
     for person, photos in table.groupby("person", sort=False):
         counts = np.bincount(photos["mask"], minlength=3)
         if tuple(counts) != (5, 1, 1):
-            problems.append(Problem(photos["where"].iloc[0], f"person '{person}' has {counts[0]} worn, {counts[1]} incorrect and {counts[2]} "
-                                                           "unmasked photos (the layout needs 5, 1 and 1)"))
+            problems.append(
+                Problem(
+                    photos["where"].iloc[0],
+                    f"person '{person}' has {counts[0]} worn, {counts[1]} incorrect and {counts[2]} "
+                    "unmasked photos (the layout needs 5, 1 and 1)",
+                )
+            )
         elif photos["gender"].nunique() > 1 or photos["age"].nunique() > 1:
-            problems.append(Problem(photos["where"].iloc[0], f"person '{person}' has photos with different genders or ages"))
+            problems.append(
+                Problem(photos["where"].iloc[0], f"person '{person}' has photos with different genders or ages")
+            )
         else:
             keep.append(photos)
     return (pd.concat(keep, ignore_index=True) if keep else table.iloc[:0]), problems
@@ -305,7 +383,9 @@ def _write_layout(table: pd.DataFrame, out: Path) -> None:
             folder = re.sub(r"[^A-Za-z0-9_.-]", "-", f"{person}_{first['gender']}_{race}_{first['age']}")
             (tmp / "images" / folder).mkdir(parents=True)
             for mask, group in photos.sort_values("path").groupby("mask"):
-                for stem, path in zip(stems_by_mask[mask], group["path"]):
+                for stem, path in zip(stems_by_mask[mask], group["path"], strict=False):
                     shutil.copy2(path, tmp / "images" / folder / f"{stem}{Path(path).suffix.lower()}")
-            persons.append({"id": person, "gender": first["gender"], "race": race, "age": int(first["age"]), "path": folder})
+            persons.append(
+                {"id": person, "gender": first["gender"], "race": race, "age": int(first["age"]), "path": folder}
+            )
         pd.DataFrame(persons, columns=list(TRAIN_COLUMNS)).to_csv(tmp / "train.csv", index=False)

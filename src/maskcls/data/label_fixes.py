@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..labels import GENDER_BY_NAME, MASK_NAMES, STEM_TO_MASK, AgeThresholds, encode
+from ..core.labels import GENDER_BY_NAME, MASK_NAMES, STEM_TO_MASK, AgeThresholds, encode
 from .layout import MAX_AGE, DataError, Problem, read_csv_table, read_train
 
 FIX_COLUMNS = ("person_id", "image_id", "field", "value")
@@ -43,11 +43,18 @@ class LabelFixes:
 
     def record(self) -> dict:
         """What a run writes into ``run.json`` about the fixes it trained with."""
-        return {"path": str(self.path.resolve()), "sha256": self.sha256, "rows": self.rows,
-                "persons": len(self.person_values), "photos": len(self.photo_masks)}
+        return {
+            "path": str(self.path.resolve()),
+            "sha256": self.sha256,
+            "rows": self.rows,
+            "persons": len(self.person_values),
+            "photos": len(self.photo_masks),
+        }
 
 
-def read_label_fixes(fixes_csv: str | Path, train_dir: str | Path, thresholds: AgeThresholds = AgeThresholds()) -> LabelFixes:
+def read_label_fixes(
+    fixes_csv: str | Path, train_dir: str | Path, thresholds: AgeThresholds = AgeThresholds()
+) -> LabelFixes:
     """Read and validate ``fixes_csv`` against the persons and photo names of ``train_dir``'s ``train.csv``."""
     fixes_csv, train_dir = Path(fixes_csv), Path(train_dir)
     table = read_csv_table(fixes_csv, FIX_COLUMNS, see="a label fixes file, see README 'Label fixes'")
@@ -62,16 +69,28 @@ def read_label_fixes(fixes_csv: str | Path, train_dir: str | Path, thresholds: A
         person_id, image_id, field, raw = (str(getattr(row, c)).strip() for c in FIX_COLUMNS)
         field = field.lower()
         if field not in PERSON_FIELDS + PHOTO_FIELDS:
-            problems.append(Problem(where, f"unknown field '{field}' (expected {', '.join(PERSON_FIELDS + PHOTO_FIELDS)})"))
+            problems.append(
+                Problem(where, f"unknown field '{field}' (expected {', '.join(PERSON_FIELDS + PHOTO_FIELDS)})")
+            )
             continue
         if field in PHOTO_FIELDS:
             folder, _, stem = image_id.rpartition("/")
             if not image_id:
-                problems.append(Problem(where, f"a '{field}' fix needs the photo's image_id (person folder/stem, e.g. 000001_male_Asian_45/normal)"))
+                problems.append(
+                    Problem(
+                        where,
+                        f"a '{field}' fix needs the photo's image_id (person folder/stem, e.g. 000001_male_Asian_45/normal)",
+                    )
+                )
                 continue
             owner = owners.get(folder)
             if owner is None or stem not in STEM_TO_MASK:
-                problems.append(Problem(where, f"unknown photo '{image_id}' (expected <person folder in train.csv>/<{'|'.join(STEM_TO_MASK)}>)"))
+                problems.append(
+                    Problem(
+                        where,
+                        f"unknown photo '{image_id}' (expected <person folder in train.csv>/<{'|'.join(STEM_TO_MASK)}>)",
+                    )
+                )
                 continue
             if person_id and person_id != owner:
                 problems.append(Problem(where, f"photo '{image_id}' belongs to person '{owner}', not '{person_id}'"))
@@ -79,10 +98,14 @@ def read_label_fixes(fixes_csv: str | Path, train_dir: str | Path, thresholds: A
             target = image_id
         else:
             if person_id not in persons:
-                problems.append(Problem(where, f"unknown person '{person_id}' (not an id in {train_dir / 'train.csv'})"))
+                problems.append(
+                    Problem(where, f"unknown person '{person_id}' (not an id in {train_dir / 'train.csv'})")
+                )
                 continue
             if image_id:
-                problems.append(Problem(where, f"'{field}' belongs to the person: leave image_id empty (got '{image_id}')"))
+                problems.append(
+                    Problem(where, f"'{field}' belongs to the person: leave image_id empty (got '{image_id}')")
+                )
                 continue
             target = person_id
         value, reason = _parse(field, raw, thresholds)
@@ -91,7 +114,12 @@ def read_label_fixes(fixes_csv: str | Path, train_dir: str | Path, thresholds: A
             continue
         key = (target, "age" if field == "age_group" else field)
         if key in seen and seen[key] != (field, raw):
-            problems.append(Problem(where, f"contradicts an earlier row for {target}: {seen[key][0]}={seen[key][1]!r} vs {field}={raw!r}"))
+            problems.append(
+                Problem(
+                    where,
+                    f"contradicts an earlier row for {target}: {seen[key][0]}={seen[key][1]!r} vs {field}={raw!r}",
+                )
+            )
             continue
         seen[key] = (field, raw)
         if field in PHOTO_FIELDS:
@@ -100,10 +128,14 @@ def read_label_fixes(fixes_csv: str | Path, train_dir: str | Path, thresholds: A
             person_values.setdefault(target, {})[field] = value
     if problems:
         raise DataError(f"{len(problems)} problem(s) in the label fixes {fixes_csv}; nothing was used.", problems)
-    return LabelFixes(fixes_csv, hashlib.sha256(fixes_csv.read_bytes()).hexdigest(), len(table), person_values, photo_masks)
+    return LabelFixes(
+        fixes_csv, hashlib.sha256(fixes_csv.read_bytes()).hexdigest(), len(table), person_values, photo_masks
+    )
 
 
-def apply_label_fixes(manifest: pd.DataFrame, fixes: LabelFixes, thresholds: AgeThresholds = AgeThresholds()) -> tuple[pd.DataFrame, pd.DataFrame]:
+def apply_label_fixes(
+    manifest: pd.DataFrame, fixes: LabelFixes, thresholds: AgeThresholds = AgeThresholds()
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A copy of ``manifest`` with the fixes applied (labels recomputed), and one row per changed photo
     (image_id, person_id, field, old, new)."""
     fixed = manifest.copy()
@@ -120,7 +152,15 @@ def apply_label_fixes(manifest: pd.DataFrame, fixes: LabelFixes, thresholds: Age
                     fixed.at[row, "age"] = UNKNOWN_AGE
                 fixed.at[row, column] = value
                 if old != value:
-                    changes.append({"image_id": fixed.at[row, "image_id"], "person_id": person_id, "field": field, "old": old, "new": value})
+                    changes.append(
+                        {
+                            "image_id": fixed.at[row, "image_id"],
+                            "person_id": person_id,
+                            "field": field,
+                            "old": old,
+                            "new": value,
+                        }
+                    )
     row_of = {image_id: row for row, image_id in enumerate(fixed["image_id"])}
     for image_id, mask in fixes.photo_masks.items():
         row = row_of.get(image_id)
@@ -129,8 +169,18 @@ def apply_label_fixes(manifest: pd.DataFrame, fixes: LabelFixes, thresholds: Age
         old = int(fixed.at[row, "mask"])
         fixed.at[row, "mask"] = mask
         if old != mask:
-            changes.append({"image_id": image_id, "person_id": fixed.at[row, "person_id"], "field": "mask", "old": old, "new": mask})
-    fixed["label"] = encode(fixed["mask"].to_numpy(), fixed["gender"].to_numpy(), fixed["age_group"].to_numpy()).astype(np.int64)
+            changes.append(
+                {
+                    "image_id": image_id,
+                    "person_id": fixed.at[row, "person_id"],
+                    "field": "mask",
+                    "old": old,
+                    "new": mask,
+                }
+            )
+    fixed["label"] = encode(fixed["mask"].to_numpy(), fixed["gender"].to_numpy(), fixed["age_group"].to_numpy()).astype(
+        np.int64
+    )
     return fixed, pd.DataFrame(changes, columns=["image_id", "person_id", "field", "old", "new"])
 
 
@@ -154,7 +204,7 @@ def _persons_of(train_dir: Path) -> dict[str, str]:
     table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     if not {"id", "path"} <= set(table.columns):
         raise DataError(f"{csv_path}: missing column(s) id / path")
-    return dict(zip(table["id"].str.strip(), table["path"].str.strip()))
+    return dict(zip(table["id"].str.strip(), table["path"].str.strip(), strict=False))
 
 
 def _parse(field: str, raw: str, thresholds: AgeThresholds) -> tuple[int, str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..labels import GENDER_BY_NAME, STEM_TO_MASK, AgeThresholds, decode, encode
+from ..core.labels import GENDER_BY_NAME, STEM_TO_MASK, AgeThresholds, decode, encode
 
 TRAIN_COLUMNS = ("id", "gender", "race", "age", "path")
 EVAL_COLUMNS = ("ImageID", "ans")
@@ -55,7 +55,9 @@ def skip_hint(listed_in: str = "skipped.csv") -> str:
 SKIP_HINT = skip_hint("skipped.csv")
 
 
-def read_train(train_dir: str | Path, thresholds: AgeThresholds = AgeThresholds()) -> tuple[pd.DataFrame, list[Problem]]:
+def read_train(
+    train_dir: str | Path, thresholds: AgeThresholds = AgeThresholds()
+) -> tuple[pd.DataFrame, list[Problem]]:
     """Manifest of a labelled ``train/`` folder and the problems found in it.
 
     Rows with problems are left out of the manifest; the caller decides whether problems stop the run.
@@ -99,7 +101,9 @@ def read_train(train_dir: str | Path, thresholds: AgeThresholds = AgeThresholds(
                 }
             )
     manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
-    return manifest.astype({"gender": np.int64, "age": np.int64, "mask": np.int64, "age_group": np.int64, "label": np.int64}), problems
+    return manifest.astype(
+        {"gender": np.int64, "age": np.int64, "mask": np.int64, "age_group": np.int64, "label": np.int64}
+    ), problems
 
 
 def read_eval(eval_dir: str | Path) -> tuple[pd.DataFrame, list[Problem]]:
@@ -109,17 +113,25 @@ def read_eval(eval_dir: str | Path) -> tuple[pd.DataFrame, list[Problem]]:
     table = read_csv_table(csv_path, EVAL_COLUMNS[:1])
     problems = []
     duplicated = table["ImageID"].duplicated(keep=False)
-    for line_no, (image_id, is_duplicate) in enumerate(zip(table["ImageID"], duplicated), start=2):
+    for line_no, (image_id, is_duplicate) in enumerate(zip(table["ImageID"], duplicated, strict=False), start=2):
         if is_duplicate:
             problems.append(Problem(f"{csv_path}:{line_no}", f"ImageID '{image_id}' appears more than once"))
         elif not (eval_dir / "images" / image_id).is_file():
-            problems.append(Problem(str(eval_dir / "images" / image_id), f"image named by {csv_path}:{line_no} is missing"))
-    manifest = pd.DataFrame({"image_id": table["ImageID"], "path": [str(eval_dir / "images" / i) for i in table["ImageID"]]})
+            problems.append(
+                Problem(str(eval_dir / "images" / image_id), f"image named by {csv_path}:{line_no} is missing")
+            )
+    manifest = pd.DataFrame(
+        {"image_id": table["ImageID"], "path": [str(eval_dir / "images" / i) for i in table["ImageID"]]}
+    )
     return manifest, problems
 
 
-def read_csv_table(csv_path: Path, required: tuple[str, ...], see: str = "the competition layout, see README 'Data layout'",
-                   lowercase: bool = False) -> pd.DataFrame:
+def read_csv_table(
+    csv_path: Path,
+    required: tuple[str, ...],
+    see: str = "the competition layout, see README 'Data layout'",
+    lowercase: bool = False,
+) -> pd.DataFrame:
     """A user's CSV as strings, with stripped column names; a missing file, unreadable CSV or missing column
     is a ``DataError`` naming the file, the columns found and ``see`` (where the format is described)."""
     if not csv_path.is_file():
@@ -167,7 +179,9 @@ def _scan_person_folder(folder: Path) -> tuple[dict[str, Path], list[Problem]]:
         if entry.is_dir():
             problems.append(Problem(str(entry), "unexpected folder inside a person folder"))
         elif suffix not in IMAGE_SUFFIXES:
-            problems.append(Problem(str(entry), f"not an image file (suffix '{entry.suffix}'; expected .jpg, .jpeg or .png)"))
+            problems.append(
+                Problem(str(entry), f"not an image file (suffix '{entry.suffix}'; expected .jpg, .jpeg or .png)")
+            )
         elif stem not in STEM_TO_MASK:
             problems.append(Problem(str(entry), f"unexpected photo name '{stem}' (expected {', '.join(STEM_TO_MASK)})"))
         else:
@@ -210,7 +224,28 @@ def read_extra(csv_path: str | Path) -> tuple[pd.DataFrame, list[Problem]]:
         else:
             mask, gender, age_group = decode(int(label))
             age = int(row.age) if getattr(row, "age", "").strip().isdigit() else -1
-            rows.append({"image_id": f"extra:{row.image_id}", "path": row.path, "person_id": f"extra:{row.image_id}", "stem": "",
-                         "gender": gender, "race": "", "age": age, "mask": mask, "age_group": age_group, "label": int(label)})
+            rows.append(
+                {
+                    "image_id": f"extra:{row.image_id}",
+                    "path": row.path,
+                    "person_id": f"extra:{row.image_id}",
+                    "stem": "",
+                    "gender": gender,
+                    "race": "",
+                    "age": age,
+                    "mask": mask,
+                    "age_group": age_group,
+                    "label": int(label),
+                }
+            )
     manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
     return manifest.astype({c: np.int64 for c in ("gender", "age", "mask", "age_group", "label")}), problems
+
+
+def union_problems(problem_lists) -> list[Problem]:
+    """One problem per file, the first reason found (a missing photo is "missing" in info.csv and "not found" when decoded)."""
+    merged: dict[str, Problem] = {}
+    for problems in problem_lists:
+        for problem in problems:
+            merged.setdefault(problem.file, problem)
+    return list(merged.values())

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..labels import NUM_CLASSES
+from ..core.labels import NUM_CLASSES
 
 
 class CachedImages(Dataset):
@@ -26,7 +26,9 @@ class CachedImages(Dataset):
         self.cache_path = None if isinstance(pixels, np.ndarray) else str(pixels)
         self._pixels = pixels if isinstance(pixels, np.ndarray) else None  # files are mapped lazily, per process
         self.rows = np.asarray(rows, dtype=np.int64)
-        self.targets = np.full((len(self.rows), 2), -1, dtype=np.int64) if targets is None else np.asarray(targets, dtype=np.int64)
+        self.targets = (
+            np.full((len(self.rows), 2), -1, dtype=np.int64) if targets is None else np.asarray(targets, dtype=np.int64)
+        )
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -77,7 +79,14 @@ class EpochSampler(Sampler[int]):
     a resumed run's first iterator before it calls ``set_epoch``.
     """
 
-    def __init__(self, population: int, weights: np.ndarray | None = None, seed: int = 0, num_samples: int | None = None, epoch_source=None):
+    def __init__(
+        self,
+        population: int,
+        weights: np.ndarray | None = None,
+        seed: int = 0,
+        num_samples: int | None = None,
+        epoch_source=None,
+    ):
         self.population = int(population)
         self.num_samples = self.population if num_samples is None else int(num_samples)
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
@@ -155,8 +164,12 @@ class FoldDataModule(pl.LightningDataModule):
         # Under DDP every rank draws the same global sample and Lightning's DistributedSamplerWrapper gives
         # each rank its share; a multiple of the world size means no rank pads with repeated photos.
         world = self.trainer.world_size if self.trainer is not None else 1
-        draws = len(self.train_set) - len(self.train_set) % world if len(self.train_set) >= world else len(self.train_set)
-        sampler = EpochSampler(len(self.train_set), self.sample_weights, self.seed, draws, epoch_source=self.current_epoch)
+        draws = (
+            len(self.train_set) - len(self.train_set) % world if len(self.train_set) >= world else len(self.train_set)
+        )
+        sampler = EpochSampler(
+            len(self.train_set), self.sample_weights, self.seed, draws, epoch_source=self.current_epoch
+        )
         return self._loader(self.train_set, sampler=sampler, drop_last=len(self.train_set) > self.batch_size)
 
     def current_epoch(self) -> int:

@@ -16,20 +16,20 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..io import atomic_dir, write_csv, write_json
-from ..labels import NUM_CLASSES
-from ..metrics import classification_metrics
-from ..tables import TableError, probs_of, read_oof, read_test_probs, with_probs
-from .stacking import META_LEARNERS, Stacker, cross_fit, cross_validated_stacking
+from ..core.crossfit import cross_fit
+from ..core.io import atomic_dir, write_csv, write_json
+from ..core.labels import NUM_CLASSES
+from ..core.metrics import classification_metrics, disagreement, predictive_entropy
+from ..core.tables import TableError, probs_of, read_oof, read_test_probs, with_probs
+from .stacking import META_LEARNERS, Stacker, cross_validated_stacking
 from .thresholds import apply_class_scales, class_scale_report
-from .uncertainty import disagreement, predictive_entropy
 from .voting import WEIGHT_OBJECTIVES, WeightedVote, hard_vote, soft_vote
 
 METHODS = ("soft", "hard", "weighted", "stack")
@@ -73,11 +73,17 @@ class Ensemble:
 
         Rows where any member has NaN (a photo it could not read) stay NaN.
         """
-        members = np.stack([np.asarray(p, dtype=np.float64) for p in member_probs_list]) if len(member_probs_list) else None
+        members = (
+            np.stack([np.asarray(p, dtype=np.float64) for p in member_probs_list]) if len(member_probs_list) else None
+        )
         if members is None or members.shape[0] != len(self.members):
-            raise EnsembleError(f"this ensemble combines {len(self.members)} members, got {0 if members is None else members.shape[0]}")
+            raise EnsembleError(
+                f"this ensemble combines {len(self.members)} members, got {0 if members is None else members.shape[0]}"
+            )
         if members.ndim != 3 or members.shape[2] != NUM_CLASSES:
-            raise EnsembleError(f"member probabilities must each have shape (N, {NUM_CLASSES}), got {members.shape[1:]}")
+            raise EnsembleError(
+                f"member probabilities must each have shape (N, {NUM_CLASSES}), got {members.shape[1:]}"
+            )
         readable = np.all(np.isfinite(members), axis=(0, 2))
         probs = np.full(members.shape[1:], np.nan)
         if readable.any():
@@ -135,7 +141,12 @@ def build_ensemble(
     labels = tables.oof["label"].to_numpy(dtype=np.int64)
     person_ids = tables.oof["person_id"].to_numpy()
     ensemble = Ensemble(
-        method, tables.directories, learner=learner, head_features=head_features, seed=seed, fallback_class=_most_common(labels)
+        method,
+        tables.directories,
+        learner=learner,
+        head_features=head_features,
+        seed=seed,
+        fallback_class=_most_common(labels),
     )
     extra: dict = {}
     if method in ("soft", "hard"):
@@ -153,14 +164,19 @@ def build_ensemble(
         ensemble.weights = WeightedVote(weight_objective).fit(tables.oof_probs, labels).weights_
         extra["cv_weights"] = split_weights
     else:
-        oof_probs, _ = cross_validated_stacking(tables.oof_probs, labels, person_ids, learner, head_features, cv_splits, seed)
+        oof_probs, _ = cross_validated_stacking(
+            tables.oof_probs, labels, person_ids, learner, head_features, cv_splits, seed
+        )
         ensemble.stacker = Stacker(learner, head_features, seed).fit(tables.oof_probs, labels)
 
     summary = _summary(tables, ensemble, labels, oof_probs, weight_objective, cv_splits, extra)
     if adjust_thresholds:
         report = class_scale_report(oof_probs, labels, person_ids, cv_splits, seed)
         ensemble.class_scales = np.asarray(report["scales"])
-        summary["threshold_adjusted"] = {**report, "used_for": "submission.csv only; oof.csv and test_probs.csv are unadjusted"}
+        summary["threshold_adjusted"] = {
+            **report,
+            "used_for": "submission.csv only; oof.csv and test_probs.csv are unadjusted",
+        }
 
     with atomic_dir(out_dir) as tmp:
         write_csv(tmp / "oof.csv", with_probs(tables.oof, oof_probs))
@@ -170,7 +186,10 @@ def build_ensemble(
                 entropy=predictive_entropy(test_probs), disagreement=disagreement(tables.test_probs)
             )
             write_csv(tmp / "test_probs.csv", test_table)
-            write_csv(tmp / "submission.csv", pd.DataFrame({"ImageID": tables.test_ids, "ans": ensemble.answers(tables.test_probs)}))
+            write_csv(
+                tmp / "submission.csv",
+                pd.DataFrame({"ImageID": tables.test_ids, "ans": ensemble.answers(tables.test_probs)}),
+            )
         summary["wall_seconds"] = round(time.perf_counter() - started, 1)
         write_json(tmp / "summary.json", summary)
         write_json(tmp / ENSEMBLE_FILE, _recipe(ensemble, tables, weight_objective, cv_splits))
@@ -189,7 +208,9 @@ def load_ensemble(out_dir: str | Path) -> Ensemble:
         raise EnsembleError(f"{out_dir} has no {ENSEMBLE_FILE}: was it made by build_ensemble?")
     recipe = json.loads(recipe_path.read_text())
     if recipe.get("format") != FORMAT_VERSION or recipe.get("method") not in METHODS:
-        raise EnsembleError(f"{recipe_path}: unsupported format {recipe.get('format')!r} or method {recipe.get('method')!r}")
+        raise EnsembleError(
+            f"{recipe_path}: unsupported format {recipe.get('format')!r} or method {recipe.get('method')!r}"
+        )
     missing = [key for key in _RECIPE_KEYS if key not in recipe]
     if missing:
         raise EnsembleError(f"{recipe_path}: missing key(s) {', '.join(missing)}")
@@ -213,7 +234,9 @@ def load_ensemble(out_dir: str | Path) -> Ensemble:
                 raise EnsembleError(f"{entry['path']}/oof.csv changed since {out_dir} was built; rebuild the ensemble")
         tables = read_members(members, with_test=False)
         labels = tables.oof["label"].to_numpy(dtype=np.int64)
-        ensemble.stacker = Stacker(ensemble.learner, ensemble.head_features, ensemble.seed).fit(tables.oof_probs, labels)
+        ensemble.stacker = Stacker(ensemble.learner, ensemble.head_features, ensemble.seed).fit(
+            tables.oof_probs, labels
+        )
     return ensemble
 
 
@@ -228,7 +251,7 @@ def read_members(run_dirs: Sequence[str | Path], with_test: bool = True) -> Memb
     oofs = [_read(read_oof, d / "oof.csv") for d in directories]
     reference = oofs[0].reset_index(drop=True)
     oof_probs = [probs_of(reference)]
-    for directory, oof in zip(directories[1:], oofs[1:]):
+    for directory, oof in zip(directories[1:], oofs[1:], strict=False):
         aligned = _align(oof, reference["image_id"], directory / "oof.csv", directories[0] / "oof.csv")
         for column in ("label", "person_id"):
             differs = np.flatnonzero(aligned[column].to_numpy() != reference[column].to_numpy())
@@ -239,7 +262,7 @@ def read_members(run_dirs: Sequence[str | Path], with_test: bool = True) -> Memb
                     f"e.g. '{reference['image_id'][row]}': {aligned[column][row]} vs {reference[column][row]}"
                 )
         oof_probs.append(probs_of(aligned))
-    for directory, probs in zip(directories, oof_probs):
+    for directory, probs in zip(directories, oof_probs, strict=False):
         if not np.all(np.isfinite(probs)):
             raise EnsembleError(f"{directory}/oof.csv has missing or infinite probabilities")
     tables = MemberTables(directories, reference[["image_id", "person_id", "fold", "label"]], np.stack(oof_probs))
@@ -257,7 +280,11 @@ def _attach_tests(tables: MemberTables) -> None:
     test_probs = [probs_of(first)]
     for directory in tables.directories[1:]:
         table = _read(read_test_probs, directory / "test_probs.csv")
-        test_probs.append(probs_of(_align(table, first["image_id"], directory / "test_probs.csv", tables.directories[0] / "test_probs.csv")))
+        test_probs.append(
+            probs_of(
+                _align(table, first["image_id"], directory / "test_probs.csv", tables.directories[0] / "test_probs.csv")
+            )
+        )
     tables.test_ids = first["image_id"].reset_index(drop=True)
     tables.test_probs = np.stack(test_probs)
 
@@ -275,12 +302,20 @@ def _align(table: pd.DataFrame, reference_ids: pd.Series, path: Path, reference_
             )
             if part
         )
-        raise EnsembleError(f"{path} holds {len(table)} image ids, {reference_path} holds {len(reference_ids)}: {detail}")
+        raise EnsembleError(
+            f"{path} holds {len(table)} image ids, {reference_path} holds {len(reference_ids)}: {detail}"
+        )
     return table.set_index("image_id").loc[reference_ids].reset_index()
 
 
 def _summary(
-    tables: MemberTables, ensemble: Ensemble, labels: np.ndarray, oof_probs: np.ndarray, weight_objective: str, cv_splits: int, extra: dict
+    tables: MemberTables,
+    ensemble: Ensemble,
+    labels: np.ndarray,
+    oof_probs: np.ndarray,
+    weight_objective: str,
+    cv_splits: int,
+    extra: dict,
 ) -> dict:
     scores = classification_metrics(labels, oof_probs)
     summary = {
@@ -289,7 +324,7 @@ def _summary(
         "method": ensemble.method,
         "members": [
             {"path": str(d), "oof_macro_f1": classification_metrics(labels, probs)["macro_f1"]}
-            for d, probs in zip(tables.directories, tables.oof_probs)
+            for d, probs in zip(tables.directories, tables.oof_probs, strict=False)
         ],
         "images": int(len(tables.oof)),
         "persons": int(tables.oof["person_id"].nunique()),
@@ -341,7 +376,9 @@ def _check_options(method: str, learner: str, weight_objective: str, cv_splits: 
     if method == "stack" and learner not in META_LEARNERS:
         raise EnsembleError(f"unknown meta-learner '{learner}'; choose one of {', '.join(META_LEARNERS)}")
     if method == "weighted" and weight_objective not in WEIGHT_OBJECTIVES:
-        raise EnsembleError(f"unknown weight objective '{weight_objective}'; choose one of {', '.join(WEIGHT_OBJECTIVES)}")
+        raise EnsembleError(
+            f"unknown weight objective '{weight_objective}'; choose one of {', '.join(WEIGHT_OBJECTIVES)}"
+        )
     if cv_splits < 2:
         raise EnsembleError(f"cv_splits must be >= 2, got {cv_splits}")
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..labels import NUM_CLASSES, AgeThresholds, class_names
-from ..tables import PROB_COLUMNS
+from ..core.labels import NUM_CLASSES, AgeThresholds, class_names
+from ..core.tables import PROB_COLUMNS
 
 
-def select_pseudo_labels(test_probs: pd.DataFrame, threshold: float = 0.9, max_per_class: int | None = None) -> pd.DataFrame:
+def select_pseudo_labels(
+    test_probs: pd.DataFrame, threshold: float = 0.9, max_per_class: int | None = None
+) -> pd.DataFrame:
     """Rows (image_id, label, confidence) whose top probability is >= ``threshold``.
 
     With ``max_per_class``, each class keeps its most confident rows only (ties keep table order).
@@ -31,7 +33,11 @@ def select_pseudo_labels(test_probs: pd.DataFrame, threshold: float = 0.9, max_p
     readable = np.all(np.isfinite(probs), axis=1)
     confidence = np.where(readable, np.nan_to_num(probs, nan=0.0).max(axis=1), -np.inf)
     candidates = pd.DataFrame(
-        {"image_id": test_probs["image_id"].to_numpy(), "label": np.nan_to_num(probs, nan=0.0).argmax(axis=1), "confidence": confidence}
+        {
+            "image_id": test_probs["image_id"].to_numpy(),
+            "label": np.nan_to_num(probs, nan=0.0).argmax(axis=1),
+            "confidence": confidence,
+        }
     )
     candidates = candidates[readable & (confidence >= threshold)]
     ranked = candidates.sort_values(["label", "confidence"], ascending=[True, False], kind="stable")

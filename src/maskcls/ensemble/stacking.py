@@ -8,10 +8,9 @@ every returned row comes from a model that never saw that row nor any other phot
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
-import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -20,8 +19,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.svm import SVC
 
-from ..data.folds import assign_folds
-from ..labels import NUM_CLASSES, head_probabilities
+from ..core.crossfit import cross_fit
+from ..core.labels import NUM_CLASSES, head_probabilities
 
 MemberProbs = Sequence[np.ndarray] | np.ndarray
 
@@ -33,16 +32,22 @@ def _log_probs(features: np.ndarray) -> np.ndarray:
 def _logreg(seed: int):
     # On log-probabilities a linear model generalises a weighted geometric mean with per-class temperatures;
     # standardising them cuts L-BFGS iterations ~6x.
-    return make_pipeline(FunctionTransformer(_log_probs), StandardScaler(), LogisticRegression(C=1.0, max_iter=1000, random_state=seed))
+    return make_pipeline(
+        FunctionTransformer(_log_probs), StandardScaler(), LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
+    )
 
 
 def _random_forest(seed: int):
-    return RandomForestClassifier(n_estimators=200, min_samples_leaf=3, max_features="sqrt", n_jobs=2, random_state=seed)
+    return RandomForestClassifier(
+        n_estimators=200, min_samples_leaf=3, max_features="sqrt", n_jobs=2, random_state=seed
+    )
 
 
 def _svm(seed: int):
     # Platt-scaled RBF SVC; scikit-learn 1.9 deprecates SVC(probability=True) in favour of exactly this.
-    return CalibratedClassifierCV(SVC(C=1.0, kernel="rbf", gamma="scale", cache_size=500, random_state=seed), method="sigmoid", ensemble=False)
+    return CalibratedClassifierCV(
+        SVC(C=1.0, kernel="rbf", gamma="scale", cache_size=500, random_state=seed), method="sigmoid", ensemble=False
+    )
 
 
 def _knn(seed: int):
@@ -54,7 +59,13 @@ def _xgboost(seed: int):
 
     # One thread: XGBoost's OpenMP threads spin-wait, and on shared cores two of them ran 40x slower than one.
     return XGBClassifier(
-        n_estimators=150, max_depth=3, learning_rate=0.1, tree_method="hist", n_jobs=1, random_state=seed, eval_metric="mlogloss"
+        n_estimators=150,
+        max_depth=3,
+        learning_rate=0.1,
+        tree_method="hist",
+        n_jobs=1,
+        random_state=seed,
+        eval_metric="mlogloss",
     )
 
 
@@ -119,12 +130,14 @@ class Stacker:
         self.head_features = head_features
         self.seed = seed
 
-    def fit(self, probs_list: MemberProbs, labels: np.ndarray) -> "Stacker":
+    def fit(self, probs_list: MemberProbs, labels: np.ndarray) -> Stacker:
         members = check_member_probs(probs_list)
         labels = _check_labels(labels, members.shape[1])
         present = np.unique(labels)
         if len(present) < 2:
-            raise ValueError(f"stacking needs at least two classes in the training labels, got only class {present.tolist()}")
+            raise ValueError(
+                f"stacking needs at least two classes in the training labels, got only class {present.tolist()}"
+            )
         self.estimator_ = create_meta_learner(self.learner, self.seed)
         with warnings.catch_warnings():
             # Rare classes with fewer rows than a learner's inner CV folds are expected on small data.
@@ -140,47 +153,12 @@ class Stacker:
         members = check_member_probs(probs_list)
         if members.shape[0] != self.n_members_:
             raise ValueError(f"the stacker was fitted on {self.n_members_} members, got {members.shape[0]}")
-        encoded_probs = np.asarray(self.estimator_.predict_proba(stack_features(members, self.head_features)), dtype=np.float64)
+        encoded_probs = np.asarray(
+            self.estimator_.predict_proba(stack_features(members, self.head_features)), dtype=np.float64
+        )
         probs = np.zeros((members.shape[1], NUM_CLASSES))
         probs[:, self.classes_[np.asarray(self.estimator_.classes_, dtype=np.int64)]] = encoded_probs
         return probs / probs.sum(axis=1, keepdims=True)
-
-
-def person_splits(labels: np.ndarray, person_ids: np.ndarray, n_splits: int = 5, seed: int = 0) -> np.ndarray:
-    """Split id (0..n_splits-1) of every row: grouped by person, stratified by class (``assign_folds``)."""
-    labels = np.asarray(labels)
-    person_ids = np.asarray(person_ids)
-    if len(person_ids) != len(labels):
-        raise ValueError(f"{len(person_ids)} person ids for {len(labels)} labels")
-    return assign_folds(pd.DataFrame({"label": labels, "person_id": person_ids}), n_splits, seed)
-
-
-def cross_fit(
-    fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray],
-    labels: np.ndarray,
-    person_ids: np.ndarray,
-    n_splits: int = 5,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Out-of-sample ``(N, 18)`` probabilities and the split id of every row.
-
-    ``fit_predict(fit_rows, score_rows)`` fits on the ``fit_rows`` indices only and returns probabilities
-    for ``score_rows``. The two index sets never share a row or a person; that is checked, not assumed.
-    """
-    person_ids = np.asarray(person_ids)
-    split_ids = person_splits(labels, person_ids, n_splits, seed)
-    probs = np.full((len(split_ids), NUM_CLASSES), np.nan)
-    for split in np.unique(split_ids):
-        score_rows = np.flatnonzero(split_ids == split)
-        fit_rows = np.flatnonzero(split_ids != split)
-        shared = np.intersect1d(person_ids[fit_rows], person_ids[score_rows])
-        if shared.size:
-            raise RuntimeError(f"split {split}: person '{shared[0]}' is in both the fitting and the scoring rows")
-        predicted = np.asarray(fit_predict(fit_rows, score_rows), dtype=np.float64)
-        if predicted.shape != (len(score_rows), NUM_CLASSES):
-            raise ValueError(f"split {split}: fit_predict returned shape {predicted.shape}, expected {(len(score_rows), NUM_CLASSES)}")
-        probs[score_rows] = predicted
-    return probs, split_ids
 
 
 def cross_validated_stacking(

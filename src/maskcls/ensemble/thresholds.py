@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..labels import NUM_CLASSES
-from ..metrics import macro_f1
-from .stacking import cross_fit
+from ..core.crossfit import cross_fit
+from ..core.labels import NUM_CLASSES
+from ..core.metrics import macro_f1
 
 # Multiplicative scales tried for each class: 0.25 .. 4 in quarter-octave steps (1.0 included).
 SCALE_GRID = tuple(float(2.0 ** (k / 4)) for k in range(-8, 9))
@@ -26,7 +26,9 @@ def apply_class_scales(probs: np.ndarray, scales: np.ndarray) -> np.ndarray:
     return scaled / scaled.sum(axis=1, keepdims=True)
 
 
-def fit_class_scales(probs: np.ndarray, labels: np.ndarray, grid: tuple[float, ...] = SCALE_GRID, rounds: int = 5) -> np.ndarray:
+def fit_class_scales(
+    probs: np.ndarray, labels: np.ndarray, grid: tuple[float, ...] = SCALE_GRID, rounds: int = 5
+) -> np.ndarray:
     """Scales (18,) that maximise macro F1 of ``argmax(probs * scales)`` on these rows.
 
     Coordinate ascent from all ones: for each class in turn, try every value of ``grid`` with the others
@@ -69,7 +71,9 @@ def cross_validated_class_scales(
     return cross_fit(fit_then_adjust, labels, person_ids, n_splits, seed)
 
 
-def class_scale_report(probs: np.ndarray, labels: np.ndarray, person_ids: np.ndarray, n_splits: int = 5, seed: int = 0) -> dict:
+def class_scale_report(
+    probs: np.ndarray, labels: np.ndarray, person_ids: np.ndarray, n_splits: int = 5, seed: int = 0
+) -> dict:
     """Scales fitted on all rows, with macro F1 before, in-sample after (optimistic) and cross-validated after."""
     probs, labels = _check_probs_labels(probs, labels)
     scales = fit_class_scales(probs, labels)

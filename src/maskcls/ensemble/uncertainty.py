@@ -7,44 +7,21 @@ probabilities and separates "the members disagree" from "every member is unsure"
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
+from ..core.io import atomic_path
+from ..core.metrics import margin, predictive_entropy
+from ..core.tables import PROB_COLUMNS
 from ..data.images import ImageError, read_resized
-from ..io import atomic_path
-from ..tables import PROB_COLUMNS
 
 RANKINGS = ("entropy", "margin", "disagreement")
 _CAPTION_HEIGHT = 14
 _UNREADABLE_GREY = (128, 128, 128)
-
-
-def predictive_entropy(probs: np.ndarray) -> np.ndarray:
-    """Entropy (nats) of each row ``(N,)``; 0 for a one-hot row, log(K) for a uniform one over K classes."""
-    probs = _check_probs(probs)
-    return -np.sum(probs * np.log(np.where(probs > 0, probs, 1.0)), axis=-1)
-
-
-def margin(probs: np.ndarray) -> np.ndarray:
-    """Top-1 minus top-2 probability of each row ``(N,)``: small means a near coin-flip between two classes."""
-    top_two = np.sort(_check_probs(probs), axis=-1)[..., -2:]
-    return top_two[..., 1] - top_two[..., 0]
-
-
-def disagreement(member_probs: np.ndarray) -> np.ndarray:
-    """Mutual information ``(N,)`` from ``(M, N, K)``: entropy of the mean minus the mean member entropy.
-
-    The members may be ensemble members, fold models, or Monte-Carlo dropout passes.
-    """
-    member_probs = np.asarray(member_probs, dtype=np.float64)
-    if member_probs.ndim != 3 or member_probs.shape[2] < 2:
-        raise ValueError(f"member probabilities must have shape (M, N, K), got {member_probs.shape}")
-    gap = predictive_entropy(member_probs.mean(axis=0)) - predictive_entropy(member_probs).mean(axis=0)
-    return np.maximum(gap, 0.0)  # never below 0 mathematically; clip rounding noise
 
 
 def rank_uncertain(table: pd.DataFrame, k: int, by: str = "entropy") -> pd.DataFrame:
@@ -72,7 +49,11 @@ def rank_uncertain(table: pd.DataFrame, k: int, by: str = "entropy") -> pd.DataF
 
 
 def contact_sheet(
-    paths: Sequence[str | Path], captions: Sequence[str], out_png: str | Path, thumb_hw: tuple[int, int] = (96, 72), columns: int = 10
+    paths: Sequence[str | Path],
+    captions: Sequence[str],
+    out_png: str | Path,
+    thumb_hw: tuple[int, int] = (96, 72),
+    columns: int = 10,
 ) -> Path:
     """A PNG grid of thumbnails ``thumb_hw`` (height, width), a caption under each, written atomically.
 
@@ -91,7 +72,7 @@ def contact_sheet(
     sheet = Image.new("RGB", (columns * width, rows * cell_height), "white")
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default()
-    for index, (path, caption) in enumerate(zip(paths, captions)):
+    for index, (path, caption) in enumerate(zip(paths, captions, strict=False)):
         left, top = (index % columns) * width, (index // columns) * cell_height
         try:
             sheet.paste(Image.fromarray(read_resized(path, (height, width))), (left, top))
@@ -112,10 +93,3 @@ def _fit_text(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
     while text and draw.textlength(text + "..", font=font) > width:
         text = text[:-1]
     return text + ".."
-
-
-def _check_probs(probs: np.ndarray) -> np.ndarray:
-    probs = np.asarray(probs, dtype=np.float64)
-    if probs.ndim == 0 or probs.shape[-1] < 2:
-        raise ValueError(f"probabilities must have one column per class, got shape {probs.shape}")
-    return probs

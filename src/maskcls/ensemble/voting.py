@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 
-from ..labels import NUM_CLASSES
+from ..core.labels import NUM_CLASSES
+from ..core.metrics import macro_f1
 from .stacking import MemberProbs, check_member_probs
-from ..metrics import macro_f1
 
 WEIGHT_OBJECTIVES = ("log_loss", "macro_f1")
 
@@ -78,7 +78,7 @@ class WeightedVote:
             raise ValueError(f"unknown weight objective '{objective}'; choose one of {', '.join(WEIGHT_OBJECTIVES)}")
         self.objective = objective
 
-    def fit(self, probs_list: MemberProbs, labels: np.ndarray) -> "WeightedVote":
+    def fit(self, probs_list: MemberProbs, labels: np.ndarray) -> WeightedVote:
         self.weights_ = fit_vote_weights(probs_list, labels, self.objective)
         return self
 

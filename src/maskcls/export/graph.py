@@ -19,15 +19,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import AugmentConfig, DataConfig
+from ..core.artifacts import RunError
+from ..core.config import AugmentConfig, DataConfig
+from ..core.labels import GENDER_NAMES, MASK_NAMES, class_names
+from ..core.tta import tta_views
 from ..data.augment import BatchPreprocess
 from ..data.framing import Framing
+from ..engine.predictor import merge_views
 from ..inference.predict import TrainedRun, load_run
-from ..inference.predictor import merge_views
-from ..inference.tta import tta_views
-from ..labels import GENDER_NAMES, MASK_NAMES, class_names
 from ..models.factory import MaskNet
-from ..training.kfold import RunError
 from .metadata import OUTPUT_NAMES, ExportMetadata, InputSpec, LabelSpec, PreprocessSpec, TTASpec
 
 
@@ -55,7 +55,9 @@ class PredictionGraph(nn.Module):
         return merge_views(model.head, list(logits.unbind(0)), self.merge)
 
 
-def build_graph(run: str | Path | TrainedRun, folds: list[int] | None = None, tta: str | None = None) -> tuple[PredictionGraph, ExportMetadata]:
+def build_graph(
+    run: str | Path | TrainedRun, folds: list[int] | None = None, tta: str | None = None
+) -> tuple[PredictionGraph, ExportMetadata]:
     """The graph of ``folds`` (default: all) of a finished k-fold run, and the metadata that describes it.
 
     ``tta`` overrides the run's test-time augmentation set (its recipe's ``tta.name``).
@@ -85,11 +87,19 @@ def build_graph(run: str | Path | TrainedRun, folds: list[int] | None = None, tt
         fallback_class=run.fallback_class,
         input=InputSpec.for_framing(cache_h, cache_w, Framing.from_config(data_cfg)),
         preprocess=PreprocessSpec(
-            image_size=data_cfg.size_hw, resize_margin=data_cfg.resize_margin, normalize=data_cfg.normalize, mean=mean, std=std,
+            image_size=data_cfg.size_hw,
+            resize_margin=data_cfg.resize_margin,
+            normalize=data_cfg.normalize,
+            mean=mean,
+            std=std,
         ),
         labels=LabelSpec(
-            age_middle=labels_cfg.age_middle, age_old=labels_cfg.age_old, mask_names=MASK_NAMES, gender_names=GENDER_NAMES,
-            age_names=labels_cfg.thresholds.names(), class_names=tuple(class_names(labels_cfg.thresholds)),
+            age_middle=labels_cfg.age_middle,
+            age_old=labels_cfg.age_old,
+            mask_names=MASK_NAMES,
+            gender_names=GENDER_NAMES,
+            age_names=labels_cfg.thresholds.names(),
+            class_names=tuple(class_names(labels_cfg.thresholds)),
         ),
         tta=TTASpec(name=tta_name, views=views, merge=merge),
         exported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -102,10 +112,14 @@ def load_trained_run(run_dir: str | Path) -> TrainedRun:
     run_dir = Path(run_dir)
     for marker, kind in (("ensemble.json", "an ensemble"), ("combine.json", "a combination of runs")):
         if (run_dir / marker).is_file():
-            raise RunError(f"{run_dir} is {kind}; export its k-fold member runs one by one (ensembles and combinations are not exported)")
+            raise RunError(
+                f"{run_dir} is {kind}; export its k-fold member runs one by one (ensembles and combinations are not exported)"
+            )
     run = load_run(run_dir)
     if run.task != "classes":
-        raise RunError(f"{run_dir} predicts the {run.task} head alone, not the 18 classes; only 18-class runs are exported")
+        raise RunError(
+            f"{run_dir} predicts the {run.task} head alone, not the 18 classes; only 18-class runs are exported"
+        )
     return run
 
 
@@ -122,7 +136,7 @@ class TorchModel:
         """The graph's outputs by name for a uint8 batch ``(N, H, W, 3)`` at the cache size."""
         with torch.inference_mode():
             outputs = self.graph(torch.from_numpy(np.ascontiguousarray(pixels)))
-        return {name: tensor.numpy() for name, tensor in zip(OUTPUT_NAMES, outputs)}
+        return {name: tensor.numpy() for name, tensor in zip(OUTPUT_NAMES, outputs, strict=False)}
 
 
 def _weights_digest(run_dir: Path, folds: list[int], tta: str, merge: str) -> str:

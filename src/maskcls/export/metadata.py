@@ -9,7 +9,7 @@ another format version, is refused with what to do, never guessed at. Torch-free
 from __future__ import annotations
 
 import json
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -50,9 +50,11 @@ class InputSpec(_Part):
     height: int
     width: int
     center_crop: float
-    face_crop: Optional[FaceCropSpec]
-    decode: str = ("maskcls.data.framing.Framer: EXIF upright, RGB (alpha on white), the centred center_crop fraction, "
-                   "the largest face when face_crop is set, bilinear resize to height x width")
+    face_crop: FaceCropSpec | None
+    decode: str = (
+        "maskcls.data.framing.Framer: EXIF upright, RGB (alpha on white), the centred center_crop fraction, "
+        "the largest face when face_crop is set, bilinear resize to height x width"
+    )
 
     @property
     def framing(self) -> Framing:
@@ -60,7 +62,7 @@ class InputSpec(_Part):
         return Framing(self.center_crop, face)
 
     @classmethod
-    def for_framing(cls, height: int, width: int, framing: Framing) -> "InputSpec":
+    def for_framing(cls, height: int, width: int, framing: Framing) -> InputSpec:
         face = FaceCropSpec(**vars(framing.face)) if framing.face is not None else None
         return cls(height=height, width=width, center_crop=framing.center_crop, face_crop=face)
 
@@ -94,7 +96,7 @@ class ExportMetadata(_Part):
     format: Literal["maskcls-onnx"] = FORMAT
     format_version: int = FORMAT_VERSION
     maskcls_version: str = __version__
-    opset: Optional[int]  # None: not exported, the same graph run by PyTorch (``maskcls serve --run``)
+    opset: int | None  # None: not exported, the same graph run by PyTorch (``maskcls serve --run``)
     run_id: str
     model_id: str
     architecture: str
@@ -120,7 +122,9 @@ def parse_metadata(props: dict[str, str], source: str) -> ExportMetadata:
     """The metadata of the model at ``source`` (for messages) from its ONNX ``metadata_props``."""
     again = "export the run again with `maskcls export --run RUN --out MODEL.onnx`"
     if METADATA_KEY not in props:
-        raise ExportedModelError(f"{source} has no maskcls metadata: it was not written by `maskcls export` (or its metadata was stripped); {again}")
+        raise ExportedModelError(
+            f"{source} has no maskcls metadata: it was not written by `maskcls export` (or its metadata was stripped); {again}"
+        )
     try:
         raw = json.loads(props[METADATA_KEY])
     except json.JSONDecodeError as err:
@@ -143,7 +147,9 @@ def parse_metadata(props: dict[str, str], source: str) -> ExportMetadata:
     except ValidationError as err:
         first = err.errors()[0]
         key = ".".join(str(part) for part in first["loc"])
-        raise ExportedModelError(f"{source}: its maskcls metadata is incomplete or damaged (field '{key}': {first['msg']}); {again}") from None
+        raise ExportedModelError(
+            f"{source}: its maskcls metadata is incomplete or damaged (field '{key}': {first['msg']}); {again}"
+        ) from None
     if metadata.opset is None:
         raise ExportedModelError(f"{source}: its maskcls metadata is incomplete (no opset); {again}")
     return metadata

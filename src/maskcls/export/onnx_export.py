@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from ..io import atomic_path
-from ..progress import track
+from ..core.io import atomic_path
+from ..core.progress import track
 from .graph import PredictionGraph, build_graph, load_trained_run
 from .metadata import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES
 
@@ -54,7 +54,9 @@ def export_onnx(
     return written
 
 
-def write_graph(graph: PredictionGraph, target: Path, metadata_props: dict[str, str], opset: int = OPSET, optimize: bool = True) -> Path:
+def write_graph(
+    graph: PredictionGraph, target: Path, metadata_props: dict[str, str], opset: int = OPSET, optimize: bool = True
+) -> Path:
     """Export ``graph`` (uint8 ``pixels`` with a dynamic batch axis) to ``target`` atomically and check it."""
     import onnx
 
@@ -62,8 +64,15 @@ def write_graph(graph: PredictionGraph, target: Path, metadata_props: dict[str, 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.export's notes on internal ops; failures still raise
         program = torch.onnx.export(
-            graph.eval(), (example,), dynamo=True, input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-            dynamic_shapes={"pixels": {0: torch.export.Dim("batch")}}, opset_version=opset, optimize=optimize, verbose=False,
+            graph.eval(),
+            (example,),
+            dynamo=True,
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_shapes={"pixels": {0: torch.export.Dim("batch")}},
+            opset_version=opset,
+            optimize=optimize,
+            verbose=False,
         )
     program.model.metadata_props.update(metadata_props)
     with atomic_path(target) as tmp:

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.metrics import disagreement
+from ..core.progress import track
+from ..core.tables import PROB_COLUMNS
 from ..data.cache import build_cache, default_cache_root
 from ..data.images import ImageLimits
 from ..data.layout import DataError, read_eval, skip_hint
-from ..ensemble.uncertainty import disagreement
-from ..persons.consistent import read_groups
+from ..ensemble.person_consistency import read_groups
 from ..inference.outputs import PREDICT_SKIPPED, Prediction, argmax_or, file_rows, fill_rows, write_eval_predictions
-from ..progress import track
-from ..tables import PROB_COLUMNS
 from .metadata import INPUT_NAME, OUTPUT_NAMES, ExportedModelError, ExportMetadata, parse_metadata
 
 
@@ -40,8 +40,12 @@ class OnnxModel:
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as err:  # onnxruntime raises its own exception types for unreadable, invalid or unsupported graphs
-            raise ExportedModelError(f"{path} is not an ONNX model onnxruntime can load ({type(err).__name__}: {err})") from None
+        except (
+            Exception
+        ) as err:  # onnxruntime raises its own exception types for unreadable, invalid or unsupported graphs
+            raise ExportedModelError(
+                f"{path} is not an ONNX model onnxruntime can load ({type(err).__name__}: {err})"
+            ) from None
         self.metadata: ExportMetadata = parse_metadata(self.session.get_modelmeta().custom_metadata_map, str(path))
         self.source = str(path)
         self._check_signature()
@@ -49,7 +53,7 @@ class OnnxModel:
     def predict(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         """The graph's outputs by name for a uint8 batch ``(N, H, W, 3)`` at the cache size."""
         outputs = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(pixels, dtype=np.uint8)})
-        return dict(zip(OUTPUT_NAMES, outputs))
+        return dict(zip(OUTPUT_NAMES, outputs, strict=False))
 
     def _check_signature(self) -> None:
         inputs = {i.name: i for i in self.session.get_inputs()}
@@ -63,11 +67,23 @@ class OnnxModel:
             )
 
 
-def predict_photos(model: OnnxModel, photos: pd.DataFrame, batch_size: int = 64, cache_dir: str | None = None,
-                   limits: ImageLimits = ImageLimits(), progress: bool = True) -> Prediction:
+def predict_photos(
+    model: OnnxModel,
+    photos: pd.DataFrame,
+    batch_size: int = 64,
+    cache_dir: str | None = None,
+    limits: ImageLimits = ImageLimits(),
+    progress: bool = True,
+) -> Prediction:
     """Predictions of ``photos`` (``image_id``, ``path``): the ONNX twin of ``inference.predict.predict_table``."""
-    cache = build_cache(photos[["image_id", "path"]], model.metadata.cache_hw, default_cache_root(cache_dir), limits, progress=progress,
-                        framing=model.metadata.input.framing)
+    cache = build_cache(
+        photos[["image_id", "path"]],
+        model.metadata.cache_hw,
+        default_cache_root(cache_dir),
+        limits,
+        progress=progress,
+        framing=model.metadata.input.framing,
+    )
     problems = cache.problems(photos["path"].tolist())
     bad_paths = {p.file for p in problems}
     good = np.flatnonzero(~photos["path"].isin(bad_paths).to_numpy())
@@ -81,7 +97,9 @@ def predict_photos(model: OnnxModel, photos: pd.DataFrame, batch_size: int = 64,
         outputs = model.predict(pixels[rows])
         probs[rows] = outputs["probs"]
         fold_probs[start : start + len(rows)] = outputs["fold_probs"]
-    columns = {"disagreement": fill_rows(len(photos), good, disagreement(fold_probs.transpose(1, 0, 2)) if len(good) else [])}
+    columns = {
+        "disagreement": fill_rows(len(photos), good, disagreement(fold_probs.transpose(1, 0, 2)) if len(good) else [])
+    }
     if cache.faces is not None:  # the run crops faces: 1 = cropped to the face found, 0 = no face, the whole photo
         columns["face_found"] = fill_rows(len(photos), good, cache.face_found()[good].astype(float))
     return Prediction(probs, argmax_or(probs, model.metadata.fallback_class), columns, problems)
@@ -105,15 +123,31 @@ def predict_eval_onnx(
     out_dir = Path(out_dir) if out_dir else Path(model_path).parent
     info, problems = read_eval(eval_dir)
     if problems and on_bad_image == "fail":
-        raise DataError(f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.", problems, skip_hint(PREDICT_SKIPPED))
-    groups = read_groups(persons, info["image_id"]) if persons is not None else None  # checked before the (long) prediction
+        raise DataError(
+            f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.",
+            problems,
+            skip_hint(PREDICT_SKIPPED),
+        )
+    groups = (
+        read_groups(persons, info["image_id"]) if persons is not None else None
+    )  # checked before the (long) prediction
     prediction = predict_photos(model, info, batch_size, cache_dir, progress=progress)
-    record = {"onnx": str(Path(model_path).resolve()), "model_id": model.metadata.model_id, "tta": model.metadata.tta.name, "mc_dropout": 0,
-              "persons": str(Path(persons).resolve()) if persons else None, "group_size": group_size}
-    return write_eval_predictions(eval_dir, out_dir, info, prediction, problems, on_bad_image, record, groups, group_size)
+    record = {
+        "onnx": str(Path(model_path).resolve()),
+        "model_id": model.metadata.model_id,
+        "tta": model.metadata.tta.name,
+        "mc_dropout": 0,
+        "persons": str(Path(persons).resolve()) if persons else None,
+        "group_size": group_size,
+    }
+    return write_eval_predictions(
+        eval_dir, out_dir, info, prediction, problems, on_bad_image, record, groups, group_size
+    )
 
 
-def predict_files_onnx(model_path: str | Path, files: list[str | Path], threads: int = 0, out_dir: str | Path | None = None) -> pd.DataFrame:
+def predict_files_onnx(
+    model_path: str | Path, files: list[str | Path], threads: int = 0, out_dir: str | Path | None = None
+) -> pd.DataFrame:
     """One row per photo: class, mask, gender, age group and probability (or the reason it failed); see ``file_rows``."""
     model = OnnxModel(model_path, threads)
     photos = pd.DataFrame({"image_id": [str(f) for f in files], "path": [str(f) for f in files]})

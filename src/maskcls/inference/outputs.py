@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data.layout import DataError, Problem, skip_hint
-from ..ensemble.uncertainty import predictive_entropy
-from ..io import write_csv, write_json
-from ..labels import GENDER_NAMES, MASK_NAMES, decode
-from ..persons.consistent import person_consistent_table
-from ..tables import PROB_COLUMNS
+from ..core.io import write_csv, write_json
+from ..core.labels import GENDER_NAMES, MASK_NAMES, decode
+from ..core.metrics import predictive_entropy
+from ..core.tables import PROB_COLUMNS
+from ..data.layout import DataError, Problem, skip_hint, union_problems
+from ..ensemble.person_consistency import person_consistent_table
 
 PREDICT_SKIPPED = "predict_skipped.csv"
 
@@ -55,7 +55,11 @@ def write_eval_predictions(
     out_dir = Path(out_dir)
     problems = union_problems([problems, prediction.problems])
     if problems and on_bad_image == "fail":
-        raise DataError(f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.", problems, skip_hint(PREDICT_SKIPPED))
+        raise DataError(
+            f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.",
+            problems,
+            skip_hint(PREDICT_SKIPPED),
+        )
     test_probs = pd.concat([info[["image_id"]], pd.DataFrame(prediction.probs, columns=PROB_COLUMNS)], axis=1)
     test_probs["entropy"] = predictive_entropy(prediction.probs)
     for name, values in prediction.columns.items():
@@ -63,7 +67,9 @@ def write_eval_predictions(
     submission = pd.read_csv(Path(eval_dir) / "info.csv", dtype=str, keep_default_na=False)
     submission["ans"] = prediction.answers.astype(int)
     if groups is not None:
-        test_probs, submission["ans"] = person_consistent_table(test_probs, submission["ans"].to_numpy(), groups, group_size)
+        test_probs, submission["ans"] = person_consistent_table(
+            test_probs, submission["ans"].to_numpy(), groups, group_size
+        )
     write_csv(out_dir / "test_probs.csv", test_probs)
     write_csv(out_dir / "submission.csv", submission)
     skipped = out_dir / PREDICT_SKIPPED
@@ -73,25 +79,61 @@ def write_eval_predictions(
         skipped.unlink(missing_ok=True)  # from an earlier prediction into the same folder
     face_crop = None
     if "face_found" in test_probs:
-        face_crop = {"photos": int(np.isfinite(test_probs["face_found"]).sum()), "no_face": int((test_probs["face_found"] == 0).sum())}
-    write_json(out_dir / "predict.json", {"data": str(Path(eval_dir).resolve()), **record, "skipped": len(problems),
-                                          "skipped_list": str(skipped) if problems else None, "face_crop": face_crop})
+        face_crop = {
+            "photos": int(np.isfinite(test_probs["face_found"]).sum()),
+            "no_face": int((test_probs["face_found"] == 0).sum()),
+        }
+    write_json(
+        out_dir / "predict.json",
+        {
+            "data": str(Path(eval_dir).resolve()),
+            **record,
+            "skipped": len(problems),
+            "skipped_list": str(skipped) if problems else None,
+            "face_crop": face_crop,
+        },
+    )
     return submission
 
 
-def file_rows(paths: list[str], prediction: Prediction, age_names: tuple[str, str, str], out_dir: str | Path | None = None) -> pd.DataFrame:
+def file_rows(
+    paths: list[str], prediction: Prediction, age_names: tuple[str, str, str], out_dir: str | Path | None = None
+) -> pd.DataFrame:
     """One row per loose photo: its shortest distinct name, class, mask, gender, age group and probability,
     or (``error``) why it could not be read; failed rows have no class. ``out_dir``: also write ``predictions.csv`` there."""
     errors = {problem.file: problem.reason for problem in prediction.problems}
     rows = []
-    for path, name, p, label in zip(paths, distinct_tails(paths), prediction.probs, prediction.answers):
+    for path, name, p, label in zip(paths, distinct_tails(paths), prediction.probs, prediction.answers, strict=False):
         if path in errors:
-            rows.append({"file": path, "name": name, "class": None, "mask": "", "gender": "", "age": "", "probability": np.nan, "error": errors[path]})
+            rows.append(
+                {
+                    "file": path,
+                    "name": name,
+                    "class": None,
+                    "mask": "",
+                    "gender": "",
+                    "age": "",
+                    "probability": np.nan,
+                    "error": errors[path],
+                }
+            )
             continue
         mask, gender, age = decode(int(label))
-        rows.append({"file": path, "name": name, "class": int(label), "mask": MASK_NAMES[mask], "gender": GENDER_NAMES[gender], "age": age_names[age],
-                     "probability": float(p[label]), "error": ""})
-    table = pd.DataFrame(rows, columns=["file", "name", "class", "mask", "gender", "age", "probability", "error"]).astype({"class": "Int64"})
+        rows.append(
+            {
+                "file": path,
+                "name": name,
+                "class": int(label),
+                "mask": MASK_NAMES[mask],
+                "gender": GENDER_NAMES[gender],
+                "age": age_names[age],
+                "probability": float(p[label]),
+                "error": "",
+            }
+        )
+    table = pd.DataFrame(
+        rows, columns=["file", "name", "class", "mask", "gender", "age", "probability", "error"]
+    ).astype({"class": "Int64"})
     if out_dir is not None:
         write_csv(Path(out_dir) / "predictions.csv", table)
     return table
@@ -121,12 +163,3 @@ def fill_rows(length: int, rows: np.ndarray, values) -> np.ndarray:
     column = np.full(length, np.nan)
     column[rows] = values
     return column
-
-
-def union_problems(problem_lists) -> list[Problem]:
-    """One problem per file, the first reason found (a missing photo is "missing" in info.csv and "not found" when decoded)."""
-    merged: dict[str, Problem] = {}
-    for problems in problem_lists:
-        for problem in problems:
-            merged.setdefault(problem.file, problem)
-    return list(merged.values())

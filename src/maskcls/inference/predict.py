@@ -16,21 +16,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..analysis.calibration import apply_temperature, stored_temperature
-from ..config import DataConfig, LabelsConfig
+from ..core.artifacts import RunError, check_trained_dir, stored_temperature
+from ..core.config import DataConfig, LabelsConfig
+from ..core.metrics import apply_temperature, disagreement
+from ..core.progress import RunProgress
+from ..core.tables import PROB_COLUMNS
 from ..data.cache import build_cache, default_cache_root
 from ..data.framing import Framing
 from ..data.images import ImageLimits
-from ..data.layout import DataError, read_eval, skip_hint
-from ..ensemble.uncertainty import disagreement
+from ..data.layout import DataError, read_eval, skip_hint, union_problems
+from ..engine.predictor import predict_outputs
+from ..ensemble.person_consistency import read_groups
 from ..models.artifact import ModelFileError, load_model
 from ..models.factory import MaskNet
-from ..persons.consistent import read_groups
-from ..progress import RunProgress
-from ..tables import PROB_COLUMNS
-from ..training.kfold import RunError
-from .outputs import PREDICT_SKIPPED, Prediction, argmax_or, file_rows, fill_rows, union_problems, write_eval_predictions
-from .predictor import predict_outputs
+from .outputs import PREDICT_SKIPPED, Prediction, argmax_or, file_rows, fill_rows, write_eval_predictions
 
 
 @dataclass
@@ -73,10 +72,12 @@ def load_run(run_dir: str | Path) -> TrainedRun:
             raise RunError(f"{run_dir} is incomplete: {err}") from None
         models.append(model)
         metas.append(meta)
-    for fold, meta in zip(folds[1:], metas[1:]):
+    for fold, meta in zip(folds[1:], metas[1:], strict=False):
         for key in ("data", "labels", "task"):
             if _setting(meta, key) != _setting(metas[0], key):
-                raise RunError(f"{run_dir} is inconsistent: fold_{fold}/model.json has {key}={meta.get(key)}, fold_{folds[0]} has {metas[0].get(key)}")
+                raise RunError(
+                    f"{run_dir} is inconsistent: fold_{fold}/model.json has {key}={meta.get(key)}, fold_{folds[0]} has {metas[0].get(key)}"
+                )
     oof_path = run_dir / "oof.csv"
     fallback = int(pd.read_csv(oof_path, usecols=["label"])["label"].mode()[0]) if oof_path.is_file() else 0
     return TrainedRun(run_dir, models, metas[0], fallback, folds)
@@ -93,31 +94,16 @@ def _setting(meta: dict, key: str):
     return value
 
 
-def check_trained_dir(run_dir: Path) -> None:
-    """Refuse what cannot predict, telling apart a folder that is no run at all from a run that did not finish."""
-    if not run_dir.is_dir():
-        raise RunError(f"run directory not found: {run_dir}")
-    if any((run_dir / name).is_file() for name in ("summary.json", "ensemble.json", "combine.json")):
-        return
-    if (run_dir / "config.yaml").is_file() and (run_dir / "run.json").is_file():
-        raise RunError(f"{run_dir} is an unfinished run (no summary.json yet): continue it with `maskcls train --resume {run_dir}`")
-    looks_like = ""
-    if (run_dir / "info.csv").is_file():
-        looks_like = " It looks like an eval folder: pass it as --data, and a trained run as --run."
-    elif (run_dir / "train.csv").is_file():
-        looks_like = f" It looks like a training folder: train on it first (`maskcls train --data {run_dir} --out runs/NAME`)."
-    raise RunError(
-        f"{run_dir} is not a maskcls run (it has no summary.json, ensemble.json or combine.json): give --run a folder made by "
-        f"`maskcls train`, `maskcls ensemble` or `maskcls train --age-config`.{looks_like}"
-    )
-
-
 def prediction_plan(run_dir: str | Path, title: str, enabled: bool = True) -> RunProgress:
     """One stage per k-fold run behind ``run_dir`` (ensemble members, combined runs), one unit per fold model."""
 
     def runs(directory: Path) -> list[Path]:
         if (directory / "ensemble.json").is_file():
-            return [run for member in json.loads((directory / "ensemble.json").read_text())["members"] for run in runs(Path(member["path"]))]
+            return [
+                run
+                for member in json.loads((directory / "ensemble.json").read_text())["members"]
+                for run in runs(Path(member["path"]))
+            ]
         if (directory / "combine.json").is_file():
             sources = json.loads((directory / "combine.json").read_text())["sources"]
             return [run for source in dict.fromkeys(sources.values()) for run in runs(Path(source))]
@@ -149,7 +135,15 @@ def predict_table(
     """
     run_dir = Path(run_dir)
     check_trained_dir(run_dir)
-    options = dict(tta=tta, mc_samples=mc_samples, batch_size=batch_size, accelerator=accelerator, cache_dir=cache_dir, progress=progress, plan=plan)
+    options = dict(
+        tta=tta,
+        mc_samples=mc_samples,
+        batch_size=batch_size,
+        accelerator=accelerator,
+        cache_dir=cache_dir,
+        progress=progress,
+        plan=plan,
+    )
     if (run_dir / "ensemble.json").is_file():
         from ..ensemble.build import load_ensemble
 
@@ -160,21 +154,36 @@ def predict_table(
         readable = np.all(np.isfinite(probs), axis=1)
         spread = np.full(len(probs), np.nan)
         spread[readable] = disagreement(np.stack(member_probs)[:, readable])
-        return Prediction(probs, ensemble.answers(member_probs), {"disagreement": spread}, union_problems(m.problems for m in members))
+        return Prediction(
+            probs, ensemble.answers(member_probs), {"disagreement": spread}, union_problems(m.problems for m in members)
+        )
     if (run_dir / "combine.json").is_file():
         from ..training.combine import load_combination
 
         combination = load_combination(run_dir)
         parts = {run: predict_table(run, photos, **options) for run in combination.runs}
         probs = combination.combine({run: (part.probs, part.columns.get("age_pred")) for run, part in parts.items()})
-        return Prediction(probs, argmax_or(probs, combination.fallback_class), {}, union_problems(part.problems for part in parts.values()))
+        return Prediction(
+            probs,
+            argmax_or(probs, combination.fallback_class),
+            {},
+            union_problems(part.problems for part in parts.values()),
+        )
     return _predict_folds(load_run(run_dir), photos, **options)
 
 
-def _predict_folds(run: TrainedRun, photos: pd.DataFrame, tta, mc_samples, batch_size, accelerator, cache_dir, progress, plan) -> Prediction:
+def _predict_folds(
+    run: TrainedRun, photos: pd.DataFrame, tta, mc_samples, batch_size, accelerator, cache_dir, progress, plan
+) -> Prediction:
     data_cfg = run.data_cfg
-    cache = build_cache(photos[["image_id", "path"]], data_cfg.cache_hw, default_cache_root(cache_dir), ImageLimits.from_config(data_cfg), progress=progress,
-                        framing=Framing.from_config(data_cfg))
+    cache = build_cache(
+        photos[["image_id", "path"]],
+        data_cfg.cache_hw,
+        default_cache_root(cache_dir),
+        ImageLimits.from_config(data_cfg),
+        progress=progress,
+        framing=Framing.from_config(data_cfg),
+    )
     problems = cache.problems(photos["path"].tolist())
     bad_paths = {p.file for p in problems}
     good = np.flatnonzero(~photos["path"].isin(bad_paths).to_numpy())
@@ -182,11 +191,22 @@ def _predict_folds(run: TrainedRun, photos: pd.DataFrame, tta, mc_samples, batch
     if plan is not None:
         plan.start(str(run.directory), units=len(run.models))
     outputs = []
-    for fold, model in zip(run.folds, run.models):
-        outputs.append(predict_outputs(
-            model, data_cfg, str(cache.path), good, batch_size=batch_size, accelerator=accelerator, progress=progress,
-            tta=tta or tta_cfg.get("name", "none"), merge=tta_cfg.get("merge", "mean_probs"), mc_samples=mc_samples, plan=plan,
-        ))
+    for fold, model in zip(run.folds, run.models, strict=False):
+        outputs.append(
+            predict_outputs(
+                model,
+                data_cfg,
+                str(cache.path),
+                good,
+                batch_size=batch_size,
+                accelerator=accelerator,
+                progress=progress,
+                tta=tta or tta_cfg.get("name", "none"),
+                merge=tta_cfg.get("merge", "mean_probs"),
+                mc_samples=mc_samples,
+                plan=plan,
+            )
+        )
         if plan is not None:
             plan.advance(1, f"fold {fold}")
     if plan is not None:
@@ -200,7 +220,9 @@ def _predict_folds(run: TrainedRun, photos: pd.DataFrame, tta, mc_samples, batch
         columns["face_found"] = fill_rows(len(photos), good, cache.face_found()[good].astype(float))
     for key in ("age_value", "mc_mutual_information"):
         if len(good) and key in outputs[0]:
-            columns["age_pred" if key == "age_value" else key] = fill_rows(len(photos), good, np.mean([o[key] for o in outputs], axis=0))
+            columns["age_pred" if key == "age_value" else key] = fill_rows(
+                len(photos), good, np.mean([o[key] for o in outputs], axis=0)
+            )
     return Prediction(probs, argmax_or(probs, run.fallback_class), columns, problems)
 
 
@@ -237,19 +259,36 @@ def predict_eval(
     if problems and on_bad_image == "fail":
         raise DataError(f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.", problems, hint)
     temperature = stored_temperature(run_dir) if calibrate else None  # a missing calibration fails before predicting
-    groups = read_groups(persons, info["image_id"]) if persons is not None else None  # checked before the (long) prediction
+    groups = (
+        read_groups(persons, info["image_id"]) if persons is not None else None
+    )  # checked before the (long) prediction
     prediction = predict_table(run_dir, info, tta, mc_samples, batch_size, accelerator, cache_dir, progress, plan)
     if prediction.probs.shape[1] != len(PROB_COLUMNS):
-        raise RunError(f"{run_dir} predicts a single head, not the 18 classes; predict with the combined directory instead")
+        raise RunError(
+            f"{run_dir} predicts a single head, not the 18 classes; predict with the combined directory instead"
+        )
     if temperature is not None:
         prediction.probs = apply_temperature(prediction.probs, temperature)
-    record = {"tta": tta, "mc_dropout": mc_samples, "temperature": temperature,
-              "persons": str(Path(persons).resolve()) if persons else None, "group_size": group_size}
-    return write_eval_predictions(eval_dir, out_dir, info, prediction, problems, on_bad_image, record, groups, group_size)
+    record = {
+        "tta": tta,
+        "mc_dropout": mc_samples,
+        "temperature": temperature,
+        "persons": str(Path(persons).resolve()) if persons else None,
+        "group_size": group_size,
+    }
+    return write_eval_predictions(
+        eval_dir, out_dir, info, prediction, problems, on_bad_image, record, groups, group_size
+    )
 
 
-def predict_files(run_dir: str | Path, files: list[str | Path], tta: str | None = None, accelerator: str = "auto",
-                  out_dir: str | Path | None = None, calibrate: bool = False) -> pd.DataFrame:
+def predict_files(
+    run_dir: str | Path,
+    files: list[str | Path],
+    tta: str | None = None,
+    accelerator: str = "auto",
+    out_dir: str | Path | None = None,
+    calibrate: bool = False,
+) -> pd.DataFrame:
     """One row per photo: its shortest distinct name, class, mask, gender, age group and probability, or
     (``error``) why it could not be read; failed rows have no class. ``out_dir``: also write ``predictions.csv`` there.
     ``calibrate``: probabilities scaled by the temperature stored by ``maskcls calibrate``."""
@@ -257,7 +296,9 @@ def predict_files(run_dir: str | Path, files: list[str | Path], tta: str | None 
     temperature = stored_temperature(run_dir) if calibrate else None
     prediction = predict_table(run_dir, photos, tta=tta, accelerator=accelerator, progress=False)
     if prediction.probs.shape[1] != len(PROB_COLUMNS):
-        raise RunError(f"{run_dir} predicts a single head, not the 18 classes; predict with the combined directory instead")
+        raise RunError(
+            f"{run_dir} predicts a single head, not the 18 classes; predict with the combined directory instead"
+        )
     if temperature is not None:
         prediction.probs = apply_temperature(prediction.probs, temperature)
     return file_rows(photos["path"].tolist(), prediction, _age_names(run_dir), out_dir)
@@ -265,6 +306,6 @@ def predict_files(run_dir: str | Path, files: list[str | Path], tta: str | None 
 
 def _age_names(run_dir: str | Path) -> tuple[str, str, str]:
     """Age-group names under the thresholds of the first k-fold run found behind ``run_dir``."""
-    from ..rundir import run_labels
+    from ..core.artifacts import run_labels
 
     return run_labels(run_dir).thresholds.names()

@@ -12,14 +12,21 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
-from ..config import Config, DataConfig, LabelsConfig, ModelConfig
-from ..io import atomic_path, write_json
+from ..core.config import Config, DataConfig, LabelsConfig, ModelConfig
+from ..core.io import atomic_path, write_json
 from .factory import MaskNet, create_model
 
 FORMAT = "maskcls-model/1"
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
-FACE_CROP_KEYS = ("face_crop", "face_margin", "face_detector", "face_upsample", "face_detect_size", "face_pad")  # prediction crops as training did
+FACE_CROP_KEYS = (
+    "face_crop",
+    "face_margin",
+    "face_detector",
+    "face_upsample",
+    "face_detect_size",
+    "face_pad",
+)  # prediction crops as training did
 
 
 class ModelFileError(RuntimeError):
@@ -34,7 +41,9 @@ def save_model(directory: str | Path, model: MaskNet, cfg: Config, extra: dict[s
     meta = {
         "format": FORMAT,
         "model": cfg.model.model_dump(mode="json"),
-        "data": cfg.data.model_dump(mode="json", include={"image_size", "resize_margin", "center_crop", "normalize", *FACE_CROP_KEYS}),
+        "data": cfg.data.model_dump(
+            mode="json", include={"image_size", "resize_margin", "center_crop", "normalize", *FACE_CROP_KEYS}
+        ),
         "tta": cfg.tta.model_dump(mode="json"),
         "task": model.task,
         "labels": cfg.labels.model_dump(mode="json"),
@@ -64,7 +73,9 @@ def load_model(directory: str | Path) -> tuple[MaskNet, dict[str, Any]]:
         from .hf import hf_backbone_from_config
 
         backbone = hf_backbone_from_config(meta["hf_config"])
-    model = create_model(ModelConfig.model_validate(meta["model"]), pretrained="none", thresholds=labels.thresholds, backbone=backbone)
+    model = create_model(
+        ModelConfig.model_validate(meta["model"]), pretrained="none", thresholds=labels.thresholds, backbone=backbone
+    )
     try:
         state = load_file(str(weights_path))
     except Exception as err:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import ModelConfig
-from ..labels import AgeThresholds
+from ..core.config import ModelConfig
+from ..core.labels import AgeThresholds
 from .heads import create_head
 from .pretrained import create_backbone
 
@@ -35,7 +35,10 @@ class MaskNet(nn.Module):
 
 
 def create_model(
-    cfg: ModelConfig, pretrained: str | None = None, thresholds: AgeThresholds = AgeThresholds(), backbone: nn.Module | None = None
+    cfg: ModelConfig,
+    pretrained: str | None = None,
+    thresholds: AgeThresholds = AgeThresholds(),
+    backbone: nn.Module | None = None,
 ) -> MaskNet:
     """``pretrained`` overrides ``cfg.pretrained``; ``backbone`` replaces building one (loading a saved model).
 
@@ -53,7 +56,7 @@ def create_model(
 
 def create_backbone_for(cfg: ModelConfig, pretrained: str) -> nn.Module:
     if cfg.name.startswith("hf:"):
-        from .hf import create_hf_backbone  # transformers is imported only when a recipe asks for it
+        from .hf import create_hf_backbone
 
         return create_hf_backbone(cfg.name, pretrained, cfg.drop_path_rate)
     options = {"drop_path_rate": cfg.drop_path_rate} if cfg.drop_path_rate else {}

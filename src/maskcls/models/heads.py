@@ -11,12 +11,12 @@ width) and turns logits into probabilities of its task:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from ..labels import HEAD_SIZES, NUM_CLASSES, AgeThresholds, joint_from_heads
+from ..core.labels import HEAD_SIZES, NUM_CLASSES, AgeThresholds, joint_from_heads
 
 HEADS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -37,7 +37,7 @@ def create_head(name: str, in_features: int, drop_rate: float, **options) -> nn.
 
 def split_blocks(head: nn.Module, logits: torch.Tensor) -> dict[str, torch.Tensor]:
     """The logit block of each output of ``head``, by name."""
-    return dict(zip(head.blocks, torch.split(logits, list(head.blocks.values()), dim=1)))
+    return dict(zip(head.blocks, torch.split(logits, list(head.blocks.values()), dim=1), strict=False))
 
 
 class DropoutLinearHead(nn.Module):

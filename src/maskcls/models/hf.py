@@ -18,13 +18,13 @@ from typing import Any
 
 import torch
 import transformers
+from timm.models._manipulate import MATCH_PREV_GROUP
 from torch import nn
 from transformers import MODEL_MAPPING, AutoConfig, AutoModel, PretrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
-from timm.models._manipulate import MATCH_PREV_GROUP
 from transformers.utils import cached_file
 
-from ..config import NORMALIZE_PRESETS
+from ..core.config import NORMALIZE_PRESETS
 from .pretrained import PretrainedWeightsError, read_state_dict
 
 HF_PREFIX = "hf:"
@@ -140,11 +140,15 @@ def create_hf_backbone(name: str, pretrained: str, drop_path_rate: float = 0.0) 
     source = hf_source(name)
     weights_file = None if pretrained in ("hub", "offline", "none") else Path(pretrained).expanduser()
     if weights_file is not None and not weights_file.is_file():
-        raise PretrainedWeightsError(f"model.pretrained: weights file not found: {weights_file}. " + _how_to_proceed(source))
+        raise PretrainedWeightsError(
+            f"model.pretrained: weights file not found: {weights_file}. " + _how_to_proceed(source)
+        )
     config = _load_config(source, local_only=pretrained == "offline")
     if drop_path_rate:
         if not hasattr(config, "drop_path_rate"):
-            raise ValueError(f"model.drop_path_rate: transformers' {config.model_type} has no stochastic depth; set it to 0")
+            raise ValueError(
+                f"model.drop_path_rate: transformers' {config.model_type} has no stochastic depth; set it to 0"
+            )
         config.drop_path_rate = drop_path_rate
     if pretrained == "none":
         return HFBackbone(_model_from_config(config))
@@ -164,7 +168,9 @@ def hf_backbone_from_config(config: dict[str, Any]) -> HFBackbone:
     return HFBackbone(_model_from_config(CONFIG_MAPPING[model_type].from_dict(config)))
 
 
-def hf_normalization(folder_or_config: str | Path | dict[str, Any]) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+def hf_normalization(
+    folder_or_config: str | Path | dict[str, Any],
+) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
     """``(mean, std)`` the checkpoint's images were normalised with, from its preprocessor config.
 
     Feed the model the same: ``data.normalize`` must name a preset with these values (``hf_normalize_preset``
@@ -186,7 +192,7 @@ def hf_normalize_preset(folder_or_config: str | Path | dict[str, Any]) -> str | 
     if normalization is None:
         return None
     for preset, (mean, std) in NORMALIZE_PRESETS.items():
-        if all(abs(a - b) < 1e-3 for a, b in zip((*mean, *std), (*normalization[0], *normalization[1]))):
+        if all(abs(a - b) < 1e-3 for a, b in zip((*mean, *std), (*normalization[0], *normalization[1]), strict=False)):
             return preset
     return None
 
@@ -224,7 +230,9 @@ def _model_from_config(config: PretrainedConfig) -> transformers.PreTrainedModel
 
 def _model_class(config: PretrainedConfig) -> type:
     if type(config) not in MODEL_MAPPING:
-        raise ValueError(f"transformers {transformers.__version__} has no AutoModel for model type '{config.model_type}'")
+        raise ValueError(
+            f"transformers {transformers.__version__} has no AutoModel for model type '{config.model_type}'"
+        )
     return MODEL_MAPPING[type(config)]
 
 
@@ -235,7 +243,8 @@ def _load_pretrained(source: str, config: PretrainedConfig, local_only: bool) ->
         )
     except Exception as err:
         raise PretrainedWeightsError(
-            f"could not get pretrained weights for 'hf:{source}' ({type(err).__name__}: {err}). " + _how_to_proceed(source)
+            f"could not get pretrained weights for 'hf:{source}' ({type(err).__name__}: {err}). "
+            + _how_to_proceed(source)
         ) from None
     _check_fit(model, info["missing_keys"], f"hf:{source}")
     return model

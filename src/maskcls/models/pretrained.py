@@ -41,7 +41,11 @@ def check_model_name(name: str) -> None:
     if name.startswith("hf:") or timm.is_model(name):
         return
     close = similar_model_names(name)
-    raise ValueError(f"unknown timm model '{name}'" + (f"; did you mean {', '.join(close)}?" if close else "") + " (timm.list_models() lists them all)")
+    raise ValueError(
+        f"unknown timm model '{name}'"
+        + (f"; did you mean {', '.join(close)}?" if close else "")
+        + " (timm.list_models() lists them all)"
+    )
 
 
 def similar_model_names(name: str, limit: int = 5) -> list[str]:
@@ -99,9 +103,11 @@ def load_offline_weights(model: nn.Module, name: str) -> None:
     source = read_state_dict(offline_weights_path(name))
     target = model.state_dict()
     if len(source) != len(target):
-        raise PretrainedWeightsError(f"offline weights for '{name}' have {len(source)} tensors, timm expects {len(target)}")
+        raise PretrainedWeightsError(
+            f"offline weights for '{name}' have {len(source)} tensors, timm expects {len(target)}"
+        )
     mapped = {}
-    for (src_key, tensor), (dst_key, expected) in zip(source.items(), target.items()):
+    for (src_key, tensor), (dst_key, expected) in zip(source.items(), target.items(), strict=False):
         if tensor.shape != expected.shape:
             raise PretrainedWeightsError(
                 f"offline weights for '{name}' do not line up with timm: {src_key} {tuple(tensor.shape)} vs {dst_key} {tuple(expected.shape)}"

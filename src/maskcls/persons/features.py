@@ -17,14 +17,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..config import AugmentConfig, DataConfig
+from ..core.config import AugmentConfig, DataConfig
+from ..core.progress import track
 from ..data.augment import BatchPreprocess
 from ..data.cache import build_cache, default_cache_root
 from ..data.framing import Framing
 from ..data.layout import Problem
 from ..data.loader import prediction_loader
-from ..progress import lightning_bar, track
-from ..runtime import quiet_lightning
+from ..engine.lightning_progress import lightning_bar
+from ..engine.runtime import quiet_lightning
 
 FEATURE_NAMES = ("colour", "face", "backbone")
 COLOUR_SIZE_HW = (64, 64)
@@ -40,7 +41,9 @@ def colour_features(pixels: np.ndarray) -> np.ndarray:
     """Mean RGB (0..1) of every cell of an 8 x 8 grid outside ``MASK_ZONE``: hair, forehead and the background
     around them. ``pixels``: ``(N, H, W, 3)`` uint8, H and W multiples of 8."""
     count, height, width, _ = pixels.shape
-    cells = pixels.reshape(count, COLOUR_GRID, height // COLOUR_GRID, COLOUR_GRID, width // COLOUR_GRID, 3).mean(axis=(2, 4), dtype=np.float64)
+    cells = pixels.reshape(count, COLOUR_GRID, height // COLOUR_GRID, COLOUR_GRID, width // COLOUR_GRID, 3).mean(
+        axis=(2, 4), dtype=np.float64
+    )
     keep = np.ones((COLOUR_GRID, COLOUR_GRID), dtype=bool)
     keep[MASK_ZONE] = False
     return (cells[:, keep] / 255.0).reshape(count, -1).astype(np.float32)
@@ -57,7 +60,9 @@ def face_descriptors(pixels: np.ndarray, progress: bool = True) -> np.ndarray:
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None:
         raise ModuleNotFoundError("No module named 'face_recognition_models'", name="face_recognition_models")
-    models = Path(spec.submodule_search_locations[0]) / "models"  # importing the package needs pkg_resources; its files do not
+    models = (
+        Path(spec.submodule_search_locations[0]) / "models"
+    )  # importing the package needs pkg_resources; its files do not
     detector = dlib.get_frontal_face_detector()
     landmarks = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
     encoder = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
@@ -65,7 +70,11 @@ def face_descriptors(pixels: np.ndarray, progress: bool = True) -> np.ndarray:
     for row in track(range(len(pixels)), "face descriptors", len(pixels), progress):
         photo = np.ascontiguousarray(pixels[row])
         faces = detector(photo, 0)
-        box = max(faces, key=lambda face: face.area()) if faces else dlib.rectangle(0, 0, photo.shape[1] - 1, photo.shape[0] - 1)
+        box = (
+            max(faces, key=lambda face: face.area())
+            if faces
+            else dlib.rectangle(0, 0, photo.shape[1] - 1, photo.shape[0] - 1)
+        )
         descriptors[row] = np.asarray(encoder.compute_face_descriptor(photo, landmarks(photo, box)))
     return descriptors
 
@@ -88,18 +97,32 @@ class _Embedder(pl.LightningModule):
 
 
 def backbone_embeddings(
-    models: list[torch.nn.Module], data_cfg: DataConfig, pixels: str | np.ndarray, rows: np.ndarray, accelerator: str = "auto",
-    batch_size: int = 64, progress: bool = True,
+    models: list[torch.nn.Module],
+    data_cfg: DataConfig,
+    pixels: str | np.ndarray,
+    rows: np.ndarray,
+    accelerator: str = "auto",
+    batch_size: int = 64,
+    progress: bool = True,
 ) -> np.ndarray:
     """Each model's L2-normalised pooled features of ``rows``, concatenated and scaled by ``1/sqrt(models)``,
     so squared distances are the mean over the models (comparable whatever their number)."""
     quiet_lightning()
     parts = []
     for model in models:
-        trainer = pl.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False, enable_model_summary=False,
-                             enable_progress_bar=progress, callbacks=[lightning_bar()] if progress else [])
+        trainer = pl.Trainer(
+            accelerator=accelerator,
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=progress,
+            callbacks=[lightning_bar()] if progress else [],
+        )
         features = None
-        for positions, values in trainer.predict(_Embedder(model.eval().backbone, data_cfg), prediction_loader(pixels, rows, batch_size)):
+        for positions, values in trainer.predict(
+            _Embedder(model.eval().backbone, data_cfg), prediction_loader(pixels, rows, batch_size)
+        ):
             if features is None:
                 features = np.zeros((len(rows), values.shape[1]), dtype=np.float32)
             features[positions.numpy()] = values.cpu().numpy()
@@ -109,8 +132,13 @@ def backbone_embeddings(
 
 
 def photo_features(
-    photos: pd.DataFrame, features: tuple[str, ...], run=None, model_of_row: np.ndarray | None = None, cache_dir: str | None = None,
-    accelerator: str = "auto", progress: bool = True,
+    photos: pd.DataFrame,
+    features: tuple[str, ...],
+    run=None,
+    model_of_row: np.ndarray | None = None,
+    cache_dir: str | None = None,
+    accelerator: str = "auto",
+    progress: bool = True,
 ) -> tuple[dict[str, np.ndarray], list[Problem]]:
     """Feature blocks (name -> ``(N, D)``) of ``photos`` (image_id, path) and the photos that could not be read
     (their rows are zeros). ``backbone`` needs ``run`` (a ``TrainedRun``): with ``model_of_row`` (an index into
@@ -118,7 +146,9 @@ def photo_features(
     embedded by that model, otherwise by all of them."""
     unknown = [name for name in features if name not in FEATURE_NAMES]
     if unknown or not features:
-        raise ValueError(f"unknown grouping feature '{unknown[0] if unknown else ''}'; choose from {', '.join(FEATURE_NAMES)}")
+        raise ValueError(
+            f"unknown grouping feature '{unknown[0] if unknown else ''}'; choose from {', '.join(FEATURE_NAMES)}"
+        )
     root = default_cache_root(cache_dir)
     blocks, problems = {}, []
     if "colour" in features:
@@ -132,15 +162,25 @@ def photo_features(
     if "backbone" in features:
         if run is None:
             raise ValueError("the 'backbone' grouping feature needs a trained run (--run)")
-        cache = build_cache(photos[["image_id", "path"]], run.data_cfg.cache_hw, root, progress=progress, framing=Framing.from_config(run.data_cfg))
+        cache = build_cache(
+            photos[["image_id", "path"]],
+            run.data_cfg.cache_hw,
+            root,
+            progress=progress,
+            framing=Framing.from_config(run.data_cfg),
+        )
         problems = problems or cache.problems(photos["path"].tolist())
         if model_of_row is None:
-            blocks["backbone"] = backbone_embeddings(run.models, run.data_cfg, str(cache.path), np.arange(len(photos)), accelerator, progress=progress)
+            blocks["backbone"] = backbone_embeddings(
+                run.models, run.data_cfg, str(cache.path), np.arange(len(photos)), accelerator, progress=progress
+            )
         else:
             embedded = None
             for index in np.unique(model_of_row):
                 rows = np.flatnonzero(model_of_row == index)
-                part = backbone_embeddings([run.models[index]], run.data_cfg, str(cache.path), rows, accelerator, progress=progress)
+                part = backbone_embeddings(
+                    [run.models[index]], run.data_cfg, str(cache.path), rows, accelerator, progress=progress
+                )
                 embedded = np.zeros((len(photos), part.shape[1]), dtype=np.float32) if embedded is None else embedded
                 embedded[rows] = part
             blocks["backbone"] = embedded

@@ -29,12 +29,11 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist, pdist
 from sklearn.metrics.cluster import contingency_matrix
 
-from ..data.layout import read_eval, read_train
-from ..inference.outputs import union_problems
-from ..io import write_csv, write_json
-from ..labels import Mask, head_probabilities
-from ..tables import PROB_COLUMNS
-from .consistent import GroupsError, consistency_scores
+from ..core.io import write_csv, write_json
+from ..core.labels import Mask, head_probabilities
+from ..core.tables import PROB_COLUMNS
+from ..data.layout import read_eval, read_train, union_problems
+from ..ensemble.person_consistency import GroupsError, consistency_scores
 from .features import photo_features
 
 DEFAULT_FEATURES = ("colour",)
@@ -79,7 +78,9 @@ def structured_groups(embedding: np.ndarray, mask_probs: np.ndarray, group_size:
     likeliest ``incorrect_mask`` photos (see the module docstring). ``mask_probs``: ``(N, 3)``."""
     count = len(embedding)
     if count % group_size:
-        raise GroupsError(f"--group-size {group_size} needs a multiple of {group_size} photos, got {count}; leave --group-size out to cluster freely")
+        raise GroupsError(
+            f"--group-size {group_size} needs a multiple of {group_size} photos, got {count}; leave --group-size out to cluster freely"
+        )
     groups_count = count // group_size
     if groups_count == 0:
         return np.zeros(0, dtype=np.int64)
@@ -96,7 +97,7 @@ def structured_groups(embedding: np.ndarray, mask_probs: np.ndarray, group_size:
     for _ in range(group_size - 2):
         centroids = np.stack([embedding[m].mean(axis=0) for m in members])
         group_rows, photo_columns = linear_sum_assignment(cdist(centroids, embedding[worn]))
-        for group, column in zip(group_rows, photo_columns):
+        for group, column in zip(group_rows, photo_columns, strict=False):
             groups[worn[column]] = group
             members[group].append(worn[column])
         worn = np.delete(worn, photo_columns)
@@ -106,14 +107,24 @@ def structured_groups(embedding: np.ndarray, mask_probs: np.ndarray, group_size:
 def _contingency(persons: np.ndarray, groups: np.ndarray):
     """Persons x groups photo counts (sparse), photos per group, photos per person."""
     table = contingency_matrix(persons, groups, sparse=True).tocsr()
-    return table, np.asarray(table.sum(axis=0)).ravel().astype(np.float64), np.asarray(table.sum(axis=1)).ravel().astype(np.float64)
+    return (
+        table,
+        np.asarray(table.sum(axis=0)).ravel().astype(np.float64),
+        np.asarray(table.sum(axis=1)).ravel().astype(np.float64),
+    )
 
 
 def _pair_counts(persons: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Photo pairs (same person and same group, same group, same person)."""
     table, by_group, by_person = _contingency(persons, groups)
     cells = table.data.astype(np.float64)
-    return np.array([(cells * (cells - 1) / 2).sum(), (by_group * (by_group - 1) / 2).sum(), (by_person * (by_person - 1) / 2).sum()])
+    return np.array(
+        [
+            (cells * (cells - 1) / 2).sum(),
+            (by_group * (by_group - 1) / 2).sum(),
+            (by_person * (by_person - 1) / 2).sum(),
+        ]
+    )
 
 
 def grouping_scores(persons: np.ndarray, groups: np.ndarray) -> dict[str, float]:
@@ -145,18 +156,24 @@ def grouping_scores(persons: np.ndarray, groups: np.ndarray) -> dict[str, float]
     }
 
 
-def choose_threshold(trees: list[np.ndarray], persons: list[np.ndarray], candidates: int = 200) -> tuple[float, list[float]]:
+def choose_threshold(
+    trees: list[np.ndarray], persons: list[np.ndarray], candidates: int = 200
+) -> tuple[float, list[float]]:
     """The cut with the best pairwise F1 over all chunks, and for each chunk the best over the *other* chunks
     (so a chunk's score does not benefit from its own threshold choice)."""
     heights = np.concatenate([tree[:, 2] for tree in trees if len(tree)] or [np.ones(1)])
     thresholds = np.unique(np.quantile(heights, np.linspace(0, 1, candidates + 1)))
     thresholds = np.append(thresholds, thresholds[-1] * 1.01)  # above every merge: everything in one group
-    counts = np.stack([[_pair_counts(p, cut_tree(tree, t, len(p))) for t in thresholds] for tree, p in zip(trees, persons)])  # chunks x t x 3
+    counts = np.stack(
+        [[_pair_counts(p, cut_tree(tree, t, len(p))) for t in thresholds] for tree, p in zip(trees, persons, strict=False)]
+    )  # chunks x t x 3
 
     def best(pooled: np.ndarray) -> float:
         precision = np.divide(pooled[:, 0], pooled[:, 1], out=np.ones(len(pooled)), where=pooled[:, 1] > 0)
         recall = np.divide(pooled[:, 0], pooled[:, 2], out=np.ones(len(pooled)), where=pooled[:, 2] > 0)
-        f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(len(pooled)), where=precision + recall > 0)
+        f1 = np.divide(
+            2 * precision * recall, precision + recall, out=np.zeros(len(pooled)), where=precision + recall > 0
+        )
         return float(thresholds[int(np.argmax(f1))])
 
     overall = best(counts.sum(axis=0))
@@ -165,8 +182,13 @@ def choose_threshold(trees: list[np.ndarray], persons: list[np.ndarray], candida
 
 
 def group_chunks(
-    blocks: dict[str, np.ndarray], chunks: np.ndarray, persons: np.ndarray, group_size: int | None = None, mask_probs: np.ndarray | None = None,
-    threshold: float | None = None, weights: dict[str, float] | None = None,
+    blocks: dict[str, np.ndarray],
+    chunks: np.ndarray,
+    persons: np.ndarray,
+    group_size: int | None = None,
+    mask_probs: np.ndarray | None = None,
+    threshold: float | None = None,
+    weights: dict[str, float] | None = None,
 ) -> tuple[np.ndarray, float | None, list[dict]]:
     """Group training photos chunk by chunk (persons known, to score the grouping and choose a threshold).
 
@@ -178,7 +200,7 @@ def group_chunks(
     rows_of = [np.flatnonzero(chunks == chunk) for chunk in chunk_ids]
     embeddings = [embed({name: block[rows] for name, block in blocks.items()}, weights) for rows in rows_of]
     if group_size:
-        chunk_groups = [structured_groups(x, mask_probs[rows], group_size) for x, rows in zip(embeddings, rows_of)]
+        chunk_groups = [structured_groups(x, mask_probs[rows], group_size) for x, rows in zip(embeddings, rows_of, strict=False)]
         chosen, held_out = None, [None] * len(rows_of)
     else:
         trees = [cluster_tree(x) for x in embeddings]
@@ -186,12 +208,14 @@ def group_chunks(
             chosen, held_out = choose_threshold(trees, [persons[rows] for rows in rows_of])
         else:
             chosen, held_out = threshold, [threshold] * len(rows_of)
-        chunk_groups = [cut_tree(tree, t, len(rows)) for tree, t, rows in zip(trees, held_out, rows_of)]
+        chunk_groups = [cut_tree(tree, t, len(rows)) for tree, t, rows in zip(trees, held_out, rows_of, strict=False)]
     offset, per_chunk = 0, []
-    for chunk, rows, found, used in zip(chunk_ids, rows_of, chunk_groups, held_out):
+    for chunk, rows, found, used in zip(chunk_ids, rows_of, chunk_groups, held_out, strict=False):
         groups[rows] = found + offset
         offset += int(found.max()) + 1 if len(found) else 0
-        per_chunk.append({"chunk": str(chunk), "photos": int(len(rows)), "threshold": used, **grouping_scores(persons[rows], found)})
+        per_chunk.append(
+            {"chunk": str(chunk), "photos": int(len(rows)), "threshold": used, **grouping_scores(persons[rows], found)}
+        )
     return groups, chosen, per_chunk
 
 
@@ -219,12 +243,16 @@ def group_photos(
     out_csv = Path(out_csv)
     features = tuple(features)
     if group_size is not None and run_dir is None:
-        raise GroupsError("--group-size needs --run: the run's mask probabilities pick each group's normal and incorrect_mask photo")
+        raise GroupsError(
+            "--group-size needs --run: the run's mask probabilities pick each group's normal and incorrect_mask photo"
+        )
     kfold_dir = kfold_run_behind(run_dir) if run_dir is not None else None
     if train_dir is None and kfold_dir is not None:
         train_dir = json.loads((kfold_dir / "run.json").read_text())["data"]
     if train_dir is None and threshold is None:
-        raise GroupsError("give --train TRAIN_DIR (or --run, whose training photos are used) to choose the threshold and measure the grouping, or --threshold")
+        raise GroupsError(
+            "give --train TRAIN_DIR (or --run, whose training photos are used) to choose the threshold and measure the grouping, or --threshold"
+        )
     run = None
     if "backbone" in features:
         from ..inference.predict import load_run
@@ -232,7 +260,12 @@ def group_photos(
         run = load_run(kfold_dir) if kfold_dir is not None else None
 
     info, problems = read_eval(eval_dir)
-    report: dict = {"features": list(features), "weights": weights or {}, "group_size": group_size, "mode": "structured" if group_size else "threshold"}
+    report: dict = {
+        "features": list(features),
+        "weights": weights or {},
+        "group_size": group_size,
+        "mode": "structured" if group_size else "threshold",
+    }
     train_groups = None
     if train_dir is not None:
         train, chunk_by = _training_photos(Path(train_dir), Path(run_dir) if run_dir else None, eval_photos=len(info))
@@ -241,13 +274,18 @@ def group_photos(
         readable = ~train["path"].isin({p.file for p in train_problems}).to_numpy()
         train, blocks = train[readable].reset_index(drop=True), {k: v[readable] for k, v in blocks.items()}
         mask_probs = train[["m0", "m1", "m2"]].to_numpy() if group_size else None
-        found, chosen, per_chunk = group_chunks(blocks, train["chunk"].to_numpy(), train["person_id"].to_numpy(), group_size, mask_probs, threshold, weights)
+        found, chosen, per_chunk = group_chunks(
+            blocks, train["chunk"].to_numpy(), train["person_id"].to_numpy(), group_size, mask_probs, threshold, weights
+        )
         threshold = chosen if threshold is None else threshold
         train_groups = train[["image_id", "person_id"]].assign(group=found)
         write_csv(out_csv.parent / "groups_train.csv", train_groups)
         report["train"] = {
-            "data": str(Path(train_dir).resolve()), "chunks": len(per_chunk), "chunk_by": chunk_by,
-            **grouping_scores(train["person_id"].to_numpy(), found), "per_chunk": per_chunk,
+            "data": str(Path(train_dir).resolve()),
+            "chunks": len(per_chunk),
+            "chunk_by": chunk_by,
+            **grouping_scores(train["person_id"].to_numpy(), found),
+            "per_chunk": per_chunk,
             "note": "each chunk is grouped alone with the same settings; in threshold mode with a threshold chosen on the other chunks",
         }
     report["threshold"] = threshold
@@ -259,11 +297,13 @@ def group_photos(
     usable, blocks = usable[readable].reset_index(drop=True), {k: v[readable] for k, v in blocks.items()}
     embedding = embed(blocks, weights)
     if group_size:
-        mask_probs = head_probabilities(_eval_probs(Path(run_dir), usable, Path(eval_dir), cache_dir, accelerator, progress))["mask"]
+        mask_probs = head_probabilities(
+            _eval_probs(Path(run_dir), usable, Path(eval_dir), cache_dir, accelerator, progress)
+        )["mask"]
         found = structured_groups(embedding, mask_probs, group_size)
     else:
         found = cut_tree(cluster_tree(embedding), threshold, len(usable))
-    group_of = dict(zip(usable["image_id"], found))
+    group_of = dict(zip(usable["image_id"], found, strict=False))
     next_group = int(found.max()) + 1 if len(found) else 0
     groups = []
     for image_id in info["image_id"]:  # unreadable photos: a group of their own
@@ -273,8 +313,12 @@ def group_photos(
     write_csv(out_csv, pd.DataFrame({"ImageID": info["image_id"], "group": groups}))
     sizes = np.bincount(found) if len(found) else np.zeros(0)
     report["eval"] = {
-        "data": str(Path(eval_dir).resolve()), "photos": int(len(info)), "grouped_photos": int(len(usable)), "groups": int(len(set(groups))),
-        "mean_group_size": float(sizes.mean()) if len(sizes) else 0.0, "groups_of_size": {str(k): int(v) for k, v in zip(*np.unique(sizes, return_counts=True))},
+        "data": str(Path(eval_dir).resolve()),
+        "photos": int(len(info)),
+        "grouped_photos": int(len(usable)),
+        "groups": int(len(set(groups))),
+        "mean_group_size": float(sizes.mean()) if len(sizes) else 0.0,
+        "groups_of_size": {str(k): int(v) for k, v in zip(*np.unique(sizes, return_counts=True), strict=False)},
         "unreadable": [{"file": p.file, "reason": p.reason} for p in union_problems([problems, image_problems])],
     }
     if run_dir is not None and train_groups is not None:
@@ -302,7 +346,7 @@ def kfold_run_behind(run_dir: str | Path) -> Path:
     if (run_dir / "combine.json").is_file():
         return kfold_run_behind(json.loads((run_dir / "combine.json").read_text())["sources"]["mask"])
     if not (run_dir / "run.json").is_file():
-        from ..training.kfold import RunError
+        from ..core.artifacts import RunError
 
         raise RunError(f"{run_dir} is not a finished run, ensemble or combination (no run.json)")
     return run_dir
@@ -315,16 +359,22 @@ def _training_photos(train_dir: Path, run_dir: Path | None, eval_photos: int) ->
     if run_dir is None:
         persons = manifest["person_id"].unique()
         chunks = max(2, round(len(manifest) / max(eval_photos, 1)))
-        chunk_of = dict(zip(np.random.default_rng(0).permutation(persons), np.arange(len(persons)) % chunks))
-        return manifest.assign(chunk=manifest["person_id"].map(chunk_of)), f"{chunks} random person-level chunks of about the eval set's size"
+        chunk_of = dict(zip(np.random.default_rng(0).permutation(persons), np.arange(len(persons)) % chunks, strict=False))
+        return manifest.assign(
+            chunk=manifest["person_id"].map(chunk_of)
+        ), f"{chunks} random person-level chunks of about the eval set's size"
     oof = pd.read_csv(run_dir / "oof.csv", dtype={"image_id": str, "person_id": str})
     if PROB_COLUMNS[0] not in oof:
-        raise GroupsError(f"{run_dir}/oof.csv has no 18-class probabilities (a single-head run); group with its combined or ensemble directory")
+        raise GroupsError(
+            f"{run_dir}/oof.csv has no 18-class probabilities (a single-head run); group with its combined or ensemble directory"
+        )
     mask = head_probabilities(oof[PROB_COLUMNS].to_numpy(dtype=np.float64))["mask"]
     oof = oof[["image_id", "fold"]].assign(m0=mask[:, 0], m1=mask[:, 1], m2=mask[:, 2])
     train = manifest.merge(oof, on="image_id", how="inner")
     folds = sorted(train["fold"].unique())
-    return train.assign(chunk=train["fold"], model_index=train["fold"].map({f: i for i, f in enumerate(folds)})), f"the folds of {run_dir}"
+    return train.assign(
+        chunk=train["fold"], model_index=train["fold"].map({f: i for i, f in enumerate(folds)})
+    ), f"the folds of {run_dir}"
 
 
 def _eval_probs(run_dir: Path, photos: pd.DataFrame, eval_dir: Path, cache_dir, accelerator, progress) -> np.ndarray:

@@ -63,11 +63,17 @@ def create_app(settings: ServeSettings, loaded: tuple | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         model, engine = loaded or await asyncio.to_thread(load_served_model, settings)
         height, width = model.metadata.cache_hw
-        await asyncio.to_thread(model.predict, np.zeros((1, height, width, 3), np.uint8))  # warm-up: the first pass allocates
-        batcher = MicroBatcher(model.predict, settings.max_batch, settings.max_wait_ms / 1000, settings.queue_size, metrics.observe_batch)
+        await asyncio.to_thread(
+            model.predict, np.zeros((1, height, width, 3), np.uint8)
+        )  # warm-up: the first pass allocates
+        batcher = MicroBatcher(
+            model.predict, settings.max_batch, settings.max_wait_ms / 1000, settings.queue_size, metrics.observe_batch
+        )
         await batcher.start()
         limits = ImageLimits(max_pixels=settings.max_image_pixels, max_bytes=settings.max_upload_bytes)
-        framer = await asyncio.to_thread(Framer, model.metadata.input.framing)  # loads the face detector when the run crops faces
+        framer = await asyncio.to_thread(
+            Framer, model.metadata.input.framing
+        )  # loads the face detector when the run crops faces
         app.state.service = Service(model, engine, batcher, metrics, settings, limits, framer)
         log.info("serving %s (%s) from %s", model.metadata.model_id, engine, model.source)
         try:
@@ -109,5 +115,9 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)  # the traceback goes to the log, never to the client
-    return JSONResponse({"detail": "internal error while handling the request; the server log has the details"}, status_code=500)
+    log.error(
+        "%s %s failed", request.method, request.url.path, exc_info=exc
+    )  # the traceback goes to the log, never to the client
+    return JSONResponse(
+        {"detail": "internal error while handling the request; the server log has the details"}, status_code=500
+    )

@@ -22,9 +22,22 @@ class ServiceMetrics:
 
     def __init__(self):
         self.registry = CollectorRegistry()
-        self.requests = Counter("maskcls_http_requests", "HTTP requests by method, route and status code", ["method", "route", "status"], registry=self.registry)
-        self.latency = Histogram("maskcls_http_request_seconds", "Time from request to response, by route", ["route"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.batch_size = Histogram("maskcls_batch_size", "Photos per forward pass of the model", buckets=BATCH_BUCKETS, registry=self.registry)
+        self.requests = Counter(
+            "maskcls_http_requests",
+            "HTTP requests by method, route and status code",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "maskcls_http_request_seconds",
+            "Time from request to response, by route",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "maskcls_batch_size", "Photos per forward pass of the model", buckets=BATCH_BUCKETS, registry=self.registry
+        )
         self.photos = Counter("maskcls_photos_predicted", "Photos the model predicted", registry=self.registry)
 
     def observe_batch(self, size: int) -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 from pydantic import BaseModel, Field
 
+from ..core.labels import decode
 from ..export.metadata import LabelSpec
-from ..labels import decode
 
 
 class ErrorBody(BaseModel):
@@ -22,7 +20,9 @@ class HeadProbabilities(BaseModel):
 
 
 class PhotoPrediction(BaseModel):
-    class_id: int = Field(serialization_alias="class", ge=0, lt=18, description="class = mask * 6 + gender * 3 + age_group")
+    class_id: int = Field(
+        serialization_alias="class", ge=0, lt=18, description="class = mask * 6 + gender * 3 + age_group"
+    )
     class_name: str
     mask: str
     gender: str
@@ -31,30 +31,40 @@ class PhotoPrediction(BaseModel):
     probabilities: list[float] = Field(description="The 18 class probabilities, in class order.")
     heads: HeadProbabilities
     model_id: str
-    latency_ms: float = Field(description="Server time for this request: reading, decoding, waiting for a batch, predicting.")
+    latency_ms: float = Field(
+        description="Server time for this request: reading, decoding, waiting for a batch, predicting."
+    )
 
     @classmethod
-    def from_outputs(cls, outputs: dict[str, np.ndarray], labels: LabelSpec, model_id: str, latency_ms: float) -> "PhotoPrediction":
+    def from_outputs(
+        cls, outputs: dict[str, np.ndarray], labels: LabelSpec, model_id: str, latency_ms: float
+    ) -> PhotoPrediction:
         probs = outputs["probs"]
         label = int(np.argmax(probs))
         mask, gender, age = decode(label)
         return cls(
-            class_id=label, class_name=labels.class_names[label], mask=labels.mask_names[mask], gender=labels.gender_names[gender],
-            age_group=labels.age_names[age], probability=float(probs[label]), probabilities=[float(p) for p in probs],
+            class_id=label,
+            class_name=labels.class_names[label],
+            mask=labels.mask_names[mask],
+            gender=labels.gender_names[gender],
+            age_group=labels.age_names[age],
+            probability=float(probs[label]),
+            probabilities=[float(p) for p in probs],
             heads=HeadProbabilities(
-                mask=dict(zip(labels.mask_names, map(float, outputs["mask"]))),
-                gender=dict(zip(labels.gender_names, map(float, outputs["gender"]))),
-                age=dict(zip(labels.age_names, map(float, outputs["age"]))),
+                mask=dict(zip(labels.mask_names, map(float, outputs["mask"]), strict=False)),
+                gender=dict(zip(labels.gender_names, map(float, outputs["gender"]), strict=False)),
+                age=dict(zip(labels.age_names, map(float, outputs["age"]), strict=False)),
             ),
-            model_id=model_id, latency_ms=round(latency_ms, 3),
+            model_id=model_id,
+            latency_ms=round(latency_ms, 3),
         )
 
 
 class BatchItem(BaseModel):
     filename: str
-    prediction: Optional[PhotoPrediction] = None
+    prediction: PhotoPrediction | None = None
     status: int = Field(200, description="What this photo alone would have got from POST /predict.")
-    error: Optional[str] = None
+    error: str | None = None
 
 
 class BatchPrediction(BaseModel):

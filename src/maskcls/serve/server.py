@@ -15,7 +15,9 @@ from .settings import ServeSettings
 APP_FACTORY = "maskcls.serve.app:create_app_from_env"
 
 
-def run_server(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, log_level: str = "info") -> None:
+def run_server(
+    settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, log_level: str = "info"
+) -> None:
     import uvicorn
 
     if workers < 1:

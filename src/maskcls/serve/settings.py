@@ -7,12 +7,12 @@ Worker processes started by uvicorn (``--workers N``) or by gunicorn import the 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..config import ConfigError
+from ..core.config import ConfigError
 
 ENV_PREFIX = "MASKCLS_SERVE_"
 
@@ -20,8 +20,8 @@ ENV_PREFIX = "MASKCLS_SERVE_"
 class ServeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    run: Optional[Path] = None
-    onnx: Optional[Path] = None
+    run: Path | None = None
+    onnx: Path | None = None
     max_batch: int = Field(32, ge=1, le=1024)
     max_wait_ms: float = Field(5.0, ge=0.0, le=1000.0)
     queue_size: int = Field(256, ge=1)
@@ -44,8 +44,8 @@ class ServeSettings(BaseModel):
         return {ENV_PREFIX + key.upper(): str(value) for key, value in self.model_dump().items() if value is not None}
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "ServeSettings":
-        values = {key[len(ENV_PREFIX):].lower(): value for key, value in environ.items() if key.startswith(ENV_PREFIX)}
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServeSettings:
+        values = {key[len(ENV_PREFIX) :].lower(): value for key, value in environ.items() if key.startswith(ENV_PREFIX)}
         return settings_from(values, "environment (MASKCLS_SERVE_*)")
 
 

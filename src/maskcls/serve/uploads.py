@@ -39,7 +39,9 @@ async def read_uploads(request: Request, max_bytes: int, max_files: int) -> list
             files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
             if not files:
                 raise HTTPException(422, f"the form holds no file; {RAW_BODY_HELP}")
-            return [Upload(upload.filename or f"file{index}", await upload.read()) for index, upload in enumerate(files)]
+            return [
+                Upload(upload.filename or f"file{index}", await upload.read()) for index, upload in enumerate(files)
+            ]
     if media_type and not (media_type.startswith("image/") or media_type == "application/octet-stream"):
         raise HTTPException(415, f"unsupported content type '{media_type}'; {RAW_BODY_HELP}")
     body = await request.body()

@@ -4,4 +4,15 @@ runs and ensembles, re-plan after every stage, resume after a kill."""
 from .plan import BudgetError, Plan, Speed, Stage, Workload, make_plan, parse_budget, replan
 from .run import resume_solve, solve
 
-__all__ = ["BudgetError", "Plan", "Speed", "Stage", "Workload", "make_plan", "parse_budget", "replan", "resume_solve", "solve"]
+__all__ = [
+    "BudgetError",
+    "Plan",
+    "Speed",
+    "Stage",
+    "Workload",
+    "make_plan",
+    "parse_budget",
+    "replan",
+    "resume_solve",
+    "solve",
+]

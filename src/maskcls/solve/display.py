@@ -1,6 +1,6 @@
 """One progress display for a whole solve: current stage, a bar, time spent of the budget and the ETA of the plan.
 
-It follows ``maskcls.progress`` (a live bar only when stdout and stderr are terminals, otherwise plain
+It follows ``maskcls.core.progress`` (a live bar only when stdout and stderr are terminals, otherwise plain
 lines on stderr in ``RunProgress``'s look: ``title: stage [k/n] · ... · ETA``) but keeps its own ETA:
 a solve's plan is re-fitted to the time left after every stage and its clock runs on across
 ``--resume``, so the ETA comes from the plan's current estimates and the minutes already spent, not from
@@ -14,7 +14,7 @@ import time
 
 import lightning.pytorch as pl
 
-from ..progress import console, format_seconds, is_interactive
+from ..core.progress import console, format_seconds, is_interactive
 from .plan import Plan, Stage
 
 PLAIN_EVERY_SECONDS = 60.0
@@ -35,12 +35,18 @@ class PlanProgress:
         self._last_line = 0.0
         self._progress = None
 
-    def __enter__(self) -> "PlanProgress":
+    def __enter__(self) -> PlanProgress:
         if self.rich:
             from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
-                                      TextColumn("{task.fields[times]}"), console=console, transient=False)
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.fields[times]}"),
+                console=console,
+                transient=False,
+            )
             self._progress.start()
             self._task = self._progress.add_task("plan", total=1000, times="")
         return self
@@ -81,11 +87,18 @@ class PlanProgress:
         position = f"{current.name} [{stages.index(current) + 1}/{len(stages)}]" if current in stages else "plan"
         times = f"{format_seconds(spent * 60)} of {format_seconds(self.plan.budget_minutes * 60)} spent · ETA {format_seconds(eta * 60)}"
         if self._progress is not None:
-            self._progress.update(self._task, description=position + (" done" if done else ""), completed=1000 * spent / max(spent + eta, 1e-9), times=times)
+            self._progress.update(
+                self._task,
+                description=position + (" done" if done else ""),
+                completed=1000 * spent / max(spent + eta, 1e-9),
+                times=times,
+            )
         elif force_line or time.monotonic() - self._last_line >= PLAIN_EVERY_SECONDS:
             self._last_line = time.monotonic()
             state = "done" if done else f"{100 * self.fraction:.0f}%"
-            console.print(f"{self.title}: {position} · {state} · {times}", markup=False, highlight=False, soft_wrap=True)
+            console.print(
+                f"{self.title}: {position} · {state} · {times}", markup=False, highlight=False, soft_wrap=True
+            )
 
 
 class StageClock(pl.Callback):
@@ -96,7 +109,14 @@ class StageClock(pl.Callback):
     that point, the fold stops there and keeps its best epoch so far: an overrunning stage is cut, not the budget.
     """
 
-    def __init__(self, display: PlanProgress | None, folds: int, epochs: int, allowance_seconds: float | None, predict_seconds: float = 0.0):
+    def __init__(
+        self,
+        display: PlanProgress | None,
+        folds: int,
+        epochs: int,
+        allowance_seconds: float | None,
+        predict_seconds: float = 0.0,
+    ):
         self.display, self.folds, self.epochs = display, max(folds, 1), max(epochs, 1)
         self.allowance, self.predict_seconds = allowance_seconds, predict_seconds
         self.started = time.monotonic()

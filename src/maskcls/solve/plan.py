@@ -53,10 +53,20 @@ MEMBER_RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "ce_seed11": ("lite0_baseline.yaml", ("train.seed=11",)),
     "three_head": ("three_head_lite.yaml", ()),
     "msd": ("effnet_msd.yaml", ()),
-    "three_head_focal_balanced": ("three_head_lite.yaml", ("loss.name=focal", "sampler.name=balanced", "sampler.alpha=0.5")),
+    "three_head_focal_balanced": (
+        "three_head_lite.yaml",
+        ("loss.name=focal", "sampler.name=balanced", "sampler.alpha=0.5"),
+    ),
 }
 # The prior's offset of each recipe against CE at the same setting (module docstring).
-RECIPE_OFFSET = {"ce": 0.0, "ce_seed7": 0.0, "ce_seed11": 0.0, "three_head": -0.012, "msd": -0.014, "three_head_focal_balanced": -0.015}
+RECIPE_OFFSET = {
+    "ce": 0.0,
+    "ce_seed7": 0.0,
+    "ce_seed11": 0.0,
+    "three_head": -0.012,
+    "msd": -0.014,
+    "three_head_focal_balanced": -0.015,
+}
 PRESET_MEMBERS = {"fast": ("ce",), "best": tuple(MEMBER_RECIPES)}
 EPOCH_SCALE = 1.0  # epochs at which the prior's epoch term has reached 63 % of its saturation (module docstring)
 SIZE_WEIGHT = 0.04  # prior per doubling of the input size (module docstring)
@@ -153,14 +163,28 @@ class Plan:
         return self.spent_minutes + self.open_minutes
 
     def to_dict(self) -> dict:
-        return {"budget_minutes": self.budget_minutes, "preset": self.preset, "safety": self.safety, "workload": asdict(self.workload),
-                "speeds": [asdict(s) for s in self.speeds], "stages": [asdict(s) for s in self.stages]}
+        return {
+            "budget_minutes": self.budget_minutes,
+            "preset": self.preset,
+            "safety": self.safety,
+            "workload": asdict(self.workload),
+            "speeds": [asdict(s) for s in self.speeds],
+            "stages": [asdict(s) for s in self.stages],
+        }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Plan":
-        speeds = data["speeds"] if "speeds" in data else [data["speed"]] if data.get("speed") else []  # plans before mixed sizes had one speed
-        return cls(data["budget_minutes"], data["preset"], Workload(**data["workload"]), [Speed(**s) for s in speeds],
-                   [Stage(**s) for s in data["stages"]], data.get("safety", SAFETY))
+    def from_dict(cls, data: dict) -> Plan:
+        speeds = (
+            data["speeds"] if "speeds" in data else [data["speed"]] if data.get("speed") else []
+        )  # plans before mixed sizes had one speed
+        return cls(
+            data["budget_minutes"],
+            data["preset"],
+            Workload(**data["workload"]),
+            [Speed(**s) for s in speeds],
+            [Stage(**s) for s in data["stages"]],
+            data.get("safety", SAFETY),
+        )
 
 
 def parse_budget(text: str | float) -> float:
@@ -182,7 +206,15 @@ def parse_budget(text: str | float) -> float:
     return minutes
 
 
-def member_seconds(speed: Speed, workload: Workload, epochs: int, folds: int, tta: str = "flip", extra_photos: int = 0, decode: bool = True) -> float:
+def member_seconds(
+    speed: Speed,
+    workload: Workload,
+    epochs: int,
+    folds: int,
+    tta: str = "flip",
+    extra_photos: int = 0,
+    decode: bool = True,
+) -> float:
     """Wall seconds of one k-fold member: training, per-epoch validation, OOF and test prediction (TTA), set-up, decoding."""
     views = TTA_VIEWS.get(tta, 1)
     val = workload.train_photos / folds
@@ -212,27 +244,42 @@ def persons_seconds(speed: Speed, workload: Workload) -> float:
     return 10.0 + photos / speed.decode_photos_per_s + photos / 1000
 
 
-FINISH_SECONDS = 30.0  # the top-level files and the final combination's evaluation report (an ensemble's: about 7-13 s on 2 cores)
+FINISH_SECONDS = (
+    30.0  # the top-level files and the final combination's evaluation report (an ensemble's: about 7-13 s on 2 cores)
+)
 
 
 def member_value(speed: Speed, epochs: int, folds: int, photo_size: int | None = None) -> float:
     """The prior's expected macro-F1 gain of one member over lite0 at 96 px, 1 epoch, 3 folds (module docstring);
     ``photo_size``: the photos' own size, above which a larger input earns nothing."""
     size = min(speed.size, photo_size) if photo_size else speed.size
-    return (0.06 * (1 - math.exp(-(epochs - 1) / EPOCH_SCALE)) + SIZE_WEIGHT * math.log2(size / 96) + 0.18 * math.log((1 - 1 / folds) / (2 / 3))
-            + BACKBONE_BONUS.get(speed.backbone, 0.0))
+    return (
+        0.06 * (1 - math.exp(-(epochs - 1) / EPOCH_SCALE))
+        + SIZE_WEIGHT * math.log2(size / 96)
+        + 0.18 * math.log((1 - 1 / folds) / (2 / 3))
+        + BACKBONE_BONUS.get(speed.backbone, 0.0)
+    )
 
 
 def vote_value(summed_member_values: float, recipes: tuple[str, ...] | list[str]) -> float:
     """The prior value of a vote of ``recipes`` (one member each): the members' mean with their recipe offsets,
     plus ``ENSEMBLE_BONUS`` per doubling of members (nothing for one member)."""
     count = len(recipes)
-    return (summed_member_values + sum(RECIPE_OFFSET.get(r, 0.0) for r in recipes)) / count + ENSEMBLE_BONUS * math.log2(count)
+    return (
+        summed_member_values + sum(RECIPE_OFFSET.get(r, 0.0) for r in recipes)
+    ) / count + ENSEMBLE_BONUS * math.log2(count)
 
 
 def make_plan(
-    speeds: list[Speed], workload: Workload, budget_minutes: float, preset: str = "best", spent_minutes: float = 0.0, tta: str = "flip",
-    members: tuple[str, ...] | None = None, safety: float = SAFETY, max_epochs: int | None = None,
+    speeds: list[Speed],
+    workload: Workload,
+    budget_minutes: float,
+    preset: str = "best",
+    spent_minutes: float = 0.0,
+    tta: str = "flip",
+    members: tuple[str, ...] | None = None,
+    safety: float = SAFETY,
+    max_epochs: int | None = None,
 ) -> Plan:
     """The plan with the highest prior value whose estimate fits ``budget_minutes - spent_minutes`` less ``safety``.
 
@@ -256,27 +303,55 @@ def make_plan(
     best, cheapest = None, None
     for folds in FOLD_CHOICES:
         # every (speed, epochs) a member can have: its seconds (decoding counted apart) and its prior value
-        settings = [(speed, epochs, member_seconds(speed, workload, epochs, folds, tta, decode=False), member_value(speed, epochs, folds, workload.photo_size))
-                    for speed in speeds for epochs in epoch_choices]
+        settings = [
+            (
+                speed,
+                epochs,
+                member_seconds(speed, workload, epochs, folds, tta, decode=False),
+                member_value(speed, epochs, folds, workload.photo_size),
+            )
+            for speed in speeds
+            for epochs in epoch_choices
+        ]
         for lead, lead_epochs, lead_seconds, lead_value in settings:
             fixed = decode_seconds(lead, workload) + persons_seconds(lead, workload) + FINISH_SECONDS
             pseudo = member_seconds(lead, workload, lead_epochs, folds, tta, extra_photos=pseudo_extra, decode=False)
             for count in counts:
                 # followers are never larger than the lead (the strongest recipe gets the best setting)
-                followers = ([s for s in settings if s[0].size < lead.size or (s[0].size == lead.size and s[1] <= lead_epochs)] if count > 1
-                             else [(lead, lead_epochs, 0.0, lead_value)])
+                followers = (
+                    [s for s in settings if s[0].size < lead.size or (s[0].size == lead.size and s[1] <= lead_epochs)]
+                    if count > 1
+                    else [(lead, lead_epochs, 0.0, lead_value)]
+                )
                 for follower, follower_epochs, follower_seconds, follower_value in followers:
                     decode = decode_seconds(follower, workload) if count > 1 and follower.size != lead.size else 0.0
                     for with_pseudo in pseudo_choices:
-                        total = lead_seconds + (count - 1) * follower_seconds + decode + ensemble_seconds(workload, count) + fixed
+                        total = (
+                            lead_seconds
+                            + (count - 1) * follower_seconds
+                            + decode
+                            + ensemble_seconds(workload, count)
+                            + fixed
+                        )
                         total += pseudo + ensemble_seconds(workload, count + 1) if with_pseudo else 0.0
                         if cheapest is None or total < cheapest[0]:
                             cheapest = (total, lead, lead_epochs, folds)
                         if total > available:
                             continue
-                        value = vote_value(lead_value + (count - 1) * follower_value, recipes[:count]) + PSEUDO_BONUS * with_pseudo
+                        value = (
+                            vote_value(lead_value + (count - 1) * follower_value, recipes[:count])
+                            + PSEUDO_BONUS * with_pseudo
+                        )
                         if best is None or (value, -total) > (best[0], -best[1]):
-                            best = (value, total, folds, (lead, lead_epochs), (follower, follower_epochs), count, with_pseudo)
+                            best = (
+                                value,
+                                total,
+                                folds,
+                                (lead, lead_epochs),
+                                (follower, follower_epochs),
+                                count,
+                                with_pseudo,
+                            )
     if best is None:
         total, speed, epochs, folds = cheapest
         raise BudgetError(
@@ -289,11 +364,39 @@ def make_plan(
         speed, epochs = (lead, lead_epochs) if index == 0 else (follower, follower_epochs)
         seconds = member_seconds(speed, workload, epochs, folds, tta, decode=speed.size not in decoded)
         decoded.add(speed.size)
-        stages.append(Stage(f"member_{recipe}", "member", seconds / 60, recipe, speed.backbone, speed.pretrained, speed.size, epochs, folds, tta))
+        stages.append(
+            Stage(
+                f"member_{recipe}",
+                "member",
+                seconds / 60,
+                recipe,
+                speed.backbone,
+                speed.pretrained,
+                speed.size,
+                epochs,
+                folds,
+                tta,
+            )
+        )
     stages.append(Stage("ensemble", "ensemble", ensemble_seconds(workload, count) / 60))
     if with_pseudo:
-        seconds = member_seconds(lead, workload, lead_epochs, folds, tta, extra_photos=pseudo_extra, decode=False) + ensemble_seconds(workload, count + 1)
-        stages.append(Stage(f"pseudo_{recipes[0]}", "pseudo", seconds / 60, recipes[0], lead.backbone, lead.pretrained, lead.size, lead_epochs, folds, tta))
+        seconds = member_seconds(
+            lead, workload, lead_epochs, folds, tta, extra_photos=pseudo_extra, decode=False
+        ) + ensemble_seconds(workload, count + 1)
+        stages.append(
+            Stage(
+                f"pseudo_{recipes[0]}",
+                "pseudo",
+                seconds / 60,
+                recipes[0],
+                lead.backbone,
+                lead.pretrained,
+                lead.size,
+                lead_epochs,
+                folds,
+                tta,
+            )
+        )
     stages.append(Stage("persons", "persons", persons_seconds(lead, workload) / 60))
     stages.append(Stage("finish", "finish", FINISH_SECONDS / 60))
     used = [lead] if count == 1 or follower == lead else [lead, follower]
@@ -306,19 +409,30 @@ def estimate_minutes(plan: Plan, stage: Stage, speed_factor: float = 1.0) -> flo
     speed = plan.speed_of(stage)
     if stage.kind not in ("member", "pseudo") or speed is None:
         return stage.minutes
-    earlier = plan.stages[:plan.stages.index(stage)]
-    first = stage.kind == "member" and not any(s.kind == "member" and s.status != "dropped" and s.size == stage.size for s in earlier)
+    earlier = plan.stages[: plan.stages.index(stage)]
+    first = stage.kind == "member" and not any(
+        s.kind == "member" and s.status != "dropped" and s.size == stage.size for s in earlier
+    )
     extra = int(plan.workload.eval_photos * PSEUDO_SHARE) if stage.kind == "pseudo" else 0
     seconds = member_seconds(speed, plan.workload, stage.epochs, stage.folds, stage.tta or "none", extra, decode=first)
     if stage.kind == "pseudo":
-        seconds += ensemble_seconds(plan.workload, sum(1 for s in plan.stages if s.kind == "member" and s.status != "dropped") + 1)
+        seconds += ensemble_seconds(
+            plan.workload, sum(1 for s in plan.stages if s.kind == "member" and s.status != "dropped") + 1
+        )
     return seconds / 60 * speed_factor
 
 
 def observed_speed_factor(plan: Plan) -> float:
     """How much slower (> 1) or faster than estimated the finished training stages ran, clipped to [0.5, 3]."""
-    pairs = [(s.actual_minutes, s.estimate_at_start) for s in plan.stages
-             if s.kind in ("member", "pseudo") and s.status == "done" and s.actual_minutes and s.estimate_at_start and not s.result.get("resumed")]
+    pairs = [
+        (s.actual_minutes, s.estimate_at_start)
+        for s in plan.stages
+        if s.kind in ("member", "pseudo")
+        and s.status == "done"
+        and s.actual_minutes
+        and s.estimate_at_start
+        and not s.result.get("resumed")
+    ]
     if not pairs:
         return 1.0
     return min(3.0, max(0.5, sum(a for a, _ in pairs) / sum(e for _, e in pairs)))
@@ -409,14 +523,18 @@ def _grow(plan: Plan, available: float, factor: float) -> list[str]:
     def minutes(count: int, epochs: int) -> float:
         if count == 0:
             return 0.0
-        seconds = count * member_seconds(speed, plan.workload, epochs, template.folds, template.tta or "none", decode=False)
+        seconds = count * member_seconds(
+            speed, plan.workload, epochs, template.folds, template.tta or "none", decode=False
+        )
         return (seconds + (0.0 if decoded else decode_seconds(speed, plan.workload))) / 60 * factor
 
     recipes = [s.recipe for s in fixed] + [s.recipe for s in open_followers] + new_recipes
     fixed_value = sum(member_value(plan.speed_of(s), s.epochs, s.folds, photo_size) for s in fixed)
 
     def value(count: int, epochs: int) -> float:
-        return vote_value(fixed_value + count * member_value(speed, epochs, template.folds, photo_size), recipes[:len(fixed) + count])
+        return vote_value(
+            fixed_value + count * member_value(speed, epochs, template.folds, photo_size), recipes[: len(fixed) + count]
+        )
 
     current = (value(len(open_followers), template.epochs), len(open_followers), template.epochs)
     best = current
@@ -434,9 +552,20 @@ def _grow(plan: Plan, available: float, factor: float) -> list[str]:
             stage.epochs, stage.note = epochs, f"set to {epochs} epochs when a member was added to the time left"
             changes.append(f"{stage.name}: {epochs} epochs")
         stage.minutes = estimate_minutes(plan, stage, factor)
-    for recipe in new_recipes[:count - len(open_followers)]:
-        stage = Stage(f"member_{recipe}", "member", 0.0, recipe, template.backbone, template.pretrained, template.size, epochs, template.folds, template.tta,
-                      note="added: training ran faster than estimated")
+    for recipe in new_recipes[: count - len(open_followers)]:
+        stage = Stage(
+            f"member_{recipe}",
+            "member",
+            0.0,
+            recipe,
+            template.backbone,
+            template.pretrained,
+            template.size,
+            epochs,
+            template.folds,
+            template.tta,
+            note="added: training ran faster than estimated",
+        )
         plan.stages.insert(plan.stages.index(ensemble), stage)
         stage.minutes = stage.planned_minutes = estimate_minutes(plan, stage, factor)
         changes.append(f"{stage.name}: added ({epochs} epochs)")
@@ -447,5 +576,7 @@ def _grow(plan: Plan, available: float, factor: float) -> list[str]:
 def stage_allowance(plan: Plan, stage: Stage, spent_minutes: float) -> float:
     """Minutes a starting stage may take before its epochs are cut: its estimate plus ``STAGE_SLACK``, and
     never more than the budget left after the stages that always run (ensemble, persons, finish)."""
-    later = sum(s.minutes for s in plan.stages if s.open and s is not stage and s.kind in ("ensemble", "persons", "finish"))
+    later = sum(
+        s.minutes for s in plan.stages if s.open and s is not stage and s.kind in ("ensemble", "persons", "finish")
+    )
     return max(min(stage.minutes * (1 + STAGE_SLACK), plan.budget_minutes - spent_minutes - later), 0.0)

@@ -26,16 +26,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import ConfigError, Config, load_config
+from ..core.artifacts import RunError
+from ..core.config import Config, ConfigError, load_config
+from ..core.io import write_csv, write_json
+from ..core.tables import read_test_probs
 from ..data.layout import SKIP_HINT, DataError, read_eval, read_train
 from ..ensemble.build import build_ensemble
+from ..ensemble.person_consistency import GroupsError, person_consistent_table, read_groups
 from ..ensemble.pseudo import select_pseudo_labels
 from ..inference.predict import predict_eval
-from ..io import write_csv, write_json
-from ..persons.consistent import GroupsError, person_consistent_table, read_groups
 from ..persons.group import group_photos
-from ..tables import read_test_probs
-from ..training.kfold import RunError, resume_kfold, train_kfold
+from ..training.kfold import resume_kfold, train_kfold
 from .calibrate import CANDIDATES, calibrate, typical_photo_size
 from .display import PlanProgress, StageClock
 from .plan import MEMBER_RECIPES, TTA_VIEWS, Plan, Stage, Workload, make_plan, replan, stage_allowance
@@ -49,7 +50,16 @@ PSEUDO_THRESHOLD = 0.9
 # first two stages of lite0 keep their ImageNet weights: a run's epochs 1.66x as fast on the CPU at 128 px, and the
 # same OOF macro F1 in paired runs (0.6232 vs 0.6204, 0.6178 vs 0.6178; BENCHMARKS.md, "Fixed early stages").
 MEMBER_DEFAULTS = ("model.freeze_stages=3",)
-SCORE_KEYS = ("oof_macro_f1", "oof_accuracy", "mask_accuracy", "gender_accuracy", "age_accuracy", "mask_macro_f1", "gender_macro_f1", "age_macro_f1")
+SCORE_KEYS = (
+    "oof_macro_f1",
+    "oof_accuracy",
+    "mask_accuracy",
+    "gender_accuracy",
+    "age_accuracy",
+    "mask_macro_f1",
+    "gender_macro_f1",
+    "age_macro_f1",
+)
 
 
 @dataclass
@@ -81,9 +91,19 @@ def recipes_folder(recipes_dir: str | Path | None = None) -> Path:
 def member_config(settings: SolveSettings, stage: Stage) -> Config:
     """A member's recipe (``configs/``) with the plan's backbone, size, epochs, folds and TTA, then the user's ``--set``."""
     file, recipe_overrides = MEMBER_RECIPES[stage.recipe]
-    planned = [f"model.name={stage.backbone}", f"model.pretrained={stage.pretrained}", f"data.image_size={stage.size}", f"train.epochs={stage.epochs}",
-               f"cv.folds={stage.folds}", "cv.seed=42", f"scheduler.warmup_epochs={min(1.0, stage.epochs / 6):g}", "train.early_stopping_patience=0",
-               f"tta.name={stage.tta}", f"train.accelerator={settings.accelerator}", f"data.on_bad_image={settings.on_bad_image}"]
+    planned = [
+        f"model.name={stage.backbone}",
+        f"model.pretrained={stage.pretrained}",
+        f"data.image_size={stage.size}",
+        f"train.epochs={stage.epochs}",
+        f"cv.folds={stage.folds}",
+        "cv.seed=42",
+        f"scheduler.warmup_epochs={min(1.0, stage.epochs / 6):g}",
+        "train.early_stopping_patience=0",
+        f"tta.name={stage.tta}",
+        f"train.accelerator={settings.accelerator}",
+        f"data.on_bad_image={settings.on_bad_image}",
+    ]
     return load_config(recipes_folder(settings.recipes_dir) / file, [*recipe_overrides, *planned, *settings.overrides])
 
 
@@ -116,16 +136,32 @@ def solve(
             hint = f"--resume {out_dir} to continue it, " if (out_dir / PLAN_FILE).is_file() else ""
             raise RunError(f"{out_dir} is not empty; use {hint}--force to replace it, or another --out")
         shutil.rmtree(out_dir)
-    settings = SolveSettings(str(Path(train_dir).resolve()), str(Path(eval_dir).resolve()), preset, accelerator,
-                             [(str(b), int(s)) for b, s in (candidates or CANDIDATES)], [*MEMBER_DEFAULTS, *overrides],
-                             str(Path(recipes_dir).resolve()) if recipes_dir else None, group_size, on_bad_image)
+    settings = SolveSettings(
+        str(Path(train_dir).resolve()),
+        str(Path(eval_dir).resolve()),
+        preset,
+        accelerator,
+        [(str(b), int(s)) for b, s in (candidates or CANDIDATES)],
+        [*MEMBER_DEFAULTS, *overrides],
+        str(Path(recipes_dir).resolve()) if recipes_dir else None,
+        group_size,
+        on_bad_image,
+    )
     recipes_folder(settings.recipes_dir)
     manifest, workload = _read_layout(settings)
-    speeds, skipped = calibrate(manifest, workload, budget_minutes, tuple(settings.candidates), accelerator, tuple(settings.overrides), progress)
+    speeds, skipped = calibrate(
+        manifest, workload, budget_minutes, tuple(settings.candidates), accelerator, tuple(settings.overrides), progress
+    )
     minutes = (time.monotonic() - started) / 60
     plan = make_plan(speeds, workload, budget_minutes, preset, spent_minutes=minutes, tta=TTA, max_epochs=max_epochs)
-    calibration = Stage("calibrate", "calibrate", minutes, status="done", actual_minutes=minutes,
-                        result={"speeds": [asdict(s) for s in speeds], "skipped": skipped})
+    calibration = Stage(
+        "calibrate",
+        "calibrate",
+        minutes,
+        status="done",
+        actual_minutes=minutes,
+        result={"speeds": [asdict(s) for s in speeds], "skipped": skipped},
+    )
     plan.stages.insert(0, calibration)
     if announce is not None:
         announce(plan)
@@ -136,7 +172,9 @@ def solve(
     return _execute(out_dir, plan, settings, progress)
 
 
-def resume_solve(out_dir: str | Path, budget_minutes: float | None = None, progress: bool = True, announce=None) -> dict:
+def resume_solve(
+    out_dir: str | Path, budget_minutes: float | None = None, progress: bool = True, announce=None
+) -> dict:
     """Continue a killed solve from its ``plan.json`` (``budget_minutes`` replaces the original budget)."""
     out_dir = Path(out_dir)
     if not (out_dir / PLAN_FILE).is_file():
@@ -210,7 +248,11 @@ def _read_layout(settings: SolveSettings) -> tuple[pd.DataFrame, Workload]:
     manifest, problems = read_train(settings.train_dir)
     info, eval_problems = read_eval(settings.eval_dir)
     if (problems or eval_problems) and settings.on_bad_image == "fail":
-        raise DataError(f"{len(problems) + len(eval_problems)} problem(s) found in the data; nothing was planned.", problems + eval_problems, SKIP_HINT)
+        raise DataError(
+            f"{len(problems) + len(eval_problems)} problem(s) found in the data; nothing was planned.",
+            problems + eval_problems,
+            SKIP_HINT,
+        )
     return manifest, Workload(len(manifest), len(info), typical_photo_size(manifest))
 
 
@@ -226,15 +268,34 @@ def _train_member(context: _Context, stage: Stage, run_dir: Path, extra: Path | 
     done_folds = len(list(run_dir.glob("fold_*/fold.json")))
     views = TTA_VIEWS.get(stage.tta or "none", 1)
     speed = plan.speed_of(stage)
-    predict_seconds = (plan.workload.train_photos / stage.folds + plan.workload.eval_photos) * views / speed.infer_photos_per_s if speed else 0.0
+    predict_seconds = (
+        (plan.workload.train_photos / stage.folds + plan.workload.eval_photos) * views / speed.infer_photos_per_s
+        if speed
+        else 0.0
+    )
     clock = StageClock(context.display, stage.folds - done_folds, stage.epochs, allowance, predict_seconds)
     if not (run_dir / "summary.json").is_file():
         if (run_dir / "run.json").is_file():
             resume_kfold(run_dir, progress=False, callbacks=[clock])
         else:
-            train_kfold(settings.train_dir, member_config(settings, stage), run_dir, force=True, progress=False, callbacks=[clock], extra=extra)
+            train_kfold(
+                settings.train_dir,
+                member_config(settings, stage),
+                run_dir,
+                force=True,
+                progress=False,
+                callbacks=[clock],
+                extra=extra,
+            )
     if not (run_dir / "predict.json").is_file():
-        predict_eval(run_dir, settings.eval_dir, on_bad_image=settings.on_bad_image, accelerator=settings.accelerator, cache_dir=settings.cache_dir, progress=False)
+        predict_eval(
+            run_dir,
+            settings.eval_dir,
+            on_bad_image=settings.on_bad_image,
+            accelerator=settings.accelerator,
+            cache_dir=settings.cache_dir,
+            progress=False,
+        )
     result = {"run": str(run_dir), **_scores(run_dir)}
     if clock.stopped_early:
         result["stopped_early_at_epochs"] = clock.stopped_early
@@ -256,11 +317,21 @@ def _run_ensemble(context: _Context, stage: Stage) -> dict:
     kept, score = [members[0]], members[0].result["oof_macro_f1"]
     decisions = [{"stage": members[0].name, "kept": True, "oof_macro_f1": score, "reason": "the first member"}]
     for member in members[1:]:
-        candidate = build_ensemble([Path(m.result["run"]) for m in kept + [member]], "soft", context.out_dir / "ensembles" / f"with_{member.recipe}")
+        candidate = build_ensemble(
+            [Path(m.result["run"]) for m in kept + [member]],
+            "soft",
+            context.out_dir / "ensembles" / f"with_{member.recipe}",
+        )
         better = candidate["oof_macro_f1"] > score
-        decisions.append({"stage": member.name, "kept": better or not best, "oof_macro_f1": member.result["oof_macro_f1"],
-                          "combined_oof_macro_f1": candidate["oof_macro_f1"],
-                          "reason": f"soft vote with it {candidate['oof_macro_f1']:.4f} {'>' if better else '<='} {score:.4f} without it"})
+        decisions.append(
+            {
+                "stage": member.name,
+                "kept": better or not best,
+                "oof_macro_f1": member.result["oof_macro_f1"],
+                "combined_oof_macro_f1": candidate["oof_macro_f1"],
+                "reason": f"soft vote with it {candidate['oof_macro_f1']:.4f} {'>' if better else '<='} {score:.4f} without it",
+            }
+        )
         if better or not best:
             kept.append(member)
             score = candidate["oof_macro_f1"]
@@ -269,8 +340,14 @@ def _run_ensemble(context: _Context, stage: Stage) -> dict:
     if len(kept) > 1:
         weighted = build_ensemble(runs, "weighted", context.out_dir / "ensembles" / "weighted")
         better = weighted["oof_macro_f1"] > score
-        decisions.append({"stage": "weighted vote", "kept": better, "combined_oof_macro_f1": weighted["oof_macro_f1"],
-                          "reason": f"weighted vote (honest, person-grouped CV) {weighted['oof_macro_f1']:.4f} {'>' if better else '<='} soft vote {score:.4f}"})
+        decisions.append(
+            {
+                "stage": "weighted vote",
+                "kept": better,
+                "combined_oof_macro_f1": weighted["oof_macro_f1"],
+                "reason": f"weighted vote (honest, person-grouped CV) {weighted['oof_macro_f1']:.4f} {'>' if better else '<='} soft vote {score:.4f}",
+            }
+        )
         method = "weighted" if better else "soft"
     return {"combination": _combine(context, runs, method), "decisions": decisions}
 
@@ -278,8 +355,12 @@ def _run_ensemble(context: _Context, stage: Stage) -> dict:
 def _combine(context: _Context, runs: list[Path], method: str) -> dict:
     """Write the final combination to ``final/``; what the later stages and the summary read of it."""
     summary = build_ensemble(runs, method, context.out_dir / "final")
-    return {"final": str(context.out_dir / "final"), "members": [str(r) for r in runs], "method": method,
-            **{key: summary[key] for key in SCORE_KEYS if key in summary}}
+    return {
+        "final": str(context.out_dir / "final"),
+        "members": [str(r) for r in runs],
+        "method": method,
+        **{key: summary[key] for key in SCORE_KEYS if key in summary},
+    }
 
 
 def _run_pseudo(context: _Context, stage: Stage) -> dict:
@@ -288,8 +369,12 @@ def _run_pseudo(context: _Context, stage: Stage) -> dict:
     pseudo_csv = context.out_dir / "pseudo" / "pseudo.csv"
     if not pseudo_csv.is_file():
         max_per_class = max(10, context.plan.workload.eval_photos // 12)
-        selected = select_pseudo_labels(read_test_probs(Path(current["final"]) / "test_probs.csv"), PSEUDO_THRESHOLD, max_per_class)
-        selected.insert(1, "path", [str(Path(settings.eval_dir) / "images" / image_id) for image_id in selected["image_id"]])
+        selected = select_pseudo_labels(
+            read_test_probs(Path(current["final"]) / "test_probs.csv"), PSEUDO_THRESHOLD, max_per_class
+        )
+        selected.insert(
+            1, "path", [str(Path(settings.eval_dir) / "images" / image_id) for image_id in selected["image_id"]]
+        )
         write_csv(pseudo_csv, selected)
     count = len(pd.read_csv(pseudo_csv))
     if count == 0:
@@ -300,9 +385,14 @@ def _run_pseudo(context: _Context, stage: Stage) -> dict:
     candidate = build_ensemble(runs, current["method"], context.out_dir / "ensembles" / "with_pseudo")
     before = current["oof_macro_f1"]
     kept = candidate["oof_macro_f1"] > before
-    result.update({"combined_oof_macro_f1": candidate["oof_macro_f1"], "kept": kept,
-                   "reason": f"{current['method']} vote with it {candidate['oof_macro_f1']:.4f} {'>' if kept else '<='} {before:.4f} without it "
-                             "(its OOF carries a little knowledge of all training persons, through the pseudo-labels)"})
+    result.update(
+        {
+            "combined_oof_macro_f1": candidate["oof_macro_f1"],
+            "kept": kept,
+            "reason": f"{current['method']} vote with it {candidate['oof_macro_f1']:.4f} {'>' if kept else '<='} {before:.4f} without it "
+            "(its OOF carries a little knowledge of all training persons, through the pseudo-labels)",
+        }
+    )
     if kept:
         result["combination"] = _combine(context, runs, current["method"])
     return result
@@ -312,7 +402,13 @@ def _run_persons(context: _Context, stage: Stage) -> dict:
     """Group the eval photos into persons and measure person-consistent prediction on the final OOF table."""
     settings, current = context.settings, context.combination()
     groups_csv = context.out_dir / "persons" / "groups.csv"
-    options = dict(run_dir=current["final"], train_dir=settings.train_dir, cache_dir=settings.cache_dir, accelerator=settings.accelerator, progress=False)
+    options = dict(
+        run_dir=current["final"],
+        train_dir=settings.train_dir,
+        cache_dir=settings.cache_dir,
+        accelerator=settings.accelerator,
+        progress=False,
+    )
     group_size, note = settings.group_size, ""
     try:
         report = group_photos(settings.eval_dir, groups_csv, group_size=group_size, **options)
@@ -325,9 +421,16 @@ def _run_persons(context: _Context, stage: Stage) -> dict:
     without, clustered = scores["without"]["macro_f1"], scores["clustered_groups"]["macro_f1"]
     kept = clustered > without
     grouping = {key: report["train"][key] for key in ("purity", "completeness", "pairwise_f1", "exact_persons")}
-    return {"kept": kept, "groups": str(groups_csv), "group_size": group_size, "grouping_on_train": grouping, "oof": scores,
-            "eval_groups": report["eval"]["groups"], "note": note,
-            "reason": f"person-consistent OOF macro F1 with clustered groups {clustered:.4f} {'>' if kept else '<='} {without:.4f} without"}
+    return {
+        "kept": kept,
+        "groups": str(groups_csv),
+        "group_size": group_size,
+        "grouping_on_train": grouping,
+        "oof": scores,
+        "eval_groups": report["eval"]["groups"],
+        "note": note,
+        "reason": f"person-consistent OOF macro F1 with clustered groups {clustered:.4f} {'>' if kept else '<='} {without:.4f} without",
+    }
 
 
 def _run_finish(context: _Context, stage: Stage) -> dict:
@@ -339,7 +442,9 @@ def _run_finish(context: _Context, stage: Stage) -> dict:
     answers_from = f"{final}/submission.csv"
     if persons and persons.get("kept"):
         groups = read_groups(persons["groups"], test_probs["image_id"])
-        test_probs, submission["ans"] = person_consistent_table(test_probs, submission["ans"].to_numpy(), groups, persons["group_size"])
+        test_probs, submission["ans"] = person_consistent_table(
+            test_probs, submission["ans"].to_numpy(), groups, persons["group_size"]
+        )
         answers_from = "person_p0..person_p17 (person-consistent)"
     write_csv(context.out_dir / "test_probs.csv", test_probs)
     write_csv(context.out_dir / "submission.csv", submission)
@@ -362,38 +467,78 @@ def write_evaluation_report(final_dir: Path, out_dir: Path) -> dict:
     return {"written": True, "html": str(result["html"]), "seconds": round(result["wall_seconds"], 1)}
 
 
-RUNNERS = {"member": _run_member, "ensemble": _run_ensemble, "pseudo": _run_pseudo, "persons": _run_persons, "finish": _run_finish}
+RUNNERS = {
+    "member": _run_member,
+    "ensemble": _run_ensemble,
+    "pseudo": _run_pseudo,
+    "persons": _run_persons,
+    "finish": _run_finish,
+}
 
 
 def _summary(context: _Context) -> dict:
     plan = context.plan
-    stages = [{"stage": s.name, "kind": s.kind, "status": s.status, "planned_minutes": round(s.planned_minutes or 0, 2),
-               "estimate_at_start": None if s.estimate_at_start is None else round(s.estimate_at_start, 2),
-               "actual_minutes": None if s.actual_minutes is None else round(s.actual_minutes, 2),
-               **{k: getattr(s, k) for k in ("recipe", "backbone", "size", "epochs", "folds", "tta") if getattr(s, k) is not None},
-               **({"note": s.note} if s.note else {})} for s in plan.stages]
-    members = [{"stage": s.name, "run": s.result.get("run"), **{k: s.result[k] for k in SCORE_KEYS if k in s.result}}
-               for s in plan.stages if s.kind in ("member", "pseudo") and s.status == "done" and "run" in s.result]
+    stages = [
+        {
+            "stage": s.name,
+            "kind": s.kind,
+            "status": s.status,
+            "planned_minutes": round(s.planned_minutes or 0, 2),
+            "estimate_at_start": None if s.estimate_at_start is None else round(s.estimate_at_start, 2),
+            "actual_minutes": None if s.actual_minutes is None else round(s.actual_minutes, 2),
+            **{
+                k: getattr(s, k)
+                for k in ("recipe", "backbone", "size", "epochs", "folds", "tta")
+                if getattr(s, k) is not None
+            },
+            **({"note": s.note} if s.note else {}),
+        }
+        for s in plan.stages
+    ]
+    members = [
+        {"stage": s.name, "run": s.result.get("run"), **{k: s.result[k] for k in SCORE_KEYS if k in s.result}}
+        for s in plan.stages
+        if s.kind in ("member", "pseudo") and s.status == "done" and "run" in s.result
+    ]
     ensemble = context.result_of("ensemble") or {}
     decisions = list(ensemble.get("decisions", []))
     pseudo = context.result_of("pseudo")
     if pseudo is not None:
-        decisions.append({"stage": "pseudo-label round", "kept": pseudo.get("kept", False), "reason": pseudo.get("reason", "")})
+        decisions.append(
+            {"stage": "pseudo-label round", "kept": pseudo.get("kept", False), "reason": pseudo.get("reason", "")}
+        )
     persons = context.result_of("persons")
     if persons is not None:
         decisions.append({"stage": "person consistency", "kept": persons["kept"], "reason": persons["reason"]})
     combination = context.combination()
-    final = {"directory": combination.get("final"), "method": combination.get("method"), "members": combination.get("members"),
-             **{k: combination[k] for k in SCORE_KEYS if k in combination}}
+    final = {
+        "directory": combination.get("final"),
+        "method": combination.get("method"),
+        "members": combination.get("members"),
+        **{k: combination[k] for k in SCORE_KEYS if k in combination},
+    }
     if persons is not None and persons["kept"]:
         clustered = persons["oof"]["clustered_groups"]
-        final["person_consistent"] = {"oof_macro_f1": clustered["macro_f1"], "oof_accuracy": clustered["accuracy"],
-                                      **{f"{h}_accuracy": clustered[f"{h}_accuracy"] for h in ("mask", "gender", "age")}}
+        final["person_consistent"] = {
+            "oof_macro_f1": clustered["macro_f1"],
+            "oof_accuracy": clustered["accuracy"],
+            **{f"{h}_accuracy": clustered[f"{h}_accuracy"] for h in ("mask", "gender", "age")},
+        }
     spent = round(plan.spent_minutes, 2)
     return {
-        "budget_minutes": plan.budget_minutes, "spent_minutes": spent, "within_budget": spent <= plan.budget_minutes * (1 + TOLERANCE),
-        "preset": plan.preset, "device": context.settings.accelerator, "workload": asdict(plan.workload), "stages": stages, "members": members,
-        "decisions": decisions, "dropped": [{"stage": s.name, "reason": s.note} for s in plan.stages if s.status == "dropped"]
-        + [d for d in decisions if not d["kept"]], "final": final, "persons": persons,
-        "submission": (context.result_of("finish") or {}).get("submission"), "report": (context.result_of("finish") or {}).get("report"),
+        "budget_minutes": plan.budget_minutes,
+        "spent_minutes": spent,
+        "within_budget": spent <= plan.budget_minutes * (1 + TOLERANCE),
+        "preset": plan.preset,
+        "device": context.settings.accelerator,
+        "workload": asdict(plan.workload),
+        "stages": stages,
+        "members": members,
+        "decisions": decisions,
+        "dropped": [{"stage": s.name, "reason": s.note} for s in plan.stages if s.status == "dropped"]
+        + [d for d in decisions if not d["kept"]],
+        "final": final,
+        "persons": persons,
+        "submission": (context.result_of("finish") or {}).get("submission"),
+        "report": (context.result_of("finish") or {}).get("report"),
     }

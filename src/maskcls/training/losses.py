@@ -8,15 +8,15 @@ by ``loss.head_weights``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import LossConfig
-from ..labels import NUM_CLASSES
+from ..core.config import LossConfig
+from ..core.labels import NUM_CLASSES
 from ..models.heads import AgeRegressionHead, split_blocks
 
 LOSSES: dict[str, Callable[..., nn.Module]] = {}
@@ -61,7 +61,7 @@ class SumOfLosses(nn.Module):
         self.weights = weights
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return sum(w * loss(logits, targets) for w, loss in zip(self.weights, self.losses))
+        return sum(w * loss(logits, targets) for w, loss in zip(self.weights, self.losses, strict=False))
 
 
 class _WeightedLoss(nn.Module):
@@ -125,12 +125,22 @@ class SoftMacroF1Loss(nn.Module):
 def head_targets(class_targets: torch.Tensor) -> dict[str, torch.Tensor]:
     """Soft targets of every possible head block from soft 18-class targets ``(B, 18)``."""
     joint = class_targets.view(-1, 3, 2, 3)
-    return {"class": class_targets, "mask": joint.sum(dim=(2, 3)), "gender": joint.sum(dim=(1, 3)), "age": joint.sum(dim=(1, 2))}
+    return {
+        "class": class_targets,
+        "mask": joint.sum(dim=(2, 3)),
+        "gender": joint.sum(dim=(1, 3)),
+        "age": joint.sum(dim=(1, 2)),
+    }
 
 
 def head_class_counts(class_counts: np.ndarray) -> dict[str, np.ndarray]:
     joint = np.asarray(class_counts, dtype=np.float64).reshape(3, 2, 3)
-    return {"class": joint.reshape(-1), "mask": joint.sum(axis=(1, 2)), "gender": joint.sum(axis=(0, 2)), "age": joint.sum(axis=(0, 1))}
+    return {
+        "class": joint.reshape(-1),
+        "mask": joint.sum(axis=(1, 2)),
+        "gender": joint.sum(axis=(0, 2)),
+        "age": joint.sum(axis=(0, 1)),
+    }
 
 
 class HeadCriterion(nn.Module):
@@ -145,7 +155,9 @@ class HeadCriterion(nn.Module):
         counts = head_class_counts(class_counts)
         unknown = set(cfg.per_head) - set(head.blocks)
         if unknown:
-            raise ValueError(f"loss.per_head names {sorted(unknown)}, but head '{type(head).__name__}' has outputs {sorted(head.blocks)}")
+            raise ValueError(
+                f"loss.per_head names {sorted(unknown)}, but head '{type(head).__name__}' has outputs {sorted(head.blocks)}"
+            )
         self.losses = nn.ModuleDict()
         for block in head.blocks:
             if block == "age_value":
@@ -160,7 +172,9 @@ class HeadCriterion(nn.Module):
         one_hot = F.one_hot(labels, NUM_CLASSES).float()
         return one_hot * (1 - self.label_smoothing) + self.label_smoothing / NUM_CLASSES
 
-    def forward(self, logits: torch.Tensor, class_targets: torch.Tensor, ages: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, class_targets: torch.Tensor, ages: torch.Tensor | None = None
+    ) -> torch.Tensor:
         targets = head_targets(class_targets)
         total = logits.new_zeros((), dtype=torch.float32)
         for block, block_logits in split_blocks(self.head[0], logits).items():
@@ -168,7 +182,9 @@ class HeadCriterion(nn.Module):
                 known = ages >= 0  # pseudo-labelled photos have a class but no age in years
                 if not known.any():
                     continue
-                loss = F.smooth_l1_loss(block_logits.float()[known, 0], ages[known].float() / AgeRegressionHead.AGE_SCALE, beta=0.05)
+                loss = F.smooth_l1_loss(
+                    block_logits.float()[known, 0], ages[known].float() / AgeRegressionHead.AGE_SCALE, beta=0.05
+                )
             else:
                 loss = self.losses[block](block_logits, targets[block])
             total = total + self.head_weights[block] * loss

@@ -15,9 +15,9 @@ import torch
 from timm.data import Mixup
 from timm.utils import ModelEmaV3
 
-from ..config import Config
+from ..core.config import Config
+from ..core.metrics import classification_metrics, head_metrics
 from ..data.augment import BatchPreprocess
-from ..metrics import classification_metrics, head_metrics
 from ..models.factory import create_model
 from ..models.freeze import freeze_stages
 from .losses import HeadCriterion
@@ -29,13 +29,21 @@ class MaskClassifier(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.cfg = cfg = Config.model_validate(config)
-        self.model = create_model(cfg.model, thresholds=cfg.labels.thresholds).train()  # transformers loads in eval mode
+        self.model = create_model(
+            cfg.model, thresholds=cfg.labels.thresholds
+        ).train()  # transformers loads in eval mode
         freeze_stages(self.model.backbone, cfg.model.freeze_stages)
         self.ema = ModelEmaV3(self.model, decay=cfg.train.ema_decay, use_warmup=True) if cfg.train.ema_decay else None
         self.preprocess = BatchPreprocess(cfg.data, cfg.augment)
         self.criterion = HeadCriterion(self.model.head, cfg.loss, np.asarray(class_counts))
         self.mixup = (
-            Mixup(mixup_alpha=cfg.augment.mixup, cutmix_alpha=cfg.augment.cutmix, prob=cfg.augment.mix_prob, label_smoothing=cfg.loss.label_smoothing, num_classes=18)
+            Mixup(
+                mixup_alpha=cfg.augment.mixup,
+                cutmix_alpha=cfg.augment.cutmix,
+                prob=cfg.augment.mix_prob,
+                label_smoothing=cfg.loss.label_smoothing,
+                num_classes=18,
+            )
             if cfg.augment.mixup or cfg.augment.cutmix
             else None
         )
@@ -92,13 +100,15 @@ class MaskClassifier(pl.LightningModule):
         logits = model(images)
         loss = self.criterion(logits, self.criterion.soft_targets(labels), ages)
         self.log("val_loss", loss, on_epoch=True, sync_dist=True, batch_size=len(labels))
-        predicted_ages = model.head.ages(logits) if hasattr(model.head, "ages") else torch.full_like(ages, -1, dtype=torch.float32)
+        predicted_ages = (
+            model.head.ages(logits) if hasattr(model.head, "ages") else torch.full_like(ages, -1, dtype=torch.float32)
+        )
         self._val_outputs.append((positions, model.probabilities(logits), labels, ages.float(), predicted_ages.float()))
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_outputs:
             return
-        gathered = [torch.cat(parts) for parts in zip(*self._val_outputs)]
+        gathered = [torch.cat(parts) for parts in zip(*self._val_outputs, strict=False)]
         self._val_outputs.clear()
         if self.trainer.world_size > 1:
             # Every rank sees part of the validation set: gather, then drop the padding that
@@ -119,7 +129,9 @@ class MaskClassifier(pl.LightningModule):
     def configure_optimizers(self):
         train = self.cfg.train
         world = max(1, self.trainer.world_size)
-        optimizer = build_optimizer(self.model, self.cfg.optim, effective_batch=train.batch_size * train.accumulate_grad_batches * world)
+        optimizer = build_optimizer(
+            self.model, self.cfg.optim, effective_batch=train.batch_size * train.accumulate_grad_batches * world
+        )
         steps_per_epoch = -(-self.trainer.estimated_stepping_batches // train.epochs)  # per rank, after accumulation
         scheduler = build_scheduler(optimizer, self.cfg.scheduler, train.epochs, int(steps_per_epoch))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -16,7 +16,7 @@ import torch
 from timm.optim import create_optimizer_v2, param_groups_layer_decay, param_groups_weight_decay
 from timm.scheduler import create_scheduler_v2
 
-from ..config import OptimConfig, SchedulerConfig
+from ..core.config import OptimConfig, SchedulerConfig
 
 FUSABLE = {"adam", "adamw", "sgd", "momentum"}  # torch optimizers with a fused implementation
 
@@ -33,13 +33,17 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig, effective_batch: i
     if name in ("adamp", "sgdp"):
         if name == "adamp":
             return _channels_last_safe("AdamP")(groups, lr=lr, weight_decay=cfg.weight_decay)
-        return _channels_last_safe("SGDP")(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+        return _channels_last_safe("SGDP")(
+            groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
+        )
     timm_name = "momentum" if name == "sgd" and not cfg.nesterov else name
     extra = {}
     if timm_name in FUSABLE and (cfg.fused if cfg.fused is not None else _fused_by_default(timm_name, model)):
         extra["fused"] = True
     try:
-        return create_optimizer_v2(groups, opt=timm_name, lr=lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum, **extra)
+        return create_optimizer_v2(
+            groups, opt=timm_name, lr=lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum, **extra
+        )
     except (ValueError, AssertionError, RuntimeError) as err:
         raise ValueError(f"optim.name '{cfg.name}': {err}") from None
 
@@ -62,7 +66,9 @@ def _channels_last_safe(class_name: str) -> type:
     def layer_view(self, x):
         return x.reshape(1, -1)
 
-    return type(class_name, (base,), {"_channel_view": channel_view, "_layer_view": layer_view, "__module__": base.__module__})
+    return type(
+        class_name, (base,), {"_channel_view": channel_view, "_layer_view": layer_view, "__module__": base.__module__}
+    )
 
 
 def _param_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
@@ -71,7 +77,9 @@ def _param_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
         return param_groups_weight_decay(model, cfg.weight_decay, no_weight_decay_list=no_decay)
     backbone, head = model.backbone, model.head
     backbone_no_decay = getattr(backbone, "no_weight_decay", lambda: set())()
-    groups = param_groups_layer_decay(backbone, cfg.weight_decay, no_weight_decay_list=backbone_no_decay, layer_decay=cfg.layer_decay)
+    groups = param_groups_layer_decay(
+        backbone, cfg.weight_decay, no_weight_decay_list=backbone_no_decay, layer_decay=cfg.layer_decay
+    )
     # The head sits one layer above the backbone's last stage: full rate for it, one decay step less for that stage.
     backbone_groups = [dict(g, lr_scale=g["lr_scale"] * cfg.layer_decay) for g in groups]
     return backbone_groups + [dict(g, lr_scale=1.0) for g in param_groups_weight_decay(head, cfg.weight_decay)]

@@ -15,16 +15,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import load_config
+from ..core.artifacts import RunError, run_label_fixes
+from ..core.config import load_config
+from ..core.io import copy_file, write_csv, write_json, write_yaml
 from ..data.extra import ExtraSpec
-from ..inference.predictor import predict_outputs
-from ..io import copy_file, write_csv, write_json, write_yaml
+from ..engine.predictor import predict_outputs
 from ..models.artifact import META_FILE, WEIGHTS_FILE, load_model
-from ..rundir import run_label_fixes
-from .kfold import RunError, finish_run, oof_table, prepare_training_data, task_metrics
+from .kfold import finish_run, oof_table, prepare_training_data, task_metrics
 
 
-def reevaluate(run_dir: str | Path, out_dir: str | Path, tta: str, merge: str = "mean_probs", batch_size: int = 64, progress: bool = True) -> dict:
+def reevaluate(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    tta: str,
+    merge: str = "mean_probs",
+    batch_size: int = 64,
+    progress: bool = True,
+) -> dict:
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     for name in ("config.yaml", "run.json", "folds.csv", "summary.json"):
         if not (run_dir / name).is_file():
@@ -52,8 +59,17 @@ def reevaluate(run_dir: str | Path, out_dir: str | Path, tta: str, merge: str = 
         source, target = run_dir / f"fold_{fold}", out_dir / f"fold_{fold}"
         model, meta = load_model(source)
         val_part = manifest[manifest["fold"] == fold]
-        outputs = predict_outputs(model, cfg.data, str(data.cache.path), val_part["cache_row"].to_numpy(), batch_size=batch_size,
-                                  accelerator=cfg.train.accelerator, progress=progress, tta=tta, merge=merge)
+        outputs = predict_outputs(
+            model,
+            cfg.data,
+            str(data.cache.path),
+            val_part["cache_row"].to_numpy(),
+            batch_size=batch_size,
+            accelerator=cfg.train.accelerator,
+            progress=progress,
+            tta=tta,
+            merge=merge,
+        )
         oof = oof_table(val_part, outputs, model.task)
         target.mkdir(parents=True, exist_ok=True)
         _link_or_copy(source / WEIGHTS_FILE, target / WEIGHTS_FILE)

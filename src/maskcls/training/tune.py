@@ -10,8 +10,9 @@ between machines): calling ``tune`` again, here or elsewhere, adds trials to the
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import optuna
 import yaml
@@ -19,10 +20,10 @@ from lightning.pytorch.callbacks import Callback
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from ..config import Config, ConfigError, config_from_dict, load_config, read_yaml, reject_unknown_keys, valid_keys
+from ..core.config import Config, ConfigError, config_from_dict, load_config, read_yaml, reject_unknown_keys, valid_keys
+from ..core.io import write_csv, write_yaml
 from ..data.cache import CacheError
 from ..data.layout import DataError
-from ..io import write_csv, write_yaml
 from .kfold import train_kfold
 
 MONITOR = "val_macro_f1"
@@ -93,7 +94,9 @@ def parse_search_space(raw: Any, source: str = "search space") -> SearchSpace:
     """Check a mapping of dotted recipe keys to distribution specs and build Optuna distributions."""
     if not isinstance(raw, dict) or not raw:
         example = "optim.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}"
-        raise ConfigError(f"{source}: a search space must be a non-empty mapping of recipe keys to distributions, e.g. '{example}'")
+        raise ConfigError(
+            f"{source}: a search space must be a non-empty mapping of recipe keys to distributions, e.g. '{example}'"
+        )
     space: SearchSpace = {}
     for key, spec in raw.items():
         try:
@@ -114,16 +117,22 @@ def _distribution(key: str, spec: Any) -> BaseDistribution:
     if key not in valid_keys():
         raise ConfigError(f"search key '{key}': '{'.'.join(parts[:2])}' is a value, not a section")
     if not isinstance(spec, dict) or "type" not in spec:
-        raise ConfigError(f"search key '{key}': give a mapping with a 'type' ({', '.join(DISTRIBUTIONS)}), got {spec!r}")
+        raise ConfigError(
+            f"search key '{key}': give a mapping with a 'type' ({', '.join(DISTRIBUTIONS)}), got {spec!r}"
+        )
     if not isinstance(spec["type"], str) or spec["type"] not in DISTRIBUTIONS:
-        raise ConfigError(f"search key '{key}': unknown type {spec['type']!r}; choose one of {', '.join(DISTRIBUTIONS)}")
+        raise ConfigError(
+            f"search key '{key}': unknown type {spec['type']!r}; choose one of {', '.join(DISTRIBUTIONS)}"
+        )
     build, required, optional = DISTRIBUTIONS[spec["type"]]
     fields = set(spec) - {"type"}
     if required - fields:
         raise ConfigError(f"search key '{key}': type {spec['type']} needs {', '.join(sorted(required - fields))}")
     if fields - required - optional:
         unknown, allowed = ", ".join(sorted(fields - required - optional)), ", ".join(sorted(required | optional))
-        raise ConfigError(f"search key '{key}': unknown field(s) {unknown} for type {spec['type']} (allowed: {allowed})")
+        raise ConfigError(
+            f"search key '{key}': unknown field(s) {unknown} for type {spec['type']} (allowed: {allowed})"
+        )
     try:
         return build(key, spec)
     except ConfigError:
@@ -132,7 +141,9 @@ def _distribution(key: str, spec: Any) -> BaseDistribution:
         raise ConfigError(f"search key '{key}': {err}") from None
 
 
-def load_search_space(path: str | Path, config_path: str | Path | None = None, overrides: Sequence[str] = ()) -> SearchSpace:
+def load_search_space(
+    path: str | Path, config_path: str | Path | None = None, overrides: Sequence[str] = ()
+) -> SearchSpace:
     """Read a search-space YAML and check that each range end and choice is a valid value of the recipe.
 
     The value check catches a typo before hours of training; values that are only wrong together
@@ -145,7 +156,9 @@ def load_search_space(path: str | Path, config_path: str | Path | None = None, o
             try:
                 load_config(config_path, [*overrides, f"{key}={_override_text(value)}"])
             except ConfigError as err:
-                raise ConfigError(f"{path}: search key '{key}': value {value!r} is not valid in the recipe: {err}") from None
+                raise ConfigError(
+                    f"{path}: search key '{key}': value {value!r} is not valid in the recipe: {err}"
+                ) from None
     return space
 
 
@@ -169,9 +182,13 @@ def suggest_overrides(trial: optuna.Trial, space: SearchSpace) -> list[str]:
         if isinstance(distribution, CategoricalDistribution):
             value = trial.suggest_categorical(key, distribution.choices)
         elif isinstance(distribution, IntDistribution):
-            value = trial.suggest_int(key, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+            value = trial.suggest_int(
+                key, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+            )
         else:
-            value = trial.suggest_float(key, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+            value = trial.suggest_float(
+                key, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+            )
         overrides.append(f"{key}={_override_text(value)}")
     return overrides
 
@@ -212,7 +229,9 @@ class PruningCallback(Callback):
             return
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
-            raise RuntimeError(f"cannot prune: '{self.monitor}' was not logged (logged: {sorted(trainer.callback_metrics)})")
+            raise RuntimeError(
+                f"cannot prune: '{self.monitor}' was not logged (logged: {sorted(trainer.callback_metrics)})"
+            )
         value = float(value)
         step = max(self._step_offset + trainer.current_epoch, self._last_step + 1)
         self.trial.report(value, step)
@@ -305,7 +324,9 @@ def tune(
         load_if_exists=True,
     )
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
-        raise ValueError(f"study '{study_name}' in {storage or default_storage(out_dir)} minimises; use another study_name")
+        raise ValueError(
+            f"study '{study_name}' in {storage or default_storage(out_dir)} minimises; use another study_name"
+        )
     study.optimize(
         trial_objective(train_dir, space, out_dir, config_path, overrides, progress),
         n_trials=trials,
@@ -327,7 +348,9 @@ def write_study_results(study: optuna.Study, out_dir: str | Path) -> dict:
         return {"best_value": None, "best_params": None, "best_trial": None, "best_config": None, "trials": counts}
     best = study.best_trial
     if "config" not in best.user_attrs:
-        raise ValueError(f"trial {best.number} of study '{study.study_name}' has no stored recipe; was it run by maskcls tune?")
+        raise ValueError(
+            f"trial {best.number} of study '{study.study_name}' has no stored recipe; was it run by maskcls tune?"
+        )
     cfg = config_from_dict(best.user_attrs["config"], source=f"trial {best.number} of study '{study.study_name}'")
     best_config = write_yaml(out_dir / "best.yaml", cfg.to_dict())
     return {

@@ -14,12 +14,23 @@ router = APIRouter(tags=["operations"])
 async def health(service=Depends(get_service)) -> Health:
     meta = service.model.metadata
     return Health(
-        model_loaded=True, model_id=meta.model_id, engine=service.engine, source=service.model.source, architecture=meta.architecture,
-        head=meta.head, folds=list(meta.folds), tta=meta.tta.name, input_size=meta.preprocess.image_size,
+        model_loaded=True,
+        model_id=meta.model_id,
+        engine=service.engine,
+        source=service.model.source,
+        architecture=meta.architecture,
+        head=meta.head,
+        folds=list(meta.folds),
+        tta=meta.tta.name,
+        input_size=meta.preprocess.image_size,
     )
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
 async def metrics(request: Request) -> Response:
     registry = request.app.state.metrics
     return Response(registry.render(), media_type=registry.content_type)

@@ -19,7 +19,13 @@ _PHOTO_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "multipart/form-data": {"schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}, "required": ["file"]}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
             "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
             "image/png": {"schema": {"type": "string", "format": "binary"}},
             "image/webp": {"schema": {"type": "string", "format": "binary"}},
@@ -31,13 +37,20 @@ _BATCH_BODY = {
         "required": True,
         "content": {
             "multipart/form-data": {
-                "schema": {"type": "object", "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}}, "required": ["files"]}
+                "schema": {
+                    "type": "object",
+                    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                    "required": ["files"],
+                }
             }
         },
     }
 }
 _ERRORS = {
-    413: {"model": ErrorBody, "description": "Body over the size limit, or a decompression bomb (refused before decoding)"},
+    413: {
+        "model": ErrorBody,
+        "description": "Body over the size limit, or a decompression bomb (refused before decoding)",
+    },
     415: {"model": ErrorBody, "description": "Not an image, or not JPEG / PNG / WebP"},
     422: {"model": ErrorBody, "description": "Empty body, or a truncated / corrupt image"},
     503: {"model": ErrorBody, "description": "Too many photos waiting; retry after the Retry-After seconds"},
@@ -52,7 +65,9 @@ async def predict(request: Request, service=Depends(get_service)) -> PhotoPredic
         uploads = await read_uploads(request, service.settings.max_upload_bytes, max_files=1)
         photo = await decode_upload(uploads[0], service.model.metadata.cache_hw, service.limits, service.framer)
     outputs = await _submit(service, photo)
-    return PhotoPrediction.from_outputs(outputs, service.model.metadata.labels, service.model.metadata.model_id, (time.perf_counter() - started) * 1000)
+    return PhotoPrediction.from_outputs(
+        outputs, service.model.metadata.labels, service.model.metadata.model_id, (time.perf_counter() - started) * 1000
+    )
 
 
 @router.post("/predict/batch", response_model=BatchPrediction, responses=_ERRORS, openapi_extra=_BATCH_BODY)
@@ -62,7 +77,11 @@ async def predict_batch(request: Request, service=Depends(get_service)) -> Batch
     with service.batcher.incoming():
         uploads = await read_uploads(request, service.settings.max_upload_bytes, max_files=service.settings.max_files)
     items = await asyncio.gather(*(_one_item(service, upload, started) for upload in uploads))
-    return BatchPrediction(results=list(items), model_id=service.model.metadata.model_id, latency_ms=round((time.perf_counter() - started) * 1000, 3))
+    return BatchPrediction(
+        results=list(items),
+        model_id=service.model.metadata.model_id,
+        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
 
 
 async def _one_item(service, upload, started: float) -> BatchItem:
@@ -72,7 +91,9 @@ async def _one_item(service, upload, started: float) -> BatchItem:
     except HTTPException as err:
         return BatchItem(filename=upload.filename, status=err.status_code, error=str(err.detail))
     outputs = await _submit(service, photo)
-    prediction = PhotoPrediction.from_outputs(outputs, service.model.metadata.labels, service.model.metadata.model_id, (time.perf_counter() - started) * 1000)
+    prediction = PhotoPrediction.from_outputs(
+        outputs, service.model.metadata.labels, service.model.metadata.model_id, (time.perf_counter() - started) * 1000
+    )
     return BatchItem(filename=upload.filename, prediction=prediction)
 
 
@@ -80,4 +101,6 @@ async def _submit(service, photo):
     try:
         return await service.batcher.submit(photo)
     except QueueFull as err:
-        raise HTTPException(503, f"the service is busy ({err}); retry in a moment", headers={"Retry-After": RETRY_AFTER_S}) from None
+        raise HTTPException(
+            503, f"the service is busy ({err}); retry in a moment", headers={"Retry-After": RETRY_AFTER_S}
+        ) from None

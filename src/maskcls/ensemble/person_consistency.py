@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
-from ..labels import NUM_CLASSES, Mask
-from ..metrics import classification_metrics
-from ..tables import PROB_COLUMNS
+from ..core.labels import NUM_CLASSES, Mask
+from ..core.metrics import classification_metrics
+from ..core.tables import PROB_COLUMNS
 
 PERSON_COLUMNS = [f"person_p{i}" for i in range(NUM_CLASSES)]
 _EPS = 1e-12
@@ -33,7 +33,9 @@ class GroupsError(ValueError):
 def mask_quota(group_size: int) -> np.ndarray:
     """How many photos of each mask state a complete group holds: (worn, incorrect, not worn) = (size - 2, 1, 1)."""
     if group_size < 3:
-        raise GroupsError(f"a group size with a mask quota must be at least 3 (one worn, one incorrect, one not worn), got {group_size}")
+        raise GroupsError(
+            f"a group size with a mask quota must be at least 3 (one worn, one incorrect, one not worn), got {group_size}"
+        )
     quota = np.ones(3, dtype=np.int64)
     quota[Mask.WEAR] = group_size - 2
     return quota
@@ -111,14 +113,18 @@ def read_groups(path: str | Path, image_ids: pd.Series) -> np.ndarray:
     groups = table.set_index(key)["group"]
     missing = pd.Index(image_ids.astype(str)).difference(groups.index)
     if len(missing):
-        raise GroupsError(f"{path} has no group for {len(missing)} of the {len(image_ids)} photos (e.g. '{missing[0]}'); group the same folder again")
+        raise GroupsError(
+            f"{path} has no group for {len(missing)} of the {len(image_ids)} photos (e.g. '{missing[0]}'); group the same folder again"
+        )
     return groups.loc[image_ids.astype(str)].to_numpy()
 
 
 def add_person_columns(test_probs: pd.DataFrame, groups: np.ndarray, group_size: int | None = None) -> pd.DataFrame:
     """``test_probs`` (row order kept) with ``group`` and ``person_p0..person_p17`` added after its columns."""
     consistent = person_consistent_probs(test_probs[PROB_COLUMNS].to_numpy(dtype=np.float64), groups, group_size)
-    table = test_probs.drop(columns=[c for c in ["group", *PERSON_COLUMNS] if c in test_probs.columns]).reset_index(drop=True)
+    table = test_probs.drop(columns=[c for c in ["group", *PERSON_COLUMNS] if c in test_probs.columns]).reset_index(
+        drop=True
+    )
     return pd.concat([table.assign(group=np.asarray(groups)), pd.DataFrame(consistent, columns=PERSON_COLUMNS)], axis=1)
 
 
@@ -129,21 +135,27 @@ def person_answers(table: pd.DataFrame, fallback: np.ndarray) -> np.ndarray:
     return np.where(readable, np.nan_to_num(consistent, nan=-1.0).argmax(axis=1), np.asarray(fallback).astype(np.int64))
 
 
-def person_consistent_table(test_probs: pd.DataFrame, answers: np.ndarray, groups: np.ndarray, group_size: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+def person_consistent_table(
+    test_probs: pd.DataFrame, answers: np.ndarray, groups: np.ndarray, group_size: int | None = None
+) -> tuple[pd.DataFrame, np.ndarray]:
     """``test_probs`` with ``group`` and ``person_p0..17`` added (raw ``p0..p17`` kept), and the classes to submit:
     the argmax of the person-consistent probabilities, ``answers`` where a row has none (unreadable photos)."""
     table = add_person_columns(test_probs, groups, group_size)
     return table, person_answers(table, answers)
 
 
-def consistency_scores(oof: pd.DataFrame, groups: np.ndarray | None = None, group_size: int | None = None) -> dict[str, dict[str, float]]:
+def consistency_scores(
+    oof: pd.DataFrame, groups: np.ndarray | None = None, group_size: int | None = None
+) -> dict[str, dict[str, float]]:
     """Scores of an OOF table (labels known) predicted photo by photo, with its known persons (``person_id``:
     the upper bound) and, when given, with clustered ``groups`` (the real case)."""
     labels = oof["label"].to_numpy(dtype=np.int64)
     probs = oof[PROB_COLUMNS].to_numpy(dtype=np.float64)
     scores = {
         "without": classification_metrics(labels, probs),
-        "known_persons": classification_metrics(labels, person_consistent_probs(probs, oof["person_id"].to_numpy(), group_size)),
+        "known_persons": classification_metrics(
+            labels, person_consistent_probs(probs, oof["person_id"].to_numpy(), group_size)
+        ),
     }
     if groups is not None:
         scores["clustered_groups"] = classification_metrics(labels, person_consistent_probs(probs, groups, group_size))

@@ -7,7 +7,7 @@ Two tools, one look:
   with, the steps of a pipeline): stage k of n, the step within the stage, elapsed time, an ETA for
   the *whole* plan, and a few facts such as the best validation macro F1 so far.
 
-On a terminal (stdout and stderr both) bars are live (rich), and ``lightning_bar(plan)`` shows the
+On a terminal (stdout and stderr both) bars are live (rich), and ``engine.lightning_progress.lightning_bar(plan)`` shows the
 plan's line above Lightning's per-epoch bar. Anywhere else (a file, a pipe, CI) everything prints
 plain lines instead (one per step of a stage, e.g. one per epoch per fold), never a carriage return or
 an escape code, so a log stays readable. Progress goes to stderr; results go to stdout.
@@ -31,8 +31,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, TextIO, TypeVar
+from typing import TextIO, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -59,8 +60,14 @@ def format_seconds(seconds: float | None) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def track(items: Iterable[T], description: str, total: int | None = None, enabled: bool = True, interactive: bool | None = None,
-          stream: TextIO | None = None) -> Iterator[T]:
+def track(
+    items: Iterable[T],
+    description: str,
+    total: int | None = None,
+    enabled: bool = True,
+    interactive: bool | None = None,
+    stream: TextIO | None = None,
+) -> Iterator[T]:
     """Yield ``items`` while showing count, elapsed time and ETA on stderr: a live bar on a terminal,
     otherwise a plain line at every tenth of the way (and at the end)."""
     if not enabled:
@@ -93,7 +100,10 @@ def _track_plain(items: Iterable[T], description: str, total: int | None, stream
         if total and done * 10 >= next_report * total:
             elapsed = time.monotonic() - started
             eta = elapsed / done * (total - done)
-            _print_plain(f"{description}: {done}/{total} ({100 * done // total}%) · {format_seconds(elapsed)} elapsed · ETA {format_seconds(eta)}", stream)
+            _print_plain(
+                f"{description}: {done}/{total} ({100 * done // total}%) · {format_seconds(elapsed)} elapsed · ETA {format_seconds(eta)}",
+                stream,
+            )
             next_report = done * 10 // total + 1
     if not total:
         _print_plain(f"{description}: {done} done in {format_seconds(time.monotonic() - started)}", stream)
@@ -144,7 +154,9 @@ class RunProgress:
     clock: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
-        self.stages = [stage if isinstance(stage, Stage) else Stage(str(stage[0]), float(stage[1])) for stage in self.stages]
+        self.stages = [
+            stage if isinstance(stage, Stage) else Stage(str(stage[0]), float(stage[1])) for stage in self.stages
+        ]
         if self.interactive is None:
             self.interactive = is_interactive()
         self.facts: dict[str, str] = {}
@@ -245,7 +257,9 @@ class RunProgress:
     def line(self) -> str:
         """``train runs/demo: fold 1 [2/5] · epoch 7/25 · 3m12s elapsed · ETA 9m40s · best val macro F1 0.4120``."""
         stage = self.current
-        position = f"{self.unit} {_count(min(stage.done + 1, stage.units))}/{_count(stage.units)}" if stage is not None else ""
+        position = (
+            f"{self.unit} {_count(min(stage.done + 1, stage.units))}/{_count(stage.units)}" if stage is not None else ""
+        )
         return self._line(position)
 
     def _line(self, position: str, detail: str = "", stage: Stage | None = None) -> str:
@@ -267,33 +281,9 @@ class RunProgress:
             return self.current
         return next((s for s in self.stages if s.name == name and not s.finished), None)
 
-    # -- Lightning ---------------------------------------------------------------------------------------
-
-    def epoch_callback(self, stage: str, metric: str = "val_macro_f1", label: str = "best val macro F1"):
-        """A Lightning callback: the stage starts with the fit, each epoch advances it by one unit and
-        its line carries the epoch's losses and ``metric``; the best ``metric`` so far is a fact."""
-        from .progress_lightning import EpochProgress
-
-        return EpochProgress(self, stage, metric, label)
-
 
 def _count(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
-
-
-def lightning_bar(plan: RunProgress | None = None):
-    """The progress-bar callback for a Lightning ``Trainer``.
-
-    On a terminal, Lightning's rich bar with ``plan``'s line above it. Elsewhere a silent bar: the plan
-    (through ``plan.epoch_callback``) prints plain lines instead of Lightning's ``\\r``-redrawn bars.
-    """
-    from .progress_lightning import PlanRichBar, silent_bar
-
-    if plan is not None and not plan.enabled:
-        return silent_bar()
-    if not (plan.interactive if plan is not None else is_interactive()):
-        return silent_bar()
-    return PlanRichBar(plan)
 
 
 def _primary_process() -> bool:

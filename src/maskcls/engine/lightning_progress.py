@@ -1,6 +1,6 @@
-"""The Lightning side of ``maskcls.progress``: a plan's epoch callback and the bar that shows its line.
+"""The Lightning side of ``maskcls.core.progress``: a plan's epoch callback and the bar that shows its line.
 
-Kept apart so that ``maskcls.progress`` (used by decoding and reports) does not import Lightning, and at
+Kept apart so that ``maskcls.core.progress`` (used by decoding and reports) does not import Lightning, and at
 module level so that ``ddp_spawn`` can pickle them.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from lightning.pytorch.callbacks import Callback, RichProgressBar, TQDMProgressBar
 from rich.text import Text
 
-from .progress import RunProgress
+from ..core.progress import RunProgress, is_interactive
 
 
 def silent_bar() -> TQDMProgressBar:
@@ -31,11 +31,19 @@ class EpochProgress(Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero:
             return
-        logged = {key: float(value) for key, value in trainer.callback_metrics.items() if getattr(value, "numel", lambda: 1)() == 1}
+        logged = {
+            key: float(value)
+            for key, value in trainer.callback_metrics.items()
+            if getattr(value, "numel", lambda: 1)() == 1
+        }
         if self.metric in logged and (self.best is None or logged[self.metric] > self.best):
             self.best = logged[self.metric]
             self.plan.note(self.label, self.best)
-        names = (("train_loss_epoch", "train loss"), ("val_loss", "val loss"), (self.metric, self.metric.replace("_", " ")))
+        names = (
+            ("train_loss_epoch", "train loss"),
+            ("val_loss", "val loss"),
+            (self.metric, self.metric.replace("_", " ")),
+        )
         self.plan.advance(1, ", ".join(f"{name} {logged[key]:.4f}" for key, name in names if key in logged))
 
 
@@ -70,3 +78,16 @@ class PlanRichBar(RichProgressBar):
     def on_predict_start(self, trainer, pl_module) -> None:
         super().on_predict_start(trainer, pl_module)
         self._show_plan()
+
+
+def lightning_bar(plan: RunProgress | None = None):
+    """The progress-bar callback for a Lightning ``Trainer``.
+
+    On a terminal, Lightning's rich bar with ``plan``'s line above it. Elsewhere a silent bar: the plan
+    (through ``EpochProgress``) prints plain lines instead of Lightning's ``\\r``-redrawn bars.
+    """
+    if plan is not None and not plan.enabled:
+        return silent_bar()
+    if not (plan.interactive if plan is not None else is_interactive()):
+        return silent_bar()
+    return PlanRichBar(plan)

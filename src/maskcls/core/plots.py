@@ -12,8 +12,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from sklearn.metrics import confusion_matrix  # noqa: E402
 
-from ..labels import NUM_CLASSES, AgeThresholds, class_names  # noqa: E402
-from .calibration import CalibrationReport  # noqa: E402
+from .labels import NUM_CLASSES, AgeThresholds, class_names  # noqa: E402
 
 
 def training_curves(metrics: pd.DataFrame, learning_rates: pd.DataFrame | None = None):
@@ -25,7 +24,9 @@ def training_curves(metrics: pd.DataFrame, learning_rates: pd.DataFrame | None =
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
-    figure, axes = plt.subplots(1, 3 if learning_rates is not None else 2, figsize=(17 if learning_rates is not None else 12, 4.2))
+    figure, axes = plt.subplots(
+        1, 3 if learning_rates is not None else 2, figsize=(17 if learning_rates is not None else 12, 4.2)
+    )
     colours = sns.color_palette("tab10")
     fold_handles = []
     for index, (fold, rows) in enumerate(metrics.groupby("fold")):
@@ -36,27 +37,51 @@ def training_curves(metrics: pd.DataFrame, learning_rates: pd.DataFrame | None =
         if "val_macro_f1" in rows and rows["val_macro_f1"].notna().any():
             axes[1].plot(rows["epoch"], rows["val_macro_f1"], marker="o", markersize=3, color=colour)
             best = rows.loc[rows["val_macro_f1"].idxmax()]
-            axes[1].plot(best["epoch"], best["val_macro_f1"], marker="*", markersize=14, color=colour, markeredgecolor="black", linestyle="none")
+            axes[1].plot(
+                best["epoch"],
+                best["val_macro_f1"],
+                marker="*",
+                markersize=14,
+                color=colour,
+                markeredgecolor="black",
+                linestyle="none",
+            )
             for axis in axes[:2]:
                 axis.axvline(best["epoch"], color=colour, linestyle=":", alpha=0.5)
         fold_handles.append(Line2D([], [], color=colour, label=f"fold {fold}"))
     axes[0].set(title="loss per epoch", xlabel="epoch", ylabel="loss")
     axes[1].set(title="validation macro F1 per epoch", xlabel="epoch", ylabel="validation macro F1", ylim=(0, 1))
     if learning_rates is not None:
-        for index, (fold, rows) in enumerate(learning_rates.groupby("fold")):
+        for index, (_fold, rows) in enumerate(learning_rates.groupby("fold")):
             axes[2].plot(rows["step"], rows["lr"], color=colours[index % len(colours)])
         axes[2].set(title="learning rate per optimiser step", xlabel="optimiser step", ylabel="learning rate")
-    style_handles = [Line2D([], [], color="grey", linestyle="-", label="train loss"), Line2D([], [], color="grey", linestyle="--", label="validation loss"),
-                     Line2D([], [], color="grey", marker="*", markersize=12, markeredgecolor="black", linestyle="none", label="best epoch (kept)")]
+    style_handles = [
+        Line2D([], [], color="grey", linestyle="-", label="train loss"),
+        Line2D([], [], color="grey", linestyle="--", label="validation loss"),
+        Line2D(
+            [],
+            [],
+            color="grey",
+            marker="*",
+            markersize=12,
+            markeredgecolor="black",
+            linestyle="none",
+            label="best epoch (kept)",
+        ),
+    ]
     for axis in axes:
         axis.grid(alpha=0.3)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[-1].legend(handles=fold_handles + style_handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9, frameon=False)
+    axes[-1].legend(
+        handles=fold_handles + style_handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9, frameon=False
+    )
     figure.tight_layout()
     return figure
 
 
-def confusion_figure(labels: np.ndarray, predicted: np.ndarray, thresholds: AgeThresholds = AgeThresholds(), title: str = ""):
+def confusion_figure(
+    labels: np.ndarray, predicted: np.ndarray, thresholds: AgeThresholds = AgeThresholds(), title: str = ""
+):
     """18x18 confusion matrix, rows normalised to recall so rare classes are as visible as common ones,
     with each class's recall (and its number of photos) in a bar beside its row."""
     matrix = confusion_matrix(labels, predicted, labels=range(NUM_CLASSES))
@@ -64,13 +89,24 @@ def confusion_figure(labels: np.ndarray, predicted: np.ndarray, thresholds: AgeT
     recall = matrix / np.maximum(support[:, None], 1)
     figure, (axis, side) = plt.subplots(1, 2, figsize=(13.5, 9), gridspec_kw={"width_ratios": [5, 1.1]})
     names = class_names(thresholds)
-    sns.heatmap(recall, annot=matrix, fmt="d", cmap="Blues", vmin=0, vmax=1, xticklabels=names, yticklabels=names, ax=axis, cbar_kws={"label": "share of the true class"})
+    sns.heatmap(
+        recall,
+        annot=matrix,
+        fmt="d",
+        cmap="Blues",
+        vmin=0,
+        vmax=1,
+        xticklabels=names,
+        yticklabels=names,
+        ax=axis,
+        cbar_kws={"label": "share of the true class"},
+    )
     axis.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix (numbers: photos; colour: recall)")
     axis.tick_params(labelsize=7)
     per_class = np.diag(recall)
     positions = np.arange(NUM_CLASSES) + 0.5
     side.barh(positions, np.where(support > 0, per_class, 0), height=0.7, color=plt.get_cmap("Blues")(0.45))
-    for y, value, count in zip(positions, per_class, support):
+    for y, value, count in zip(positions, per_class, support, strict=False):
         side.text(0.02, y, f"{value:.2f}  (n={count})" if count else "no photos", va="center", fontsize=7)
     side.set(xlim=(0, 1), ylim=(NUM_CLASSES, 0), title="recall per class", xlabel="recall")
     side.set_yticks([])
@@ -98,7 +134,9 @@ def confusion_pair_figure(matrix: np.ndarray, names: list[str], title: str, size
     small = len(names) > 6
     options = dict(xticklabels=names, yticklabels=names, cbar=False, annot_kws={"fontsize": 6 if small else 9})
     sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", ax=axes[0], **options)
-    sns.heatmap(recall, annot=np.round(recall * 100).astype(int), fmt="d", cmap="Blues", vmin=0, vmax=1, ax=axes[1], **options)
+    sns.heatmap(
+        recall, annot=np.round(recall * 100).astype(int), fmt="d", cmap="Blues", vmin=0, vmax=1, ax=axes[1], **options
+    )
     axes[0].set(xlabel="predicted", ylabel="true", title=f"{title}: photos")
     axes[1].set(xlabel="predicted", ylabel="true", title=f"{title}: % of the true class (recall)")
     for axis in axes:
@@ -115,7 +153,16 @@ def head_confusions_figure(items: list[tuple[str, np.ndarray, list[str]]]):
         recall = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
         options = dict(xticklabels=names, yticklabels=names, cbar=False, annot_kws={"fontsize": 9})
         sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", ax=axes[0, column], **options)
-        sns.heatmap(recall, annot=np.round(recall * 100).astype(int), fmt="d", cmap="Blues", vmin=0, vmax=1, ax=axes[1, column], **options)
+        sns.heatmap(
+            recall,
+            annot=np.round(recall * 100).astype(int),
+            fmt="d",
+            cmap="Blues",
+            vmin=0,
+            vmax=1,
+            ax=axes[1, column],
+            **options,
+        )
         axes[0, column].set(title=f"{title}: photos", ylabel="true")
         axes[1, column].set(title=f"{title}: % of the true value", xlabel="predicted", ylabel="true")
     figure.tight_layout()
@@ -133,23 +180,8 @@ def photo_grid(rows: list[tuple[str, list[np.ndarray], list[str]]], cell: float 
             if column < len(images):
                 axis.imshow(images[column])
                 axis.set_title(captions[column], fontsize=6.5)
-        axes[row, 0].text(-0.08, 0.5, title, transform=axes[row, 0].transAxes, rotation=90, ha="right", va="center", fontsize=8)
-    figure.tight_layout()
-    return figure
-
-
-def reliability_figure(report: CalibrationReport):
-    """Reliability diagram before and after temperature scaling, with the photos per bin underneath."""
-    figure, (axis, counts) = plt.subplots(2, 1, figsize=(6, 6), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
-    width = 1.0 / len(report.reliability_before["count"])
-    for table, label, colour in ((report.reliability_before, f"before (ECE {report.ece_before:.3f})", "#dd8452"),
-                                 (report.reliability_after, f"after T={report.temperature:.2f} (ECE {report.ece_after:.3f})", "#4c72b0")):
-        used = table["count"] > 0
-        axis.plot(table["confidence"][used], table["accuracy"][used], marker="o", color=colour, label=label)
-        counts.bar(table["lower"] + width / 2, table["count"], width=width * 0.9, alpha=0.5, color=colour)
-    axis.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-    axis.set(ylabel="accuracy", title="reliability (top-1 class)", xlim=(0, 1), ylim=(0, 1))
-    axis.legend(fontsize=8)
-    counts.set(xlabel="confidence", ylabel="photos")
+        axes[row, 0].text(
+            -0.08, 0.5, title, transform=axes[row, 0].transAxes, rotation=90, ha="right", va="center", fontsize=8
+        )
     figure.tight_layout()
     return figure

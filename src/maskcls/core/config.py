@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -47,16 +47,16 @@ class LabelsConfig(_Section):
 
 
 class DataConfig(_Section):
-    image_size: Union[int, tuple[int, int]] = 128
+    image_size: int | tuple[int, int] = 128
     resize_margin: float = Field(0.125, ge=0.0, le=1.0)
     center_crop: float = Field(1.0, gt=0.0, le=1.0)
     normalize: str = "imagenet"
     on_bad_image: Literal["fail", "skip"] = "fail"
     max_image_pixels: int = Field(40_000_000, gt=0)
     max_file_mb: float = Field(50.0, gt=0)
-    cache_dir: Optional[str] = None
+    cache_dir: str | None = None
     decode_workers: int = Field(0, ge=0)
-    loader_workers: Optional[int] = Field(None, ge=0)
+    loader_workers: int | None = Field(None, ge=0)
     device_cache: Literal["auto", "on", "off"] = "auto"
     device_cache_gb: float = Field(16.0, gt=0)
     face_crop: bool = False
@@ -118,18 +118,23 @@ class AugmentConfig(_Section):
     cutmix: float = Field(0.0, ge=0.0)
     mix_prob: float = Field(1.0, ge=0.0, le=1.0)
 
-
     @model_validator(mode="after")
     def _robustness_ranges(self):
         low, high = self.downscale_range
         if not 0 < low <= high <= 1:
-            raise ValueError(f"augment.downscale_range must satisfy 0 < low <= high <= 1, got {list(self.downscale_range)}")
+            raise ValueError(
+                f"augment.downscale_range must satisfy 0 < low <= high <= 1, got {list(self.downscale_range)}"
+            )
         low, high = self.jpeg_quality
         if not 1 <= low <= high <= 100:
-            raise ValueError(f"augment.jpeg_quality must satisfy 1 <= low <= high <= 100, got {list(self.jpeg_quality)}")
+            raise ValueError(
+                f"augment.jpeg_quality must satisfy 1 <= low <= high <= 100, got {list(self.jpeg_quality)}"
+            )
         low, high = self.motion_blur_kernel
         if not (3 <= low <= high and low % 2 and high % 2):
-            raise ValueError(f"augment.motion_blur_kernel must be odd sizes >= 3 (low <= high), got {list(self.motion_blur_kernel)}")
+            raise ValueError(
+                f"augment.motion_blur_kernel must be odd sizes >= 3 (low <= high), got {list(self.motion_blur_kernel)}"
+            )
         return self
 
 
@@ -147,10 +152,10 @@ class ModelConfig(_Section):
 class LossConfig(_Section):
     name: str = "ce"
     focal_gamma: float = Field(2.0, ge=0.0)
-    focal_alpha: Optional[float] = Field(None, gt=0.0, le=1.0)
+    focal_alpha: float | None = Field(None, gt=0.0, le=1.0)
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     class_weights: Literal["none", "balanced"] = "none"
-    component_weights: Optional[list[float]] = None
+    component_weights: list[float] | None = None
     per_head: dict[str, str] = {}
     head_weights: dict[str, float] = {}
 
@@ -166,9 +171,9 @@ class OptimConfig(_Section):
     weight_decay: float = Field(1e-2, ge=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = True
-    fused: Optional[bool] = None
-    layer_decay: Optional[float] = Field(None, gt=0.0, le=1.0)
-    lr_base_batch: Optional[int] = Field(None, ge=1)
+    fused: bool | None = None
+    layer_decay: float | None = Field(None, gt=0.0, le=1.0)
+    lr_base_batch: int | None = Field(None, ge=1)
 
 
 class SchedulerConfig(_Section):
@@ -190,11 +195,11 @@ class TrainConfig(_Section):
     precision: str = "auto"
     early_stopping_patience: int = Field(5, ge=0)
     grad_clip: float = Field(0.0, ge=0.0)
-    ema_decay: Optional[float] = Field(None, gt=0.0, lt=1.0)
+    ema_decay: float | None = Field(None, gt=0.0, lt=1.0)
     accumulate_grad_batches: int = Field(1, ge=1)
     seed: int = 42
     accelerator: str = "auto"
-    devices: Union[int, str] = "auto"
+    devices: int | str = "auto"
     num_nodes: int = Field(1, ge=1)
     strategy: str = "auto"
     compile: bool = False
@@ -212,8 +217,8 @@ class TTAConfig(_Section):
 class CVConfig(_Section):
     folds: int = Field(5, ge=2)
     seed: int = 42
-    train_folds: Optional[list[int]] = None
-    folds_file: Optional[str] = None  # a run's folds.csv: reuse its person -> fold split (compare runs on the same folds)
+    train_folds: list[int] | None = None
+    folds_file: str | None = None  # a run's folds.csv: reuse its person -> fold split (compare runs on the same folds)
 
 
 class Config(_Section):
@@ -232,10 +237,12 @@ class Config(_Section):
     @model_validator(mode="after")
     def _consistent(self):
         if (self.augment.mixup or self.augment.cutmix) and self.model.head == "age_regression":
-            raise ValueError("augment.mixup / augment.cutmix mix class targets; they cannot be used with model.head=age_regression")
+            raise ValueError(
+                "augment.mixup / augment.cutmix mix class targets; they cannot be used with model.head=age_regression"
+            )
         if (self.augment.mixup or self.augment.cutmix) and self.train.batch_size % 2:
             raise ValueError("augment.mixup / augment.cutmix pair up photos: train.batch_size must be even")
-        from .inference.tta import TTA_SETS
+        from .tta import TTA_SETS
 
         if self.tta.name not in TTA_SETS:
             raise ValueError(f"unknown tta.name '{self.tta.name}'; choose one of {sorted(TTA_SETS)}")
@@ -327,7 +334,9 @@ def reject_unknown_keys(data: Any, model_cls: type[BaseModel], prefix: str) -> N
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             if not isinstance(value, dict):
-                raise ConfigError(f"config key '{prefix}{key}' is a section; set its keys, e.g. {prefix}{key}.<name>=...")
+                raise ConfigError(
+                    f"config key '{prefix}{key}' is a section; set its keys, e.g. {prefix}{key}.<name>=..."
+                )
             reject_unknown_keys(value, annotation, f"{prefix}{key}.")
 
 

@@ -12,18 +12,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import AugmentConfig, DataConfig
+from ..core.config import AugmentConfig, DataConfig
+from ..core.metrics import disagreement
+from ..core.progress import RunProgress
+from ..core.tta import tta_views
 from ..data.augment import BatchPreprocess
 from ..data.loader import prediction_loader
-from ..ensemble.uncertainty import disagreement
 from ..models.factory import MaskNet
-from ..progress import RunProgress, lightning_bar
-from ..runtime import quiet_lightning, resolve_precision
-from .tta import tta_views
+from .lightning_progress import lightning_bar
+from .runtime import quiet_lightning, resolve_precision
 
 
 class Predictor(pl.LightningModule):
-    def __init__(self, model: MaskNet, data_cfg: DataConfig, tta: str = "none", merge: str = "mean_probs", mc_samples: int = 0):
+    def __init__(
+        self, model: MaskNet, data_cfg: DataConfig, tta: str = "none", merge: str = "mean_probs", mc_samples: int = 0
+    ):
         super().__init__()
         self.model = model
         self.preprocess = BatchPreprocess(data_cfg, AugmentConfig())
@@ -45,7 +48,9 @@ class Predictor(pl.LightningModule):
         passes = [self._one_pass(inputs) for _ in range(max(1, self.mc_samples))]
         outputs = {key: torch.stack([p[key] for p in passes]).mean(0) for key in passes[0]}
         if len(passes) > 1:
-            outputs["mc_mutual_information"] = torch.from_numpy(disagreement(torch.stack([p["probs"] for p in passes]).float().cpu().numpy()))
+            outputs["mc_mutual_information"] = torch.from_numpy(
+                disagreement(torch.stack([p["probs"] for p in passes]).float().cpu().numpy())
+            )
         return positions, outputs
 
     def _one_pass(self, inputs: list[torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -109,6 +114,8 @@ def predict_outputs(
     return outputs
 
 
-def predict_probs(model: MaskNet, data_cfg: DataConfig, pixels: str | np.ndarray, rows: np.ndarray, **options) -> np.ndarray:
+def predict_probs(
+    model: MaskNet, data_cfg: DataConfig, pixels: str | np.ndarray, rows: np.ndarray, **options
+) -> np.ndarray:
     """Only the probabilities of ``predict_outputs``."""
     return predict_outputs(model, data_cfg, pixels, rows, **options)["probs"]

@@ -24,5 +24,6 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*The number of training batches.*")
     warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
-    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")  # the EMA copy, on purpose
-
+    warnings.filterwarnings(
+        "ignore", message=".*module\\(s\\) in eval mode at the start of training.*"
+    )  # the EMA copy, on purpose

@@ -108,4 +108,4 @@ def joint_from_heads(mask_probs: np.ndarray, gender_probs: np.ndarray, age_probs
 
 
 def _is_array(*values) -> bool:
-    return any(isinstance(v, np.ndarray) or isinstance(v, (list, tuple)) for v in values)
+    return any(isinstance(v, (np.ndarray, list, tuple)) for v in values)

@@ -53,5 +53,7 @@ def _read(path: str | Path, columns: list[str], dtypes: dict) -> pd.DataFrame:
     if missing:
         raise TableError(f"{path}: missing column(s) {', '.join(missing)}")
     if frame["image_id"].duplicated().any():
-        raise TableError(f"{path}: image_id '{frame['image_id'][frame['image_id'].duplicated()].iloc[0]}' appears more than once")
+        raise TableError(
+            f"{path}: image_id '{frame['image_id'][frame['image_id'].duplicated()].iloc[0]}' appears more than once"
+        )
     return frame

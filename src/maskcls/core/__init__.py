@@ -1,0 +1,1 @@
+"""The torch-free bottom layer: labels, config, io, tables, metrics, artifacts, progress, plots."""
