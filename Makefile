@@ -29,7 +29,7 @@ demo: $(VENV)/.core
 	@date +%s > $(VENV)/.demo-start
 	$(BIN)/maskcls demo-data $(DEMO_DIR) --force
 	$(BIN)/maskcls eda $(DEMO_DIR)/train --eval $(DEMO_DIR)/eval --out reports/eda
-	$(BIN)/maskcls train --data $(DEMO_DIR)/train --config configs/demo.yaml --out runs/demo --force
+	$(BIN)/maskcls train --data $(DEMO_DIR)/train --config demo --out runs/demo --force
 	$(BIN)/maskcls predict --run runs/demo --data $(DEMO_DIR)/eval
 	$(BIN)/maskcls score runs/demo/submission.csv $(DEMO_DIR)/eval_answers.csv
 	@echo "demo finished in $$(( $$(date +%s) - $$(cat $(VENV)/.demo-start) )) s (install excluded)"

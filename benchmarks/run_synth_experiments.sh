@@ -18,6 +18,6 @@ mkdir -p "$OUT"
 timed B0 "$BIN/maskcls" train --data "$DATA/utkmask18/train" --out "$OUT/B0" "${PROTOCOL[@]}"
 timed B1 "$BIN/maskcls" train --data "$OUT/b1/train" --out "$OUT/B1" "${PROTOCOL[@]}"
 timed B2 "$BIN/maskcls" train --data "$DATA/utkmask18/train" --extra "$OUT/plain_synth" --out "$OUT/B2" "${PROTOCOL[@]}"
-timed wild "$BIN/maskcls" train --config configs/wild.yaml --data "$DATA/utkmask18/train" --out "$OUT/wild" "${PROTOCOL[@]}"
+timed wild "$BIN/maskcls" train --config wild --data "$DATA/utkmask18/train" --out "$OUT/wild" "${PROTOCOL[@]}"
 "$BIN/python" benchmarks/synth_experiments.py report --b0 "$OUT/B0" --b1 "$OUT/B1" --b2 "$OUT/B2" --wild "$OUT/wild" \
   --replaced "$OUT/b1/replaced.csv" --b1-train "$OUT/b1/train" --realmask "$DATA/realmask" --utk-train "$DATA/utkmask18/train" --out "$OUT/report.json"

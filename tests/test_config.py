@@ -1,10 +1,8 @@
-from pathlib import Path
-
 import pytest
 
-from maskcls.core.config import ConfigError, load_config
+from maskcls.core.config import RECIPES_DIR, ConfigError, load_config
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = RECIPES_DIR
 
 
 def test_default_recipe_is_the_lite0_baseline_file():

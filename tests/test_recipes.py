@@ -1,16 +1,14 @@
 """Every shipped recipe trains as written, with only its backbone swapped for a tiny offline one
 (hub weights cannot be downloaded in CI) and the run made short."""
 
-from pathlib import Path
-
 import pytest
 from typer.testing import CliRunner
 
 from maskcls.cli import app
-from maskcls.core.config import load_config
+from maskcls.core.config import RECIPES_DIR, load_config
 
 pytestmark = pytest.mark.slow
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted((RECIPES_DIR).glob("*.yaml"))
 SHORT = [
     "data.image_size=[48, 36]",
     "train.epochs=1",

@@ -1,18 +1,16 @@
 """Robustness augmentations (down/up-scaling, JPEG re-compression, motion blur): batched, off by default,
-on in configs/wild.yaml; each keeps shapes and the photo's mean, removes detail, and hits about p of a batch."""
+on in the wild recipe; each keeps shapes and the photo's mean, removes detail, and hits about p of a batch."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 import torch
 
-from maskcls.core.config import AugmentConfig, ConfigError, DataConfig, load_config
+from maskcls.core.config import RECIPES_DIR, AugmentConfig, ConfigError, DataConfig, load_config
 from maskcls.data.augment import BatchPreprocess, RandomDownscale, build_train_augment
 
 ONLY = dict(crop="center", hflip=0.0, brightness=0.0, contrast=0.0, saturation=0.0)  # nothing else moves the pixels
-WILD = Path(__file__).resolve().parents[1] / "configs" / "wild.yaml"
+WILD = RECIPES_DIR / "wild.yaml"
 
 
 def _detail(x: torch.Tensor) -> torch.Tensor:

@@ -152,7 +152,9 @@ def test_replan_drops_the_pseudo_round_first_then_shortens_then_drops_members():
     assert plan.open_minutes <= (plan.open_minutes + 0.5) and changes
 
     replan(plan, plan.open_minutes * 0.7, speed_factor=1.0)
-    assert any(s.epochs < e for s, e in zip(members, epochs_before, strict=False)) or any(s.status == "dropped" for s in members)
+    assert any(s.epochs < e for s, e in zip(members, epochs_before, strict=False)) or any(
+        s.status == "dropped" for s in members
+    )
     assert all(s.epochs >= 1 for s in members)
 
     replan(plan, 3.0, speed_factor=1.0)  # far too little: one member survives at its shortest

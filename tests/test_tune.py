@@ -7,11 +7,11 @@ import yaml
 
 optuna = pytest.importorskip("optuna")
 
-from maskcls.core.config import ConfigError, load_config  # noqa: E402
+from maskcls.core.config import RECIPES_DIR, ConfigError, load_config  # noqa: E402
 from maskcls.training.kfold import train_kfold  # noqa: E402
 from maskcls.training.tune import PruningCallback, load_search_space, suggest_overrides, trial_objective, tune  # noqa: E402
 
-SPACES = Path(__file__).resolve().parents[1] / "configs" / "spaces"
+SPACES = RECIPES_DIR / "spaces"
 TINY = [
     "model.name=test_efficientnet",
     "model.pretrained=none",

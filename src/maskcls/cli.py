@@ -16,6 +16,18 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
+from .core.artifacts import (
+    CALIBRATION_FILE,
+    OOF_FILE,
+    PLAN_FILE,
+    PREDICT_FILE,
+    RUN_FILE,
+    SKIPPED_FILE,
+    SUBMISSION_FILE,
+    SUMMARY_FILE,
+    TEST_PROBS_FILE,
+)
+
 APP_HELP = """Classify photos of people into the 18 classes of the Mask Classification competition
 (mask worn / incorrect / not worn x male / female x age under 30 / 30-59 / 60+).
 
@@ -25,7 +37,7 @@ First steps, on the built-in demo data:
 
     maskcls eda data/demo/train --eval data/demo/eval --out reports/eda
 
-    maskcls train --data data/demo/train --config configs/demo.yaml --out runs/demo
+    maskcls train --data data/demo/train --config demo --out runs/demo
 
     maskcls predict --run runs/demo --data data/demo/eval
 
@@ -212,7 +224,7 @@ def train(
         None, "--out", help="Run directory to create, e.g. runs/NAME. Required unless --resume."
     ),
     on_bad_image: str | None = typer.Option(
-        None, help="fail (default) or skip problem photos (listed in skipped.csv)."
+        None, help=f"fail (default) or skip problem photos (listed in {SKIPPED_FILE})."
     ),
     extra: list[Path] = typer.Option(
         [],
@@ -251,7 +263,7 @@ def train(
 
     Example:
 
-        maskcls train --data data/demo/train --config configs/demo.yaml --out runs/demo
+        maskcls train --data data/demo/train --config demo --out runs/demo
     """
     from .core.config import load_config
     from .training.kfold import resume_kfold, train_kfold
@@ -304,7 +316,7 @@ def train(
     _print_summary(summary, out_dir)
     if summary.get("extra_images"):
         out.print(
-            f"extra: {summary['extra_images']} photos of {summary['extra_persons']} persons in the training folds (sources in {out_dir}/run.json)"
+            f"extra: {summary['extra_images']} photos of {summary['extra_persons']} persons in the training folds (sources in {out_dir}/{RUN_FILE})"
         )
 
 
@@ -316,15 +328,17 @@ def predict(
     onnx: Path | None = typer.Option(
         None, "--onnx", help="Or a model from `maskcls export`: runs with onnxruntime, without PyTorch."
     ),
-    data: Path | None = typer.Option(None, help="An eval/ folder (info.csv + images/): writes submission.csv."),
+    data: Path | None = typer.Option(None, help=f"An eval/ folder (info.csv + images/): writes {SUBMISSION_FILE}."),
     out_dir: Path | None = typer.Option(
-        None, "--out", help="Where test_probs.csv and submission.csv go (default: the run, or the ONNX file's folder)."
+        None,
+        "--out",
+        help=f"Where {TEST_PROBS_FILE} and {SUBMISSION_FILE} go (default: the run, or the ONNX file's folder).",
     ),
     tta: str | None = typer.Option(
         None, help="Test-time augmentation set: none, flip, flip_zoom, full (default: the run's recipe)."
     ),
     mc_dropout: int = typer.Option(
-        0, help="Monte-Carlo dropout passes (0 = off); adds mc_mutual_information to test_probs.csv."
+        0, help=f"Monte-Carlo dropout passes (0 = off); adds mc_mutual_information to {TEST_PROBS_FILE}."
     ),
     on_bad_image: str = typer.Option(
         "fail", help="fail, or skip unreadable eval photos (they get the fallback class)."
@@ -335,7 +349,8 @@ def predict(
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     persons: Path | None = typer.Option(
-        None, help="groups.csv from `maskcls group`: adds person-consistent person_p0..17; submission.csv uses them."
+        None,
+        help=f"groups.csv from `maskcls group`: adds person-consistent person_p0..17; {SUBMISSION_FILE} uses them.",
     ),
     group_size: int | None = typer.Option(
         None, help="With --persons: assign masks in groups of this size (7: 5 worn, 1 incorrect, 1 not worn)."
@@ -414,8 +429,10 @@ def predict(
     if data is not None:
         submission = run_eval()
         target = out_dir or run or onnx.parent
-        out.print(f"wrote {target}/submission.csv ({len(submission)} rows) and {target}/test_probs.csv", soft_wrap=True)
-        record = json.loads((Path(target) / "predict.json").read_text())
+        out.print(
+            f"wrote {target}/{SUBMISSION_FILE} ({len(submission)} rows) and {target}/{TEST_PROBS_FILE}", soft_wrap=True
+        )
+        record = json.loads((Path(target) / PREDICT_FILE).read_text())
         if record.get("skipped"):
             err.print(
                 f"{record['skipped']} photo(s) could not be read and got the fallback class; listed in {record['skipped_list']}",
@@ -490,7 +507,7 @@ def ensemble(
     adjust_thresholds: bool = typer.Option(
         False,
         "--adjust-thresholds",
-        help="Fit per-class scales on OOF for macro F1 (used for submission.csv; reported separately).",
+        help=f"Fit per-class scales on OOF for macro F1 (used for {SUBMISSION_FILE}; reported separately).",
     ),
     cv_splits: int = typer.Option(5, help="Person-grouped splits for the honest scores of fitted methods."),
     seed: int = typer.Option(0),
@@ -529,7 +546,7 @@ def ensemble(
 @_user_errors
 def pseudo(
     from_run: Path = typer.Option(
-        ..., "--from", help="A run or ensemble whose test_probs.csv (from `maskcls predict`) to use."
+        ..., "--from", help=f"A run or ensemble whose {TEST_PROBS_FILE} (from `maskcls predict`) to use."
     ),
     data: Path = typer.Option(..., help="The eval/ folder those probabilities are for."),
     threshold: float = typer.Option(0.9, help="Keep photos whose top probability is at least this."),
@@ -548,7 +565,7 @@ def pseudo(
     from .core.tables import read_test_probs
     from .ensemble.pseudo import pseudo_label_counts, select_pseudo_labels
 
-    selected = select_pseudo_labels(read_test_probs(from_run / "test_probs.csv"), threshold, max_per_class)
+    selected = select_pseudo_labels(read_test_probs(from_run / TEST_PROBS_FILE), threshold, max_per_class)
     selected.insert(1, "path", [str((data / "images" / image_id).resolve()) for image_id in selected["image_id"]])
     write_csv(out_csv, selected)
     counts = pseudo_label_counts(selected)
@@ -562,7 +579,7 @@ def pseudo(
 @_user_errors
 def uncertain(
     from_run: Path = typer.Option(
-        ..., "--from", help="A run or ensemble with test_probs.csv (from `maskcls predict`)."
+        ..., "--from", help=f"A run or ensemble with {TEST_PROBS_FILE} (from `maskcls predict`)."
     ),
     k: int = typer.Option(200, help="How many photos to export."),
     by: str = typer.Option("entropy", help="entropy (highest), margin (lowest) or disagreement (highest)."),
@@ -582,9 +599,9 @@ def uncertain(
     from .core.io import write_csv
     from .ensemble.uncertainty import contact_sheet, rank_uncertain
 
-    table = pd.read_csv(from_run / "test_probs.csv", dtype={"image_id": str})
+    table = pd.read_csv(from_run / TEST_PROBS_FILE, dtype={"image_id": str})
     if data is None:
-        recorded = from_run / "predict.json"
+        recorded = from_run / PREDICT_FILE
         if not recorded.is_file():
             raise typer.BadParameter(f"{recorded} not found: pass --data EVAL_DIR")
         data = Path(json.loads(recorded.read_text())["data"])
@@ -601,7 +618,7 @@ def uncertain(
 @_user_errors
 def tune(
     data: Path = typer.Option(..., help="A train/ folder."),
-    space: Path = typer.Option(..., help="Search-space YAML (see configs/spaces/example.yaml)."),
+    space: Path = typer.Option(..., help="Search-space YAML (see maskcls/recipes/spaces/example.yaml)."),
     trials: int = typer.Option(20, help="Trials to add to the study."),
     out_dir: Path = typer.Option(..., "--out", help="Study folder: study.db, trials/, trials.csv, best.yaml."),
     config: Path | None = typer.Option(None, help="Base recipe."),
@@ -619,7 +636,7 @@ def tune(
 
     Example:
 
-        maskcls tune --data data/demo/train --space configs/spaces/example.yaml --trials 20 --out runs/study
+        maskcls tune --data data/demo/train --space src/maskcls/recipes/spaces/example.yaml --trials 20 --out runs/study
     """
     from .training.tune import tune as run_tune
 
@@ -656,7 +673,7 @@ def cache(
 
     Example:
 
-        maskcls cache data/demo/train --config configs/demo.yaml
+        maskcls cache data/demo/train --config demo
     """
     import shutil
 
@@ -695,7 +712,7 @@ def cache(
 @app.command()
 @_user_errors
 def score(
-    submission: Path = typer.Argument(..., help="A submission.csv (ImageID, ans)."),
+    submission: Path = typer.Argument(..., help=f"A {SUBMISSION_FILE} (ImageID, ans)."),
     answers: Path = typer.Argument(
         ..., help="True classes: ImageID with label, or ImageID with ans (the competition's own format)."
     ),
@@ -1045,7 +1062,7 @@ def report(
 
 @app.command()
 @_user_errors
-def calibrate(run: Path = typer.Option(..., help="A run, ensemble or combination with oof.csv.")):
+def calibrate(run: Path = typer.Option(..., help=f"A run, ensemble or combination with {OOF_FILE}.")):
     """Fit a temperature on the out-of-fold predictions and store it (RUN/calibration.json) for `predict --calibrate`.
 
     Example:
@@ -1057,7 +1074,7 @@ def calibrate(run: Path = typer.Option(..., help="A run, ensemble or combination
     record = calibrate_run(run)
     out.print(
         f"T = [bold]{record['temperature']:.4f}[/]: NLL {record['nll_before']:.4f} -> {record['nll_after']:.4f}, "
-        f"ECE {record['ece_before']:.4f} -> {record['ece_after']:.4f} (after: temperatures fitted on other persons)  ({run}/calibration.json)"
+        f"ECE {record['ece_before']:.4f} -> {record['ece_after']:.4f} (after: temperatures fitted on other persons)  ({run}/{CALIBRATION_FILE})"
     )
 
 
@@ -1212,7 +1229,7 @@ def group(
         )
         out.print(table)
     if report.get("oof_consistency"):
-        _print_consistency(report["oof_consistency"], f"person-consistent prediction on {run}/oof.csv")
+        _print_consistency(report["oof_consistency"], f"person-consistent prediction on {run}/{OOF_FILE}")
 
 
 def _print_consistency(scores: dict, title: str) -> None:
@@ -1234,10 +1251,12 @@ def _print_consistency(scores: dict, title: str) -> None:
 @_user_errors
 def solve(
     train: Path | None = typer.Option(None, help="A train/ folder in the competition layout."),
-    eval_dir: Path | None = typer.Option(None, "--eval", help="The eval/ folder to write submission.csv for."),
+    eval_dir: Path | None = typer.Option(None, "--eval", help=f"The eval/ folder to write {SUBMISSION_FILE} for."),
     budget: str | None = typer.Option(None, help="Wall-clock budget for everything, e.g. 45m, 1h, 1h30m, 90s."),
     out_dir: Path = typer.Option(
-        Path("runs/solve"), "--out", help="Where the members, ensembles, plan.json, summary.json and the submission go."
+        Path("runs/solve"),
+        "--out",
+        help=f"Where the members, ensembles, {PLAN_FILE}, {SUMMARY_FILE} and the submission go.",
     ),
     preset: str = typer.Option(
         "best", help="fast (one good member, no pseudo-labels) or best (everything that earns its time on OOF)."
@@ -1253,7 +1272,9 @@ def solve(
     set_: list[str] = typer.Option(
         [], "--set", help="Override every member's recipe, e.g. --set data.cache_dir=/fast/disk (repeatable)."
     ),
-    recipes: Path | None = typer.Option(None, help="Folder with the member recipes (default: the project's configs/)."),
+    recipes: Path | None = typer.Option(
+        None, help="Folder with the member recipes (default: the recipes shipped with maskcls)."
+    ),
     group_size: int = typer.Option(
         7,
         help="Photos per person in the eval set, for person-consistent prediction (0: unknown, cluster by threshold).",
@@ -1443,7 +1464,7 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
     out.print(f"out-of-fold {task}macro F1: [bold]{summary['oof_macro_f1']:.4f}[/]  (files in {run_dir})")
     if summary.get("skipped_images"):
         err.print(
-            f"{summary['skipped_images']} problem photo(s) or row(s) were left out of training; listed in {run_dir}/skipped.csv",
+            f"{summary['skipped_images']} problem photo(s) or row(s) were left out of training; listed in {run_dir}/{SKIPPED_FILE}",
             highlight=False,
             soft_wrap=True,
         )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.artifacts import file_sha256
+from ..core.artifacts import CALIBRATION_FILE, OOF_FILE, file_sha256
 from ..core.io import write_json
 from ..core.metrics import (
     apply_temperature,
@@ -28,8 +28,6 @@ from ..core.metrics import (
 )
 from ..core.plots import plt
 from ..core.tables import probs_of, read_oof
-
-CALIBRATION_FILE = "calibration.json"
 
 
 @dataclass
@@ -105,7 +103,7 @@ def calibration_report(
 def calibrate_run(run_dir: str | Path) -> dict:
     """Fit the temperature on ``run_dir/oof.csv`` and store it (with the OOF table's hash) in ``calibration.json``."""
     run_dir = Path(run_dir)
-    oof_path = run_dir / "oof.csv"
+    oof_path = run_dir / OOF_FILE
     oof = read_oof(oof_path)
     labels = oof["label"].to_numpy(dtype=np.int64)
     report = calibration_report(probs_of(oof), labels, oof["person_id"].to_numpy())

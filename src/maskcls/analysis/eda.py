@@ -102,7 +102,11 @@ def eda_report(
         problems = (
             problems
             + eval_problems
-            + [Problem(path, reason) for path, reason in zip(eval_stats["path"], eval_stats["error"], strict=False) if reason]
+            + [
+                Problem(path, reason)
+                for path, reason in zip(eval_stats["path"], eval_stats["error"], strict=False)
+                if reason
+            ]
         )
 
     persons = manifest.drop_duplicates("person_id")

@@ -151,7 +151,9 @@ def grad_cam(
         try:
             for start in range(0, len(inputs), batch_size):
                 rows = slice(start, start + batch_size)
-                targets = [HeadTarget(model, head, value) for head, value in zip(heads[rows], values[rows], strict=False)]
+                targets = [
+                    HeadTarget(model, head, value) for head, value in zip(heads[rows], values[rows], strict=False)
+                ]
                 maps[rows] += cam(input_tensor=inputs[rows], targets=targets)
         finally:
             cam.activations_and_grads.release()

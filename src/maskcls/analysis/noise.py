@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.artifacts import run_label_fixes, run_labels, run_record
+from ..core.artifacts import OOF_FILE, SUMMARY_FILE, run_label_fixes, run_labels, run_record
 from ..core.io import write_csv, write_json
 from ..core.labels import GENDER_NAMES, MASK_NAMES, AgeThresholds, Mask, class_names, head_probabilities
 from ..core.tables import PROB_COLUMNS, TableError, probs_of, read_oof
@@ -268,7 +268,7 @@ def noise_report(
     ``label_fixes`` names others) with ``run_dir``'s out-of-fold predictions; write the ranked suspects."""
     started = time.perf_counter()
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    oof_path = run_dir / "oof.csv"
+    oof_path = run_dir / OOF_FILE
     try:
         oof = read_oof(oof_path)
     except TableError as err:
@@ -308,7 +308,7 @@ def noise_report(
     if len(suspects):
         _contact_sheet(suspects, out_dir / "noise.png", sheet_size)
     summary["wall_seconds"] = round(time.perf_counter() - started, 2)
-    write_json(out_dir / "summary.json", summary)
+    write_json(out_dir / SUMMARY_FILE, summary)
     return summary
 
 

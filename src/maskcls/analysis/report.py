@@ -28,7 +28,14 @@ import yaml
 
 from ..core.artifacts import (
     CALIBRATION_FILE,
+    COMBINE_FILE,
+    CONFIG_FILE,
+    ENSEMBLE_FILE,
+    FOLD_METRICS_FILE,
+    OOF_FILE,
+    SUMMARY_FILE,
     directory_kind,
+    fold_dir,
     kfold_run_of,
     run_label_fixes,
     run_labels,
@@ -164,7 +171,7 @@ def evaluation_report(
             tmp / "worst_predictions.csv",
             pd.concat(worst.values(), ignore_index=True).drop(columns=["path"], errors="ignore"),
         )
-        write_json(tmp / "calibration.json", calibration.scores())
+        write_json(tmp / CALIBRATION_FILE, calibration.scores())
         if judged.member_scores is not None:
             write_csv(tmp / "members.csv", judged.member_scores)
         headline["wall_seconds"] = round(time.perf_counter() - started, 2)
@@ -182,7 +189,7 @@ def _judged(run_dir: Path, data_dir: str | Path | None, batch_size: int, progres
     member_scores = None
     if data_dir is None:
         try:
-            table = read_oof(run_dir / "oof.csv")
+            table = read_oof(run_dir / OOF_FILE)
         except TableError as err:
             raise ReportError(
                 f"{err}: the report needs 18-class predictions (for a single-head run, report on the combined directory)"
@@ -191,12 +198,12 @@ def _judged(run_dir: Path, data_dir: str | Path | None, batch_size: int, progres
         if manifest is not None:
             table = table.merge(manifest.drop(columns=["label", "person_id"]), on="image_id", how="left")
             if table["path"].isna().any():
-                note = f"{int(table['path'].isna().sum())} photos of oof.csv are not in the training folder any more; they are shown without photos"
-        source = f"out-of-fold predictions ({run_dir / 'oof.csv'})"
+                note = f"{int(table['path'].isna().sum())} photos of {OOF_FILE} are not in the training folder any more; they are shown without photos"
+        source = f"out-of-fold predictions ({run_dir / '{OOF_FILE}'})"
         if kind == "ensemble":
             member_scores = _member_scores_oof(run_dir)
         elif kind == "combination":
-            summary = json.loads((run_dir / "summary.json").read_text())
+            summary = json.loads((run_dir / SUMMARY_FILE).read_text())
             member_scores = pd.DataFrame(
                 [{"member": run, **score} for run, score in summary.get("source_scores", {}).items()]
             )
@@ -255,14 +262,14 @@ def _predict_labelled(
 def _member_scores_oof(run_dir: Path) -> pd.DataFrame:
     from ..ensemble.build import read_members
 
-    recipe = json.loads((run_dir / "ensemble.json").read_text())
+    recipe = json.loads((run_dir / ENSEMBLE_FILE).read_text())
     members = read_members([entry["path"] for entry in recipe["members"]], with_test=False)
     labels = members.oof["label"].to_numpy(dtype=np.int64)
     rows = [
         {"member": str(path), **classification_metrics(labels, probs)}
         for path, probs in zip(members.directories, members.oof_probs, strict=False)
     ]
-    own = read_oof(run_dir / "oof.csv").set_index("image_id").loc[members.oof["image_id"]]
+    own = read_oof(run_dir / OOF_FILE).set_index("image_id").loc[members.oof["image_id"]]
     rows.append({"member": "ensemble (honest OOF)", **classification_metrics(labels, probs_of(own))})
     return pd.DataFrame(rows)
 
@@ -277,7 +284,7 @@ def _calibration(run_dir: Path, judged: Judged, labels: np.ndarray, probs: np.nd
     else:
         from ..core.metrics import fit_temperature
 
-        oof = read_oof(run_dir / "oof.csv")
+        oof = read_oof(run_dir / OOF_FILE)
         temperature = fit_temperature(probs_of(oof), oof["label"].to_numpy(dtype=np.int64))
     return calibration_report(probs, labels, temperature=temperature)
 
@@ -286,14 +293,14 @@ def training_history(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | 
     """A run's ``metrics.csv`` (per fold and epoch), and the learning rate per fold and optimiser step from each fold's
     Lightning CSV log (None where none was logged); None for a directory without ``metrics.csv``."""
     run_dir = Path(run_dir)
-    path = run_dir / "metrics.csv"
+    path = run_dir / FOLD_METRICS_FILE
     if not path.is_file():
         return None
     metrics = pd.read_csv(path)
     frames = []
     for fold in sorted(metrics["fold"].unique()):
-        csv_dir = run_dir / f"fold_{fold}" / "csv"
-        parts = sorted(csv_dir.glob("metrics.part*.csv")) + [csv_dir / "metrics.csv"]
+        csv_dir = fold_dir(run_dir, fold) / "csv"
+        parts = sorted(csv_dir.glob("metrics.part*.csv")) + [csv_dir / FOLD_METRICS_FILE]
         for part in (p for p in parts if p.is_file()):
             logged = pd.read_csv(part)
             lr_columns = [c for c in logged.columns if c.startswith("lr-")]
@@ -379,7 +386,7 @@ def _sections(
             + (
                 "an ensemble or a combination trains nothing itself."
                 if judged.kind != "run"
-                else "this report judges predictions on another folder, or the run has no metrics.csv."
+                else f"this report judges predictions on another folder, or the run has no {FOLD_METRICS_FILE}."
             )
             + "</p>"
         )
@@ -429,7 +436,7 @@ def _sections(
 def _recipe_html(run_dir: Path, judged: Judged) -> str:
     facts: dict[str, str] = {"directory": str(run_dir.resolve()), "kind": judged.kind, "judged": judged.source}
     if judged.kind == "run":
-        config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
+        config = yaml.safe_load((run_dir / CONFIG_FILE).read_text()) if (run_dir / CONFIG_FILE).is_file() else {}
         picks = {
             "model": ("model", "name"),
             "head": ("model", "head"),
@@ -449,7 +456,7 @@ def _recipe_html(run_dir: Path, judged: Judged) -> str:
             if key in config.get(section, {}):
                 facts[label] = str(config[section][key])
     elif judged.kind == "ensemble":
-        recipe = json.loads((run_dir / "ensemble.json").read_text())
+        recipe = json.loads((run_dir / ENSEMBLE_FILE).read_text())
         facts.update(
             {"method": recipe["method"], "members": ", ".join(Path(m["path"]).name for m in recipe["members"])}
         )
@@ -458,7 +465,7 @@ def _recipe_html(run_dir: Path, judged: Judged) -> str:
         if recipe.get("weights") is not None:  # a vote's (equal for a soft vote)
             facts["weights"] = ", ".join(f"{weight:.3f}" for weight in recipe["weights"])
     else:
-        recipe = json.loads((run_dir / "combine.json").read_text())
+        recipe = json.loads((run_dir / COMBINE_FILE).read_text())
         facts.update({f"{head} from": run for head, run in recipe["sources"].items()})
         facts["age cuts"] = str(recipe.get("age_cuts"))
     record = run_record(run_dir)
@@ -472,9 +479,9 @@ def _recipe_html(run_dir: Path, judged: Judged) -> str:
     if record.get("label_fixes"):
         fixes = record["label_fixes"]
         facts["label fixes"] = (
-            f"{fixes['path']} ({fixes['rows']} rows, sha256 {fixes['sha256'][:12]}; kept as {kfold_run_of(run_dir) / 'label_fixes.csv'})"
+            f"{fixes['path']} ({fixes['rows']} rows, sha256 {fixes['sha256'][:12]}; kept as {kfold_run_of(run_dir) / '{LABEL_FIXES_FILE}'})"
         )
-    summary_path = run_dir / "summary.json"
+    summary_path = run_dir / SUMMARY_FILE
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text())
         if "wall_seconds" in summary:  # an ensemble's is the time to fit and write it, not its members' training

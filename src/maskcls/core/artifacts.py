@@ -122,17 +122,17 @@ def kfold_runs(directory: str | Path) -> list[Path]:
     return list(dict.fromkeys(nested))
 
 
-def kfold_run_of(directory: str | Path) -> Path:
-    """The first k-fold run behind ``directory`` (itself for a run; an ensemble's first member; a combination's age
-    source, whose thresholds decide the age groups; a solve's final combination's)."""
+def kfold_run_of(directory: str | Path, head: str = "age") -> Path:
+    """The first k-fold run behind ``directory``: itself for a run, an ensemble's first member's, a solve's final
+    combination's, and a combination's ``head`` source's (by default age, whose thresholds decide the age groups)."""
     directory = Path(directory)
     kind = directory_kind(directory)
     if kind == "ensemble":
-        return kfold_run_of(ensemble_members(directory)[0])
+        return kfold_run_of(ensemble_members(directory)[0], head)
     if kind == "combination":
-        return kfold_run_of(combination_sources(directory)["age"])
+        return kfold_run_of(combination_sources(directory)[head], head)
     if kind == "solve":
-        return kfold_run_of(solve_final(directory))
+        return kfold_run_of(solve_final(directory), head)
     return directory
 
 

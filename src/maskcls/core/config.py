@@ -1,4 +1,4 @@
-"""Typed recipes: YAML files in ``configs/`` plus dotted ``--set key=value`` overrides.
+"""Typed recipes: YAML files (shipped ones in ``maskcls/recipes/``) plus dotted ``--set key=value`` overrides.
 
 Validated once, at the door: an unknown key is rejected with the nearest valid one, a bad value
 with the key and the reason. Everything downstream trusts the ``Config`` it gets.
@@ -259,10 +259,34 @@ class Config(_Section):
         return self.model_dump(mode="json")
 
 
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def recipe_names() -> list[str]:
+    """The recipes shipped with the package (``maskcls/recipes/*.yaml``), by name."""
+    return sorted(path.stem for path in RECIPES_DIR.glob("*.yaml"))
+
+
+def resolve_recipe(path_or_name: str | Path) -> Path:
+    """A recipe file: an existing path as given, else a shipped recipe by name (``lite0_baseline``, with or
+    without ``.yaml``; ``configs/lite0_baseline.yaml`` from older docs finds it too)."""
+    path = Path(path_or_name)
+    if path.is_file():
+        return path
+    shipped = RECIPES_DIR / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+    if shipped.is_file() and (len(path.parts) == 1 or path.parent.name == "configs"):
+        return shipped
+    close = difflib.get_close_matches(path.stem, recipe_names(), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; shipped recipes: {', '.join(recipe_names())}"
+    raise ConfigError(f"config file not found: {path} (neither a file nor a shipped recipe name{hint})")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a YAML recipe (or the default one when ``path`` is None) and apply ``key=value`` overrides."""
+    """Read a YAML recipe (a file, or a shipped recipe by name; the defaults when ``path`` is None) and apply
+    ``key=value`` overrides."""
     data: dict[str, Any] = {}
     if path is not None:
+        path = resolve_recipe(path)
         data = read_yaml(path, "config file") or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(data).__name__}")

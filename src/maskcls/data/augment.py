@@ -10,7 +10,7 @@ resizes and mirrors every photo at once), with torchvision's parameter distribut
 their statistics against torchvision's per-photo transforms. Blur and cutout come from kornia.
 
 Three robustness augmentations imitate photos in the wild (off by default, on in
-``configs/wild.yaml``): motion blur (kornia), down-scaling then up-scaling to a random smaller size
+the ``wild`` recipe): motion blur (kornia), down-scaling then up-scaling to a random smaller size
 (small faces cut from crowd photos), and JPEG re-compression at a random quality (kornia's
 differentiable JPEG).
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.artifacts import FOLDS_FILE
 from .layout import DataError
 
 
@@ -16,7 +17,7 @@ def folds_from_file(manifest: pd.DataFrame, folds_csv: str | Path, n_folds: int)
 
     folds_csv = Path(folds_csv)
     if not folds_csv.is_file():
-        raise DataError(f"cv.folds_file: {folds_csv} not found (a run's folds.csv)")
+        raise DataError(f"cv.folds_file: {folds_csv} not found (a run's {FOLDS_FILE})")
     table = pd.read_csv(folds_csv, dtype={"person_id": str})
     if not {"person_id", "fold"} <= set(table.columns):
         raise DataError(f"cv.folds_file: {folds_csv} needs the columns person_id and fold")

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.artifacts import SKIPPED_FILE
 from ..core.labels import GENDER_BY_NAME, STEM_TO_MASK, AgeThresholds, decode, encode
 
 TRAIN_COLUMNS = ("id", "gender", "race", "age", "path")
@@ -47,12 +48,12 @@ class DataError(ValueError):
         super().__init__("\n".join(lines))
 
 
-def skip_hint(listed_in: str = "skipped.csv") -> str:
+def skip_hint(listed_in: str = SKIPPED_FILE) -> str:
     """What to do about bad photos, naming the file the skipped ones are listed in."""
     return f"Fix these files, or pass --on-bad-image skip to leave them out (they are then listed in {listed_in})."
 
 
-SKIP_HINT = skip_hint("skipped.csv")
+SKIP_HINT = skip_hint(SKIPPED_FILE)
 
 
 def read_train(

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.artifacts import ENSEMBLE_FILE, OOF_FILE, SUBMISSION_FILE, SUMMARY_FILE, TEST_PROBS_FILE
 from ..core.crossfit import cross_fit
 from ..core.io import atomic_dir, write_csv, write_json
 from ..core.labels import NUM_CLASSES
@@ -33,7 +34,6 @@ from .thresholds import apply_class_scales, class_scale_report
 from .voting import WEIGHT_OBJECTIVES, WeightedVote, hard_vote, soft_vote
 
 METHODS = ("soft", "hard", "weighted", "stack")
-ENSEMBLE_FILE = "ensemble.json"
 FORMAT_VERSION = 1
 _RECIPE_KEYS = ("members", "weights", "learner", "head_features", "class_scales", "fallback_class", "seed")
 
@@ -175,23 +175,23 @@ def build_ensemble(
         ensemble.class_scales = np.asarray(report["scales"])
         summary["threshold_adjusted"] = {
             **report,
-            "used_for": "submission.csv only; oof.csv and test_probs.csv are unadjusted",
+            "used_for": f"{SUBMISSION_FILE} only; {OOF_FILE} and {TEST_PROBS_FILE} are unadjusted",
         }
 
     with atomic_dir(out_dir) as tmp:
-        write_csv(tmp / "oof.csv", with_probs(tables.oof, oof_probs))
+        write_csv(tmp / OOF_FILE, with_probs(tables.oof, oof_probs))
         if tables.test_probs is not None:
             test_probs = ensemble.combine(tables.test_probs)
             test_table = with_probs(pd.DataFrame({"image_id": tables.test_ids}), test_probs).assign(
                 entropy=predictive_entropy(test_probs), disagreement=disagreement(tables.test_probs)
             )
-            write_csv(tmp / "test_probs.csv", test_table)
+            write_csv(tmp / TEST_PROBS_FILE, test_table)
             write_csv(
-                tmp / "submission.csv",
+                tmp / SUBMISSION_FILE,
                 pd.DataFrame({"ImageID": tables.test_ids, "ans": ensemble.answers(tables.test_probs)}),
             )
         summary["wall_seconds"] = round(time.perf_counter() - started, 1)
-        write_json(tmp / "summary.json", summary)
+        write_json(tmp / SUMMARY_FILE, summary)
         write_json(tmp / ENSEMBLE_FILE, _recipe(ensemble, tables, weight_objective, cv_splits))
     return summary
 
@@ -227,11 +227,13 @@ def load_ensemble(out_dir: str | Path) -> Ensemble:
     )
     if ensemble.method == "stack":
         for entry in recipe["members"]:
-            oof_path = Path(entry["path"]) / "oof.csv"
+            oof_path = Path(entry["path"]) / OOF_FILE
             if not oof_path.is_file():
-                raise EnsembleError(f"{oof_path} is missing: a stack ensemble is refitted from its members' oof.csv")
+                raise EnsembleError(f"{oof_path} is missing: a stack ensemble is refitted from its members' {OOF_FILE}")
             if _sha256(oof_path) != entry["oof_sha256"]:
-                raise EnsembleError(f"{entry['path']}/oof.csv changed since {out_dir} was built; rebuild the ensemble")
+                raise EnsembleError(
+                    f"{entry['path']}/{OOF_FILE} changed since {out_dir} was built; rebuild the ensemble"
+                )
         tables = read_members(members, with_test=False)
         labels = tables.oof["label"].to_numpy(dtype=np.int64)
         ensemble.stacker = Stacker(ensemble.learner, ensemble.head_features, ensemble.seed).fit(
@@ -248,23 +250,23 @@ def read_members(run_dirs: Sequence[str | Path], with_test: bool = True) -> Memb
     repeated = [str(d) for d in directories if directories.count(d) > 1]
     if repeated:
         raise EnsembleError(f"member {repeated[0]} is listed more than once")
-    oofs = [_read(read_oof, d / "oof.csv") for d in directories]
+    oofs = [_read(read_oof, d / OOF_FILE) for d in directories]
     reference = oofs[0].reset_index(drop=True)
     oof_probs = [probs_of(reference)]
     for directory, oof in zip(directories[1:], oofs[1:], strict=False):
-        aligned = _align(oof, reference["image_id"], directory / "oof.csv", directories[0] / "oof.csv")
+        aligned = _align(oof, reference["image_id"], directory / OOF_FILE, directories[0] / OOF_FILE)
         for column in ("label", "person_id"):
             differs = np.flatnonzero(aligned[column].to_numpy() != reference[column].to_numpy())
             if differs.size:
                 row = differs[0]
                 raise EnsembleError(
-                    f"{directory}/oof.csv disagrees with {directories[0]}/oof.csv on {column} for {differs.size} image(s), "
+                    f"{directory}/{OOF_FILE} disagrees with {directories[0]}/{OOF_FILE} on {column} for {differs.size} image(s), "
                     f"e.g. '{reference['image_id'][row]}': {aligned[column][row]} vs {reference[column][row]}"
                 )
         oof_probs.append(probs_of(aligned))
     for directory, probs in zip(directories, oof_probs, strict=False):
         if not np.all(np.isfinite(probs)):
-            raise EnsembleError(f"{directory}/oof.csv has missing or infinite probabilities")
+            raise EnsembleError(f"{directory}/{OOF_FILE} has missing or infinite probabilities")
     tables = MemberTables(directories, reference[["image_id", "person_id", "fold", "label"]], np.stack(oof_probs))
     if with_test:
         _attach_tests(tables)
@@ -272,17 +274,19 @@ def read_members(run_dirs: Sequence[str | Path], with_test: bool = True) -> Memb
 
 
 def _attach_tests(tables: MemberTables) -> None:
-    lacking = [str(d) for d in tables.directories if not (d / "test_probs.csv").is_file()]
+    lacking = [str(d) for d in tables.directories if not (d / TEST_PROBS_FILE).is_file()]
     if lacking:
-        tables.test_note = f"no test_probs.csv in {', '.join(lacking)}: no test_probs.csv or submission.csv written"
+        tables.test_note = (
+            f"no {TEST_PROBS_FILE} in {', '.join(lacking)}: no {TEST_PROBS_FILE} or {SUBMISSION_FILE} written"
+        )
         return
-    first = _read(read_test_probs, tables.directories[0] / "test_probs.csv")
+    first = _read(read_test_probs, tables.directories[0] / TEST_PROBS_FILE)
     test_probs = [probs_of(first)]
     for directory in tables.directories[1:]:
-        table = _read(read_test_probs, directory / "test_probs.csv")
+        table = _read(read_test_probs, directory / TEST_PROBS_FILE)
         test_probs.append(
             probs_of(
-                _align(table, first["image_id"], directory / "test_probs.csv", tables.directories[0] / "test_probs.csv")
+                _align(table, first["image_id"], directory / TEST_PROBS_FILE, tables.directories[0] / TEST_PROBS_FILE)
             )
         )
     tables.test_ids = first["image_id"].reset_index(drop=True)
@@ -358,7 +362,7 @@ def _recipe(ensemble: Ensemble, tables: MemberTables, weight_objective: str, cv_
     return {
         "format": FORMAT_VERSION,
         "method": ensemble.method,
-        "members": [{"path": str(d), "oof_sha256": _sha256(d / "oof.csv")} for d in tables.directories],
+        "members": [{"path": str(d), "oof_sha256": _sha256(d / OOF_FILE)} for d in tables.directories],
         "weights": None if ensemble.weights is None else ensemble.weights.tolist(),
         "learner": ensemble.learner if ensemble.method == "stack" else None,
         "head_features": ensemble.head_features if ensemble.method == "stack" else None,

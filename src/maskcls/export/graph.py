@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.artifacts import RunError
+from ..core.artifacts import COMBINE_FILE, ENSEMBLE_FILE, MODEL_WEIGHTS_FILE, RunError, fold_dir
 from ..core.config import AugmentConfig, DataConfig
 from ..core.labels import GENDER_NAMES, MASK_NAMES, class_names
 from ..core.tta import tta_views
@@ -110,7 +110,7 @@ def build_graph(
 def load_trained_run(run_dir: str | Path) -> TrainedRun:
     """A k-fold run whose models predict the 18 classes; anything else is refused with the reason."""
     run_dir = Path(run_dir)
-    for marker, kind in (("ensemble.json", "an ensemble"), ("combine.json", "a combination of runs")):
+    for marker, kind in ((ENSEMBLE_FILE, "an ensemble"), (COMBINE_FILE, "a combination of runs")):
         if (run_dir / marker).is_file():
             raise RunError(
                 f"{run_dir} is {kind}; export its k-fold member runs one by one (ensembles and combinations are not exported)"
@@ -143,7 +143,7 @@ def _weights_digest(run_dir: Path, folds: list[int], tta: str, merge: str) -> st
     """A short fingerprint of the weights and the TTA set: the same model gets the same id, served from torch or ONNX."""
     digest = hashlib.sha256(f"{tta}|{merge}|{folds}".encode())
     for fold in folds:
-        with open(run_dir / f"fold_{fold}" / "model.safetensors", "rb") as handle:
+        with open(fold_dir(run_dir, fold) / MODEL_WEIGHTS_FILE, "rb") as handle:
             while block := handle.read(1 << 24):
                 digest.update(block)
     return digest.hexdigest()[:12]

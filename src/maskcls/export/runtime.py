@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.artifacts import PREDICT_SKIPPED_FILE
 from ..core.metrics import disagreement
 from ..core.progress import track
 from ..core.tables import PROB_COLUMNS
@@ -20,7 +21,7 @@ from ..data.cache import build_cache, default_cache_root
 from ..data.images import ImageLimits
 from ..data.layout import DataError, read_eval, skip_hint
 from ..ensemble.person_consistency import read_groups
-from ..inference.outputs import PREDICT_SKIPPED, Prediction, argmax_or, file_rows, fill_rows, write_eval_predictions
+from ..inference.outputs import Prediction, argmax_or, file_rows, fill_rows, write_eval_predictions
 from .metadata import INPUT_NAME, OUTPUT_NAMES, ExportedModelError, ExportMetadata, parse_metadata
 
 
@@ -126,7 +127,7 @@ def predict_eval_onnx(
         raise DataError(
             f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.",
             problems,
-            skip_hint(PREDICT_SKIPPED),
+            skip_hint(PREDICT_SKIPPED_FILE),
         )
     groups = (
         read_groups(persons, info["image_id"]) if persons is not None else None

@@ -12,14 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.artifacts import PREDICT_FILE, PREDICT_SKIPPED_FILE, SUBMISSION_FILE, TEST_PROBS_FILE
 from ..core.io import write_csv, write_json
 from ..core.labels import GENDER_NAMES, MASK_NAMES, decode
 from ..core.metrics import predictive_entropy
 from ..core.tables import PROB_COLUMNS
 from ..data.layout import DataError, Problem, skip_hint, union_problems
 from ..ensemble.person_consistency import person_consistent_table
-
-PREDICT_SKIPPED = "predict_skipped.csv"
 
 
 @dataclass
@@ -58,7 +57,7 @@ def write_eval_predictions(
         raise DataError(
             f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.",
             problems,
-            skip_hint(PREDICT_SKIPPED),
+            skip_hint(PREDICT_SKIPPED_FILE),
         )
     test_probs = pd.concat([info[["image_id"]], pd.DataFrame(prediction.probs, columns=PROB_COLUMNS)], axis=1)
     test_probs["entropy"] = predictive_entropy(prediction.probs)
@@ -70,9 +69,9 @@ def write_eval_predictions(
         test_probs, submission["ans"] = person_consistent_table(
             test_probs, submission["ans"].to_numpy(), groups, group_size
         )
-    write_csv(out_dir / "test_probs.csv", test_probs)
-    write_csv(out_dir / "submission.csv", submission)
-    skipped = out_dir / PREDICT_SKIPPED
+    write_csv(out_dir / TEST_PROBS_FILE, test_probs)
+    write_csv(out_dir / SUBMISSION_FILE, submission)
+    skipped = out_dir / PREDICT_SKIPPED_FILE
     if problems:
         write_csv(skipped, pd.DataFrame([{"file": p.file, "reason": p.reason} for p in problems]))
     else:
@@ -84,7 +83,7 @@ def write_eval_predictions(
             "no_face": int((test_probs["face_found"] == 0).sum()),
         }
     write_json(
-        out_dir / "predict.json",
+        out_dir / PREDICT_FILE,
         {
             "data": str(Path(eval_dir).resolve()),
             **record,

@@ -16,7 +16,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.artifacts import RunError, check_trained_dir, stored_temperature
+from ..core.artifacts import (
+    COMBINE_FILE,
+    ENSEMBLE_FILE,
+    MODEL_META_FILE,
+    OOF_FILE,
+    PREDICT_SKIPPED_FILE,
+    SUMMARY_FILE,
+    RunError,
+    check_trained_dir,
+    fold_dir,
+    kfold_runs,
+    stored_temperature,
+)
 from ..core.config import DataConfig, LabelsConfig
 from ..core.metrics import apply_temperature, disagreement
 from ..core.progress import RunProgress
@@ -29,7 +41,7 @@ from ..engine.predictor import predict_outputs
 from ..ensemble.person_consistency import read_groups
 from ..models.artifact import ModelFileError, load_model
 from ..models.factory import MaskNet
-from .outputs import PREDICT_SKIPPED, Prediction, argmax_or, file_rows, fill_rows, write_eval_predictions
+from .outputs import Prediction, argmax_or, file_rows, fill_rows, write_eval_predictions
 
 
 @dataclass
@@ -59,7 +71,7 @@ def load_run(run_dir: str | Path) -> TrainedRun:
     """The fold models of a finished run, checked to be complete and consistent with each other."""
     run_dir = Path(run_dir)
     check_trained_dir(run_dir)
-    summary_path = run_dir / "summary.json"
+    summary_path = run_dir / SUMMARY_FILE
     summary = json.loads(summary_path.read_text())
     folds = [entry["fold"] for entry in summary.get("folds", [])]
     if not folds:
@@ -67,7 +79,7 @@ def load_run(run_dir: str | Path) -> TrainedRun:
     models, metas = [], []
     for fold in folds:
         try:
-            model, meta = load_model(run_dir / f"fold_{fold}")
+            model, meta = load_model(fold_dir(run_dir, fold))
         except ModelFileError as err:
             raise RunError(f"{run_dir} is incomplete: {err}") from None
         models.append(model)
@@ -76,9 +88,9 @@ def load_run(run_dir: str | Path) -> TrainedRun:
         for key in ("data", "labels", "task"):
             if _setting(meta, key) != _setting(metas[0], key):
                 raise RunError(
-                    f"{run_dir} is inconsistent: fold_{fold}/model.json has {key}={meta.get(key)}, fold_{folds[0]} has {metas[0].get(key)}"
+                    f"{run_dir} is inconsistent: fold_{fold}/{MODEL_META_FILE} has {key}={meta.get(key)}, fold_{folds[0]} has {metas[0].get(key)}"
                 )
-    oof_path = run_dir / "oof.csv"
+    oof_path = run_dir / OOF_FILE
     fallback = int(pd.read_csv(oof_path, usecols=["label"])["label"].mode()[0]) if oof_path.is_file() else 0
     return TrainedRun(run_dir, models, metas[0], fallback, folds)
 
@@ -97,22 +109,10 @@ def _setting(meta: dict, key: str):
 def prediction_plan(run_dir: str | Path, title: str, enabled: bool = True) -> RunProgress:
     """One stage per k-fold run behind ``run_dir`` (ensemble members, combined runs), one unit per fold model."""
 
-    def runs(directory: Path) -> list[Path]:
-        if (directory / "ensemble.json").is_file():
-            return [
-                run
-                for member in json.loads((directory / "ensemble.json").read_text())["members"]
-                for run in runs(Path(member["path"]))
-            ]
-        if (directory / "combine.json").is_file():
-            sources = json.loads((directory / "combine.json").read_text())["sources"]
-            return [run for source in dict.fromkeys(sources.values()) for run in runs(Path(source))]
-        return [directory]
-
     check_trained_dir(Path(run_dir))
     stages = []
-    for run in runs(Path(run_dir)):
-        summary = run / "summary.json"
+    for run in kfold_runs(run_dir):
+        summary = run / SUMMARY_FILE
         stages.append((str(run), len(json.loads(summary.read_text()).get("folds", [])) if summary.is_file() else 1))
     return RunProgress(title, stages, unit="model", enabled=enabled)
 
@@ -144,7 +144,7 @@ def predict_table(
         progress=progress,
         plan=plan,
     )
-    if (run_dir / "ensemble.json").is_file():
+    if (run_dir / ENSEMBLE_FILE).is_file():
         from ..ensemble.build import load_ensemble
 
         ensemble = load_ensemble(run_dir)
@@ -157,7 +157,7 @@ def predict_table(
         return Prediction(
             probs, ensemble.answers(member_probs), {"disagreement": spread}, union_problems(m.problems for m in members)
         )
-    if (run_dir / "combine.json").is_file():
+    if (run_dir / COMBINE_FILE).is_file():
         from ..training.combine import load_combination
 
         combination = load_combination(run_dir)
@@ -255,7 +255,7 @@ def predict_eval(
     plan = prediction_plan(run_dir, f"predict {eval_dir}", enabled=progress)
     out_dir = Path(out_dir) if out_dir else run_dir
     info, problems = read_eval(eval_dir)
-    hint = skip_hint(PREDICT_SKIPPED)
+    hint = skip_hint(PREDICT_SKIPPED_FILE)
     if problems and on_bad_image == "fail":
         raise DataError(f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.", problems, hint)
     temperature = stored_temperature(run_dir) if calibrate else None  # a missing calibration fails before predicting

@@ -12,13 +12,14 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
+from ..core.artifacts import MODEL_META_FILE, MODEL_WEIGHTS_FILE
 from ..core.config import Config, DataConfig, LabelsConfig, ModelConfig
 from ..core.io import atomic_path, write_json
 from .factory import MaskNet, create_model
 
 FORMAT = "maskcls-model/1"
-WEIGHTS_FILE = "model.safetensors"
-META_FILE = "model.json"
+WEIGHTS_FILE = MODEL_WEIGHTS_FILE
+META_FILE = MODEL_META_FILE
 FACE_CROP_KEYS = (
     "face_crop",
     "face_margin",

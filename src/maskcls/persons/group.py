@@ -29,6 +29,14 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist, pdist
 from sklearn.metrics.cluster import contingency_matrix
 
+from ..core.artifacts import (
+    OOF_FILE,
+    RUN_FILE,
+    TEST_PROBS_FILE,
+    RunError,
+    kfold_run_of,
+    predicted_for,
+)
 from ..core.io import write_csv, write_json
 from ..core.labels import Mask, head_probabilities
 from ..core.tables import PROB_COLUMNS
@@ -165,7 +173,10 @@ def choose_threshold(
     thresholds = np.unique(np.quantile(heights, np.linspace(0, 1, candidates + 1)))
     thresholds = np.append(thresholds, thresholds[-1] * 1.01)  # above every merge: everything in one group
     counts = np.stack(
-        [[_pair_counts(p, cut_tree(tree, t, len(p))) for t in thresholds] for tree, p in zip(trees, persons, strict=False)]
+        [
+            [_pair_counts(p, cut_tree(tree, t, len(p))) for t in thresholds]
+            for tree, p in zip(trees, persons, strict=False)
+        ]
     )  # chunks x t x 3
 
     def best(pooled: np.ndarray) -> float:
@@ -200,7 +211,9 @@ def group_chunks(
     rows_of = [np.flatnonzero(chunks == chunk) for chunk in chunk_ids]
     embeddings = [embed({name: block[rows] for name, block in blocks.items()}, weights) for rows in rows_of]
     if group_size:
-        chunk_groups = [structured_groups(x, mask_probs[rows], group_size) for x, rows in zip(embeddings, rows_of, strict=False)]
+        chunk_groups = [
+            structured_groups(x, mask_probs[rows], group_size) for x, rows in zip(embeddings, rows_of, strict=False)
+        ]
         chosen, held_out = None, [None] * len(rows_of)
     else:
         trees = [cluster_tree(x) for x in embeddings]
@@ -246,9 +259,9 @@ def group_photos(
         raise GroupsError(
             "--group-size needs --run: the run's mask probabilities pick each group's normal and incorrect_mask photo"
         )
-    kfold_dir = kfold_run_behind(run_dir) if run_dir is not None else None
+    kfold_dir = _kfold_run_behind(run_dir) if run_dir is not None else None
     if train_dir is None and kfold_dir is not None:
-        train_dir = json.loads((kfold_dir / "run.json").read_text())["data"]
+        train_dir = json.loads((kfold_dir / RUN_FILE).read_text())["data"]
     if train_dir is None and threshold is None:
         raise GroupsError(
             "give --train TRAIN_DIR (or --run, whose training photos are used) to choose the threshold and measure the grouping, or --threshold"
@@ -322,7 +335,7 @@ def group_photos(
         "unreadable": [{"file": p.file, "reason": p.reason} for p in union_problems([problems, image_problems])],
     }
     if run_dir is not None and train_groups is not None:
-        report["oof_consistency"] = oof_consistency(Path(run_dir) / "oof.csv", train_groups, group_size)
+        report["oof_consistency"] = oof_consistency(Path(run_dir) / OOF_FILE, train_groups, group_size)
     report["wall_seconds"] = round(time.perf_counter() - started, 1)
     write_json(out_csv.parent / "groups.json", report)
     return report
@@ -338,20 +351,6 @@ def oof_consistency(oof_csv: Path, train_groups: pd.DataFrame, group_size: int |
     return consistency_scores(oof, groups, group_size)
 
 
-def kfold_run_behind(run_dir: str | Path) -> Path:
-    """The first k-fold run behind a run, ensemble or combination directory (where run.json and the folds are)."""
-    run_dir = Path(run_dir)
-    if (run_dir / "ensemble.json").is_file():
-        return kfold_run_behind(json.loads((run_dir / "ensemble.json").read_text())["members"][0]["path"])
-    if (run_dir / "combine.json").is_file():
-        return kfold_run_behind(json.loads((run_dir / "combine.json").read_text())["sources"]["mask"])
-    if not (run_dir / "run.json").is_file():
-        from ..core.artifacts import RunError
-
-        raise RunError(f"{run_dir} is not a finished run, ensemble or combination (no run.json)")
-    return run_dir
-
-
 def _training_photos(train_dir: Path, run_dir: Path | None, eval_photos: int) -> tuple[pd.DataFrame, str]:
     """Training photos with person, chunk (and with a run: mask probabilities m0..m2 and the fold model's index)."""
     manifest, _ = read_train(train_dir)
@@ -359,14 +358,16 @@ def _training_photos(train_dir: Path, run_dir: Path | None, eval_photos: int) ->
     if run_dir is None:
         persons = manifest["person_id"].unique()
         chunks = max(2, round(len(manifest) / max(eval_photos, 1)))
-        chunk_of = dict(zip(np.random.default_rng(0).permutation(persons), np.arange(len(persons)) % chunks, strict=False))
+        chunk_of = dict(
+            zip(np.random.default_rng(0).permutation(persons), np.arange(len(persons)) % chunks, strict=False)
+        )
         return manifest.assign(
             chunk=manifest["person_id"].map(chunk_of)
         ), f"{chunks} random person-level chunks of about the eval set's size"
-    oof = pd.read_csv(run_dir / "oof.csv", dtype={"image_id": str, "person_id": str})
+    oof = pd.read_csv(run_dir / OOF_FILE, dtype={"image_id": str, "person_id": str})
     if PROB_COLUMNS[0] not in oof:
         raise GroupsError(
-            f"{run_dir}/oof.csv has no 18-class probabilities (a single-head run); group with its combined or ensemble directory"
+            f"{run_dir}/{OOF_FILE} has no 18-class probabilities (a single-head run); group with its combined or ensemble directory"
         )
     mask = head_probabilities(oof[PROB_COLUMNS].to_numpy(dtype=np.float64))["mask"]
     oof = oof[["image_id", "fold"]].assign(m0=mask[:, 0], m1=mask[:, 1], m2=mask[:, 2])
@@ -379,8 +380,8 @@ def _training_photos(train_dir: Path, run_dir: Path | None, eval_photos: int) ->
 
 def _eval_probs(run_dir: Path, photos: pd.DataFrame, eval_dir: Path, cache_dir, accelerator, progress) -> np.ndarray:
     """The run's probabilities of ``photos``: its test_probs.csv when it was made for this eval folder, else predicted now."""
-    if _predicted_for(run_dir, eval_dir.resolve()):
-        table = pd.read_csv(run_dir / "test_probs.csv", dtype={"image_id": str}).set_index("image_id")
+    if predicted_for(run_dir, eval_dir):
+        table = pd.read_csv(run_dir / TEST_PROBS_FILE, dtype={"image_id": str}).set_index("image_id")
         if set(photos["image_id"]) <= set(table.index):
             return table.loc[photos["image_id"], PROB_COLUMNS].to_numpy(dtype=np.float64)
     from ..inference.predict import predict_table
@@ -388,14 +389,9 @@ def _eval_probs(run_dir: Path, photos: pd.DataFrame, eval_dir: Path, cache_dir, 
     return predict_table(run_dir, photos, cache_dir=cache_dir, accelerator=accelerator, progress=progress).probs
 
 
-def _predicted_for(run_dir: Path, eval_dir: Path) -> bool:
-    """Whether ``run_dir/test_probs.csv`` holds predictions of ``eval_dir``: written by ``maskcls predict`` for it,
-    or an ensemble built from members that all were."""
-    if not (run_dir / "test_probs.csv").is_file():
-        return False
-    if (run_dir / "predict.json").is_file():
-        return Path(json.loads((run_dir / "predict.json").read_text())["data"]) == eval_dir
-    if (run_dir / "ensemble.json").is_file():
-        members = json.loads((run_dir / "ensemble.json").read_text())["members"]
-        return all(_predicted_for(Path(member["path"]), eval_dir) for member in members)
-    return False
+def _kfold_run_behind(run_dir: str | Path) -> Path:
+    """The k-fold run whose training photos and backbone grouping uses (a combination's mask source)."""
+    run = kfold_run_of(run_dir, head="mask")
+    if not (run / RUN_FILE).is_file():
+        raise RunError(f"{run_dir} is not a finished run, ensemble or combination (no {RUN_FILE})")
+    return run

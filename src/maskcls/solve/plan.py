@@ -42,7 +42,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 PRESETS = ("fast", "best")
-# name -> (recipe file in configs/, overrides): members, all with offline weights, strongest first.
+# name -> (recipe file in maskcls/recipes/, overrides): members, all with offline weights, strongest first.
 # CE leads: trained for 4+ epochs it beat the three-head recipe by 0.011-0.026 OOF macro F1 in every
 # comparison on utkmask18 (README, "Solve on utkmask18"); three-head led only at 3 epochs. CE with
 # other seeds comes next: CE was the only member that raised a vote led by a 128 px CE run, and three

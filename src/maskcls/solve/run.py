@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core.artifacts import RunError
-from ..core.config import Config, ConfigError, load_config
+from ..core.artifacts import PLAN_FILE, PREDICT_FILE, RUN_FILE, SUBMISSION_FILE, SUMMARY_FILE, TEST_PROBS_FILE, RunError
+from ..core.config import RECIPES_DIR, Config, ConfigError, load_config
 from ..core.io import write_csv, write_json
 from ..core.tables import read_test_probs
 from ..data.layout import SKIP_HINT, DataError, read_eval, read_train
@@ -41,8 +41,6 @@ from .calibrate import CANDIDATES, calibrate, typical_photo_size
 from .display import PlanProgress, StageClock
 from .plan import MEMBER_RECIPES, TTA_VIEWS, Plan, Stage, Workload, make_plan, replan, stage_allowance
 
-PLAN_FILE = "plan.json"
-SUMMARY_FILE = "summary.json"
 TTA = "flip"
 TOLERANCE = 0.05  # the budget is reported as kept when spent <= budget * (1 + TOLERANCE)
 PSEUDO_THRESHOLD = 0.9
@@ -80,16 +78,16 @@ class SolveSettings:
 
 
 def recipes_folder(recipes_dir: str | Path | None = None) -> Path:
-    """Where the member recipes are: ``recipes_dir``, else the ``configs/`` folder of this checkout."""
-    folder = Path(recipes_dir) if recipes_dir else Path(__file__).resolve().parents[3] / "configs"
+    """Where the member recipes are: ``recipes_dir``, else the recipes shipped with the package."""
+    folder = Path(recipes_dir) if recipes_dir else RECIPES_DIR
     missing = [name for name, _ in MEMBER_RECIPES.values() if not (folder / name).is_file()]
     if missing:
-        raise ConfigError(f"recipe {folder / missing[0]} not found; point --recipes at the project's configs/ folder")
+        raise ConfigError(f"recipe {folder / missing[0]} not found; --recipes must be a folder holding {missing[0]}")
     return folder
 
 
 def member_config(settings: SolveSettings, stage: Stage) -> Config:
-    """A member's recipe (``configs/``) with the plan's backbone, size, epochs, folds and TTA, then the user's ``--set``."""
+    """A member's recipe (shipped in ``maskcls/recipes/``) with the plan's backbone, size, epochs, folds and TTA, then the user's ``--set``."""
     file, recipe_overrides = MEMBER_RECIPES[stage.recipe]
     planned = [
         f"model.name={stage.backbone}",
@@ -257,7 +255,7 @@ def _read_layout(settings: SolveSettings) -> tuple[pd.DataFrame, Workload]:
 
 
 def _scores(directory: Path) -> dict:
-    summary = json.loads((directory / "summary.json").read_text())
+    summary = json.loads((directory / SUMMARY_FILE).read_text())
     return {key: summary[key] for key in SCORE_KEYS if key in summary}
 
 
@@ -274,8 +272,8 @@ def _train_member(context: _Context, stage: Stage, run_dir: Path, extra: Path | 
         else 0.0
     )
     clock = StageClock(context.display, stage.folds - done_folds, stage.epochs, allowance, predict_seconds)
-    if not (run_dir / "summary.json").is_file():
-        if (run_dir / "run.json").is_file():
+    if not (run_dir / SUMMARY_FILE).is_file():
+        if (run_dir / RUN_FILE).is_file():
             resume_kfold(run_dir, progress=False, callbacks=[clock])
         else:
             train_kfold(
@@ -287,7 +285,7 @@ def _train_member(context: _Context, stage: Stage, run_dir: Path, extra: Path | 
                 callbacks=[clock],
                 extra=extra,
             )
-    if not (run_dir / "predict.json").is_file():
+    if not (run_dir / PREDICT_FILE).is_file():
         predict_eval(
             run_dir,
             settings.eval_dir,
@@ -370,7 +368,7 @@ def _run_pseudo(context: _Context, stage: Stage) -> dict:
     if not pseudo_csv.is_file():
         max_per_class = max(10, context.plan.workload.eval_photos // 12)
         selected = select_pseudo_labels(
-            read_test_probs(Path(current["final"]) / "test_probs.csv"), PSEUDO_THRESHOLD, max_per_class
+            read_test_probs(Path(current["final"]) / TEST_PROBS_FILE), PSEUDO_THRESHOLD, max_per_class
         )
         selected.insert(
             1, "path", [str(Path(settings.eval_dir) / "images" / image_id) for image_id in selected["image_id"]]
@@ -436,20 +434,20 @@ def _run_persons(context: _Context, stage: Stage) -> dict:
 def _run_finish(context: _Context, stage: Stage) -> dict:
     """Top-level test_probs.csv and submission.csv from the final combination (person-consistent when kept)."""
     final = Path(context.combination()["final"])
-    test_probs = pd.read_csv(final / "test_probs.csv", dtype={"image_id": str})
-    submission = pd.read_csv(final / "submission.csv", dtype=str, keep_default_na=False)
+    test_probs = pd.read_csv(final / TEST_PROBS_FILE, dtype={"image_id": str})
+    submission = pd.read_csv(final / SUBMISSION_FILE, dtype=str, keep_default_na=False)
     persons = context.result_of("persons")
-    answers_from = f"{final}/submission.csv"
+    answers_from = f"{final}/{SUBMISSION_FILE}"
     if persons and persons.get("kept"):
         groups = read_groups(persons["groups"], test_probs["image_id"])
         test_probs, submission["ans"] = person_consistent_table(
             test_probs, submission["ans"].to_numpy(), groups, persons["group_size"]
         )
         answers_from = "person_p0..person_p17 (person-consistent)"
-    write_csv(context.out_dir / "test_probs.csv", test_probs)
-    write_csv(context.out_dir / "submission.csv", submission)
+    write_csv(context.out_dir / TEST_PROBS_FILE, test_probs)
+    write_csv(context.out_dir / SUBMISSION_FILE, submission)
     report = write_evaluation_report(final, context.out_dir / "report")
-    return {"submission": str(context.out_dir / "submission.csv"), "answers_from": answers_from, "report": report}
+    return {"submission": str(context.out_dir / SUBMISSION_FILE), "answers_from": answers_from, "report": report}
 
 
 def write_evaluation_report(final_dir: Path, out_dir: Path) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..core.artifacts import SKIPPED_FILE
 from ..core.io import write_csv
 from ..core.progress import track
 from ..data.faces import DEFAULT_DETECTOR, DEFAULT_UPSAMPLE, FaceFinder
@@ -93,7 +94,7 @@ def auto_label(
     labelled = table[table["reason"] == ""]
     skipped = table[table["reason"] != ""]
     write_csv(out_csv, labelled[list(LABEL_COLUMNS)])
-    skipped_csv = out_csv.with_name(out_csv.stem + ".skipped.csv")
+    skipped_csv = out_csv.with_name(out_csv.stem + f".{SKIPPED_FILE}")
     write_csv(skipped_csv, skipped[["path", "reason"]])
     return {
         "photos": len(table),

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.artifacts import RunError
+from ..core.artifacts import COMBINE_FILE, OOF_FILE, SUMMARY_FILE, RunError
 from ..core.config import Config
 from ..core.io import write_csv, write_json
 from ..core.labels import encode, head_probabilities, joint_from_heads
@@ -32,7 +32,6 @@ from ..core.metrics import classification_metrics, macro_f1
 from ..core.tables import HEAD_COLUMNS, PROB_COLUMNS, with_probs
 from .kfold import oof_task, task_metrics, train_kfold
 
-COMBINE_FILE = "combine.json"
 HEADS = ("mask", "gender", "age")
 SINGLE_HEADS = {"mask": "mask_classes", "gender": "gender_classes", "age": "age_classes"}
 MIDDLE_CUTS = np.arange(25.0, 35.01, 0.5)
@@ -180,8 +179,8 @@ def combine_runs(sources: dict[str, str | Path], out_dir: str | Path, seed: int 
     }
     out_dir = Path(out_dir)
     fallback = int(np.bincount(labels, minlength=18).argmax())
-    write_csv(out_dir / "oof.csv", with_probs(reference[["image_id", "person_id", "fold", "label"]], combined))
-    write_json(out_dir / "summary.json", summary)
+    write_csv(out_dir / OOF_FILE, with_probs(reference[["image_id", "person_id", "fold", "label"]], combined))
+    write_json(out_dir / SUMMARY_FILE, summary)
     write_json(
         out_dir / COMBINE_FILE,
         {"sources": summary["sources"], "age_cuts": summary["age_cuts"], "fallback_class": fallback},
@@ -203,7 +202,7 @@ def _read_aligned(runs: list[Path]) -> dict[Path, pd.DataFrame]:
     """Each run's OOF table in the first run's row order; refused unless photos and folds agree."""
     tables, reference = {}, None
     for run in runs:
-        path = run / "oof.csv"
+        path = run / OOF_FILE
         if not path.is_file():
             raise RunError(f"{path} not found: train the run first")
         table = pd.read_csv(path, dtype={"image_id": str, "person_id": str})

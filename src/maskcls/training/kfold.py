@@ -26,7 +26,22 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMon
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from .. import __version__
-from ..core.artifacts import RunError
+from ..core.artifacts import (
+    CONFIG_FILE,
+    FOLD_FILE,
+    FOLD_METRICS_FILE,
+    FOLDS_FILE,
+    LABEL_FIXES_FILE,
+    LAST_CHECKPOINT_FILE,
+    MODEL_META_FILE,
+    MODEL_WEIGHTS_FILE,
+    OOF_FILE,
+    RUN_FILE,
+    SKIPPED_FILE,
+    SUMMARY_FILE,
+    RunError,
+    fold_dir,
+)
 from ..core.config import Config, load_config
 from ..core.folds import assign_folds
 from ..core.io import copy_file, save_figure, write_csv, write_json, write_yaml
@@ -141,13 +156,13 @@ def train_kfold(
             )
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_yaml(out_dir / "config.yaml", cfg.to_dict())
+    write_yaml(out_dir / CONFIG_FILE, cfg.to_dict())
     extra = ExtraSpec.of(extra)
     run = {"data": str(Path(train_dir).resolve()), **extra.to_run(), "maskcls_version": __version__}
     if fixes is not None:
-        copy_file(fixes.path, out_dir / "label_fixes.csv")
+        copy_file(fixes.path, out_dir / LABEL_FIXES_FILE)
         run["label_fixes"] = fixes.record()
-    write_json(out_dir / "run.json", run)
+    write_json(out_dir / RUN_FILE, run)
     return _run(
         Path(train_dir),
         cfg,
@@ -156,19 +171,19 @@ def train_kfold(
         progress=progress,
         callbacks=callbacks,
         extra=extra,
-        label_fixes=out_dir / "label_fixes.csv" if fixes is not None else None,
+        label_fixes=out_dir / LABEL_FIXES_FILE if fixes is not None else None,
     )
 
 
 def resume_kfold(out_dir: str | Path, progress: bool = True, callbacks: Sequence[Callback] = ()) -> dict:
     """Continue a killed run: finished folds are kept, the interrupted one restarts from its last checkpoint."""
     out_dir = Path(out_dir)
-    for name in ("config.yaml", "run.json"):
+    for name in (CONFIG_FILE, RUN_FILE):
         if not (out_dir / name).is_file():
             raise RunError(f"cannot resume {out_dir}: {name} is missing (was it made by `maskcls train`?)")
-    cfg = load_config(out_dir / "config.yaml")
-    run = json.loads((out_dir / "run.json").read_text())
-    label_fixes = out_dir / "label_fixes.csv" if run.get("label_fixes") else None
+    cfg = load_config(out_dir / CONFIG_FILE)
+    run = json.loads((out_dir / RUN_FILE).read_text())
+    label_fixes = out_dir / LABEL_FIXES_FILE if run.get("label_fixes") else None
     return _run(
         Path(run["data"]),
         cfg,
@@ -201,7 +216,7 @@ def _run(
         unit="epoch",
         enabled=progress,
     )
-    skipped_csv = out_dir / "skipped.csv"
+    skipped_csv = out_dir / SKIPPED_FILE
     if data.problems:
         write_csv(skipped_csv, pd.DataFrame([{"file": p.file, "reason": p.reason} for p in data.problems]))
         plan.say(
@@ -216,8 +231,8 @@ def _run(
         )
     if data.extra_sources:  # where every extra photo came from, and how many the limits let in
         write_json(
-            out_dir / "run.json",
-            {**json.loads((out_dir / "run.json").read_text()), "extra_sources": data.extra_sources},
+            out_dir / RUN_FILE,
+            {**json.loads((out_dir / RUN_FILE).read_text()), "extra_sources": data.extra_sources},
         )
     labelled = (data.manifest["source"] == "train").to_numpy()
     folds = np.full(len(data.manifest), -1, dtype=np.int64)  # extra photos: training only, never validation
@@ -226,18 +241,18 @@ def _run(
     else:
         folds[labelled] = assign_folds(data.manifest[labelled], cfg.cv.folds, cfg.cv.seed)
     manifest = data.manifest.assign(fold=folds)
-    write_csv(out_dir / "folds.csv", manifest[["image_id", "person_id", "label", "fold", "source", "origin"]])
+    write_csv(out_dir / FOLDS_FILE, manifest[["image_id", "person_id", "label", "fold", "source", "origin"]])
 
     fold_results = []
     for fold in fold_numbers:
-        fold_dir = out_dir / f"fold_{fold}"
-        if resume and _fold_is_complete(fold_dir):
-            fold_results.append(json.loads((fold_dir / "fold.json").read_text()))
+        fold_path = fold_dir(out_dir, fold)
+        if resume and _fold_is_complete(fold_path):
+            fold_results.append(json.loads((fold_path / FOLD_FILE).read_text()))
             plan.skip(f"fold {fold}", "finished before the resume")
             continue
         fold_results.append(
             train_fold(
-                fold, cfg, data, manifest, fold_dir, resume=resume, progress=progress, callbacks=callbacks, plan=plan
+                fold, cfg, data, manifest, fold_path, resume=resume, progress=progress, callbacks=callbacks, plan=plan
             )
         )
 
@@ -318,7 +333,7 @@ def train_fold(
         if torch.cuda.is_available()
         else None,  # cuDNN picks the fastest kernels for the fixed input size
     )
-    last = fold_dir / "checkpoints" / "last.ckpt"
+    last = fold_dir / "checkpoints" / LAST_CHECKPOINT_FILE
     trainer.fit(
         module, datamodule=datamodule, ckpt_path=str(last) if resume and last.is_file() else None, weights_only=True
     )
@@ -353,8 +368,8 @@ def train_fold(
     }
     if trainer.is_global_zero:
         save_model(fold_dir, model, cfg, extra={"fold": fold, "val_macro_f1": scores.get("macro_f1")})
-        write_csv(fold_dir / "oof.csv", oof)
-        write_json(fold_dir / "fold.json", result)
+        write_csv(fold_dir / OOF_FILE, oof)
+        write_json(fold_dir / FOLD_FILE, result)
     if plan is not None:
         plan.finish(f"fold {fold}", f"macro F1 {scores['macro_f1']:.4f} (best epoch {result['best_epoch']})")
     return result
@@ -399,7 +414,7 @@ def task_metrics(oof: pd.DataFrame, task: str) -> dict[str, float]:
 
 
 def _fold_is_complete(fold_dir: Path) -> bool:
-    return all((fold_dir / name).is_file() for name in ("model.safetensors", "model.json", "oof.csv", "fold.json"))
+    return all((fold_dir / name).is_file() for name in (MODEL_WEIGHTS_FILE, MODEL_META_FILE, OOF_FILE, FOLD_FILE))
 
 
 def _loggers(cfg: Config, fold_dir: Path) -> list:
@@ -430,7 +445,7 @@ def _loggers(cfg: Config, fold_dir: Path) -> list:
 
 def _keep_earlier_metrics(csv_dir: Path) -> None:
     """Lightning's CSV logger deletes an existing metrics.csv; keep the killed attempt's rows as a numbered part."""
-    current = csv_dir / "metrics.csv"
+    current = csv_dir / FOLD_METRICS_FILE
     if current.is_file():
         current.rename(csv_dir / f"metrics.part{len(list(csv_dir.glob('metrics.part*.csv')))}.csv")
 
@@ -453,17 +468,17 @@ def finish_run(
     """Gather fold outputs into the run's tables, plots and summary (``skipped_images``: problems listed in ``skipped.csv``)."""
     oof = pd.concat(
         [
-            pd.read_csv(out_dir / f"fold_{r['fold']}" / "oof.csv", dtype={"image_id": str, "person_id": str})
+            pd.read_csv(fold_dir(out_dir, r["fold"]) / OOF_FILE, dtype={"image_id": str, "person_id": str})
             for r in fold_results
         ],
         ignore_index=True,
     )
-    write_csv(out_dir / "oof.csv", oof)
+    write_csv(out_dir / OOF_FILE, oof)
     task = oof_task(oof)
     scores = task_metrics(oof, task)
     metrics = _epoch_metrics(out_dir, [r["fold"] for r in fold_results])
     if not metrics.empty:
-        write_csv(out_dir / "metrics.csv", metrics)
+        write_csv(out_dir / FOLD_METRICS_FILE, metrics)
         save_figure(out_dir / "curves.png", training_curves(metrics))
     if task == "classes":
         predicted = oof[PROB_COLUMNS].to_numpy().argmax(axis=1)
@@ -491,7 +506,7 @@ def finish_run(
             "photos": int(len(manifest)),
             "no_face": int((~manifest["face_found"].astype(bool)).sum()),
         }
-    write_json(out_dir / "summary.json", summary)
+    write_json(out_dir / SUMMARY_FILE, summary)
     return summary
 
 
@@ -499,9 +514,9 @@ def _epoch_metrics(out_dir: Path, folds: list[int]) -> pd.DataFrame:
     """One row per fold and epoch from Lightning's CSV logs (it writes step and epoch values on separate rows)."""
     frames = []
     for fold in folds:
-        csv_dir = out_dir / f"fold_{fold}" / "csv"
+        csv_dir = fold_dir(out_dir, fold) / "csv"
         parts = sorted(csv_dir.glob("metrics.part*.csv"), key=lambda p: int(p.stem.removeprefix("metrics.part"))) + [
-            csv_dir / "metrics.csv"
+            csv_dir / FOLD_METRICS_FILE
         ]
         parts = [p for p in parts if p.is_file()]
         if not parts:
