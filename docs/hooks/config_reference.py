@@ -31,8 +31,13 @@ def section_table(section: str, model: type[BaseModel]) -> str:
     rows = ["| key | type | default | allowed | description |", "|---|---|---|---|---|"]
     for name, field in model.model_fields.items():
         default = json.dumps(field.get_default(call_default_factory=True))
-        cells = (f"`{section}.{name}`", type_name(field.annotation), f"`{default}`", allowed(field),
-                 field.description or "")
+        cells = (
+            f"`{section}.{name}`",
+            type_name(field.annotation),
+            f"`{default}`",
+            allowed(field),
+            field.description or "",
+        )
         rows.append("| " + " | ".join(cell.replace("|", "\\|").replace("\n", " ") for cell in cells) + " |")
     return "\n\n".join(part for part in (f"## `{section}`", doc, "\n".join(rows)) if part)
 
@@ -54,8 +59,12 @@ def type_name(annotation) -> str:
 
 def allowed(field) -> str:
     choices = literal_choices(field.annotation)
-    bounds = [f"{sign} {getattr(rule, attr)}" for rule in field.metadata for attr, sign in BOUNDS
-              if getattr(rule, attr, None) is not None]
+    bounds = [
+        f"{sign} {getattr(rule, attr)}"
+        for rule in field.metadata
+        for attr, sign in BOUNDS
+        if getattr(rule, attr, None) is not None
+    ]
     return ", ".join([f"`{choice}`" for choice in choices] + bounds)
 
 

@@ -76,7 +76,7 @@ err = Console(stderr=True)
 
 def _show_version(value: bool) -> None:
     if value:
-        from . import __version__
+        from .core.version import __version__
 
         out.print(f"maskcls {__version__}")
         raise typer.Exit()

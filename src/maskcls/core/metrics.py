@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, f1_score
 
 from .labels import NUM_CLASSES, decode
 
@@ -17,6 +16,8 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, f
     Macro F1 averages over the classes present in labels or predictions (scikit-learn's default), as
     the competition scored it.
     """
+    from sklearn.metrics import accuracy_score, f1_score  # scikit-learn loads only where scores are computed
+
     labels = np.asarray(labels, dtype=np.int64)
     if len(labels) == 0:
         return {}
@@ -57,6 +58,8 @@ def head_metrics(
 ) -> dict[str, float]:
     """Scores of a single-head model (mask, gender or age): macro F1 and accuracy of that head, and for
     age regression the mean absolute error in years."""
+    from sklearn.metrics import accuracy_score, f1_score  # scikit-learn loads only where scores are computed
+
     truth = decode(np.asarray(labels, dtype=np.int64))[("mask", "gender", "age").index(head)]
     guess = np.asarray(head_probs).argmax(axis=1)
     metrics = {

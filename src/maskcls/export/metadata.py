@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .. import __version__
+from ..core.version import __version__
 from ..data.framing import FaceCrop, Framing
 
 FORMAT = "maskcls-onnx"

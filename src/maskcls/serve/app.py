@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from .. import __version__
+from ..core.version import __version__
 from ..data.framing import Framer
 from ..data.images import ImageLimits
 from .batching import MicroBatcher

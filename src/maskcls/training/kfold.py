@@ -25,7 +25,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from .. import __version__
+from ..core.version import __version__
 from ..core.artifacts import (
     CONFIG_FILE,
     FOLD_FILE,
