@@ -25,7 +25,6 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from ..core.version import __version__
 from ..core.artifacts import (
     CONFIG_FILE,
     FOLD_FILE,
@@ -50,6 +49,7 @@ from ..core.metrics import classification_metrics, head_metrics
 from ..core.plots import confusion_figure, training_curves
 from ..core.progress import RunProgress
 from ..core.tables import HEAD_COLUMNS, PROB_COLUMNS, with_probs
+from ..core.version import __version__
 from ..data.cache import ImageCache, build_cache, default_cache_root
 from ..data.extra import ExtraSpec, describe_extras, limit_extras, read_extras
 from ..data.folds import folds_from_file
