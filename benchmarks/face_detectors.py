@@ -84,7 +84,8 @@ def main() -> None:
     print("| folder | detector | photos | >= 1 face | exactly 1 | ms / photo |\n|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['folder']} | {r['detector']} | {r['photos']} | {r['found']:.3f} | {r['exactly_one']:.3f} | {r['ms_per_photo']:.1f} |"
+            f"| {r['folder']} | {r['detector']} | {r['photos']} | {r['found']:.3f} | {r['exactly_one']:.3f} | "
+            f"{r['ms_per_photo']:.1f} |"
         )
     write_json(args.out, {"machine": platform.processor() or platform.machine(), "rows": rows})
 

@@ -4,7 +4,8 @@ The step is the model's own: ``create_model`` + ``freeze_stages`` + ``build_opti
 CPU), channels_last, random photos already in memory, so the ratio is the model step's alone (the data path
 is the same for every setting). Rounds alternate between the settings so a noisy neighbour hits all alike.
 
-    python benchmarks/freeze_speed.py --model tf_efficientnet_lite0 --size 128 --stages 0 1 3 4 --out benchmarks/results/freeze_speed_cpu.json
+    python benchmarks/freeze_speed.py --model tf_efficientnet_lite0 --size 128 --stages 0 1 3 4 \\
+        --out benchmarks/results/freeze_speed_cpu.json
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def main() -> None:
     baseline = statistics.median(seconds[args.stages[0]])
     rows = []
     print(
-        f"{args.model} at {args.size} px, batch {args.batch}, {torch.get_num_threads()} threads, {args.rounds} rounds x {args.steps} steps"
+        f"{args.model} at {args.size} px, batch {args.batch}, {torch.get_num_threads()} threads, "
+        f"{args.rounds} rounds x {args.steps} steps"
     )
     print("| model.freeze_stages | photos/s | s / step | ratio to the baseline |\n|---|---|---|---|")
     for n in args.stages:

@@ -5,13 +5,15 @@
 gender flipped, a share with their ``normal`` / ``incorrect_mask`` photos swapped, and a share with their age
 moved into the neighbouring age group, and lists every planted error in ``planted.csv``::
 
-    python benchmarks/noise_experiment.py plant --train ../shared/data/utkmask18/train --out /tmp/noisy   # /tmp/noisy/train, /tmp/noisy/planted.csv
+    # writes /tmp/noisy/train and /tmp/noisy/planted.csv
+    python benchmarks/noise_experiment.py plant --train ../shared/data/utkmask18/train --out /tmp/noisy
 
 ``score`` reads the finder's ``noise.csv`` and ``planted.csv``: precision and recall at the top K per kind of
 noise (K = the number planted, and twice that), and writes the top-K fixes as a ``fixes.csv`` for
 ``maskcls train --label-fixes``::
 
-    python benchmarks/noise_experiment.py score --noise reports/noise/noise.csv --planted /tmp/noisy/planted.csv --fixes fixes.csv
+    python benchmarks/noise_experiment.py score --noise reports/noise/noise.csv --planted /tmp/noisy/planted.csv \\
+        --fixes fixes.csv
 
 ``f1`` scores runs' OOF predictions against the labels they trained on and against the clean truth::
 
@@ -43,8 +45,8 @@ _NEIGHBOUR_AGES = {(0, 1): (30, 40), (1, 0): (20, 29), (1, 2): (60, 70), (2, 1):
 def plant(
     train_dir: Path, out_dir: Path, gender_share: float, swap_share: float, age_share: float, seed: int
 ) -> pd.DataFrame:
-    """Write the noisy copy to ``out_dir/train`` and ``out_dir/planted.csv`` (kind, person_id, path, field, clean, noisy),
-    outside the copy so the finder cannot see it; returns the planted table."""
+    """Write the noisy copy to ``out_dir/train`` and ``out_dir/planted.csv`` (kind, person_id, path, field, clean,
+    noisy), outside the copy so the finder cannot see it; returns the planted table."""
     if out_dir.exists():
         raise SystemExit(f"{out_dir} exists; remove it first")
     table = pd.read_csv(train_dir / "train.csv", dtype=str, keep_default_na=False)

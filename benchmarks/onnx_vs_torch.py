@@ -64,8 +64,9 @@ def main() -> None:
     paths = sorted(p for p in args.photos.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[: args.count]
     pixels = np.stack([read_resized(p, metadata.cache_hw) for p in paths])
     print(
-        f"{len(paths)} photos at {metadata.cache_hw}, model {metadata.architecture} ({metadata.head}), {len(metadata.folds)} fold(s), "
-        f"TTA {metadata.tta.name}, {args.threads} threads; export took {export_seconds:.1f} s"
+        f"{len(paths)} photos at {metadata.cache_hw}, model {metadata.architecture} ({metadata.head}), "
+        f"{len(metadata.folds)} fold(s), TTA {metadata.tta.name}, {args.threads} threads; "
+        f"export took {export_seconds:.1f} s"
     )
 
     unoptimized_path = workdir / "model_unoptimized.onnx"
@@ -142,7 +143,8 @@ def main() -> None:
     print("\n| engine | batch 1 p50 ms | batch 1 p95 ms | batch 64 photos/s |\n|---|---|---|---|")
     for row in rows:
         print(
-            f"| {row['engine']} | {row['batch1_p50_ms']:.2f} | {row['batch1_p95_ms']:.2f} | {row['batch64_photos_per_s']:.1f} |"
+            f"| {row['engine']} | {row['batch1_p50_ms']:.2f} | {row['batch1_p95_ms']:.2f} | "
+            f"{row['batch64_photos_per_s']:.1f} |"
         )
     print(json.dumps({"ratios": ratios, "graph_nodes": nodes}, indent=2))
 

@@ -165,14 +165,17 @@ def main() -> None:
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, " + (
         torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
     )
-    header = f"Protocol: {args.model} ({args.pretrained} weights), {args.size} px, {args.epochs} epochs, {args.folds}-fold person CV, batch {args.batch_size}. Machine: {machine}.\n\n"
+    header = (
+        f"Protocol: {args.model} ({args.pretrained} weights), {args.size} px, {args.epochs} epochs, "
+        f"{args.folds}-fold person CV, batch {args.batch_size}. Machine: {machine}.\n\n"
+    )
     lines = [
         "| row | OOF macro F1 | accuracy | mask acc | gender acc | age acc | wall s | note |",
         "|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['row']} | {r['oof_macro_f1']:.4f} | {r['oof_accuracy']:.4f} | {r['mask_accuracy']:.4f} | {r['gender_accuracy']:.4f} | "
-        f"{r['age_accuracy']:.4f} | {r['wall_seconds']:.0f} | {r['note']} |"
+        f"| {r['row']} | {r['oof_macro_f1']:.4f} | {r['oof_accuracy']:.4f} | {r['mask_accuracy']:.4f} | "
+        f"{r['gender_accuracy']:.4f} | {r['age_accuracy']:.4f} | {r['wall_seconds']:.0f} | {r['note']} |"
         for r in rows
     ]
     write_text(out / "table.md", header + "\n".join(lines) + "\n")

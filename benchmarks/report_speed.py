@@ -29,7 +29,8 @@ def main() -> None:
     from maskcls.analysis.report import evaluation_report
 
     print(
-        f"imports: {time.perf_counter() - started:.1f} s  ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})"
+        f"imports: {time.perf_counter() - started:.1f} s  ({platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})"
     )
     for repeat in range(args.repeat):
         with tempfile.TemporaryDirectory() as out:
@@ -43,8 +44,9 @@ def main() -> None:
             seconds = time.perf_counter() - started
             size = (Path(out) / "report" / "index.html").stat().st_size
         print(
-            f"repeat {repeat}: {seconds:.1f} s for {result['photos']} photos, {result['gradcam_overlays']} Grad-CAM overlays, "
-            f"page {size / 2**20:.1f} MiB (load {os.getloadavg()[0]:.1f})"
+            f"repeat {repeat}: {seconds:.1f} s for {result['photos']} photos, "
+            f"{result['gradcam_overlays']} Grad-CAM overlays, page {size / 2**20:.1f} MiB "
+            f"(load {os.getloadavg()[0]:.1f})"
         )
         if profiler:
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)

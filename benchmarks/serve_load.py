@@ -65,7 +65,8 @@ def start(model: Path, port: int, options: list[str], threads: int, log: Path) -
 async def load(
     base_url: str, photos: list[bytes], clients: int, requests: int
 ) -> tuple[list[float], float, list[int], list[float]]:
-    """Latencies (ms) of ``requests`` posts made by ``clients`` concurrent clients, the wall time, the statuses, the server's times."""
+    """Latencies (ms) of ``requests`` posts made by ``clients`` concurrent clients, the wall time, the statuses, the
+    server's times."""
     latencies, statuses, server_ms = [], [], []
     counter = iter(range(requests))
     async with httpx.AsyncClient(
@@ -192,13 +193,15 @@ def main() -> None:
     }
     write_json(args.out, report)
     print(
-        "\n| server | clients | requests/s | p50 ms | p95 ms | p99 ms | server p50 / p99 ms | photos per forward pass | errors |\n"
+        "\n| server | clients | requests/s | p50 ms | p95 ms | p99 ms | server p50 / p99 ms | photos per forward pass "
+        "| errors |\n"
         "|---|---|---|---|---|---|---|---|---|"
     )
     for row in sorted(rows, key=lambda r: (r["clients"], r["server"])):
         print(
-            f"| {row['server']} | {row['clients']} | {row['requests_per_s']:.1f} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} | {row['p99_ms']:.1f} | "
-            f"{row['server_p50_ms']:.1f} / {row['server_p99_ms']:.1f} | {row['mean_batch']:.1f} | {row['errors']} |"
+            f"| {row['server']} | {row['clients']} | {row['requests_per_s']:.1f} | {row['p50_ms']:.1f} | "
+            f"{row['p95_ms']:.1f} | {row['p99_ms']:.1f} | {row['server_p50_ms']:.1f} / {row['server_p99_ms']:.1f} | "
+            f"{row['mean_batch']:.1f} | {row['errors']} |"
         )
     for name, value in ratios.items():
         print(f"{name}: {value:.2f}")

@@ -5,9 +5,9 @@
     # B2's extra persons: masks drawn on plain_faces
     maskcls synth masks --faces ../shared/data/plain_faces/labels.csv --out runs/exp/plain_synth --quality 80
     # three runs with one recipe (see benchmarks/run_synth_experiments.sh), then:
-    python benchmarks/synth_experiments.py report --b0 runs/exp/B0 --b1 runs/exp/B1 --b2 runs/exp/B2 --wild runs/exp/wild \\
-        --replaced runs/exp/b1_data/replaced.csv --b1-train runs/exp/b1_data/train --realmask ../shared/data/realmask \\
-        --utk-train ../shared/data/utkmask18/train --out runs/exp/report.json
+    python benchmarks/synth_experiments.py report --b0 runs/exp/B0 --b1 runs/exp/B1 --b2 runs/exp/B2 \\
+        --wild runs/exp/wild --replaced runs/exp/b1_data/replaced.csv --b1-train runs/exp/b1_data/train \\
+        --realmask ../shared/data/realmask --utk-train ../shared/data/utkmask18/train --out runs/exp/report.json
 
 B1 keeps every person id, label and file name of utkmask18, so both runs get the same person folds;
 untouched persons' photos are symbolic links to the originals. ``report`` prints the closing-note
@@ -133,7 +133,8 @@ def cross_render_accuracy(b0: Path, b1_train: Path, replaced: set[str]) -> dict:
 
 
 def realmask_accuracy(run: Path, realmask: Path) -> dict:
-    """Mask-head accuracy on real photos: mask_worn/ counts as right when the mask head says worn or worn incorrectly."""
+    """Mask-head accuracy on real photos: mask_worn/ counts as right when the mask head says worn or worn
+    incorrectly."""
     labels = pd.read_csv(realmask / "labels.csv")
     photos = pd.DataFrame({"image_id": labels["path"], "path": [str(realmask / p) for p in labels["path"]]})
     started = time.perf_counter()
@@ -151,7 +152,8 @@ def realmask_accuracy(run: Path, realmask: Path) -> dict:
 
 
 def autolabel_vs_model(b0: Path, utk_train: Path) -> dict:
-    """``synth label`` on utkmask18/train's normal photos vs the truth, beside B0's OOF gender / age heads on the same photos."""
+    """``synth label`` on utkmask18/train's normal photos vs the truth, beside B0's OOF gender / age heads on the same
+    photos."""
     from maskcls.synth.autolabel import label_photos
 
     manifest, _ = read_train(utk_train)

@@ -9,23 +9,16 @@ from sklearn.metrics import f1_score
 from maskcls.core.labels import encode
 from maskcls.core.metrics import disagreement, macro_f1, margin, predictive_entropy
 from maskcls.core.tables import PROB_COLUMNS
-from maskcls.ensemble import (
-    META_LEARNERS,
-    Stacker,
+from maskcls.ensemble.pseudo import pseudo_label_counts, select_pseudo_labels
+from maskcls.ensemble.stacking import META_LEARNERS, Stacker, cross_validated_stacking, stack_features
+from maskcls.ensemble.thresholds import (
     apply_class_scales,
     class_scale_report,
-    contact_sheet,
     cross_validated_class_scales,
-    cross_validated_stacking,
     fit_class_scales,
-    fit_vote_weights,
-    hard_vote,
-    pseudo_label_counts,
-    rank_uncertain,
-    select_pseudo_labels,
-    soft_vote,
-    stack_features,
 )
+from maskcls.ensemble.uncertainty import contact_sheet, rank_uncertain
+from maskcls.ensemble.voting import fit_vote_weights, hard_vote, soft_vote
 
 
 def _rows(*rows: dict[int, float]) -> np.ndarray:

@@ -11,17 +11,10 @@ from maskcls.core.io import write_csv
 from maskcls.core.labels import encode
 from maskcls.core.metrics import classification_metrics
 from maskcls.core.tables import OOF_COLUMNS, PROB_COLUMNS, probs_of, read_oof, read_test_probs
-from maskcls.ensemble import (
-    EnsembleError,
-    WeightedVote,
-    apply_class_scales,
-    build_ensemble,
-    cross_validated_stacking,
-    hard_vote,
-    load_ensemble,
-    read_members,
-    soft_vote,
-)
+from maskcls.ensemble.build import EnsembleError, build_ensemble, load_ensemble, read_members
+from maskcls.ensemble.stacking import cross_validated_stacking
+from maskcls.ensemble.thresholds import apply_class_scales
+from maskcls.ensemble.voting import WeightedVote, hard_vote, soft_vote
 
 RUN_SUMMARY_KEYS = {
     "oof_macro_f1", "oof_accuracy", "mask_accuracy", "mask_macro_f1", "gender_accuracy", "gender_macro_f1",

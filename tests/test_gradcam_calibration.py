@@ -1,4 +1,4 @@
-"""Grad-CAM for CNN, ViT (timm and Hugging Face) and three-head networks; temperature scaling and predict --calibrate."""
+"""Grad-CAM for CNN, ViT (timm, Hugging Face) and three-head networks; temperature scaling and predict --calibrate."""
 
 import json
 import shutil

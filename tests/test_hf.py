@@ -1,4 +1,5 @@
-"""Hugging Face backbones: load from a local folder offline, pool to (B, F) at any input size, rebuild from model.json."""
+"""Hugging Face backbones: load from a local folder offline, pool to (B, F) at any input size, rebuild from
+model.json."""
 
 import json
 

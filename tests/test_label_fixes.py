@@ -138,7 +138,8 @@ def test_train_with_fixes_records_them_and_keeps_train_csv(demo_dir, persons, tm
         f"{persons.at[2, 'path']}/incorrect_mask",
     }
 
-    # Same persons in the same folds, whatever the labels (cv.folds_file): the unfixed manifest gets the fixed run's folds.
+    # Same persons in the same folds, whatever the labels (cv.folds_file): the unfixed manifest gets the fixed run's
+    # folds.
     manifest, _ = read_train(demo_dir / "train")
     again = pd.Series(folds_from_file(manifest, run / "folds.csv", 3), index=manifest["image_id"])
     assert again.equals(folds.set_index("image_id")["fold"].loc[again.index])

@@ -220,7 +220,8 @@ def _with_meta(update=None, drop=None):
         (lambda props: {}, "has no maskcls metadata: it was not written by `maskcls export`"),
         (
             _with_meta({"format_version": 0, "maskcls_version": "0.0.1"}),
-            r"exported by maskcls 0.0.1 in model format 0; this maskcls \(.*\) reads format 2 only: export the run again",
+            r"exported by maskcls 0.0.1 in model format 0; this maskcls \(.*\) reads format 2 only: "
+            "export the run again",
         ),
         (_with_meta(drop=["format_version"]), "in model format None"),
         (_with_meta({"format_version": 99}), "newer than this maskcls .* upgrade maskcls"),

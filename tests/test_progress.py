@@ -52,9 +52,9 @@ def test_plain_lines_name_fold_epoch_elapsed_eta_and_the_best_score():
     plan.advance(detail="val loss 1.2000")
     plan.finish("fold 0", "macro F1 0.4300")
     lines = log.getvalue().splitlines()
-    assert (
-        lines[0]
-        == "train runs/x: fold 0 [1/2] · epoch 1/3 · val loss 1.2000 · 1m05s elapsed · ETA 5m25s · best val macro F1 0.4123"
+    assert lines[0] == (
+        "train runs/x: fold 0 [1/2] · epoch 1/3 · val loss 1.2000 · 1m05s elapsed · ETA 5m25s · "
+        "best val macro F1 0.4123"
     )
     assert lines[1].startswith("train runs/x: fold 0 [1/2] · done in 1m05s · macro F1 0.4300")
 

@@ -91,6 +91,12 @@ def test_predict_multipart_and_raw_body_answer_the_model(client, onnx_model, pho
         assert list(body["heads"][head]) == names
         assert sum(body["heads"][head].values()) == pytest.approx(1, abs=1e-5)
         assert np.allclose(list(body["heads"][head].values()), expected[head][0], atol=1e-6)
+    # The class is the argmax of the 18 joint probabilities (the heads are marginals): the answer shows how.
+    top = body["top_classes"]
+    assert len(top) == 3 and top[0]["class"] == body["class"] and top[0]["probability"] == body["probability"]
+    assert [t["probability"] for t in top] == sorted(body["probabilities"], reverse=True)[:3]
+    assert all(t["class_name"] == onnx_model.metadata.labels.class_names[t["class"]] for t in top)
+    assert "most probable of the 18 joint classes" in body["class_rule"] and "marginal" in body["class_rule"]
     raw = client.post("/predict", content=data, headers={"Content-Type": "image/jpeg"})
     assert raw.status_code == 200 and raw.json()["probabilities"] == body["probabilities"]
 
@@ -212,6 +218,8 @@ def test_pages_docs_health_and_metrics(client, onnx_model):
         assert name in metrics.text
     assert 'maskcls_http_requests_total{method="GET",route="/health",status="200"}' in metrics.text
     assert 'maskcls_http_requests_total{method="GET",route="unmatched",status="404"}' in metrics.text
+    assert 'maskcls_http_requests_total{method="GET",route="/static",status="200"}' in metrics.text
+    assert 'route="unmatched",status="200"' not in metrics.text  # the page's files are labelled by their mount
 
 
 class _SlowModel:
@@ -372,7 +380,8 @@ from fastapi.testclient import TestClient
 from maskcls.serve.app import create_app
 from maskcls.serve.settings import ServeSettings
 with TestClient(create_app(ServeSettings(onnx={str(tiny_onnx)!r}))) as client:
-    answer = client.post("/predict", content=open({str(photo)!r}, "rb").read(), headers={{"Content-Type": "image/jpeg"}})
+    body = open({str(photo)!r}, "rb").read()
+    answer = client.post("/predict", content=body, headers={{"Content-Type": "image/jpeg"}})
     assert answer.status_code == 200, answer.text
     assert client.get("/health").json()["engine"] == "onnxruntime"
 assert not any(name == "torch" or name.startswith("torch.") for name in sys.modules)

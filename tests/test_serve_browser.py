@@ -20,7 +20,10 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 @pytest.fixture(scope="module")
 def browser():
     if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
-        reason = f"no Chromium here ({CHROMIUM} or {CHROMEDRIVER} missing): `make test` installs chromium and chromium-driver with apt-get when run as root"
+        reason = (
+            f"no Chromium here ({CHROMIUM} or {CHROMEDRIVER} missing): `make test` installs chromium and "
+            "chromium-driver with apt-get when run as root"
+        )
         print(f"SKIPPED: {reason}")
         pytest.skip(reason)
     from selenium import webdriver
@@ -92,6 +95,11 @@ def test_upload_a_photo_and_read_the_prediction(browser, live_server, demo_dir, 
             assert probability == pytest.approx(expected["heads"][head][label], abs=1e-4)
             width = float(re.search(r"width:\s*([\d.]+)%", style).group(1))
             assert width == pytest.approx(100 * expected["heads"][head][label], abs=0.06)  # the bar is drawn to scale
+    top = [int(item.get_attribute("data-class")) for item in browser.find_elements(By.CSS_SELECTOR, "#top-classes li")]
+    assert top == [t["class"] for t in expected["top_classes"]] and top[0] == expected["class"]
+    assert "most probable of the 18 joint classes" in browser.find_element(By.ID, "class-rule").text
+    in_class = browser.find_element(By.CSS_SELECTOR, "#bars-age .bar.in-class").get_attribute("data-label")
+    assert in_class == expected["age_group"]  # the class's own age group is marked, whatever the longest bar
     best_mask = max(expected["heads"]["mask"], key=expected["heads"]["mask"].get)
     assert "best" in browser.find_element(By.CSS_SELECTOR, f'#bars-mask .bar[data-label="{best_mask}"]').get_attribute(
         "class"

@@ -1,4 +1,5 @@
-"""Load over loopback against a real `maskcls serve` (two uvicorn workers): no 5xx, and requests shared forward passes."""
+"""Load over loopback against a real `maskcls serve` (two uvicorn workers): no 5xx, and requests shared
+forward passes."""
 
 import asyncio
 import re

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from maskcls.solve.plan import (
+from maskcls.core.budget import parse_budget
+from maskcls.solver.plan import (
     MIN_EPOCHS,
     SAFETY,
     BudgetError,
@@ -14,11 +15,10 @@ from maskcls.solve.plan import (
     Workload,
     make_plan,
     member_seconds,
-    parse_budget,
     replan,
     stage_allowance,
 )
-from maskcls.solve.run import TOLERANCE
+from maskcls.solver.run import TOLERANCE
 
 WORK = Workload(train_photos=9800, eval_photos=2310)
 CPU = [
@@ -90,7 +90,7 @@ def test_sizes_above_the_photos_own_earn_nothing():
 def test_the_typical_photo_size_is_read_from_the_photos(tmp_path):
     from PIL import Image
 
-    from maskcls.solve.calibrate import typical_photo_size
+    from maskcls.solver.calibrate import typical_photo_size
 
     paths = []
     for index, size in enumerate([(96, 128)] * 5 + [(300, 200)] * 2):
@@ -103,7 +103,7 @@ def test_the_typical_photo_size_is_read_from_the_photos(tmp_path):
 
 
 def test_calibration_measures_each_backbone_up_to_the_photos_size(monkeypatch):
-    from maskcls.solve import calibrate as calibration
+    from maskcls.solver import calibrate as calibration
 
     measured = []
 
@@ -197,8 +197,9 @@ def test_replan_uses_the_observed_speed():
 
 @pytest.mark.parametrize("seed", range(6))
 def test_simulated_runs_stay_within_the_budget_tolerance(seed):
-    """Stages run from 20 % faster to 40 % slower than estimated; training stages are cut at their allowance (plus the last
-    epoch begun), as run.py's deadline does; re-planning after every stage keeps the total within the tolerance."""
+    """Stages run from 20 % faster to 40 % slower than estimated; training stages are cut at their allowance (plus the
+    last epoch begun), as run.py's deadline does; re-planning after every stage keeps the total within the
+    tolerance."""
     rng = np.random.default_rng(seed)
     budget = float(rng.uniform(10, 90))
     plan = make_plan(CPU, WORK, budget, "best", spent_minutes=1.0)
@@ -264,7 +265,7 @@ class _Trainer:
 
 @pytest.mark.parametrize("allowance, stops", [(0.0, True), (1e9, False)])
 def test_the_stage_deadline_stops_a_fold_after_an_epoch_never_during_the_last(allowance, stops):
-    from maskcls.solve.display import StageClock
+    from maskcls.solver.display import StageClock
 
     clock, trainer = StageClock(None, folds=2, epochs=3, allowance_seconds=allowance), _Trainer(3)
     clock.on_fit_start(trainer, None)
@@ -278,7 +279,7 @@ def test_the_stage_deadline_stops_a_fold_after_an_epoch_never_during_the_last(al
 
 
 def test_the_plan_display_counts_down_the_open_stages():
-    from maskcls.solve.display import PlanProgress
+    from maskcls.solver.display import PlanProgress
 
     plan = make_plan(CPU, WORK, 60, "best")
     shown = PlanProgress(plan, spent=lambda: 0.0, enabled=False)
@@ -291,7 +292,7 @@ def test_the_plan_display_counts_down_the_open_stages():
 
 
 def test_a_lead_at_the_larger_size_is_joined_by_cheaper_members():
-    from maskcls.solve.plan import estimate_minutes
+    from maskcls.solver.plan import estimate_minutes
 
     plan = make_plan(CPU, WORK, 70, "best")
     members = [s for s in plan.stages if s.kind == "member"]

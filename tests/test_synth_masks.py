@@ -23,7 +23,8 @@ needs_faces = pytest.mark.skipif(not PLAIN_FACES.is_dir(), reason=f"shared data 
 
 
 def _inputs(tmp_path, real: int = 3):
-    """A faces CSV: ``real`` plain_faces photos (if present), a photo with no face, a corrupt file, unknown age, bad gender."""
+    """A faces CSV: ``real`` plain_faces photos (if present), a photo with no face, a corrupt file, unknown age, bad
+    gender."""
     Image.fromarray(noise_photo(96)).save(tmp_path / "noise.jpg")
     (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     rows = [

@@ -121,13 +121,21 @@ def test_study_is_shared_and_best_yaml_is_the_best_trials_full_recipe(demo_dir, 
 
 
 def test_failing_trial_is_recorded_with_its_message_and_the_study_goes_on(demo_dir, tmp_path):
-    space = write_space(tmp_path, "loss.name: {type: categorical, choices: [no_such_loss]}")
+    # A backbone name is a valid recipe value (any string); timm refuses it only when the trial starts.
+    space = write_space(tmp_path, "model.name: {type: categorical, choices: [no_such_net]}")
     result = tune(demo_dir / "train", space, 2, tmp_path / "out", overrides=TINY)
     assert result["trials"] == {"FAIL": 2}
     assert result["best_config"] is None and not (tmp_path / "out" / "best.yaml").exists()
     study = optuna.load_study(study_name="maskcls", storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}")
-    assert all("unknown loss 'no_such_loss'" in t.user_attrs["error"] for t in study.trials)
+    assert all("unknown timm model 'no_such_net'" in t.user_attrs["error"] for t in study.trials)
     assert "user_attrs_error" in (tmp_path / "out" / "trials.csv").read_text().splitlines()[0]
+
+
+def test_a_named_choice_the_recipe_refuses_stops_before_any_trial(demo_dir, tmp_path):
+    space = write_space(tmp_path, "loss.name: {type: categorical, choices: [ce, no_such_loss]}")
+    with pytest.raises(ValueError, match="unknown loss 'no_such_loss'; choose one of ce, focal, soft_f1"):
+        tune(demo_dir / "train", space, 1, tmp_path / "out", overrides=TINY)
+    assert not (tmp_path / "out" / "study.db").exists()
 
 
 def test_missing_training_folder_stops_before_any_trial(tmp_path):

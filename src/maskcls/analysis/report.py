@@ -192,13 +192,17 @@ def _judged(run_dir: Path, data_dir: str | Path | None, batch_size: int, progres
             table = read_oof(run_dir / OOF_FILE)
         except TableError as err:
             raise ReportError(
-                f"{err}: the report needs 18-class predictions (for a single-head run, report on the combined directory)"
+                f"{err}: the report needs 18-class predictions "
+                "(for a single-head run, report on the combined directory)"
             ) from None
         manifest, note = _training_manifest(run_dir, thresholds)
         if manifest is not None:
             table = table.merge(manifest.drop(columns=["label", "person_id"]), on="image_id", how="left")
             if table["path"].isna().any():
-                note = f"{int(table['path'].isna().sum())} photos of {OOF_FILE} are not in the training folder any more; they are shown without photos"
+                note = (
+                    f"{int(table['path'].isna().sum())} photos of {OOF_FILE} are not in the training folder any more; "
+                    "they are shown without photos"
+                )
         source = f"out-of-fold predictions ({run_dir / '{OOF_FILE}'})"
         if kind == "ensemble":
             member_scores = _member_scores_oof(run_dir)
@@ -346,7 +350,8 @@ def _gradcams(
         names = head_names(head, judged.thresholds)
         positions = [chosen.index.get_loc(r) for r in rows]
         captions = [
-            f"true {names[chosen.at[r, 'true_value']]}\npred {names[chosen.at[r, 'target']]} {chosen.at[r, 'confidence']:.2f}"
+            f"true {names[chosen.at[r, 'true_value']]}\n"
+            f"pred {names[chosen.at[r, 'target']]} {chosen.at[r, 'confidence']:.2f}"
             for r in rows
         ]
         result.append((f"{head}: {outcome}", [overlays[p] for p in positions], captions))
@@ -393,9 +398,9 @@ def _sections(
     body["worst"] = _table(confusions) + "".join(_worst_html(worst[head], head, thresholds, judged) for head in HEADS)
     if cams:
         body["gradcam"] = (
-            "<p>Where each head looks: Grad-CAM of log p(head = predicted value), on the photo's centre view as the model sees it. "
-            "Every photo is explained by the fold model that did not train on it. Rows: right (random) and wrong (most confident) predictions.</p>"
-            + _figure(photo_grid(cams, cell=1.6))
+            "<p>Where each head looks: Grad-CAM of log p(head = predicted value), on the photo's centre view as the "
+            "model sees it. Every photo is explained by the fold model that did not train on it. Rows: right (random) "
+            "and wrong (most confident) predictions.</p>" + _figure(photo_grid(cams, cell=1.6))
         )
     else:
         reason = {"ensemble": "an ensemble", "combination": "a combination"}.get(judged.kind)
@@ -423,8 +428,9 @@ def _sections(
     )
     worst_groups = set(fairness.nsmallest(3, "macro_f1_gap").index)
     body["fairness"] = (
-        "<p>Scores per group of people (true gender and age group; race from train.csv). Macro F1 here averages the classes in the "
-        "group's labels; gap: the group's minus everyone's on the same measure. Small groups give noisy scores: read the counts.</p>"
+        "<p>Scores per group of people (true gender and age group; race from train.csv). Macro F1 here averages the "
+        "classes in the group's labels; gap: the group's minus everyone's on the same measure. Small groups give noisy "
+        "scores: read the counts.</p>"
     ) + _table(fairness, highlight=worst_groups)
     if judged.member_scores is not None:
         body["members"] = _table(judged.member_scores)
@@ -479,7 +485,8 @@ def _recipe_html(run_dir: Path, judged: Judged) -> str:
     if record.get("label_fixes"):
         fixes = record["label_fixes"]
         facts["label fixes"] = (
-            f"{fixes['path']} ({fixes['rows']} rows, sha256 {fixes['sha256'][:12]}; kept as {kfold_run_of(run_dir) / '{LABEL_FIXES_FILE}'})"
+            f"{fixes['path']} ({fixes['rows']} rows, sha256 {fixes['sha256'][:12]}; "
+            f"kept as {kfold_run_of(run_dir) / '{LABEL_FIXES_FILE}'})"
         )
     summary_path = run_dir / SUMMARY_FILE
     if summary_path.is_file():
@@ -584,17 +591,22 @@ def _figure(figure) -> str:
 def _page(title: str, headline: dict, sections: list[tuple[str, str]]) -> str:
     calibration, group = headline["calibration"], headline["worst_group"]
     summary = (
-        f"<p class='headline'>macro F1 <b>{headline['macro_f1']:.4f}</b> · accuracy {headline['accuracy']:.4f} · mask {headline['mask_accuracy']:.4f} · "
-        f"gender {headline['gender_accuracy']:.4f} · age {headline['age_accuracy']:.4f} · ECE {calibration['ece_before']:.3f} → {calibration['ece_after']:.3f} "
-        f"(T = {calibration['temperature']:.2f}) · weakest group: {html.escape(str(group['attribute']))} {html.escape(str(group['group']))} "
-        f"(macro F1 {group['macro_f1']:.3f}) · {headline['photos']} photos of {headline['persons']} persons, {html.escape(headline['judged'])}</p>"
+        f"<p class='headline'>macro F1 <b>{headline['macro_f1']:.4f}</b> · accuracy {headline['accuracy']:.4f} · "
+        f"mask {headline['mask_accuracy']:.4f} · gender {headline['gender_accuracy']:.4f} · "
+        f"age {headline['age_accuracy']:.4f} · ECE {calibration['ece_before']:.3f} → {calibration['ece_after']:.3f} "
+        f"(T = {calibration['temperature']:.2f}) · weakest group: {html.escape(str(group['attribute']))} "
+        f"{html.escape(str(group['group']))} (macro F1 {group['macro_f1']:.3f}) · "
+        f"{headline['photos']} photos of {headline['persons']} persons, {html.escape(headline['judged'])}</p>"
     )
     contents = " · ".join(f"<a href='#{key}'>{SECTIONS[key]}</a>" for key, _ in sections)
     blocks = "".join(f"<section id='{key}'><h2>{SECTIONS[key]}</h2>{body}</section>" for key, body in sections)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;max-width:1250px;margin:2em auto;color:#222}} img{{max-width:100%;border:1px solid #ddd;margin:4px 0}}
-table{{border-collapse:collapse;margin:6px 0;font-size:13px}} th,td{{padding:3px 10px;border-bottom:1px solid #eee;text-align:left}}
-tr.hi td{{background:#fde2e1}} .columns{{display:flex;gap:40px;align-items:flex-start}} .headline{{background:#f3f6fa;padding:10px;border-radius:4px}} nav{{margin:8px 0}}</style></head>
+<style>body{{font-family:sans-serif;max-width:1250px;margin:2em auto;color:#222}}
+img{{max-width:100%;border:1px solid #ddd;margin:4px 0}}
+table{{border-collapse:collapse;margin:6px 0;font-size:13px}}
+th,td{{padding:3px 10px;border-bottom:1px solid #eee;text-align:left}}
+tr.hi td{{background:#fde2e1}} .columns{{display:flex;gap:40px;align-items:flex-start}}
+.headline{{background:#f3f6fa;padding:10px;border-radius:4px}} nav{{margin:8px 0}}</style></head>
 <body><h1>{html.escape(title)}</h1>{summary}<nav>{contents}</nav>{blocks}</body></html>
 """

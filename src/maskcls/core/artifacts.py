@@ -165,7 +165,8 @@ def check_trained_dir(directory: str | Path) -> None:
         return
     if (directory / CONFIG_FILE).is_file() and (directory / RUN_FILE).is_file():
         raise RunError(
-            f"{directory} is an unfinished run (no {SUMMARY_FILE} yet): continue it with `maskcls train --resume {directory}`"
+            f"{directory} is an unfinished run (no {SUMMARY_FILE} yet): "
+            f"continue it with `maskcls train --resume {directory}`"
         )
     looks_like = ""
     if (directory / "info.csv").is_file():
@@ -175,8 +176,9 @@ def check_trained_dir(directory: str | Path) -> None:
             f" It looks like a training folder: train on it first (`maskcls train --data {directory} --out runs/NAME`)."
         )
     raise RunError(
-        f"{directory} is not a maskcls run (it has no {SUMMARY_FILE}, {ENSEMBLE_FILE} or {COMBINE_FILE}): give --run a folder "
-        f"made by `maskcls train`, `maskcls ensemble` or `maskcls train --age-config`.{looks_like}"
+        f"{directory} is not a maskcls run (it has no {SUMMARY_FILE}, {ENSEMBLE_FILE} or {COMBINE_FILE}): "
+        "give --run a folder made by `maskcls train`, `maskcls ensemble` or `maskcls train --age-config`."
+        f"{looks_like}"
     )
 
 

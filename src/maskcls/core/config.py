@@ -8,16 +8,69 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .labels import AgeThresholds
+from .tta import MERGES, TTA_SETS
 
 
 class ConfigError(ValueError):
     """A recipe or override that cannot be used; the message names the key."""
+
+
+# The names of every pluggable family, once: the factories in models/ and training/ are keyed on exactly these
+# (a test checks it), so a recipe is checked here, when it is read, before any run directory or cache is written.
+HEAD_NAMES = ("linear", "msd", "three_head", "mask_classes", "gender_classes", "age_classes", "age_regression")
+# ``separate`` is no head of its own: one network per head (mask_classes, gender_classes, age_classes), combined.
+HEAD_CHOICES = (*HEAD_NAMES, "separate")
+LOSS_NAMES = ("ce", "focal", "soft_f1")
+# timm's optimizers (``create_optimizer_v2``), except adamp / sgdp, taken from the ``adamp`` package.
+OPTIMIZER_NAMES = (
+    "sgd",
+    "adam",
+    "adamw",
+    "nadam",
+    "nadamw",
+    "radam",
+    "adamax",
+    "adamp",
+    "sgdp",
+    "adabelief",
+    "adafactor",
+    "adagrad",
+    "adan",
+    "adopt",
+    "lamb",
+    "lars",
+    "laprop",
+    "lion",
+    "madgrad",
+    "novograd",
+    "rmsprop",
+    "rmsproptf",
+    "mars",
+)
+SCHEDULER_NAMES = ("cosine", "linear", "step", "multistep", "poly", "tanh", "onecycle", "constant")
+SAMPLER_NAMES = ("random", "balanced")
+TTA_NAMES = tuple(TTA_SETS)
+
+
+def unknown_choice(what: str, value: object, choices, note: str = "") -> str:
+    """``unknown <what> 'x'; did you mean 'y'? choose one of a, b, c`` (the one wording for every named choice)."""
+    choices = [str(choice) for choice in choices]
+    close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else ";"
+    return f"unknown {what} '{value}'{hint} choose one of {', '.join(choices)}{note}"
+
+
+def literal_choices(annotation) -> tuple:
+    """The values a ``Literal`` (or a list / optional of one) allows; empty for any other type."""
+    if get_origin(annotation) is Literal:
+        return get_args(annotation)
+    return tuple(choice for arg in get_args(annotation) for choice in literal_choices(arg))
 
 
 NORMALIZE_PRESETS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -30,11 +83,33 @@ NORMALIZE_PRESETS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    section: ClassVar[str] = ""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _named_choice(cls, value, info):
+        """A value outside a field's named choices is refused with the nearest one (a case slip is forgiven)."""
+        choices = literal_choices(cls.model_fields[info.field_name].annotation)
+        if not choices:
+            return value
+
+        def check(item):
+            if not isinstance(item, str) or item in choices:
+                return item
+            folded = [choice for choice in choices if isinstance(choice, str) and choice.lower() == item.lower()]
+            if folded:
+                return folded[0]
+            raise ValueError(unknown_choice(f"{cls.section}.{info.field_name}", item, choices))
+
+        return [check(item) for item in value] if isinstance(value, list) else check(value)
 
 
 class LabelsConfig(_Section):
-    age_middle: int = 30
-    age_old: int = 60
+    """The age groups of the label schema: ``< age_middle``, ``age_middle`` to ``age_old - 1``, ``>= age_old``."""
+
+    section: ClassVar[str] = "labels"
+    age_middle: int = Field(30, description="Youngest age of the middle group (30-59 in the competition).")
+    age_old: int = Field(60, description="Youngest age of the old group; teams moved it to 58 on purpose.")
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -47,24 +122,58 @@ class LabelsConfig(_Section):
 
 
 class DataConfig(_Section):
-    image_size: int | tuple[int, int] = 128
-    resize_margin: float = Field(0.125, ge=0.0, le=1.0)
-    center_crop: float = Field(1.0, gt=0.0, le=1.0)
-    normalize: str = "imagenet"
-    on_bad_image: Literal["fail", "skip"] = "fail"
-    max_image_pixels: int = Field(40_000_000, gt=0)
-    max_file_mb: float = Field(50.0, gt=0)
-    cache_dir: str | None = None
-    decode_workers: int = Field(0, ge=0)
-    loader_workers: int | None = Field(None, ge=0)
-    device_cache: Literal["auto", "on", "off"] = "auto"
-    device_cache_gb: float = Field(16.0, gt=0)
-    face_crop: bool = False
-    face_margin: float = Field(0.4, ge=0.0, le=3.0)
-    face_detector: Literal["hog", "cnn", "auto"] = "auto"
-    face_upsample: int = Field(1, ge=0, le=3)
-    face_pad: float = Field(0.25, ge=0.0, le=1.0)
-    face_detect_size: int = Field(320, ge=64)
+    """How photos are read, checked, decoded once into the cache and framed."""
+
+    section: ClassVar[str] = "data"
+    image_size: int | tuple[int, int] = Field(
+        128, description="Network input size in pixels: one number (square) or [height, width]."
+    )
+    resize_margin: float = Field(
+        0.125,
+        ge=0.0,
+        le=1.0,
+        description="Extra share of the input size decoded into the cache, room for random crops.",
+    )
+    center_crop: float = Field(
+        1.0, gt=0.0, le=1.0, description="Share of each photo kept around its centre before resizing (1 keeps all)."
+    )
+    normalize: str = Field(
+        "imagenet",
+        description=f"Pixel mean / std preset the network expects ({', '.join(NORMALIZE_PRESETS)}).",
+        json_schema_extra={"choices": list(NORMALIZE_PRESETS)},
+    )
+    on_bad_image: Literal["fail", "skip"] = Field(
+        "fail", description="An unreadable photo or bad row: stop before training (fail) or leave it out (skip)."
+    )
+    max_image_pixels: int = Field(
+        40_000_000, gt=0, description="Photos with more pixels are refused (decompression-bomb guard)."
+    )
+    max_file_mb: float = Field(50.0, gt=0, description="Photo files larger than this many MB are refused.")
+    cache_dir: str | None = Field(
+        None, description="Folder of the decode-once cache (default: MASKCLS_CACHE_DIR or the user cache)."
+    )
+    decode_workers: int = Field(0, ge=0, description="Processes decoding photos into the cache (0: one per CPU).")
+    loader_workers: int | None = Field(
+        None, ge=0, description="DataLoader worker processes (default: chosen from the CPUs and the device)."
+    )
+    device_cache: Literal["auto", "on", "off"] = Field(
+        "auto", description="Keep the decoded photos on the GPU for the whole run (auto: when they fit)."
+    )
+    device_cache_gb: float = Field(16.0, gt=0, description="Most GPU memory, in GB, the device cache may take.")
+    face_crop: bool = Field(False, description="Frame each photo on the detected face instead of its centre.")
+    face_margin: float = Field(
+        0.4, ge=0.0, le=3.0, description="Margin around a detected face, as a share of its size."
+    )
+    face_detector: Literal["hog", "cnn", "auto"] = Field(
+        "auto", description="dlib face detector: hog (fast, CPU), cnn (accurate, GPU), auto (cnn on a GPU)."
+    )
+    face_upsample: int = Field(1, ge=0, le=3, description="Times the detector upsamples a photo to find small faces.")
+    face_pad: float = Field(
+        0.25, ge=0.0, le=1.0, description="Padding added around a photo before detection, for faces at its edge."
+    )
+    face_detect_size: int = Field(
+        320, ge=64, description="Longest side, in pixels, photos are shrunk to for detection."
+    )
 
     @field_validator("image_size")
     @classmethod
@@ -78,7 +187,7 @@ class DataConfig(_Section):
     @classmethod
     def _known_preset(cls, value):
         if value not in NORMALIZE_PRESETS:
-            raise ValueError(f"unknown preset '{value}', choose one of {sorted(NORMALIZE_PRESETS)}")
+            raise ValueError(unknown_choice("preset", value, NORMALIZE_PRESETS))
         return value
 
     @property
@@ -97,26 +206,40 @@ class DataConfig(_Section):
 
 
 class AugmentConfig(_Section):
-    crop: Literal["random_resized", "center"] = "random_resized"
-    crop_scale: tuple[float, float] = (0.6, 1.0)
-    crop_ratio: tuple[float, float] = (0.75, 1.3333)
-    hflip: float = Field(0.5, ge=0.0, le=1.0)
-    brightness: float = Field(0.2, ge=0.0)
-    contrast: float = Field(0.2, ge=0.0)
-    saturation: float = Field(0.2, ge=0.0)
-    hue: float = Field(0.0, ge=0.0, le=0.5)
-    blur: float = Field(0.0, ge=0.0, le=1.0)
-    blur_sigma: tuple[float, float] = (0.1, 1.5)
-    cutout: float = Field(0.0, ge=0.0, le=1.0)
-    motion_blur: float = Field(0.0, ge=0.0, le=1.0)
-    motion_blur_kernel: tuple[int, int] = (3, 9)
-    downscale: float = Field(0.0, ge=0.0, le=1.0)
-    downscale_range: tuple[float, float] = (0.25, 0.75)
-    jpeg: float = Field(0.0, ge=0.0, le=1.0)
-    jpeg_quality: tuple[float, float] = (15.0, 75.0)
-    mixup: float = Field(0.0, ge=0.0)
-    cutmix: float = Field(0.0, ge=0.0)
-    mix_prob: float = Field(1.0, ge=0.0, le=1.0)
+    """Training-time augmentation; each probability is per photo (mixup / cutmix per batch)."""
+
+    section: ClassVar[str] = "augment"
+    crop: Literal["random_resized", "center"] = Field(
+        "random_resized",
+        description="Training crop: a random part of the photo, resized (random_resized), or its centre.",
+    )
+    crop_scale: tuple[float, float] = Field((0.6, 1.0), description="Range of the photo's area a random crop covers.")
+    crop_ratio: tuple[float, float] = Field(
+        (0.75, 1.3333), description="Range of a random crop's width / height ratio."
+    )
+    hflip: float = Field(0.5, ge=0.0, le=1.0, description="Probability of a horizontal flip.")
+    brightness: float = Field(0.2, ge=0.0, description="Colour jitter: most brightness change (share).")
+    contrast: float = Field(0.2, ge=0.0, description="Colour jitter: most contrast change (share).")
+    saturation: float = Field(0.2, ge=0.0, description="Colour jitter: most saturation change (share).")
+    hue: float = Field(0.0, ge=0.0, le=0.5, description="Colour jitter: most hue shift (share of the colour wheel).")
+    blur: float = Field(0.0, ge=0.0, le=1.0, description="Probability of a Gaussian blur.")
+    blur_sigma: tuple[float, float] = Field((0.1, 1.5), description="Range of the Gaussian blur's sigma, in pixels.")
+    cutout: float = Field(0.0, ge=0.0, le=1.0, description="Probability of erasing a random rectangle.")
+    motion_blur: float = Field(0.0, ge=0.0, le=1.0, description="Probability of a motion blur (camera shake).")
+    motion_blur_kernel: tuple[int, int] = Field(
+        (3, 9), description="Range of the motion blur's kernel size, odd pixels."
+    )
+    downscale: float = Field(
+        0.0, ge=0.0, le=1.0, description="Probability of shrinking and re-enlarging the photo (low resolution)."
+    )
+    downscale_range: tuple[float, float] = Field(
+        (0.25, 0.75), description="Range of the scale a downscaled photo is shrunk to."
+    )
+    jpeg: float = Field(0.0, ge=0.0, le=1.0, description="Probability of JPEG re-compression artefacts.")
+    jpeg_quality: tuple[float, float] = Field((15.0, 75.0), description="Range of the JPEG quality used (1-100).")
+    mixup: float = Field(0.0, ge=0.0, description="MixUp alpha: blend pairs of photos and their labels (0: off).")
+    cutmix: float = Field(0.0, ge=0.0, description="CutMix alpha: paste a patch of one photo into another (0: off).")
+    mix_prob: float = Field(1.0, ge=0.0, le=1.0, description="Probability a batch is mixed when mixup / cutmix is on.")
 
     @model_validator(mode="after")
     def _robustness_ranges(self):
@@ -139,100 +262,183 @@ class AugmentConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: str = "tf_efficientnet_lite0"
-    pretrained: str = "offline"
-    head: str = "linear"
-    drop_rate: float = Field(0.2, ge=0.0, lt=1.0)
-    drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0)
-    msd_samples: int = Field(5, ge=1)
-    channels_last: bool = True
-    freeze_stages: int = Field(0, ge=0)  # leading layer groups (the stem first) whose weights stay fixed
+    """The network: a backbone (timm, or Hugging Face with ``hf:``) and a head."""
+
+    section: ClassVar[str] = "model"
+    name: str = Field(
+        "tf_efficientnet_lite0",
+        description="Backbone: a timm architecture (timm.list_models()) or hf:<folder or hub id>; checked up front.",
+    )
+    pretrained: str = Field(
+        "offline",
+        description="Initial weights: none (random), offline (bundled pip packages), hub (download) or a weights file.",
+    )
+    head: Literal[HEAD_CHOICES] = Field(
+        "linear",
+        description="Classifier head: the 18 classes (linear, msd, three_head), one head alone, or separate models.",
+    )
+    drop_rate: float = Field(0.2, ge=0.0, lt=1.0, description="Dropout before the head.")
+    drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0, description="Stochastic depth in the backbone (0: off).")
+    msd_samples: int = Field(5, ge=1, description="Dropout samples of the msd (multi-sample dropout) head.")
+    channels_last: bool = Field(True, description="Channels-last memory layout (faster convolutions on GPUs).")
+    freeze_stages: int = Field(
+        0, ge=0, description="Leading layer groups of the backbone (the stem first) whose weights stay fixed."
+    )
 
 
 class LossConfig(_Section):
-    name: str = "ce"
-    focal_gamma: float = Field(2.0, ge=0.0)
-    focal_alpha: float | None = Field(None, gt=0.0, le=1.0)
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
-    class_weights: Literal["none", "balanced"] = "none"
-    component_weights: list[float] | None = None
-    per_head: dict[str, str] = {}
-    head_weights: dict[str, float] = {}
+    """The training loss; several can be summed (``ce+soft_f1``)."""
+
+    section: ClassVar[str] = "loss"
+    name: str = Field(
+        "ce",
+        description=f"Loss ({', '.join(LOSS_NAMES)}), or a sum of them joined by '+' (e.g. focal+soft_f1).",
+        json_schema_extra={"choices": list(LOSS_NAMES)},
+    )
+    focal_gamma: float = Field(2.0, ge=0.0, description="Focal loss: how much easy photos are down-weighted.")
+    focal_alpha: float | None = Field(None, gt=0.0, le=1.0, description="Focal loss: overall scale (none: 1).")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Share of each target spread over all classes.")
+    class_weights: Literal["none", "balanced"] = Field(
+        "none", description="Weight classes by inverse frequency (balanced) or not (none)."
+    )
+    component_weights: list[float] | None = Field(
+        None, description="Weights of the summed losses in loss.name, in order (default: 1 each)."
+    )
+    per_head: dict[str, str] = Field(
+        {}, description="A loss per output of a multi-output head, e.g. {age: focal}; others use loss.name."
+    )
+    head_weights: dict[str, float] = Field({}, description="Weight of each head output's loss, e.g. {age: 2.0}.")
+
+    @field_validator("name")
+    @classmethod
+    def _known_losses(cls, value):
+        return _check_losses("loss.name", value)
+
+    @field_validator("per_head")
+    @classmethod
+    def _known_head_losses(cls, value):
+        return {block: _check_losses(f"loss.per_head.{block}", name) for block, name in value.items()}
+
+
+def _check_losses(key: str, value: str) -> str:
+    for part in str(value).split("+"):
+        if part.strip() not in LOSS_NAMES:
+            raise ValueError(unknown_choice("loss", part.strip(), LOSS_NAMES, " (or sum them with '+')"))
+    return value
 
 
 class SamplerConfig(_Section):
-    name: Literal["random", "balanced"] = "random"
-    alpha: float = Field(1.0, ge=0.0, le=1.0)
+    """Which photos a training epoch draws."""
+
+    section: ClassVar[str] = "sampler"
+    name: Literal[SAMPLER_NAMES] = Field(
+        "random", description="random: every photo once per epoch; balanced: rare classes drawn more often."
+    )
+    alpha: float = Field(1.0, ge=0.0, le=1.0, description="Balanced sampler: 1 draws classes equally, 0 as they occur.")
 
 
 class OptimConfig(_Section):
-    name: str = "adamw"
-    lr: float = Field(1e-3, gt=0.0)
-    weight_decay: float = Field(1e-2, ge=0.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    nesterov: bool = True
-    fused: bool | None = None
-    layer_decay: float | None = Field(None, gt=0.0, le=1.0)
-    lr_base_batch: int | None = Field(None, ge=1)
+    """The optimizer (timm's factory; adamp / sgdp from the adamp package)."""
+
+    section: ClassVar[str] = "optim"
+    name: Literal[OPTIMIZER_NAMES] = Field("adamw", description="Optimizer.")
+    lr: float = Field(1e-3, gt=0.0, description="Peak learning rate.")
+    weight_decay: float = Field(1e-2, ge=0.0, description="Weight decay (not applied to biases and norms).")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="Momentum of SGD-like optimizers.")
+    nesterov: bool = Field(True, description="Nesterov momentum for sgd / sgdp.")
+    fused: bool | None = Field(None, description="Fused optimizer kernels (default: on CUDA, and Adam(W) on CPU).")
+    layer_decay: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="Layer-wise LR decay: each earlier backbone stage learns at this times the next.",
+    )
+    lr_base_batch: int | None = Field(
+        None, ge=1, description="Scale optim.lr linearly with the batch: lr is for batches of this size."
+    )
 
 
 class SchedulerConfig(_Section):
-    name: Literal["cosine", "linear", "step", "multistep", "poly", "tanh", "onecycle", "constant"] = "cosine"
-    warmup_epochs: float = Field(1.0, ge=0.0)
-    warmup_lr: float = Field(1e-5, ge=0.0)
-    min_lr: float = Field(1e-6, ge=0.0)
-    cycles: int = Field(1, ge=1)
-    cycle_mul: float = Field(1.0, gt=0.0)
-    cycle_decay: float = Field(1.0, gt=0.0)
-    decay_epochs: float = Field(10.0, gt=0.0)
-    decay_milestones: list[int] = [30, 60]
-    decay_rate: float = Field(0.1, gt=0.0)
+    """The learning-rate schedule, stepped every update, after a linear warmup."""
+
+    section: ClassVar[str] = "scheduler"
+    name: Literal[SCHEDULER_NAMES] = Field("cosine", description="Schedule of the learning rate after warmup.")
+    warmup_epochs: float = Field(1.0, ge=0.0, description="Epochs of linear warmup from scheduler.warmup_lr.")
+    warmup_lr: float = Field(1e-5, ge=0.0, description="Learning rate the warmup starts at.")
+    min_lr: float = Field(1e-6, ge=0.0, description="Lowest learning rate the schedule reaches.")
+    cycles: int = Field(1, ge=1, description="Cosine: number of cycles (more than 1 restarts it).")
+    cycle_mul: float = Field(1.0, gt=0.0, description="Cosine: each cycle is this many times longer than the last.")
+    cycle_decay: float = Field(1.0, gt=0.0, description="Cosine: each cycle's peak is this times the last one's.")
+    decay_epochs: float = Field(10.0, gt=0.0, description="step: epochs between decays.")
+    decay_milestones: list[int] = Field([30, 60], description="multistep: epochs at which the rate decays.")
+    decay_rate: float = Field(0.1, gt=0.0, description="step / multistep: factor per decay; poly: the power.")
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(64, ge=1)
-    precision: str = "auto"
-    early_stopping_patience: int = Field(5, ge=0)
-    grad_clip: float = Field(0.0, ge=0.0)
-    ema_decay: float | None = Field(None, gt=0.0, lt=1.0)
-    accumulate_grad_batches: int = Field(1, ge=1)
-    seed: int = 42
-    accelerator: str = "auto"
-    devices: int | str = "auto"
-    num_nodes: int = Field(1, ge=1)
-    strategy: str = "auto"
-    compile: bool = False
-    loggers: list[Literal["tensorboard", "csv", "wandb"]] = ["tensorboard", "csv"]
-    wandb_project: str = "maskcls"
-    wandb_offline: bool = False
-    progress_bar: bool = True
+    """The training loop (PyTorch Lightning)."""
+
+    section: ClassVar[str] = "train"
+    epochs: int = Field(10, ge=1, description="Epochs per fold.")
+    batch_size: int = Field(64, ge=1, description="Photos per batch (per device).")
+    precision: str = Field(
+        "auto", description="Lightning precision, e.g. 32, bf16-mixed, 16-mixed (auto: bf16 on GPUs)."
+    )
+    early_stopping_patience: int = Field(
+        5, ge=0, description="Stop a fold after this many epochs without better validation macro F1 (0: never)."
+    )
+    grad_clip: float = Field(0.0, ge=0.0, description="Clip the gradient norm to this (0: off).")
+    ema_decay: float | None = Field(
+        None, gt=0.0, lt=1.0, description="Keep an exponential moving average of the weights with this decay."
+    )
+    accumulate_grad_batches: int = Field(1, ge=1, description="Batches whose gradients add up to one update.")
+    seed: int = Field(42, description="Random seed (each fold adds its number).")
+    accelerator: str = Field("auto", description="Lightning accelerator: auto, cpu, gpu, ...")
+    devices: int | str = Field("auto", description="Lightning devices: a count, a list such as '0,1', or auto.")
+    num_nodes: int = Field(1, ge=1, description="Machines to train on (DDP).")
+    strategy: str = Field("auto", description="Lightning strategy: auto, ddp, ...")
+    compile: bool = Field(False, description="torch.compile the model.")
+    loggers: list[Literal["tensorboard", "csv", "wandb"]] = Field(
+        ["tensorboard", "csv"], description="Where training curves are logged."
+    )
+    wandb_project: str = Field("maskcls", description="Weights & Biases project (with the wandb logger).")
+    wandb_offline: bool = Field(False, description="Weights & Biases without a network (sync later).")
+    progress_bar: bool = Field(True, description="Show the per-epoch progress bar.")
 
 
 class TTAConfig(_Section):
-    name: str = "none"
-    merge: Literal["mean_probs", "mean_logits"] = "mean_probs"
+    """Test-time augmentation, for out-of-fold and test predictions alike."""
+
+    section: ClassVar[str] = "tta"
+    name: Literal[TTA_NAMES] = Field("none", description="Views of each photo predicted and merged.")
+    merge: Literal[MERGES] = Field(
+        "mean_probs", description="How views are merged: mean of probabilities, or mean of logits."
+    )
 
 
 class CVConfig(_Section):
-    folds: int = Field(5, ge=2)
-    seed: int = 42
-    train_folds: list[int] | None = None
-    folds_file: str | None = None  # a run's folds.csv: reuse its person -> fold split (compare runs on the same folds)
+    """Person-level cross-validation."""
+
+    section: ClassVar[str] = "cv"
+    folds: int = Field(5, ge=2, description="Number of folds (all photos of a person share one).")
+    seed: int = Field(42, description="Seed of the person -> fold split.")
+    train_folds: list[int] | None = Field(None, description="Train only these folds (default: all).")
+    folds_file: str | None = Field(
+        None, description="A run's folds.csv: reuse its person -> fold split (compare runs on the same folds)."
+    )
 
 
 class Config(_Section):
-    labels: LabelsConfig = LabelsConfig()
-    data: DataConfig = DataConfig()
-    augment: AugmentConfig = AugmentConfig()
-    model: ModelConfig = ModelConfig()
-    loss: LossConfig = LossConfig()
-    sampler: SamplerConfig = SamplerConfig()
-    optim: OptimConfig = OptimConfig()
-    scheduler: SchedulerConfig = SchedulerConfig()
-    train: TrainConfig = TrainConfig()
-    tta: TTAConfig = TTAConfig()
-    cv: CVConfig = CVConfig()
+    labels: LabelsConfig = Field(LabelsConfig(), description="Label schema.")
+    data: DataConfig = Field(DataConfig(), description="Reading and decoding photos.")
+    augment: AugmentConfig = Field(AugmentConfig(), description="Training augmentation.")
+    model: ModelConfig = Field(ModelConfig(), description="Backbone and head.")
+    loss: LossConfig = Field(LossConfig(), description="Training loss.")
+    sampler: SamplerConfig = Field(SamplerConfig(), description="Epoch sampling.")
+    optim: OptimConfig = Field(OptimConfig(), description="Optimizer.")
+    scheduler: SchedulerConfig = Field(SchedulerConfig(), description="Learning-rate schedule.")
+    train: TrainConfig = Field(TrainConfig(), description="Training loop.")
+    tta: TTAConfig = Field(TTAConfig(), description="Test-time augmentation.")
+    cv: CVConfig = Field(CVConfig(), description="Cross-validation.")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -242,10 +448,6 @@ class Config(_Section):
             )
         if (self.augment.mixup or self.augment.cutmix) and self.train.batch_size % 2:
             raise ValueError("augment.mixup / augment.cutmix pair up photos: train.batch_size must be even")
-        from .tta import TTA_SETS
-
-        if self.tta.name not in TTA_SETS:
-            raise ValueError(f"unknown tta.name '{self.tta.name}'; choose one of {sorted(TTA_SETS)}")
         return self
 
     @model_validator(mode="after")
@@ -314,7 +516,8 @@ def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:
     except ValidationError as err:
         first = err.errors()[0]
         key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise ConfigError(f"{source}: config key '{key}': {first['msg']} (got {first.get('input')!r})") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{source}: config key '{key}': {message} (got {first.get('input')!r})") from None
 
 
 def valid_keys(model_cls: type[BaseModel] = Config, prefix: str = "") -> list[str]:

@@ -49,7 +49,8 @@ def cross_fit(
         predicted = np.asarray(fit_predict(fit_rows, score_rows), dtype=np.float64)
         if predicted.shape != (len(score_rows), NUM_CLASSES):
             raise ValueError(
-                f"split {split}: fit_predict returned shape {predicted.shape}, expected {(len(score_rows), NUM_CLASSES)}"
+                f"split {split}: fit_predict returned shape {predicted.shape}, "
+                f"expected {(len(score_rows), NUM_CLASSES)}"
             )
         probs[score_rows] = predicted
     return probs, split_ids

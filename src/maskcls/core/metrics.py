@@ -94,7 +94,8 @@ def score_submission(
         parts = []
         if len(missing):
             parts.append(
-                f"covers {len(answers) - len(missing)} of the {len(answers)} photos in {answers_csv} ({len(missing)} missing, e.g. {', '.join(missing[:3])})"
+                f"covers {len(answers) - len(missing)} of the {len(answers)} photos in {answers_csv} "
+                f"({len(missing)} missing, e.g. {', '.join(missing[:3])})"
             )
         if len(unknown):
             parts.append(

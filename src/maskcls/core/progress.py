@@ -7,8 +7,8 @@ Two tools, one look:
   with, the steps of a pipeline): stage k of n, the step within the stage, elapsed time, an ETA for
   the *whole* plan, and a few facts such as the best validation macro F1 so far.
 
-On a terminal (stdout and stderr both) bars are live (rich), and ``engine.lightning_progress.lightning_bar(plan)`` shows the
-plan's line above Lightning's per-epoch bar. Anywhere else (a file, a pipe, CI) everything prints
+On a terminal (stdout and stderr both) bars are live (rich), and ``engine.lightning_progress.lightning_bar(plan)`` shows
+the plan's line above Lightning's per-epoch bar. Anywhere else (a file, a pipe, CI) everything prints
 plain lines instead (one per step of a stage, e.g. one per epoch per fold), never a carriage return or
 an escape code, so a log stays readable. Progress goes to stderr; results go to stdout.
 
@@ -101,7 +101,8 @@ def _track_plain(items: Iterable[T], description: str, total: int | None, stream
             elapsed = time.monotonic() - started
             eta = elapsed / done * (total - done)
             _print_plain(
-                f"{description}: {done}/{total} ({100 * done // total}%) · {format_seconds(elapsed)} elapsed · ETA {format_seconds(eta)}",
+                f"{description}: {done}/{total} ({100 * done // total}%) · {format_seconds(elapsed)} elapsed · "
+                f"ETA {format_seconds(eta)}",
                 stream,
             )
             next_report = done * 10 // total + 1

@@ -2,9 +2,9 @@
 
 The cache is keyed by the source files (path, size, mtime), the resolution and the framing
 (``data.center_crop``, ``data.face_crop``: see ``framing.py``), so it is rebuilt exactly when one of
-them changes. With a face crop, the face boxes are kept in the cache index. Decoding runs in parallel threads (libjpeg-turbo and Pillow release
-the GIL). Photos that fail are recorded with their reason in the cache index, so a rerun reports the
-same problems without decoding again.
+them changes. With a face crop, the face boxes are kept in the cache index. Decoding runs in parallel threads
+(libjpeg-turbo and Pillow release the GIL). Photos that fail are recorded with their reason in the cache index, so a
+rerun reports the same problems without decoding again.
 """
 
 from __future__ import annotations
@@ -153,7 +153,8 @@ def _load(directory: Path, image_ids: list[str], size_hw: tuple[int, int]) -> Im
     expected_shape = (len(image_ids), *size_hw, 3)
     if meta.get("version") != CACHE_VERSION or array.shape != expected_shape or array.dtype != np.uint8:
         raise CacheError(
-            f"image cache {directory} does not match its index (shape {array.shape}, expected {expected_shape}). {recover}"
+            f"image cache {directory} does not match its index "
+            f"(shape {array.shape}, expected {expected_shape}). {recover}"
         )
     if index["image_id"].tolist() != image_ids:
         raise CacheError(f"image cache {directory} lists other photos than the data set. {recover}")

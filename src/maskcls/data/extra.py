@@ -22,7 +22,8 @@ from .layout import DataError, Problem, read_extra, read_train
 
 @dataclass(frozen=True)
 class ExtraSpec:
-    """Which extra sources to add and how much of them: ``max_per_class`` photos per class, ``ratio`` x the real photos."""
+    """Which extra sources to add and how much of them: ``max_per_class`` photos per class, ``ratio`` x the real
+    photos."""
 
     sources: tuple[str, ...] = ()
     max_per_class: int | None = None
@@ -54,7 +55,8 @@ class ExtraSpec:
 
 
 def read_extras(spec: ExtraSpec, thresholds: AgeThresholds = AgeThresholds()) -> tuple[pd.DataFrame, list[Problem]]:
-    """Manifest rows (``source="extra"``, ``origin`` = the source's path) of every source in ``spec``, and their problems."""
+    """Manifest rows (``source="extra"``, ``origin`` = the source's path) of every source in ``spec``, and their
+    problems."""
     frames, problems, names = [], [], set()
     for source in spec.sources:
         path = Path(source)
@@ -72,7 +74,8 @@ def read_extras(spec: ExtraSpec, thresholds: AgeThresholds = AgeThresholds()) ->
             rows, source_problems = read_extra(path)
         else:
             raise DataError(
-                f"extra source not found: {source} (give a CSV of image_id,path,label or a folder in the competition layout)"
+                f"extra source not found: {source} "
+                "(give a CSV of image_id,path,label or a folder in the competition layout)"
             )
         frames.append(rows.assign(source="extra", origin=str(path)))
         problems += source_problems

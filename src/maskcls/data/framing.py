@@ -60,7 +60,8 @@ class Framing:
 
     @property
     def key(self) -> str:
-        """This framing in a cache key; empty for whole photos, so caches made before framing existed keep their keys."""
+        """This framing in a cache key; empty for whole photos, so caches made before framing existed keep their
+        keys."""
         face = f"|{self.face}" if self.face is not None else ""
         centre = f"|center_crop={self.center_crop}" if self.center_crop < 1.0 else ""
         return face + centre
@@ -100,7 +101,8 @@ class Framer:
 
 
 def _face_cropped(image: Image.Image, size_hw: tuple[int, int], crop: FaceCrop, finder) -> tuple[np.ndarray, str]:
-    """The image cut to its largest face (grown by the margin, widened to the output's aspect) and resized; and the box."""
+    """The image cut to its largest face (grown by the margin, widened to the output's aspect) and resized; and the
+    box."""
     scale = min(1.0, crop.detect_size / max(image.size))
     small = (
         image

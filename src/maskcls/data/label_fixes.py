@@ -5,7 +5,7 @@ A fixes file is a CSV with one fix per row (extra columns, such as a reviewer's 
     person_id,image_id,field,value
     000417,,gender,male                                   the person's gender (all 7 photos)
     000936,,age,29                                        the person's age in years
-    000852,,age_group,<30                                 the age group only (0/1/2 or its name); age becomes unknown (-1)
+    000852,,age_group,<30                                 age group only (0/1/2 or its name); age becomes unknown (-1)
     000259,000259_female_Asian_18/normal,mask,incorrect   one photo's mask state (wear, incorrect, not_wear or 0/1/2)
 
 Swapped ``normal`` / ``incorrect_mask`` photos are two ``mask`` rows. ``maskcls noise`` writes suggested fixes in
@@ -79,7 +79,8 @@ def read_label_fixes(
                 problems.append(
                     Problem(
                         where,
-                        f"a '{field}' fix needs the photo's image_id (person folder/stem, e.g. 000001_male_Asian_45/normal)",
+                        f"a '{field}' fix needs the photo's image_id "
+                        "(person folder/stem, e.g. 000001_male_Asian_45/normal)",
                     )
                 )
                 continue
@@ -88,7 +89,8 @@ def read_label_fixes(
                 problems.append(
                     Problem(
                         where,
-                        f"unknown photo '{image_id}' (expected <person folder in train.csv>/<{'|'.join(STEM_TO_MASK)}>)",
+                        f"unknown photo '{image_id}' "
+                        f"(expected <person folder in train.csv>/<{'|'.join(STEM_TO_MASK)}>)",
                     )
                 )
                 continue

@@ -244,7 +244,8 @@ def read_extra(csv_path: str | Path) -> tuple[pd.DataFrame, list[Problem]]:
 
 
 def union_problems(problem_lists) -> list[Problem]:
-    """One problem per file, the first reason found (a missing photo is "missing" in info.csv and "not found" when decoded)."""
+    """One problem per file, the first reason found (a missing photo is "missing" in info.csv and "not found" when
+    decoded)."""
     merged: dict[str, Problem] = {}
     for problems in problem_lists:
         for problem in problems:

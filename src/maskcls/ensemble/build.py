@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.artifacts import ENSEMBLE_FILE, OOF_FILE, SUBMISSION_FILE, SUMMARY_FILE, TEST_PROBS_FILE
+from ..core.config import unknown_choice
 from ..core.crossfit import cross_fit
 from ..core.io import atomic_dir, write_csv, write_json
 from ..core.labels import NUM_CLASSES
@@ -260,7 +261,8 @@ def read_members(run_dirs: Sequence[str | Path], with_test: bool = True) -> Memb
             if differs.size:
                 row = differs[0]
                 raise EnsembleError(
-                    f"{directory}/{OOF_FILE} disagrees with {directories[0]}/{OOF_FILE} on {column} for {differs.size} image(s), "
+                    f"{directory}/{OOF_FILE} disagrees with {directories[0]}/{OOF_FILE} on {column} "
+                    f"for {differs.size} image(s), "
                     f"e.g. '{reference['image_id'][row]}': {aligned[column][row]} vs {reference[column][row]}"
                 )
         oof_probs.append(probs_of(aligned))
@@ -376,13 +378,11 @@ def _recipe(ensemble: Ensemble, tables: MemberTables, weight_objective: str, cv_
 
 def _check_options(method: str, learner: str, weight_objective: str, cv_splits: int) -> None:
     if method not in METHODS:
-        raise EnsembleError(f"unknown ensemble method '{method}'; choose one of {', '.join(METHODS)}")
+        raise EnsembleError(unknown_choice("ensemble method", method, METHODS))
     if method == "stack" and learner not in META_LEARNERS:
-        raise EnsembleError(f"unknown meta-learner '{learner}'; choose one of {', '.join(META_LEARNERS)}")
+        raise EnsembleError(unknown_choice("meta-learner", learner, META_LEARNERS))
     if method == "weighted" and weight_objective not in WEIGHT_OBJECTIVES:
-        raise EnsembleError(
-            f"unknown weight objective '{weight_objective}'; choose one of {', '.join(WEIGHT_OBJECTIVES)}"
-        )
+        raise EnsembleError(unknown_choice("weight objective", weight_objective, WEIGHT_OBJECTIVES))
     if cv_splits < 2:
         raise EnsembleError(f"cv_splits must be >= 2, got {cv_splits}")
 

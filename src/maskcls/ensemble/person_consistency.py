@@ -34,7 +34,8 @@ def mask_quota(group_size: int) -> np.ndarray:
     """How many photos of each mask state a complete group holds: (worn, incorrect, not worn) = (size - 2, 1, 1)."""
     if group_size < 3:
         raise GroupsError(
-            f"a group size with a mask quota must be at least 3 (one worn, one incorrect, one not worn), got {group_size}"
+            "a group size with a mask quota must be at least 3 (one worn, one incorrect, one not worn), "
+            f"got {group_size}"
         )
     quota = np.ones(3, dtype=np.int64)
     quota[Mask.WEAR] = group_size - 2
@@ -114,7 +115,8 @@ def read_groups(path: str | Path, image_ids: pd.Series) -> np.ndarray:
     missing = pd.Index(image_ids.astype(str)).difference(groups.index)
     if len(missing):
         raise GroupsError(
-            f"{path} has no group for {len(missing)} of the {len(image_ids)} photos (e.g. '{missing[0]}'); group the same folder again"
+            f"{path} has no group for {len(missing)} of the {len(image_ids)} photos (e.g. '{missing[0]}'); "
+            "group the same folder again"
         )
     return groups.loc[image_ids.astype(str)].to_numpy()
 

@@ -84,7 +84,10 @@ def class_scale_report(
         "in_sample_macro_f1": macro_f1(labels, apply_class_scales(probs, scales).argmax(axis=1)),
         "cv_macro_f1": macro_f1(labels, cv_probs.argmax(axis=1)),
         "cv_splits": n_splits,
-        "note": "in_sample_macro_f1 is fitted and scored on the same rows (optimistic); cv_macro_f1 is scored on persons the scales never saw",
+        "note": (
+            "in_sample_macro_f1 is fitted and scored on the same rows (optimistic); "
+            "cv_macro_f1 is scored on persons the scales never saw"
+        ),
     }
 
 

@@ -113,7 +113,8 @@ def load_trained_run(run_dir: str | Path) -> TrainedRun:
     for marker, kind in ((ENSEMBLE_FILE, "an ensemble"), (COMBINE_FILE, "a combination of runs")):
         if (run_dir / marker).is_file():
             raise RunError(
-                f"{run_dir} is {kind}; export its k-fold member runs one by one (ensembles and combinations are not exported)"
+                f"{run_dir} is {kind}; export its k-fold member runs one by one "
+                "(ensembles and combinations are not exported)"
             )
     run = load_run(run_dir)
     if run.task != "classes":
@@ -140,7 +141,8 @@ class TorchModel:
 
 
 def _weights_digest(run_dir: Path, folds: list[int], tta: str, merge: str) -> str:
-    """A short fingerprint of the weights and the TTA set: the same model gets the same id, served from torch or ONNX."""
+    """A short fingerprint of the weights and the TTA set: the same model gets the same id, served from torch or
+    ONNX."""
     digest = hashlib.sha256(f"{tta}|{merge}|{folds}".encode())
     for fold in folds:
         with open(fold_dir(run_dir, fold) / MODEL_WEIGHTS_FILE, "rb") as handle:

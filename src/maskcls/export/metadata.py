@@ -32,7 +32,8 @@ class _Part(BaseModel):
 
 
 class FaceCropSpec(_Part):
-    """``data.face_crop`` of the run (``data.framing.FaceCrop``): the runtime crops photos to their face as training did."""
+    """``data.face_crop`` of the run (``data.framing.FaceCrop``): the runtime crops photos to their face as training
+    did."""
 
     margin: float
     detector: str
@@ -123,7 +124,8 @@ def parse_metadata(props: dict[str, str], source: str) -> ExportMetadata:
     again = "export the run again with `maskcls export --run RUN --out MODEL.onnx`"
     if METADATA_KEY not in props:
         raise ExportedModelError(
-            f"{source} has no maskcls metadata: it was not written by `maskcls export` (or its metadata was stripped); {again}"
+            f"{source} has no maskcls metadata: it was not written by `maskcls export` "
+            f"(or its metadata was stripped); {again}"
         )
     try:
         raw = json.loads(props[METADATA_KEY])
@@ -134,13 +136,14 @@ def parse_metadata(props: dict[str, str], source: str) -> ExportMetadata:
     version, written_by = raw.get("format_version"), raw.get("maskcls_version", "an unknown version")
     if not isinstance(version, int) or version < FORMAT_VERSION:
         raise ExportedModelError(
-            f"{source} was exported by maskcls {written_by} in model format {version}; this maskcls ({__version__}) reads "
-            f"format {FORMAT_VERSION} only: {again}"
+            f"{source} was exported by maskcls {written_by} in model format {version}; "
+            f"this maskcls ({__version__}) reads format {FORMAT_VERSION} only: {again}"
         )
     if version > FORMAT_VERSION:
         raise ExportedModelError(
-            f"{source} was exported by maskcls {written_by} in model format {version}, newer than this maskcls ({__version__}, "
-            f"format {FORMAT_VERSION}) reads: upgrade maskcls (pip install -U maskcls)"
+            f"{source} was exported by maskcls {written_by} in model format {version}, "
+            f"newer than this maskcls ({__version__}, format {FORMAT_VERSION}) reads: "
+            "upgrade maskcls (pip install -U maskcls)"
         )
     try:
         metadata = ExportMetadata.model_validate(raw)

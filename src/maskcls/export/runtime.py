@@ -1,8 +1,8 @@
 """Predict with an exported model using onnxruntime and numpy only: this module never imports torch.
 
 Photos are framed and decoded by the same torch-free code as training and ``predict --run``
-(``data.framing`` through the decode-once cache, at the cache size and framing the model's metadata names); everything after
-decoding is inside the graph. So ``predict --onnx`` writes the same ``test_probs.csv`` and
+(``data.framing`` through the decode-once cache, at the cache size and framing the model's metadata names); everything
+after decoding is inside the graph. So ``predict --onnx`` writes the same ``test_probs.csv`` and
 ``submission.csv`` as ``predict --run`` (within float rounding), on a machine without PyTorch.
 """
 
@@ -149,7 +149,8 @@ def predict_eval_onnx(
 def predict_files_onnx(
     model_path: str | Path, files: list[str | Path], threads: int = 0, out_dir: str | Path | None = None
 ) -> pd.DataFrame:
-    """One row per photo: class, mask, gender, age group and probability (or the reason it failed); see ``file_rows``."""
+    """One row per photo: class, mask, gender, age group and probability (or the reason it failed); see
+    ``file_rows``."""
     model = OnnxModel(model_path, threads)
     photos = pd.DataFrame({"image_id": [str(f) for f in files], "path": [str(f) for f in files]})
     prediction = predict_photos(model, photos, progress=False)

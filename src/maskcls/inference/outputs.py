@@ -99,7 +99,8 @@ def file_rows(
     paths: list[str], prediction: Prediction, age_names: tuple[str, str, str], out_dir: str | Path | None = None
 ) -> pd.DataFrame:
     """One row per loose photo: its shortest distinct name, class, mask, gender, age group and probability,
-    or (``error``) why it could not be read; failed rows have no class. ``out_dir``: also write ``predictions.csv`` there."""
+    or (``error``) why it could not be read; failed rows have no class. ``out_dir``: also write
+    ``predictions.csv`` there."""
     errors = {problem.file: problem.reason for problem in prediction.problems}
     rows = []
     for path, name, p, label in zip(paths, distinct_tails(paths), prediction.probs, prediction.answers, strict=False):

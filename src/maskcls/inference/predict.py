@@ -36,7 +36,7 @@ from ..core.tables import PROB_COLUMNS
 from ..data.cache import build_cache, default_cache_root
 from ..data.framing import Framing
 from ..data.images import ImageLimits
-from ..data.layout import DataError, read_eval, skip_hint, union_problems
+from ..data.layout import DataError, Problem, read_eval, skip_hint, union_problems
 from ..engine.predictor import predict_outputs
 from ..ensemble.person_consistency import read_groups
 from ..models.artifact import ModelFileError, load_model
@@ -88,7 +88,8 @@ def load_run(run_dir: str | Path) -> TrainedRun:
         for key in ("data", "labels", "task"):
             if _setting(meta, key) != _setting(metas[0], key):
                 raise RunError(
-                    f"{run_dir} is inconsistent: fold_{fold}/{MODEL_META_FILE} has {key}={meta.get(key)}, fold_{folds[0]} has {metas[0].get(key)}"
+                    f"{run_dir} is inconsistent: fold_{fold}/{MODEL_META_FILE} has {key}={meta.get(key)}, "
+                    f"fold_{folds[0]} has {metas[0].get(key)}"
                 )
     oof_path = run_dir / OOF_FILE
     fallback = int(pd.read_csv(oof_path, usecols=["label"])["label"].mode()[0]) if oof_path.is_file() else 0
@@ -226,6 +227,42 @@ def _predict_folds(
     return Prediction(probs, argmax_or(probs, run.fallback_class), columns, problems)
 
 
+def check_photos(
+    run_dir: str | Path, photos: pd.DataFrame, cache_dir: str | None = None, progress: bool = True
+) -> list[Problem]:
+    """Decode ``photos`` (``image_id``, ``path``) the way every k-fold run behind ``run_dir`` reads them, without
+    loading a model; returns the unreadable ones. The decoded pixels stay in the cache for the prediction."""
+    seen, problems = set(), []
+    for run in kfold_runs(run_dir):
+        data_cfg = _run_data_cfg(run)
+        key = data_cfg.model_dump_json()
+        if key in seen:
+            continue
+        seen.add(key)
+        cache = build_cache(
+            photos[["image_id", "path"]],
+            data_cfg.cache_hw,
+            default_cache_root(cache_dir),
+            ImageLimits.from_config(data_cfg),
+            progress=progress,
+            framing=Framing.from_config(data_cfg),
+        )
+        problems.append(cache.problems(photos["path"].tolist()))
+    return union_problems(problems)
+
+
+def _run_data_cfg(run: Path) -> DataConfig:
+    """How a k-fold run's models read photos, from its first fold's ``model.json`` (no weights are read)."""
+    folds = [entry["fold"] for entry in json.loads((run / SUMMARY_FILE).read_text()).get("folds", [])]
+    if not folds:
+        raise RunError(f"{run / SUMMARY_FILE} lists no trained folds")
+    meta_path = fold_dir(run, folds[0]) / MODEL_META_FILE
+    try:
+        return DataConfig.model_validate(json.loads(meta_path.read_text())["data"])
+    except (OSError, ValueError, KeyError) as err:
+        raise RunError(f"{run} is incomplete: cannot read {meta_path} ({type(err).__name__}: {err})") from None
+
+
 def predict_eval(
     run_dir: str | Path,
     eval_dir: str | Path,
@@ -256,6 +293,8 @@ def predict_eval(
     out_dir = Path(out_dir) if out_dir else run_dir
     info, problems = read_eval(eval_dir)
     hint = skip_hint(PREDICT_SKIPPED_FILE)
+    # Every photo is decoded (once, into the cache the models then read) and checked before any model is loaded.
+    problems = union_problems([problems, check_photos(run_dir, info, cache_dir, progress)])
     if problems and on_bad_image == "fail":
         raise DataError(f"{len(problems)} problem(s) found in {eval_dir}; nothing was predicted.", problems, hint)
     temperature = stored_temperature(run_dir) if calibrate else None  # a missing calibration fails before predicting

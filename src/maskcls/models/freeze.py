@@ -20,13 +20,15 @@ def freeze_stages(backbone: nn.Module, count: int) -> None:
     matcher = getattr(backbone, "group_matcher", None)
     if matcher is None:
         raise ValueError(
-            f"model.freeze_stages={count}: the backbone {type(backbone).__name__} does not name its stages (no group_matcher)"
+            f"model.freeze_stages={count}: the backbone {type(backbone).__name__} does not name its stages "
+            "(no group_matcher)"
         )
     groups = group_modules(backbone, matcher(coarse=True))
     ordered = [groups[key] for key in sorted(groups)]
     if count >= len(ordered):
         raise ValueError(
-            f"model.freeze_stages={count} would fix the whole backbone: it has {len(ordered)} stages (stem included); use at most {len(ordered) - 1}"
+            f"model.freeze_stages={count} would fix the whole backbone: it has {len(ordered)} stages (stem included); "
+            f"use at most {len(ordered) - 1}"
         )
     for names in ordered[:count]:
         for name in names:

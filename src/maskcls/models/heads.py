@@ -16,9 +16,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..core.config import HEAD_NAMES, unknown_choice
 from ..core.labels import HEAD_SIZES, NUM_CLASSES, AgeThresholds, joint_from_heads
 
-HEADS: dict[str, Callable[..., nn.Module]] = {}
+HEADS: dict[str, Callable[..., nn.Module]] = {}  # keyed on exactly core.config.HEAD_NAMES (a test checks it)
 
 
 def register_head(name: str):
@@ -31,7 +32,7 @@ def register_head(name: str):
 
 def create_head(name: str, in_features: int, drop_rate: float, **options) -> nn.Module:
     if name not in HEADS:
-        raise ValueError(f"unknown head '{name}'; choose one of {sorted(HEADS)}")
+        raise ValueError(unknown_choice("head", name, HEAD_NAMES))
     return HEADS[name](in_features, drop_rate, **options)
 
 

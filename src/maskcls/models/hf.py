@@ -132,6 +132,16 @@ class HFBackbone(nn.Module):
         )
 
 
+def check_hf_backbone(name: str, pretrained: str) -> None:
+    """Refuse a bad ``hf:`` name before any work: a malformed name, or a local folder without a usable config.
+
+    A hub id is only checked for its shape here; it is fetched (or found in the cache) when the model is built.
+    """
+    source = hf_source(name)
+    if Path(source).is_dir():
+        _load_config(source, local_only=True)
+
+
 def create_hf_backbone(name: str, pretrained: str, drop_path_rate: float = 0.0) -> HFBackbone:
     """An ``hf:`` backbone with the weights ``pretrained`` asks for (``hub`` | ``offline`` | ``none`` | a file).
 

@@ -110,7 +110,8 @@ def load_offline_weights(model: nn.Module, name: str) -> None:
     for (src_key, tensor), (dst_key, expected) in zip(source.items(), target.items(), strict=False):
         if tensor.shape != expected.shape:
             raise PretrainedWeightsError(
-                f"offline weights for '{name}' do not line up with timm: {src_key} {tuple(tensor.shape)} vs {dst_key} {tuple(expected.shape)}"
+                f"offline weights for '{name}' do not line up with timm: "
+                f"{src_key} {tuple(tensor.shape)} vs {dst_key} {tuple(expected.shape)}"
             )
         mapped[dst_key] = tensor
     model.load_state_dict(mapped)
@@ -138,7 +139,8 @@ def _classifier_prefix(model: nn.Module) -> str:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from ``.safetensors`` or a torch file read with ``weights_only=True`` (``module.`` prefixes dropped)."""
+    """A state dict from ``.safetensors`` or a torch file read with ``weights_only=True``
+    (``module.`` prefixes dropped)."""
     try:
         if path.suffix == ".safetensors":
             state = load_file(str(path))

@@ -87,7 +87,8 @@ def structured_groups(embedding: np.ndarray, mask_probs: np.ndarray, group_size:
     count = len(embedding)
     if count % group_size:
         raise GroupsError(
-            f"--group-size {group_size} needs a multiple of {group_size} photos, got {count}; leave --group-size out to cluster freely"
+            f"--group-size {group_size} needs a multiple of {group_size} photos, got {count}; "
+            "leave --group-size out to cluster freely"
         )
     groups_count = count // group_size
     if groups_count == 0:
@@ -264,7 +265,8 @@ def group_photos(
         train_dir = json.loads((kfold_dir / RUN_FILE).read_text())["data"]
     if train_dir is None and threshold is None:
         raise GroupsError(
-            "give --train TRAIN_DIR (or --run, whose training photos are used) to choose the threshold and measure the grouping, or --threshold"
+            "give --train TRAIN_DIR (or --run, whose training photos are used) to choose the threshold and measure the "
+            "grouping, or --threshold"
         )
     run = None
     if "backbone" in features:
@@ -299,7 +301,10 @@ def group_photos(
             "chunk_by": chunk_by,
             **grouping_scores(train["person_id"].to_numpy(), found),
             "per_chunk": per_chunk,
-            "note": "each chunk is grouped alone with the same settings; in threshold mode with a threshold chosen on the other chunks",
+            "note": (
+                "each chunk is grouped alone with the same settings; "
+                "in threshold mode with a threshold chosen on the other chunks"
+            ),
         }
     report["threshold"] = threshold
 
@@ -342,7 +347,8 @@ def group_photos(
 
 
 def oof_consistency(oof_csv: Path, train_groups: pd.DataFrame, group_size: int | None) -> dict | None:
-    """Person-consistent prediction scored on a run's OOF table: without, with known persons, with the clustered groups."""
+    """Person-consistent prediction scored on a run's OOF table: without, with known persons, with the clustered
+    groups."""
     oof = pd.read_csv(oof_csv, dtype={"image_id": str, "person_id": str})
     if PROB_COLUMNS[0] not in oof:
         return None  # a single-head run: no 18-class probabilities to make consistent
@@ -367,7 +373,8 @@ def _training_photos(train_dir: Path, run_dir: Path | None, eval_photos: int) ->
     oof = pd.read_csv(run_dir / OOF_FILE, dtype={"image_id": str, "person_id": str})
     if PROB_COLUMNS[0] not in oof:
         raise GroupsError(
-            f"{run_dir}/{OOF_FILE} has no 18-class probabilities (a single-head run); group with its combined or ensemble directory"
+            f"{run_dir}/{OOF_FILE} has no 18-class probabilities (a single-head run); "
+            "group with its combined or ensemble directory"
         )
     mask = head_probabilities(oof[PROB_COLUMNS].to_numpy(dtype=np.float64))["mask"]
     oof = oof[["image_id", "fold"]].assign(m0=mask[:, 0], m1=mask[:, 1], m2=mask[:, 2])
@@ -379,7 +386,8 @@ def _training_photos(train_dir: Path, run_dir: Path | None, eval_photos: int) ->
 
 
 def _eval_probs(run_dir: Path, photos: pd.DataFrame, eval_dir: Path, cache_dir, accelerator, progress) -> np.ndarray:
-    """The run's probabilities of ``photos``: its test_probs.csv when it was made for this eval folder, else predicted now."""
+    """The run's probabilities of ``photos``: its test_probs.csv when it was made for this eval folder, else predicted
+    now."""
     if predicted_for(run_dir, eval_dir):
         table = pd.read_csv(run_dir / TEST_PROBS_FILE, dtype={"image_id": str}).set_index("image_id")
         if set(photos["image_id"]) <= set(table.index):

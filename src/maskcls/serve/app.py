@@ -56,7 +56,8 @@ def load_served_model(settings: ServeSettings):
 
 
 def create_app(settings: ServeSettings, loaded: tuple | None = None) -> FastAPI:
-    """The service for ``settings``; ``loaded`` is a ``load_served_model`` result already in hand (the CLI checks the model first)."""
+    """The service for ``settings``; ``loaded`` is a ``load_served_model`` result already in hand
+    (the CLI checks the model first)."""
     metrics = ServiceMetrics()
 
     @asynccontextmanager
@@ -84,7 +85,8 @@ def create_app(settings: ServeSettings, loaded: tuple | None = None) -> FastAPI:
     app = FastAPI(
         title="maskcls",
         version=__version__,
-        description="Mask / gender / age classification of a photo of a person (the 18 classes of the Mask Classification competition).",
+        description="Mask / gender / age classification of a photo of a person "
+        "(the 18 classes of the Mask Classification competition).",
         lifespan=lifespan,
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)

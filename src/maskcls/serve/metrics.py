@@ -12,6 +12,7 @@ import os
 import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from starlette.routing import Match
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -52,6 +53,18 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
 
+def route_label(scope, original: dict) -> str:
+    """The route template a request matched: FastAPI's route, else the app's route or mount that matches the
+    request as it came in (``/docs``, ``/openapi.json``, the page's ``/static`` files); ``unmatched`` when none does."""
+    path = getattr(scope.get("route"), "path", None)
+    if path:
+        return path
+    for route in getattr(scope.get("app"), "routes", ()):
+        if route.matches(original)[0] is Match.FULL:
+            return route.path
+    return "unmatched"
+
+
 class MetricsMiddleware:
     """Counts every response by route template and status, and times it (errors and 404s included)."""
 
@@ -64,6 +77,7 @@ class MetricsMiddleware:
             return await self.app(scope, receive, send)
         started = time.perf_counter()
         status = {"code": 500}
+        original = dict(scope)  # routing adds to the scope (a mount's root_path); match against it as it came
 
         async def send_and_record(message):
             if message["type"] == "http.response.start":
@@ -73,6 +87,6 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_record)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = route_label(scope, original)
             self.metrics.requests.labels(scope["method"], route, str(status["code"])).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)

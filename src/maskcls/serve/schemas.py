@@ -19,6 +19,20 @@ class HeadProbabilities(BaseModel):
     age: dict[str, float] = Field(description="the three age groups under the model's thresholds")
 
 
+TOP_CLASSES = 3
+CLASS_RULE = (
+    "class = the most probable of the 18 joint classes (probabilities); each head's numbers (heads) are its "
+    "marginal, the sum of the joint probabilities over the other two heads, so a head's largest marginal can "
+    "differ from the class's part"
+)
+
+
+class ClassProbability(BaseModel):
+    class_id: int = Field(serialization_alias="class", ge=0, lt=18, description="One of the 18 joint classes.")
+    class_name: str
+    probability: float = Field(description="Its joint probability.")
+
+
 class PhotoPrediction(BaseModel):
     class_id: int = Field(
         serialization_alias="class", ge=0, lt=18, description="class = mask * 6 + gender * 3 + age_group"
@@ -29,7 +43,12 @@ class PhotoPrediction(BaseModel):
     age_group: str
     probability: float = Field(description="Probability of the predicted class.")
     probabilities: list[float] = Field(description="The 18 class probabilities, in class order.")
-    heads: HeadProbabilities
+    heads: HeadProbabilities = Field(description="Each head's marginal probabilities (sums of the joint ones).")
+    top_classes: list[ClassProbability] = Field(
+        default_factory=list,
+        description=f"The {TOP_CLASSES} most probable joint classes, best first: the first is `class`.",
+    )
+    class_rule: str = Field(CLASS_RULE, description="How `class` follows from the probabilities.")
     model_id: str
     latency_ms: float = Field(
         description="Server time for this request: reading, decoding, waiting for a batch, predicting."
@@ -41,6 +60,7 @@ class PhotoPrediction(BaseModel):
     ) -> PhotoPrediction:
         probs = outputs["probs"]
         label = int(np.argmax(probs))
+        ranked = [label, *[int(i) for i in np.argsort(-probs, kind="stable") if int(i) != label]][:TOP_CLASSES]
         mask, gender, age = decode(label)
         return cls(
             class_id=label,
@@ -55,6 +75,10 @@ class PhotoPrediction(BaseModel):
                 gender=dict(zip(labels.gender_names, map(float, outputs["gender"]), strict=False)),
                 age=dict(zip(labels.age_names, map(float, outputs["age"]), strict=False)),
             ),
+            top_classes=[
+                ClassProbability(class_id=i, class_name=labels.class_names[i], probability=float(probs[i]))
+                for i in ranked
+            ],
             model_id=model_id,
             latency_ms=round(latency_ms, 3),
         )

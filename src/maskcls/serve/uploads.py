@@ -20,7 +20,10 @@ from ..data.images import ImageError, ImageLimits
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")
 STATUS_BY_KIND = {"empty": 422, "too_large": 413, "not_image": 415, "unsupported": 415, "corrupt": 422, "bomb": 413}
-RAW_BODY_HELP = "send the photo as a multipart/form-data file field, or as the raw body with Content-Type image/jpeg, image/png or image/webp"
+RAW_BODY_HELP = (
+    "send the photo as a multipart/form-data file field, or as the raw body with Content-Type image/jpeg, "
+    "image/png or image/webp"
+)
 
 
 @dataclass
@@ -51,7 +54,8 @@ async def read_uploads(request: Request, max_bytes: int, max_files: int) -> list
 
 
 async def decode_upload(upload: Upload, size_hw: tuple[int, int], limits: ImageLimits, framer: Framer) -> np.ndarray:
-    """The photo as uint8 ``(h, w, 3)``, framed as the model was trained, in a worker thread; bad photos raise HTTPException."""
+    """The photo as uint8 ``(h, w, 3)``, framed as the model was trained, in a worker thread; bad photos raise
+    HTTPException."""
     try:
         pixels, _ = await asyncio.to_thread(framer.decode, upload.data, size_hw, limits, ACCEPTED_FORMATS)
         return pixels

@@ -30,7 +30,7 @@ from ..core.io import write_csv, write_json
 from ..core.labels import encode, head_probabilities, joint_from_heads
 from ..core.metrics import classification_metrics, macro_f1
 from ..core.tables import HEAD_COLUMNS, PROB_COLUMNS, with_probs
-from .kfold import oof_task, task_metrics, train_kfold
+from .kfold import check_recipe, oof_task, task_metrics, train_kfold
 
 HEADS = ("mask", "gender", "age")
 SINGLE_HEADS = {"mask": "mask_classes", "gender": "gender_classes", "age": "age_classes"}
@@ -103,8 +103,12 @@ def train_separate(
 ) -> dict:
     """One network per head (``mask/``, ``gender/``, ``age/`` in ``out_dir``) on the same folds, combined there."""
     out_dir = Path(out_dir)
-    for head in HEADS:
-        head_cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"head": SINGLE_HEADS[head]})})
+    head_cfgs = {
+        head: cfg.model_copy(update={"model": cfg.model.model_copy(update={"head": SINGLE_HEADS[head]})})
+        for head in HEADS
+    }
+    _check_before_training({out_dir / head: head_cfg for head, head_cfg in head_cfgs.items()}, force)
+    for head, head_cfg in head_cfgs.items():
         train_kfold(train_dir, head_cfg, out_dir / head, force=force, progress=progress, label_fixes=label_fixes)
     return combine_runs({head: out_dir / head for head in HEADS}, out_dir)
 
@@ -126,9 +130,18 @@ def train_with_age_model(
     # Same folds and labels for both, or the combined out-of-fold predictions would not be out of fold.
     age_cfg = age_cfg.model_copy(update={"cv": main_cfg.cv, "labels": main_cfg.labels})
     out_dir = Path(out_dir)
+    _check_before_training({out_dir / "main": main_cfg, out_dir / "age": age_cfg}, force)
     train_kfold(train_dir, main_cfg, out_dir / "main", force=force, progress=progress, label_fixes=label_fixes)
     train_kfold(train_dir, age_cfg, out_dir / "age", force=force, progress=progress, label_fixes=label_fixes)
     return combine_runs({"mask": out_dir / "main", "gender": out_dir / "main", "age": out_dir / "age"}, out_dir)
+
+
+def _check_before_training(runs: dict[Path, Config], force: bool) -> None:
+    """Every member's recipe and --out checked before the first one trains (each then checks its data itself)."""
+    for run_dir, run_cfg in runs.items():
+        check_recipe(run_cfg)
+        if run_dir.exists() and any(run_dir.iterdir()) and not force:
+            raise RunError(f"{run_dir} already holds a run; use --force to replace it, or another --out")
 
 
 def combine_runs(sources: dict[str, str | Path], out_dir: str | Path, seed: int = 0) -> dict:

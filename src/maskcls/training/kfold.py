@@ -41,7 +41,7 @@ from ..core.artifacts import (
     RunError,
     fold_dir,
 )
-from ..core.config import Config, load_config
+from ..core.config import Config, ConfigError, load_config
 from ..core.folds import assign_folds
 from ..core.io import copy_file, save_figure, write_csv, write_json, write_yaml
 from ..core.labels import NUM_CLASSES
@@ -62,7 +62,9 @@ from ..engine.lightning_progress import EpochProgress, lightning_bar
 from ..engine.predictor import predict_outputs
 from ..engine.runtime import quiet_lightning, resolve_precision
 from ..models.artifact import save_model
-from ..models.pretrained import check_model_name
+from ..models.factory import check_backbone
+from ..models.heads import create_head
+from .losses import HeadCriterion
 from .module import MaskClassifier
 
 
@@ -80,7 +82,8 @@ class TrainingData:
 def prepare_training_data(
     train_dir: str | Path, cfg: Config, progress: bool = True, extra=None, label_fixes: str | Path | None = None
 ) -> TrainingData:
-    """Read and check the layout (and any ``extra`` sources, see ``data/extra.py``), decode every photo once, apply ``data.on_bad_image``.
+    """Read and check the layout (and any ``extra`` sources, see ``data/extra.py``), decode every photo once,
+    apply ``data.on_bad_image``.
 
     ``label_fixes`` (a reviewed fixes CSV, see ``data/label_fixes.py``) is applied on top of ``train.csv``, never to it.
     """
@@ -101,7 +104,8 @@ def prepare_training_data(
         problems = problems + extra_problems
         if manifest["image_id"].duplicated().any():
             raise DataError(
-                f"extra photos reuse image ids of {train_dir}, e.g. '{manifest['image_id'][manifest['image_id'].duplicated()].iloc[0]}'"
+                f"extra photos reuse image ids of {train_dir}, "
+                f"e.g. '{manifest['image_id'][manifest['image_id'].duplicated()].iloc[0]}'"
             )
     cache = build_cache(
         manifest[["image_id", "path"]],
@@ -144,39 +148,67 @@ def train_kfold(
     ``label_fixes`` is a reviewed fixes CSV applied on top of ``train.csv`` (which is never modified); the run keeps
     a copy (``label_fixes.csv``), its hash in ``run.json`` and the changed photos in ``label_changes.csv``.
     """
-    check_model_name(cfg.model.name)
+    started = time.perf_counter()
     out_dir = Path(out_dir)
-    fixes = (
-        read_label_fixes(label_fixes, train_dir, cfg.labels.thresholds) if label_fixes is not None else None
-    )  # bad fixes fail before anything is written
+    check_recipe(cfg)
+    if out_dir.exists() and any(out_dir.iterdir()) and not force:
+        raise RunError(
+            f"{out_dir} already holds a run; use --resume {out_dir} to continue it, --force to replace it, "
+            "or another --out"
+        )
+    fixes = read_label_fixes(label_fixes, train_dir, cfg.labels.thresholds) if label_fixes is not None else None
+    extra = ExtraSpec.of(extra)
+    # Every check (recipe, backbone, layout and columns, label fixes, extra data, photos, folds) passes before
+    # anything is written to out_dir: a failed attempt leaves it as it was and a corrected rerun is not refused.
+    data = prepare_training_data(train_dir, cfg, progress, extra, fixes.path if fixes is not None else None)
+    manifest = assign_run_folds(data.manifest, cfg)
     if out_dir.exists() and any(out_dir.iterdir()):
-        if not force:
-            raise RunError(
-                f"{out_dir} already holds a run; use --resume {out_dir} to continue it, --force to replace it, or another --out"
-            )
-        shutil.rmtree(out_dir)
+        shutil.rmtree(out_dir)  # --force, only now that the new run is known to start
     out_dir.mkdir(parents=True, exist_ok=True)
     write_yaml(out_dir / CONFIG_FILE, cfg.to_dict())
-    extra = ExtraSpec.of(extra)
     run = {"data": str(Path(train_dir).resolve()), **extra.to_run(), "maskcls_version": __version__}
     if fixes is not None:
         copy_file(fixes.path, out_dir / LABEL_FIXES_FILE)
         run["label_fixes"] = fixes.record()
     write_json(out_dir / RUN_FILE, run)
-    return _run(
-        Path(train_dir),
-        cfg,
-        out_dir,
-        resume=False,
-        progress=progress,
-        callbacks=callbacks,
-        extra=extra,
-        label_fixes=out_dir / LABEL_FIXES_FILE if fixes is not None else None,
+    return _run(cfg, out_dir, data, manifest, started, resume=False, progress=progress, callbacks=callbacks)
+
+
+def check_recipe(cfg: Config) -> None:
+    """What the recipe alone can tell before any data is read: the backbone exists and its weights can be had
+    (``models.factory.check_backbone``), and the loss fits the head (``loss.per_head`` outputs, component weights).
+
+    Names (head, loss, optimizer, schedule, TTA) were already checked when the recipe was read.
+    """
+    if cfg.model.head == "separate":
+        raise ConfigError(
+            "model.head=separate trains one model per head: use training.combine.train_separate (maskcls train does)"
+        )
+    check_backbone(cfg.model)
+    head = create_head(
+        cfg.model.head, 8, cfg.model.drop_rate, samples=cfg.model.msd_samples, thresholds=cfg.labels.thresholds
     )
+    try:
+        HeadCriterion(head, cfg.loss, np.ones(NUM_CLASSES))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def assign_run_folds(manifest: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """The manifest with a ``fold`` per photo: persons split by ``cv`` (or ``cv.folds_file``); extra photos get -1
+    (training only, never validation)."""
+    labelled = (manifest["source"] == "train").to_numpy()
+    folds = np.full(len(manifest), -1, dtype=np.int64)
+    if cfg.cv.folds_file:
+        folds[labelled] = folds_from_file(manifest[labelled], cfg.cv.folds_file, cfg.cv.folds)
+    else:
+        folds[labelled] = assign_folds(manifest[labelled], cfg.cv.folds, cfg.cv.seed)
+    return manifest.assign(fold=folds)
 
 
 def resume_kfold(out_dir: str | Path, progress: bool = True, callbacks: Sequence[Callback] = ()) -> dict:
     """Continue a killed run: finished folds are kept, the interrupted one restarts from its last checkpoint."""
+    started = time.perf_counter()
     out_dir = Path(out_dir)
     for name in (CONFIG_FILE, RUN_FILE):
         if not (out_dir / name).is_file():
@@ -184,31 +216,22 @@ def resume_kfold(out_dir: str | Path, progress: bool = True, callbacks: Sequence
     cfg = load_config(out_dir / CONFIG_FILE)
     run = json.loads((out_dir / RUN_FILE).read_text())
     label_fixes = out_dir / LABEL_FIXES_FILE if run.get("label_fixes") else None
-    return _run(
-        Path(run["data"]),
-        cfg,
-        out_dir,
-        resume=True,
-        progress=progress,
-        callbacks=callbacks,
-        extra=ExtraSpec.from_run(run),
-        label_fixes=label_fixes,
-    )
+    data = prepare_training_data(Path(run["data"]), cfg, progress, ExtraSpec.from_run(run), label_fixes)
+    manifest = assign_run_folds(data.manifest, cfg)
+    return _run(cfg, out_dir, data, manifest, started, resume=True, progress=progress, callbacks=callbacks)
 
 
 def _run(
-    train_dir: Path,
     cfg: Config,
     out_dir: Path,
+    data: TrainingData,
+    manifest: pd.DataFrame,
+    started: float,
     resume: bool,
     progress: bool,
     callbacks: Sequence[Callback] = (),
-    extra: ExtraSpec | None = None,
-    label_fixes: Path | None = None,
 ) -> dict:
     quiet_lightning()
-    started = time.perf_counter()
-    data = prepare_training_data(train_dir, cfg, progress, extra, label_fixes)
     fold_numbers = list(cfg.cv.train_folds if cfg.cv.train_folds is not None else range(cfg.cv.folds))
     plan = RunProgress(
         f"train {out_dir}",
@@ -227,20 +250,14 @@ def _run(
     if data.label_changes is not None:
         write_csv(out_dir / "label_changes.csv", data.label_changes)
         plan.say(
-            f"label fixes: {data.label_changes['image_id'].nunique()} photo(s) changed; listed in {out_dir / 'label_changes.csv'}"
+            f"label fixes: {data.label_changes['image_id'].nunique()} photo(s) changed; "
+            f"listed in {out_dir / 'label_changes.csv'}"
         )
     if data.extra_sources:  # where every extra photo came from, and how many the limits let in
         write_json(
             out_dir / RUN_FILE,
             {**json.loads((out_dir / RUN_FILE).read_text()), "extra_sources": data.extra_sources},
         )
-    labelled = (data.manifest["source"] == "train").to_numpy()
-    folds = np.full(len(data.manifest), -1, dtype=np.int64)  # extra photos: training only, never validation
-    if cfg.cv.folds_file:
-        folds[labelled] = folds_from_file(data.manifest[labelled], cfg.cv.folds_file, cfg.cv.folds)
-    else:
-        folds[labelled] = assign_folds(data.manifest[labelled], cfg.cv.folds, cfg.cv.seed)
-    manifest = data.manifest.assign(fold=folds)
     write_csv(out_dir / FOLDS_FILE, manifest[["image_id", "person_id", "label", "fold", "source", "origin"]])
 
     fold_results = []
@@ -418,7 +435,8 @@ def _fold_is_complete(fold_dir: Path) -> bool:
 
 
 def _loggers(cfg: Config, fold_dir: Path) -> list:
-    """TensorBoard (default), CSV, and Weights & Biases (offline with ``train.wandb_offline`` or ``WANDB_MODE=offline``)."""
+    """TensorBoard (default), CSV, and Weights & Biases (offline with ``train.wandb_offline`` or
+    ``WANDB_MODE=offline``)."""
     loggers = []
     if "tensorboard" in cfg.train.loggers:
         loggers.append(
@@ -465,7 +483,8 @@ def finish_run(
     wall_seconds: float,
     skipped_images: int = 0,
 ) -> dict:
-    """Gather fold outputs into the run's tables, plots and summary (``skipped_images``: problems listed in ``skipped.csv``)."""
+    """Gather fold outputs into the run's tables, plots and summary (``skipped_images``: problems listed in
+    ``skipped.csv``)."""
     oof = pd.concat(
         [
             pd.read_csv(fold_dir(out_dir, r["fold"]) / OOF_FILE, dtype={"image_id": str, "person_id": str})

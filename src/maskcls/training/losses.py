@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.config import LossConfig
+from ..core.config import LOSS_NAMES, LossConfig, unknown_choice
 from ..core.labels import NUM_CLASSES
 from ..models.heads import AgeRegressionHead, split_blocks
 
-LOSSES: dict[str, Callable[..., nn.Module]] = {}
+LOSSES: dict[str, Callable[..., nn.Module]] = {}  # keyed on exactly core.config.LOSS_NAMES (a test checks it)
 
 
 def register_loss(name: str):
@@ -31,7 +31,8 @@ def register_loss(name: str):
 
 
 def class_weights(class_counts: np.ndarray) -> torch.Tensor:
-    """``n / (k * count)`` per class (scikit-learn's 'balanced'); classes absent from training get the largest weight."""
+    """``n / (k * count)`` per class (scikit-learn's 'balanced'); classes absent from training get the largest
+    weight."""
     counts = np.asarray(class_counts, dtype=np.float64)
     present = counts > 0
     weights = np.zeros_like(counts)
@@ -45,7 +46,7 @@ def build_loss(name: str, cfg: LossConfig, weight: torch.Tensor | None = None) -
     names = [part.strip() for part in name.split("+")]
     unknown = [n for n in names if n not in LOSSES]
     if unknown:
-        raise ValueError(f"unknown loss '{unknown[0]}'; choose from {sorted(LOSSES)} (or sum them with '+')")
+        raise ValueError(unknown_choice("loss", unknown[0], LOSS_NAMES, " (or sum them with '+')"))
     if len(names) == 1:
         return LOSSES[names[0]](cfg, weight)
     weights = cfg.component_weights or [1.0] * len(names)
@@ -156,7 +157,8 @@ class HeadCriterion(nn.Module):
         unknown = set(cfg.per_head) - set(head.blocks)
         if unknown:
             raise ValueError(
-                f"loss.per_head names {sorted(unknown)}, but head '{type(head).__name__}' has outputs {sorted(head.blocks)}"
+                f"loss.per_head names {sorted(unknown)}, "
+                f"but head '{type(head).__name__}' has outputs {sorted(head.blocks)}"
             )
         self.losses = nn.ModuleDict()
         for block in head.blocks:

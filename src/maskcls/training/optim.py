@@ -1,7 +1,8 @@
 """Optimizers and learning-rate schedules by name, through timm's and torch's factories.
 
-Optimizers: any name in timm's registry (``sgd`` with Nesterov momentum, ``adam``, ``adamw``,
-``radam``, ...), plus ``adamp`` / ``sgdp`` from the ``adamp`` package. No weight decay on biases
+Optimizers: the names in ``core.config.OPTIMIZER_NAMES`` (checked when the recipe is read), built by
+timm's factory (``sgd`` with Nesterov momentum, ``adam``, ``adamw``, ``radam``, ...), except ``adamp`` /
+``sgdp``, taken from the ``adamp`` package. No weight decay on biases
 and norms; optional layer-wise LR decay (``optim.layer_decay``: the head learns at the full rate,
 each earlier backbone stage at ``layer_decay`` times the next); fused kernels on CUDA.
 
@@ -16,7 +17,7 @@ import torch
 from timm.optim import create_optimizer_v2, param_groups_layer_decay, param_groups_weight_decay
 from timm.scheduler import create_scheduler_v2
 
-from ..core.config import OptimConfig, SchedulerConfig
+from ..core.config import OPTIMIZER_NAMES, OptimConfig, SchedulerConfig, unknown_choice
 
 FUSABLE = {"adam", "adamw", "sgd", "momentum"}  # torch optimizers with a fused implementation
 
@@ -30,6 +31,8 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig, effective_batch: i
     lr = scaled_lr(cfg, effective_batch)
     groups = _param_groups(model, cfg)
     name = cfg.name.lower()
+    if name not in OPTIMIZER_NAMES:
+        raise ValueError(unknown_choice("optim.name", cfg.name, OPTIMIZER_NAMES))
     if name in ("adamp", "sgdp"):
         if name == "adamp":
             return _channels_last_safe("AdamP")(groups, lr=lr, weight_decay=cfg.weight_decay)

@@ -77,7 +77,8 @@ def _categorical_distribution(key: str, spec: dict) -> BaseDistribution:
     for choice in choices:
         if not (choice is None or isinstance(choice, (bool, int, float, str))):
             raise ConfigError(
-                f"search key '{key}': choice {choice!r} is not a single value; write a list as a string, e.g. \"[64, 48]\""
+                f"search key '{key}': choice {choice!r} is not a single value; "
+                'write a list as a string, e.g. "[64, 48]"'
             )
     return CategoricalDistribution(choices)
 

@@ -1,4 +1,5 @@
-"""``GET /``: the web page (plain HTML and a little JavaScript, shipped with the package, nothing fetched from outside)."""
+"""``GET /``: the web page (plain HTML and a little JavaScript, shipped with the package, nothing fetched
+from outside)."""
 
 from __future__ import annotations
 

@@ -72,7 +72,8 @@ async def predict(request: Request, service=Depends(get_service)) -> PhotoPredic
 
 @router.post("/predict/batch", response_model=BatchPrediction, responses=_ERRORS, openapi_extra=_BATCH_BODY)
 async def predict_batch(request: Request, service=Depends(get_service)) -> BatchPrediction:
-    """Classify several photos (multipart, one file field each); a bad photo gets its own error, the others their prediction."""
+    """Classify several photos (multipart, one file field each); a bad photo gets its own error, the others
+    their prediction."""
     started = time.perf_counter()
     with service.batcher.incoming():
         uploads = await read_uploads(request, service.settings.max_upload_bytes, max_files=service.settings.max_files)

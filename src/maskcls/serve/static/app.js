@@ -14,17 +14,18 @@ function showError(message) {
   $("status").textContent = "No prediction.";
 }
 
-function drawBars(container, probabilities, names) {
+// One head's marginal probabilities; "best" marks the largest, "in-class" the predicted class's part (◆).
+function drawBars(container, probabilities, names, inClass) {
   container.replaceChildren();
   const best = Object.entries(probabilities).reduce((a, b) => (b[1] > a[1] ? b : a))[0];
   for (const [key, p] of Object.entries(probabilities)) {
     const row = document.createElement("div");
-    row.className = "bar" + (key === best ? " best" : "");
+    row.className = "bar" + (key === best ? " best" : "") + (key === inClass ? " in-class" : "");
     row.dataset.label = key;
     row.dataset.probability = p.toFixed(4);
     const name = document.createElement("span");
     name.className = "bar-name";
-    name.textContent = (names && names[key]) || key;
+    name.textContent = ((names && names[key]) || key) + (key === inClass ? " ◆" : "");
     const track = document.createElement("span");
     track.className = "bar-track";
     const fill = document.createElement("span");
@@ -44,9 +45,17 @@ function showPrediction(answer) {
   $("class-id").textContent = answer["class"];
   $("class-name").textContent = answer.class_name;
   $("class-probability").textContent = "(" + (100 * answer.probability).toFixed(1) + " %)";
-  drawBars($("bars-mask"), answer.heads.mask, LABELS.mask);
-  drawBars($("bars-gender"), answer.heads.gender, LABELS.gender);
-  drawBars($("bars-age"), answer.heads.age, null);
+  drawBars($("bars-mask"), answer.heads.mask, LABELS.mask, answer.mask);
+  drawBars($("bars-gender"), answer.heads.gender, LABELS.gender, answer.gender);
+  drawBars($("bars-age"), answer.heads.age, null, answer.age_group);
+  const top = $("top-classes");
+  top.replaceChildren();
+  for (const entry of answer.top_classes || []) {
+    const item = document.createElement("li");
+    item.dataset.class = entry["class"];
+    item.textContent = entry.class_name + " (class " + entry["class"] + "): " + (100 * entry.probability).toFixed(1) + " %";
+    top.appendChild(item);
+  }
   $("meta").textContent = "model " + answer.model_id + " · " + answer.latency_ms.toFixed(0) + " ms on the server";
   $("result").hidden = false;
   $("status").textContent = "Prediction:";

@@ -36,7 +36,7 @@ from ..ensemble.person_consistency import GroupsError, person_consistent_table, 
 from ..ensemble.pseudo import select_pseudo_labels
 from ..inference.predict import predict_eval
 from ..persons.group import group_photos
-from ..training.kfold import resume_kfold, train_kfold
+from ..training.kfold import check_recipe, resume_kfold, train_kfold
 from .calibrate import CANDIDATES, calibrate, typical_photo_size
 from .display import PlanProgress, StageClock
 from .plan import MEMBER_RECIPES, TTA_VIEWS, Plan, Stage, Workload, make_plan, replan, stage_allowance
@@ -87,7 +87,8 @@ def recipes_folder(recipes_dir: str | Path | None = None) -> Path:
 
 
 def member_config(settings: SolveSettings, stage: Stage) -> Config:
-    """A member's recipe (shipped in ``maskcls/recipes/``) with the plan's backbone, size, epochs, folds and TTA, then the user's ``--set``."""
+    """A member's recipe (shipped in ``maskcls/recipes/``) with the plan's backbone, size, epochs, folds and TTA,
+    then the user's ``--set``."""
     file, recipe_overrides = MEMBER_RECIPES[stage.recipe]
     planned = [
         f"model.name={stage.backbone}",
@@ -129,11 +130,9 @@ def solve(
     """
     started = time.monotonic()
     out_dir = Path(out_dir)
-    if not dry_run and out_dir.exists() and any(out_dir.iterdir()):
-        if not force:
-            hint = f"--resume {out_dir} to continue it, " if (out_dir / PLAN_FILE).is_file() else ""
-            raise RunError(f"{out_dir} is not empty; use {hint}--force to replace it, or another --out")
-        shutil.rmtree(out_dir)
+    if not dry_run and out_dir.exists() and any(out_dir.iterdir()) and not force:
+        hint = f"--resume {out_dir} to continue it, " if (out_dir / PLAN_FILE).is_file() else ""
+        raise RunError(f"{out_dir} is not empty; use {hint}--force to replace it, or another --out")
     settings = SolveSettings(
         str(Path(train_dir).resolve()),
         str(Path(eval_dir).resolve()),
@@ -146,6 +145,7 @@ def solve(
         on_bad_image,
     )
     recipes_folder(settings.recipes_dir)
+    load_config(None, settings.overrides)  # a bad --set fails before calibrating, not in the first member
     manifest, workload = _read_layout(settings)
     speeds, skipped = calibrate(
         manifest, workload, budget_minutes, tuple(settings.candidates), accelerator, tuple(settings.overrides), progress
@@ -165,6 +165,11 @@ def solve(
         announce(plan)
     if dry_run:
         return {"dry_run": True, "plan": plan.to_dict()}
+    for stage in plan.stages:  # every member's recipe and backbone, before out_dir is written
+        if stage.kind in ("member", "pseudo") and stage.status != "dropped":
+            check_recipe(member_config(settings, stage))
+    if out_dir.exists() and any(out_dir.iterdir()):
+        shutil.rmtree(out_dir)  # --force, only now that every check has passed
     out_dir.mkdir(parents=True, exist_ok=True)
     _save(out_dir, plan, settings)
     return _execute(out_dir, plan, settings, progress)
@@ -327,7 +332,8 @@ def _run_ensemble(context: _Context, stage: Stage) -> dict:
                 "kept": better or not best,
                 "oof_macro_f1": member.result["oof_macro_f1"],
                 "combined_oof_macro_f1": candidate["oof_macro_f1"],
-                "reason": f"soft vote with it {candidate['oof_macro_f1']:.4f} {'>' if better else '<='} {score:.4f} without it",
+                "reason": f"soft vote with it {candidate['oof_macro_f1']:.4f} {'>' if better else '<='} "
+                f"{score:.4f} without it",
             }
         )
         if better or not best:
@@ -343,7 +349,8 @@ def _run_ensemble(context: _Context, stage: Stage) -> dict:
                 "stage": "weighted vote",
                 "kept": better,
                 "combined_oof_macro_f1": weighted["oof_macro_f1"],
-                "reason": f"weighted vote (honest, person-grouped CV) {weighted['oof_macro_f1']:.4f} {'>' if better else '<='} soft vote {score:.4f}",
+                "reason": f"weighted vote (honest, person-grouped CV) {weighted['oof_macro_f1']:.4f} "
+                f"{'>' if better else '<='} soft vote {score:.4f}",
             }
         )
         method = "weighted" if better else "soft"
@@ -387,7 +394,8 @@ def _run_pseudo(context: _Context, stage: Stage) -> dict:
         {
             "combined_oof_macro_f1": candidate["oof_macro_f1"],
             "kept": kept,
-            "reason": f"{current['method']} vote with it {candidate['oof_macro_f1']:.4f} {'>' if kept else '<='} {before:.4f} without it "
+            "reason": f"{current['method']} vote with it {candidate['oof_macro_f1']:.4f} "
+            f"{'>' if kept else '<='} {before:.4f} without it "
             "(its OOF carries a little knowledge of all training persons, through the pseudo-labels)",
         }
     )
@@ -427,7 +435,8 @@ def _run_persons(context: _Context, stage: Stage) -> dict:
         "oof": scores,
         "eval_groups": report["eval"]["groups"],
         "note": note,
-        "reason": f"person-consistent OOF macro F1 with clustered groups {clustered:.4f} {'>' if kept else '<='} {without:.4f} without",
+        "reason": f"person-consistent OOF macro F1 with clustered groups {clustered:.4f} "
+        f"{'>' if kept else '<='} {without:.4f} without",
     }
 
 

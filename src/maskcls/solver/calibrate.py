@@ -7,11 +7,21 @@ Candidates are measured cheapest first; a candidate whose speed, extrapolated fr
 and says so: bigger backbones and sizes are tried only when the measured speed allows them. A backbone
 already measured at the photos' own size or above is not measured again at a larger one: that input would
 only upsample the photos (the planner values sizes only up to the photos' own).
+
+Every timing is repeated and summarised robustly (``robust_seconds``): training batches over ``rounds`` epochs of
+the same photos, the batches slower than the median by more than ``OUTLIER_MADS`` (scaled) MADs dropped, the
+median of the rest kept; prediction in ``PREDICT_PASSES`` passes, the faster kept. A candidate that does more work
+per photo than one measured before (``heavier``) but measures faster per photo beyond ``PLAUSIBLE_TOLERANCE`` is
+measured once more; if it still is, its speed is capped at the lighter one's (``cap_speed``). ``Speed.timing``
+says how many timings were taken and dropped, their spread, and why a speed was redone or capped.
+docs/solve-planner.md ("Calibration") gives the reasons.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import lightning.pytorch as pl
 import numpy as np
@@ -41,13 +51,89 @@ CANDIDATES: tuple[tuple[str, int], ...] = (
 )
 # Training cost per pixel relative to lite0 (FLOPs at equal size), only to skip hopeless candidates.
 RELATIVE_COST = {"tf_efficientnet_lite0": 1.0, "tf_efficientnet_lite1": 1.5, "tf_efficientnet_lite2": 2.2}
+OUTLIER_MADS = 3.0  # a batch slower than median + this many scaled MADs is dropped: something else ran on the machine
+MAD_SCALE = 1.4826  # MAD x this estimates the standard deviation of normal noise
+PREDICT_PASSES = 2  # prediction is timed this many times over the same photos; the fastest pass counts
+PLAUSIBLE_TOLERANCE = 0.10  # a heavier candidate may measure this much faster per photo than a lighter one (noise)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Repeated timings of one thing, summarised: the median of those kept, how many were taken and dropped, and
+    the spread of the kept ones (scaled MAD / median)."""
+
+    seconds: float
+    taken: int
+    rejected: int
+    spread: float
+
+
+def robust_seconds(seconds: Sequence[float], mads: float = OUTLIER_MADS) -> Timing:
+    """The median of ``seconds`` once those above ``median + mads * MAD_SCALE * MAD`` are dropped.
+
+    Only slow outliers are dropped: a machine can be slowed by other work, not sped up. The median and the MAD
+    are not moved by a few outliers themselves, so one stalled batch neither counts nor hides the others."""
+    values = np.asarray(seconds, dtype=float)
+    if values.size == 0:
+        raise ValueError("no timings to summarise")
+    median = float(np.median(values))
+    mad = MAD_SCALE * float(np.median(np.abs(values - median)))
+    kept = values[values <= median + mads * mad]
+    centre = float(np.median(kept))
+    spread = MAD_SCALE * float(np.median(np.abs(kept - centre))) / centre if centre > 0 else 0.0
+    return Timing(centre, int(values.size), int(values.size - kept.size), round(spread, 4))
+
+
+def heavier(speed: Speed, other: Speed) -> bool:
+    """Whether ``speed``'s candidate surely does more work per photo than ``other``'s: a larger input with a backbone
+    no lighter, or a heavier backbone at an input no smaller (backbones compared only through ``RELATIVE_COST``,
+    or when they are the same)."""
+    if speed.backbone == other.backbone:
+        return speed.size > other.size
+    if speed.backbone not in RELATIVE_COST or other.backbone not in RELATIVE_COST:
+        return False
+    cost, other_cost = RELATIVE_COST[speed.backbone], RELATIVE_COST[other.backbone]
+    return speed.size >= other.size and cost >= other_cost and (speed.size > other.size or cost > other_cost)
+
+
+def outpaced(speed: Speed, measured: Sequence[Speed], tolerance: float = PLAUSIBLE_TOLERANCE) -> Speed | None:
+    """The slowest lighter candidate in ``measured`` that ``speed`` trains faster per photo than, beyond
+    ``tolerance``; None when its training speed is plausible."""
+    beaten = [
+        s for s in measured if heavier(speed, s) and speed.train_photos_per_s > s.train_photos_per_s * (1 + tolerance)
+    ]
+    return min(beaten, key=lambda s: s.train_photos_per_s, default=None)
+
+
+def cap_speed(speed: Speed, measured: Sequence[Speed]) -> Speed:
+    """``speed`` with its training and prediction photos/s no higher than those of any lighter candidate in
+    ``measured``, and a note in ``timing`` of what was capped and why."""
+    lighter = [s for s in measured if heavier(speed, s)]
+    if not lighter:
+        return speed
+    train = min(speed.train_photos_per_s, *(s.train_photos_per_s for s in lighter))
+    infer = min(speed.infer_photos_per_s, *(s.infer_photos_per_s for s in lighter))
+    reference = min(lighter, key=lambda s: s.train_photos_per_s)
+    note = (
+        f"measured twice faster per photo ({speed.train_photos_per_s:.1f} photos/s) than {reference.backbone} at "
+        f"{reference.size} px ({reference.train_photos_per_s:.1f}), which does less work per photo: capped at "
+        f"train {train:.1f}, predict {infer:.1f} photos/s"
+    )
+    timing = {
+        **speed.timing,
+        "capped": note,
+        "measured_train_photos_per_s": speed.train_photos_per_s,
+        "measured_infer_photos_per_s": speed.infer_photos_per_s,
+    }
+    return replace(speed, train_photos_per_s=train, infer_photos_per_s=infer, timing=timing)
 
 
 class _BatchClock(pl.Callback):
-    """Wall time of every training batch, and when the first one started."""
+    """Wall time and photos of every training batch, and when the first one started."""
 
     def __init__(self):
         self.batch_seconds: list[float] = []
+        self.batch_photos: list[int] = []
         self.first_start: float | None = None
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
@@ -57,6 +143,7 @@ class _BatchClock(pl.Callback):
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         _sync(module.device)
         self.batch_seconds.append(time.perf_counter() - self._started)
+        self.batch_photos.append(len(batch[0]))
 
 
 def _sync(device) -> None:
@@ -95,11 +182,14 @@ def measure(
     batches: int = 3,
     warmup: int = 1,
     batch_size: int | None = None,
+    rounds: int = 2,
 ) -> Speed:
-    """Time ``warmup + batches`` training batches and one prediction pass over the same photos.
+    """Time ``rounds`` epochs of ``warmup + batches`` training batches over the same photos (all but the first
+    ``warmup`` batches count) and ``PREDICT_PASSES`` prediction passes over them; summarised by ``robust_seconds``
+    and the fastest pass. ``Speed.timing`` records how many timings were taken and dropped, and their spread.
 
     Batches of 64 on a GPU (the recipes' size), 32 on a CPU, where photos/s hardly depends on it and
-    calibration time counts against the budget.
+    calibration time counts against the budget. The photos are decoded once for all rounds.
     """
     quiet_lightning()
     if batch_size is None:
@@ -149,7 +239,7 @@ def measure(
     )
     clock = _BatchClock()
     trainer = pl.Trainer(
-        max_epochs=1,
+        max_epochs=max(rounds, 1),
         limit_train_batches=batches + warmup,
         limit_val_batches=0,
         num_sanity_val_steps=0,
@@ -163,26 +253,34 @@ def measure(
         callbacks=[clock],
     )
     trainer.fit(module, datamodule=datamodule)
-    timed = clock.batch_seconds[warmup:] or clock.batch_seconds
-    train_speed = batch_size / float(
-        np.median(timed)
-    )  # the median: one batch slowed by something else on the machine does not halve the speed
-    setup_seconds = (
-        (clock.first_start - started) + sum(clock.batch_seconds[:warmup]) - warmup * batch_size / train_speed
-    )
+    per_photo = [t / max(n, 1) for t, n in zip(clock.batch_seconds, clock.batch_photos, strict=True)]
+    train = robust_seconds(per_photo[warmup:] or per_photo)
+    train_speed = 1.0 / train.seconds
+    warmup_excess = sum(clock.batch_seconds[:warmup]) - sum(clock.batch_photos[:warmup]) * train.seconds
+    setup_seconds = (clock.first_start - started) + warmup_excess
 
-    started = time.perf_counter()
-    predict_outputs(
-        module.model,
-        cfg.data,
-        str(cache.path),
-        rows,
-        batch_size=batch_size,
-        accelerator=cfg.train.accelerator,
-        precision=cfg.train.precision,
-        progress=False,
-    )
-    infer_speed = len(rows) / (time.perf_counter() - started)
+    passes = []
+    for _ in range(PREDICT_PASSES):  # the first pass may pay for warming up; the fastest is what predictions cost
+        started = time.perf_counter()
+        predict_outputs(
+            module.model,
+            cfg.data,
+            str(cache.path),
+            rows,
+            batch_size=batch_size,
+            accelerator=cfg.train.accelerator,
+            precision=cfg.train.precision,
+            progress=False,
+        )
+        passes.append(time.perf_counter() - started)
+    infer_speed = len(rows) / max(min(passes), 1e-9)
+    timing = {
+        "train_batches": train.taken,
+        "train_rejected": train.rejected,
+        "train_spread": train.spread,
+        "predict_passes": len(passes),
+        "predict_spread": round((max(passes) - min(passes)) / max(min(passes), 1e-9), 4),
+    }
     return Speed(
         backbone,
         size,
@@ -191,7 +289,32 @@ def measure(
         round(infer_speed, 2),
         round(max(setup_seconds, 0.0) + 1.0, 2),
         round(len(photos) / max(decode_seconds, 1e-3), 1),
+        timing,
     )
+
+
+def measure_plausibly(
+    manifest: pd.DataFrame,
+    backbone: str,
+    size: int,
+    measured: Sequence[Speed],
+    accelerator: str = "auto",
+    overrides: tuple[str, ...] = (),
+) -> Speed:
+    """``measure``, redone once when it says the candidate trains faster per photo than a lighter one in
+    ``measured`` (``outpaced``); capped at the lighter one's speed (``cap_speed``) when the redo says so too."""
+    speed = measure(manifest, backbone, size, accelerator, overrides)
+    beaten = outpaced(speed, measured)
+    if beaten is None:
+        return speed
+    first = speed.train_photos_per_s
+    speed = measure(manifest, backbone, size, accelerator, overrides)
+    redo = (
+        f"redone: measured {first:.1f} photos/s, faster than {beaten.backbone} at {beaten.size} px "
+        f"({beaten.train_photos_per_s:.1f}), which does less work per photo"
+    )
+    speed = replace(speed, timing={**speed.timing, "redone": redo, "first_train_photos_per_s": first})
+    return cap_speed(speed, measured) if outpaced(speed, measured) is not None else speed
 
 
 def calibrate(
@@ -203,8 +326,9 @@ def calibrate(
     overrides: tuple[str, ...] = (),
     progress: bool = True,
 ) -> tuple[list[Speed], list[dict]]:
-    """Measured speeds of the candidates that could fit the budget (on photos of the training ``manifest``), and a
-    note for every candidate skipped. ``progress``: a line per candidate (``maskcls.core.progress.RunProgress``)."""
+    """Measured speeds of the candidates that could fit the budget (on photos of the training ``manifest``; each
+    ``measure_plausibly``), and a note for every candidate skipped. ``progress``: a line per candidate
+    (``maskcls.core.progress.RunProgress``)."""
     shown = RunProgress(
         "calibrate",
         [(f"{backbone} at {size} px", 1) for backbone, size in candidates],
@@ -251,16 +375,19 @@ def calibrate(
                         "backbone": backbone,
                         "size": size,
                         "reason": f"one {min(EPOCH_CHOICES)}-epoch {min(FOLD_CHOICES)}-fold member would take about "
-                        f"{smallest:.0f} min at the measured speed of {reference.backbone} at {reference.size} px (budget {budget_minutes:.0f} min)",
+                        f"{smallest:.0f} min at the measured speed of {reference.backbone} at {reference.size} px "
+                        f"(budget {budget_minutes:.0f} min)",
                     }
                 )
                 shown.skip(name, "skipped: too slow for the budget")
                 continue
         shown.start(name)
-        speeds.append(measure(manifest, backbone, size, accelerator, overrides))
+        speeds.append(measure_plausibly(manifest, backbone, size, speeds, accelerator, overrides))
         shown.advance(1)
+        flag = " (capped)" if "capped" in speeds[-1].timing else " (redone)" if "redone" in speeds[-1].timing else ""
         shown.finish(
             name,
-            f"train {speeds[-1].train_photos_per_s:.1f} photos/s, predict {speeds[-1].infer_photos_per_s:.1f} photos/s",
+            f"train {speeds[-1].train_photos_per_s:.1f} photos/s, predict {speeds[-1].infer_photos_per_s:.1f} "
+            f"photos/s{flag}",
         )
     return speeds, skipped

@@ -2,51 +2,32 @@
 
 A member's minutes are counted from the measured photos/s of its backbone at its input size (training,
 validation every epoch, OOF and test prediction with TTA, per-fold set-up; decoding the cache once per
-input size). The first member (the lead, the strongest recipe) has its own backbone, size and epochs; the
-others share one setting no larger than the lead's; all share the folds. Among the choices that fit the
-budget (less a safety margin), the planner takes the one with the highest *prior value*, an expected
-macro-F1 gain. A member is worth
+input size). The first member (the lead) has its own backbone, size and epochs; the others share one
+setting no larger than the lead's; all share the folds. Among the choices that fit the budget (less a
+safety margin), the planner takes the one with the highest *prior value*, an expected macro-F1 gain
+(``PlannerPriors``; docs/solve-planner.md gives each parameter's value and the measurement behind it).
+The prior only ranks plans; what is finally kept is decided on measured scores by ``run.py``.
 
-    0.06 (1 - exp(-(epochs - 1)))              more epochs, saturating fast (3 -> 4: +0.005, 3 -> 10: +0.008)
-  + 0.04 log2(size / 96)                       input size (128 px: +0.017), counted only up to the photos' own size
-  + 0.18 ln(training share / (2/3))            folds: each model sees (1 - 1/folds) of the persons (2: -0.052, 5: +0.033)
-  + backbone bonus (lite1 +0.01, lite2 +0.02)
-  + recipe offset against CE (three-head -0.012, MSD -0.014, three-head focal balanced -0.015)
-
-and a plan is worth its members' mean, plus for preset ``best`` 0.014 log2(members) (a soft vote) and
-0.005 for a pseudo-label round (teams reported gains; the README's round did not).
-
-A prior, not a measurement, fitted to the README's utkmask18 runs on the 2-core CPU: CE at 96 px / 3
-epochs / 3 folds 0.585 and at 96 px / 5 epochs / 5 folds 0.617 (so epochs past 3 earn little once the
-fold term is counted; three-head 96 px gained 0.0004 from 4 to 5 epochs); CE at 128 px / 4 epochs 0.634
-(the size term); 3 folds 0.601 vs 5 folds 0.634 at 128 px (the fold term); three-head and MSD at 96 px
-0.012 / 0.014 below CE (the offsets); soft votes 0.011-0.017 per doubling of members above their mean
-(the vote term). It only ranks plans; what is finally kept is decided on honest OOF scores by
-``run.py``. The second member is CE again with another seed: with the 128 px CE run, the 96 px CE member
-raised the soft vote to 0.643, the three-head and MSD members lowered it (0.632, 0.630). Sizes above the
-photos' own resolution only upsample: on a GPU, two lite0 members at 256 px on utkmask18's 128 px photos
-scored 0.609 / 0.620 against the default recipe's 0.624 / 0.625 at 128 px (README), so the size term
-stops at the photos' size and the time goes to members and epochs instead.
+The first real epoch of a training stage replaces the calibrated speed of its backbone at its size with the one
+observed (``observed_speed``, ``update_speed``; ``display.StageClock`` calls them).
 
 After each stage ``replan`` fits the stages left into the time left, at the speed actually observed:
-it drops the pseudo-label round first, then shortens members (epochs down to 3), drops members (never
-the last), shortens further, and finally cuts a lone unstarted member to 3 folds. When training ran
-faster than estimated, the time no longer needed goes to more members (``_grow``): the next recipes
-join at the followers' setting, with their epochs lowered if that is worth more.
+it drops the pseudo-label round first, then shortens members (epochs down to ``MIN_EPOCHS``), drops
+members (never the last), shortens further, and finally cuts a lone unstarted member to 3 folds. When
+training ran faster than estimated, the time no longer needed goes to more members (``_grow``).
 """
 
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+
+from ..core.budget import BudgetError
 
 PRESETS = ("fast", "best")
-# name -> (recipe file in maskcls/recipes/, overrides): members, all with offline weights, strongest first.
-# CE leads: trained for 4+ epochs it beat the three-head recipe by 0.011-0.026 OOF macro F1 in every
-# comparison on utkmask18 (README, "Solve on utkmask18"); three-head led only at 3 epochs. CE with
-# other seeds comes next: CE was the only member that raised a vote led by a 128 px CE run, and three
-# CE runs at 128 px voted 0.640.
+# name -> (recipe file in maskcls/recipes/, overrides): members, all with offline weights, strongest first
+# (the order and its reasons: docs/solve-planner.md).
 MEMBER_RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "ce": ("lite0_baseline.yaml", ()),
     "ce_seed7": ("lite0_baseline.yaml", ("train.seed=7",)),
@@ -58,21 +39,43 @@ MEMBER_RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("loss.name=focal", "sampler.name=balanced", "sampler.alpha=0.5"),
     ),
 }
-# The prior's offset of each recipe against CE at the same setting (module docstring).
-RECIPE_OFFSET = {
-    "ce": 0.0,
-    "ce_seed7": 0.0,
-    "ce_seed11": 0.0,
-    "three_head": -0.012,
-    "msd": -0.014,
-    "three_head_focal_balanced": -0.015,
-}
 PRESET_MEMBERS = {"fast": ("ce",), "best": tuple(MEMBER_RECIPES)}
-EPOCH_SCALE = 1.0  # epochs at which the prior's epoch term has reached 63 % of its saturation (module docstring)
-SIZE_WEIGHT = 0.04  # prior per doubling of the input size (module docstring)
-BACKBONE_BONUS = {"tf_efficientnet_lite1": 0.01, "tf_efficientnet_lite2": 0.02}
-ENSEMBLE_BONUS = 0.014
-PSEUDO_BONUS = 0.005
+
+
+@dataclass(frozen=True)
+class PlannerPriors:
+    """The prior's parameters: a member's expected macro-F1 gain over lite0 at 96 px, 1 epoch, 3 folds is
+
+    ``epoch_gain (1 - exp(-(epochs - 1) / epoch_scale)) + size_gain log2(size / base_size)
+    + fold_gain ln(training share / base_training_share) + backbone_bonus + recipe_offset``,
+
+    and a vote is worth its members' mean plus ``vote_gain log2(members)`` (and ``pseudo_gain`` for a
+    pseudo-label round). Fitted to measured utkmask18 runs; docs/solve-planner.md has the table."""
+
+    epoch_gain: float = 0.06
+    epoch_scale: float = 1.0
+    size_gain: float = 0.04
+    base_size: int = 96
+    fold_gain: float = 0.18
+    base_training_share: float = 2 / 3
+    backbone_bonus: dict[str, float] = field(
+        default_factory=lambda: {"tf_efficientnet_lite1": 0.01, "tf_efficientnet_lite2": 0.02}
+    )
+    recipe_offset: dict[str, float] = field(
+        default_factory=lambda: {
+            "ce": 0.0,
+            "ce_seed7": 0.0,
+            "ce_seed11": 0.0,
+            "three_head": -0.012,
+            "msd": -0.014,
+            "three_head_focal_balanced": -0.015,
+        }
+    )
+    vote_gain: float = 0.014
+    pseudo_gain: float = 0.005
+
+
+PRIORS = PlannerPriors()
 MIN_EPOCHS = 3  # re-planning shortens members to this before it drops any
 EPOCH_CHOICES = tuple(range(1, 13))
 FOLD_CHOICES = (2, 3, 5)
@@ -81,10 +84,6 @@ SAFETY = 0.08  # share of the budget kept free: estimates come from a few batche
 STAGE_SLACK = 0.15  # a training stage may run this much over its estimate before its epochs are cut
 RUN_OVERHEAD_SECONDS = 5.0  # per run: folds table, merged metrics, plots, summary
 PSEUDO_SHARE = 0.5  # pseudo-labels expected per eval photo, for the estimate
-
-
-class BudgetError(ValueError):
-    """A budget too small for the smallest plan, or one that cannot be read."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +97,13 @@ class Speed:
     infer_photos_per_s: float  # photos per second for one view
     setup_seconds: float  # per fold: model, trainer, first batch, checkpoint
     decode_photos_per_s: float
+    # how it was measured: timings taken and dropped, their spread, a redo or cap; "observed" once a real epoch ran
+    timing: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def observed(self) -> bool:
+        """Whether the training speed comes from a real epoch of a member rather than from calibration."""
+        return "observed" in self.timing
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,7 @@ class Stage:
     planned_minutes: float | None = None
     actual_minutes: float | None = None
     estimate_at_start: float | None = None
+    estimate_observed: float | None = None  # the estimate again, at the speed its first epoch ran at
     note: str = ""
     result: dict = field(default_factory=dict)
 
@@ -187,25 +194,6 @@ class Plan:
         )
 
 
-def parse_budget(text: str | float) -> float:
-    """Minutes from ``45m``, ``1h``, ``1h30m``, ``90s`` or a bare number of minutes."""
-    if isinstance(text, (int, float)):
-        minutes = float(text)
-    else:
-        value = str(text).strip().lower()
-        parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m(?:in)?)?\s*(?:(\d+(?:\.\d+)?)s)?", value)
-        if re.fullmatch(r"\d+(?:\.\d+)?", value):
-            minutes = float(value)
-        elif parts and any(parts.groups()):
-            hours, mins, secs = (float(p) if p else 0.0 for p in parts.groups())
-            minutes = hours * 60 + mins + secs / 60
-        else:
-            raise BudgetError(f"cannot read the budget '{text}'; write e.g. 45m, 1h, 1h30m or 90s")
-    if minutes <= 0:
-        raise BudgetError(f"the budget must be positive, got {text}")
-    return minutes
-
-
 def member_seconds(
     speed: Speed,
     workload: Workload,
@@ -215,7 +203,8 @@ def member_seconds(
     extra_photos: int = 0,
     decode: bool = True,
 ) -> float:
-    """Wall seconds of one k-fold member: training, per-epoch validation, OOF and test prediction (TTA), set-up, decoding."""
+    """Wall seconds of one k-fold member: training, per-epoch validation, OOF and test prediction (TTA), set-up,
+    decoding."""
     views = TTA_VIEWS.get(tta, 1)
     val = workload.train_photos / folds
     train = workload.train_photos - val + extra_photos
@@ -250,24 +239,24 @@ FINISH_SECONDS = (
 
 
 def member_value(speed: Speed, epochs: int, folds: int, photo_size: int | None = None) -> float:
-    """The prior's expected macro-F1 gain of one member over lite0 at 96 px, 1 epoch, 3 folds (module docstring);
+    """The prior's expected macro-F1 gain of one member over lite0 at 96 px, 1 epoch, 3 folds (``PlannerPriors``);
     ``photo_size``: the photos' own size, above which a larger input earns nothing."""
     size = min(speed.size, photo_size) if photo_size else speed.size
     return (
-        0.06 * (1 - math.exp(-(epochs - 1) / EPOCH_SCALE))
-        + SIZE_WEIGHT * math.log2(size / 96)
-        + 0.18 * math.log((1 - 1 / folds) / (2 / 3))
-        + BACKBONE_BONUS.get(speed.backbone, 0.0)
+        PRIORS.epoch_gain * (1 - math.exp(-(epochs - 1) / PRIORS.epoch_scale))
+        + PRIORS.size_gain * math.log2(size / PRIORS.base_size)
+        + PRIORS.fold_gain * math.log((1 - 1 / folds) / PRIORS.base_training_share)
+        + PRIORS.backbone_bonus.get(speed.backbone, 0.0)
     )
 
 
 def vote_value(summed_member_values: float, recipes: tuple[str, ...] | list[str]) -> float:
     """The prior value of a vote of ``recipes`` (one member each): the members' mean with their recipe offsets,
-    plus ``ENSEMBLE_BONUS`` per doubling of members (nothing for one member)."""
+    plus ``vote_gain`` per doubling of members (nothing for one member)."""
     count = len(recipes)
     return (
-        summed_member_values + sum(RECIPE_OFFSET.get(r, 0.0) for r in recipes)
-    ) / count + ENSEMBLE_BONUS * math.log2(count)
+        summed_member_values + sum(PRIORS.recipe_offset.get(r, 0.0) for r in recipes)
+    ) / count + PRIORS.vote_gain * math.log2(count)
 
 
 def make_plan(
@@ -340,7 +329,7 @@ def make_plan(
                             continue
                         value = (
                             vote_value(lead_value + (count - 1) * follower_value, recipes[:count])
-                            + PSEUDO_BONUS * with_pseudo
+                            + PRIORS.pseudo_gain * with_pseudo
                         )
                         if best is None or (value, -total) > (best[0], -best[1]):
                             best = (
@@ -355,8 +344,9 @@ def make_plan(
     if best is None:
         total, speed, epochs, folds = cheapest
         raise BudgetError(
-            f"a budget of {budget_minutes - spent_minutes:.1f} min is too small: the smallest plan ({speed.backbone} at {speed.size} px, "
-            f"{epochs} epochs, {folds} folds, one member) needs about {total / 60 / (1 - safety):.1f} min on this machine"
+            f"a budget of {budget_minutes - spent_minutes:.1f} min is too small: the smallest plan "
+            f"({speed.backbone} at {speed.size} px, {epochs} epochs, {folds} folds, one member) needs about "
+            f"{total / 60 / (1 - safety):.1f} min on this machine"
         )
     _, total, folds, (lead, lead_epochs), (follower, follower_epochs), count, with_pseudo = best
     stages, decoded = [], set()
@@ -422,17 +412,68 @@ def estimate_minutes(plan: Plan, stage: Stage, speed_factor: float = 1.0) -> flo
     return seconds / 60 * speed_factor
 
 
-def observed_speed_factor(plan: Plan) -> float:
-    """How much slower (> 1) or faster than estimated the finished training stages ran, clipped to [0.5, 3]."""
+def observed_speed(
+    plan: Plan,
+    stage: Stage,
+    train_seconds: float,
+    train_photos: int,
+    infer_seconds: float = 0.0,
+    infer_photos: int = 0,
+) -> Speed | None:
+    """The plan's speed of ``stage``'s backbone at its size, with the photos/s one real epoch of it ran at:
+    ``train_photos`` trained in ``train_seconds`` (and, when given, ``infer_photos`` validated in ``infer_seconds``).
+
+    None when the stage has no measured speed or nothing was timed. ``timing["observed"]`` keeps what was seen
+    and the calibrated speeds it replaces."""
+    speed = plan.speed_of(stage)
+    if speed is None or train_seconds <= 0 or train_photos <= 0:
+        return None
+    infer = infer_photos / infer_seconds if infer_seconds > 0 and infer_photos > 0 else speed.infer_photos_per_s
+    calibrated = speed.timing.get("observed", {}).get(
+        "calibrated", [speed.train_photos_per_s, speed.infer_photos_per_s]
+    )
+    seen = {
+        "stage": stage.name,
+        "train_photos": int(train_photos),
+        "train_seconds": round(train_seconds, 3),
+        "infer_photos": int(infer_photos),
+        "infer_seconds": round(infer_seconds, 3),
+        "calibrated": calibrated,  # train, predict photos/s before any epoch was observed
+    }
+    return replace(
+        speed,
+        train_photos_per_s=round(train_photos / train_seconds, 2),
+        infer_photos_per_s=round(infer, 2),
+        timing={**speed.timing, "observed": seen},
+    )
+
+
+def update_speed(plan: Plan, stage: Stage, speed: Speed) -> None:
+    """Put ``speed`` in place of the plan's speed of its backbone at its size, so the next ``replan`` estimates every
+    stage at that setting from it, and re-estimate ``stage`` at it (``estimate_observed``): ``observed_speed_factor``
+    then compares the stage's actual minutes with that, not with the estimate it started from."""
+    key = (speed.backbone, speed.size)
+    index = next((i for i, s in enumerate(plan.speeds) if (s.backbone, s.size) == key), None)
+    if index is None:
+        plan.speeds.append(speed)
+    else:
+        plan.speeds[index] = speed
+    stage.estimate_observed = estimate_minutes(plan, stage)
+
+
+def observed_speed_factor(plan: Plan, stage: Stage | None = None) -> float:
+    """How much slower (> 1) or faster than estimated the finished training stages ran, clipped to [0.5, 3].
+
+    For a ``stage`` whose speed was observed in a real epoch, only what that speed does not explain: finished
+    stages' actual minutes against their estimates at the observed speed. Otherwise against the estimates they
+    started from, so a stage at a setting not yet observed still learns that this machine runs slower."""
+    observed = stage is not None and (speed := plan.speed_of(stage)) is not None and speed.observed
     pairs = [
-        (s.actual_minutes, s.estimate_at_start)
+        (s.actual_minutes, s.estimate_observed if observed else s.estimate_at_start)
         for s in plan.stages
-        if s.kind in ("member", "pseudo")
-        and s.status == "done"
-        and s.actual_minutes
-        and s.estimate_at_start
-        and not s.result.get("resumed")
+        if s.kind in ("member", "pseudo") and s.status == "done" and s.actual_minutes and not s.result.get("resumed")
     ]
+    pairs = [(actual, estimate) for actual, estimate in pairs if estimate]
     if not pairs:
         return 1.0
     return min(3.0, max(0.5, sum(a for a, _ in pairs) / sum(e for _, e in pairs)))
@@ -441,16 +482,20 @@ def observed_speed_factor(plan: Plan) -> float:
 def replan(plan: Plan, remaining_minutes: float, speed_factor: float | None = None) -> list[str]:
     """Fit the open stages into ``remaining_minutes`` (less the safety margin); returns what was changed.
 
-    Estimates are redone at the observed speed; then, while they do not fit: drop the pseudo-label round,
+    Estimates are redone at the observed speed (``observed_speed_factor`` per stage, unless ``speed_factor`` is
+    given for all); then, while they do not fit: drop the pseudo-label round,
     shorten members to ``MIN_EPOCHS``, drop members from the end (never the last one left), shorten to
     one epoch, cut a lone member that has not started to 3 folds. A stage already running (resumed after a
     kill) keeps its settings; a deadline stops its epochs instead. Ensemble, persons and finish always stay.
     """
-    factor = observed_speed_factor(plan) if speed_factor is None else speed_factor
+
+    def factor(stage: Stage) -> float:
+        return observed_speed_factor(plan, stage) if speed_factor is None else speed_factor
+
     changes: list[str] = []
     for stage in plan.stages:
         if stage.open:
-            stage.minutes = estimate_minutes(plan, stage, factor)
+            stage.minutes = estimate_minutes(plan, stage, factor(stage))
     available = remaining_minutes * (1 - plan.safety)
 
     def fits() -> bool:
@@ -465,7 +510,7 @@ def replan(plan: Plan, remaining_minutes: float, speed_factor: float | None = No
             return False
         stage = max(reversed(candidates), key=lambda s: s.epochs)  # the latest of the longest
         stage.epochs -= 1
-        stage.minutes = estimate_minutes(plan, stage, factor)
+        stage.minutes = estimate_minutes(plan, stage, factor(stage))
         stage.note = f"shortened to {stage.epochs} epochs to fit the time left"
         changes.append(f"{stage.name}: {stage.epochs} epochs")
         return True
@@ -490,14 +535,14 @@ def replan(plan: Plan, remaining_minutes: float, speed_factor: float | None = No
     lone = [s for s in plan.stages if s.kind == "member" and s.status != "dropped"]
     if not fits() and len(lone) == 1 and lone[0].status == "planned" and lone[0].folds and lone[0].folds > 3:
         lone[0].folds = 3
-        lone[0].minutes = estimate_minutes(plan, lone[0], factor)
+        lone[0].minutes = estimate_minutes(plan, lone[0], factor(lone[0]))
         changes.append(f"{lone[0].name}: 3 folds")
     if fits():
         changes += _grow(plan, available, factor)
     return changes
 
 
-def _grow(plan: Plan, available: float, factor: float) -> list[str]:
+def _grow(plan: Plan, available: float, factor_of: Callable[[Stage], float]) -> list[str]:
     """Spend minutes the plan no longer needs (training ran faster than estimated) on more members.
 
     Only for ``best``, once a training stage has finished (so the speed is observed) and before the ensemble.
@@ -513,7 +558,7 @@ def _grow(plan: Plan, available: float, factor: float) -> list[str]:
     fixed = [s for s in members if s.status != "planned" or s is members[0]]
     open_followers = [s for s in members if s not in fixed]
     template = open_followers[0] if open_followers else members[-1]
-    speed = plan.speed_of(template)
+    speed, factor = plan.speed_of(template), factor_of(template)
     taken = {s.recipe for s in plan.stages if s.kind == "member"}
     new_recipes = [r for r in PRESET_MEMBERS["best"] if r not in taken]
     others = sum(s.minutes for s in plan.stages if s.open and s not in open_followers and s is not ensemble)
