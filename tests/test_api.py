@@ -135,9 +135,11 @@ def test_solve_dry_run_returns_the_plan(demo_dir, tmp_path):
     assert isinstance(result, SolveResult) and result.dry_run and result.summary is None
     assert result.plan.budget_minutes == 5.0 and result.plan.stages[0].kind == "calibrate"
     assert any(stage.name == "member_ce" for stage in result.plan.stages)
-    assert not (tmp_path / "solve").exists()
+    assert [p.name for p in (tmp_path / "solve").iterdir()] == ["plan.json"]  # the plan only, to compare plans
     with pytest.raises(RunError, match="dry run"):
         result.load()
+    with pytest.raises(RunError, match="a dry run's plan: nothing was started"):
+        maskcls.solve(out=tmp_path / "solve", resume=True)
 
 
 def test_solve_refuses_bad_arguments_at_once(demo_dir, tmp_path):

@@ -39,7 +39,10 @@ def test_dry_run_prints_only_the_plan(demo_dir, tmp_path):
     )
     assert "calibrate: test_efficientnet at 32 px [1/1] · done in" in result.output  # progress while measuring
     assert "member_ce" in result.output and "persons" in result.output
-    assert not (tmp_path / "solve").exists()
+    saved = json.loads((tmp_path / "solve" / "plan.json").read_text())
+    assert saved["dry_run"] is True and saved["settings"]["holdout_share"] == 0.15
+    members = [s["name"] for s in saved["plan"]["stages"] if s["kind"] == "member"]
+    assert "member_ce" in members
 
 
 def test_solve_refuses_a_budget_it_cannot_meet(demo_dir, tmp_path):
@@ -122,4 +125,12 @@ def test_solve_killed_mid_member_resumes_and_finishes(demo_dir, tmp_path):
     else:
         assert np.array_equal(submission["ans"].astype(int), probs.argmax(axis=1))
     assert summary["report"]["written"], summary["report"]
+    # Decisions are taken on the holdout (persons no member trained on), with the OOF proxy's gain beside it.
+    holdout = summary["holdout"]
+    assert holdout["persons"] > 0 and 0 <= holdout["macro_f1"] <= 1 and "gender_accuracy" in holdout
+    persons = next(d for d in summary["decisions"] if d["stage"] == "person consistency")
+    assert persons["measured_on"].startswith("holdout of") and {"gain", "proxy_gain", "holdout_gain"} <= set(persons)
+    folds = pd.read_csv(out / "members" / "ce" / "folds.csv", dtype=str)
+    held = set(pd.read_csv(out / "holdout" / "answers.csv", dtype=str)["person_id"])
+    assert held and held.isdisjoint(folds["person_id"])  # no member trained or validated on a holdout person
     assert (out / "report" / "index.html").is_file() and "evaluation report:" in result.output

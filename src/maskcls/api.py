@@ -465,6 +465,7 @@ def solve(
     force: bool = False,
     progress: bool = True,
     announce=None,
+    holdout: float = 0.15,
 ) -> SolveResult:
     """The best submission within ``budget`` (``maskcls solve``): calibrate, plan, train members, ensemble,
     pseudo-label, person-consistency, in ``out``; returns a ``SolveResult``.
@@ -473,7 +474,9 @@ def solve(
     recorded budget unless given). ``candidates`` are backbones to calibrate instead of the built-in ladder,
     ``"BACKBONE@SIZE"`` strings or ``(backbone, size)`` pairs; ``overrides`` apply to every member's recipe;
     ``group_size`` is the photos per person in the eval set (None: unknown). ``announce(plan)`` is called once
-    the plan is made, before anything is trained. ``dry_run`` calibrates and plans only.
+    the plan is made, before anything is trained. ``dry_run`` calibrates and plans only (and writes ``plan.json``).
+    ``holdout`` is the share of training persons set aside to take every keep / drop decision on (0: decide on
+    the out-of-fold proxy); ``summary["holdout"]`` is the final submission's score on them.
     Arguments are checked before anything heavy is imported.
     """
     out = Path(out)
@@ -513,6 +516,7 @@ def solve(
         force=force,
         progress=progress,
         announce=keep,
+        holdout_share=holdout,
     )
     if dry_run:
         return SolveResult(out, planned[-1])

@@ -1273,7 +1273,8 @@ def solve(
         help=f"Where the members, ensembles, {PLAN_FILE}, {SUMMARY_FILE} and the submission go.",
     ),
     preset: str = typer.Option(
-        "best", help="fast (one good member, no pseudo-labels) or best (everything that earns its time on OOF)."
+        "best",
+        help="fast (one good member, no pseudo-labels) or best (everything that earns its place on the holdout).",
     ),
     device: str = typer.Option("auto", help="auto, cpu or gpu."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Calibrate and print the plan only."),
@@ -1296,6 +1297,11 @@ def solve(
     on_bad_image: str = typer.Option("fail", help="fail, or skip unreadable photos."),
     max_epochs: int | None = typer.Option(
         None, help="Never plan more epochs per member than this (the plan may then end before the budget)."
+    ),
+    holdout: float = typer.Option(
+        0.15,
+        help="Share of the training persons set aside to judge every keep / drop decision on, as the submission "
+        "is predicted (0: judge on out-of-fold predictions).",
     ),
     force: bool = typer.Option(False, "--force", help="Replace --out if it is not empty."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
@@ -1334,6 +1340,7 @@ def solve(
         force=force,
         progress=not quiet,
         announce=_print_plan,
+        holdout=holdout,
     )
     if not result.dry_run:
         _print_solve_summary(result.summary, result.out_dir)
@@ -1402,8 +1409,17 @@ def _print_solve_summary(summary: dict, out_dir: Path) -> None:
         )
     out.print(table)
     for decision in summary["decisions"]:
+        proxy = f" (OOF proxy gain {decision['proxy_gain']:+.4f})" if "holdout_gain" in decision else ""
         out.print(
-            f"{'kept' if decision['kept'] else 'dropped'}: {decision['stage']}: {decision['reason']}", highlight=False
+            f"{'kept' if decision['kept'] else 'dropped'}: {decision['stage']}: {decision['reason']}{proxy}",
+            highlight=False,
+        )
+    holdout = summary.get("holdout") or {}
+    if "macro_f1" in holdout:
+        out.print(
+            f"the submission's recipe on the holdout ({holdout['persons']} persons no member saw): macro F1 "
+            f"[bold]{holdout['macro_f1']:.4f}[/], gender {holdout['gender_accuracy']:.4f}, "
+            f"age {holdout['age_accuracy']:.4f}"
         )
     final = summary["final"]
     if final.get("oof_macro_f1") is not None:

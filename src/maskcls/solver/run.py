@@ -10,10 +10,13 @@ it (``resume_solve``): finished stages are kept, an interrupted member continues
 last checkpoint. After each stage the rest of the plan is fitted into the time left (``plan.replan``) and a
 deadline stops a training stage's epochs before it overruns its share.
 
-Preset ``best`` keeps a stage in the final combination only if its honest OOF macro F1 beats the
-combination without it (members are added to a soft vote one by one; then a weighted vote, the
-pseudo-label member and person consistency each have to beat what came before); the summary says
-what was dropped and why. Preset ``fast`` trains one member, no pseudo-labels.
+Every keep / drop decision is taken on the solve's person holdout (``holdout.py``): persons no member trained
+on, predicted by each member's averaged fold models with TTA, as the submission is. Preset ``best`` keeps a
+stage in the final combination only if it raises the holdout's macro F1 over the combination without it
+(members are added to a soft vote one by one; then a weighted vote, the pseudo-label member and person
+consistency each have to beat what came before). Each decision records ``measured_on``, the gain it saw and
+the out-of-fold proxy's gain beside it; with ``holdout_share=0`` the decisions fall back to the OOF proxy.
+Preset ``fast`` trains one member, no pseudo-labels.
 """
 
 from __future__ import annotations
@@ -24,21 +27,28 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..core.artifacts import PLAN_FILE, PREDICT_FILE, RUN_FILE, SUBMISSION_FILE, SUMMARY_FILE, TEST_PROBS_FILE, RunError
 from ..core.config import RECIPES_DIR, Config, ConfigError, load_config
 from ..core.io import write_csv, write_json
-from ..core.tables import read_test_probs
+from ..core.tables import PROB_COLUMNS, read_test_probs
 from ..data.layout import SKIP_HINT, DataError, read_eval, read_train
 from ..ensemble.build import build_ensemble
-from ..ensemble.person_consistency import GroupsError, person_consistent_table, read_groups
+from ..ensemble.person_consistency import (
+    GroupsError,
+    person_consistent_probs,
+    person_consistent_table,
+    read_groups,
+)
 from ..ensemble.pseudo import select_pseudo_labels
 from ..inference.predict import predict_eval
 from ..persons.group import group_photos
 from ..training.kfold import check_recipe, resume_kfold, train_kfold
 from .calibrate import CANDIDATES, calibrate, typical_photo_size
 from .display import PlanProgress, StageClock
+from .holdout import DEFAULT_SHARE, Holdout, eval_rows, holdout_scores, load_holdout, make_holdout
 from .plan import MEMBER_RECIPES, TTA_VIEWS, Plan, Stage, Workload, make_plan, replan, stage_allowance
 
 TTA = "flip"
@@ -48,6 +58,7 @@ PSEUDO_THRESHOLD = 0.9
 # first two stages of lite0 keep their ImageNet weights: a run's epochs 1.66x as fast on the CPU at 128 px, and the
 # same OOF macro F1 in paired runs (0.6232 vs 0.6204, 0.6178 vs 0.6178; BENCHMARKS.md, "Fixed early stages").
 MEMBER_DEFAULTS = ("model.freeze_stages=3",)
+HOLDOUT_KEYS = ("macro_f1", "accuracy", "mask_accuracy", "gender_accuracy", "age_accuracy", "age_macro_f1")
 SCORE_KEYS = (
     "oof_macro_f1",
     "oof_accuracy",
@@ -71,6 +82,7 @@ class SolveSettings:
     recipes_dir: str | None = None
     group_size: int | None = 7
     on_bad_image: str = "fail"
+    holdout_share: float = DEFAULT_SHARE
 
     @property
     def cache_dir(self) -> str | None:
@@ -123,14 +135,19 @@ def solve(
     force: bool = False,
     progress: bool = True,
     announce=None,
+    holdout_share: float = DEFAULT_SHARE,
 ) -> dict:
     """Calibrate, plan, ``announce(plan)``, then (unless ``dry_run``) run the plan in ``out_dir``; returns the summary.
 
-    The budget's clock starts here: reading the layout and calibrating count as the ``calibrate`` stage.
+    The budget's clock starts here: reading the layout and calibrating count as the ``calibrate`` stage. A dry
+    run writes only ``plan.json`` (marked ``dry_run``), so that plans can be compared; a later solve in the same
+    ``out_dir`` replaces it.
     """
     started = time.monotonic()
     out_dir = Path(out_dir)
-    if not dry_run and out_dir.exists() and any(out_dir.iterdir()) and not force:
+    if not 0 <= holdout_share < 0.5:
+        raise ValueError(f"the holdout share must be at least 0 and below 0.5, got {holdout_share}")
+    if not dry_run and _holds_work(out_dir) and not force:
         hint = f"--resume {out_dir} to continue it, " if (out_dir / PLAN_FILE).is_file() else ""
         raise RunError(f"{out_dir} is not empty; use {hint}--force to replace it, or another --out")
     settings = SolveSettings(
@@ -143,10 +160,14 @@ def solve(
         str(Path(recipes_dir).resolve()) if recipes_dir else None,
         group_size,
         on_bad_image,
+        holdout_share,
     )
     recipes_folder(settings.recipes_dir)
     load_config(None, settings.overrides)  # a bad --set fails before calibrating, not in the first member
     manifest, workload = _read_layout(settings)
+    if holdout_share:  # the members train without the holdout's persons and predict their photos too
+        held = round(workload.train_photos * holdout_share)
+        workload = Workload(workload.train_photos - held, workload.eval_photos + held, workload.photo_size)
     speeds, skipped = calibrate(
         manifest, workload, budget_minutes, tuple(settings.candidates), accelerator, tuple(settings.overrides), progress
     )
@@ -164,6 +185,9 @@ def solve(
     if announce is not None:
         announce(plan)
     if dry_run:
+        if not _holds_work(out_dir) or force:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_json(out_dir / PLAN_FILE, {"dry_run": True, "settings": asdict(settings), "plan": plan.to_dict()})
         return {"dry_run": True, "plan": plan.to_dict()}
     for stage in plan.stages:  # every member's recipe and backbone, before out_dir is written
         if stage.kind in ("member", "pseudo") and stage.status != "dropped":
@@ -171,8 +195,19 @@ def solve(
     if out_dir.exists() and any(out_dir.iterdir()):
         shutil.rmtree(out_dir)  # --force, only now that every check has passed
     out_dir.mkdir(parents=True, exist_ok=True)
+    if holdout_share:
+        make_holdout(settings.train_dir, settings.eval_dir, out_dir, holdout_share)
     _save(out_dir, plan, settings)
     return _execute(out_dir, plan, settings, progress)
+
+
+def _holds_work(out_dir: Path) -> bool:
+    """Whether ``out_dir`` holds anything but a dry run's plan."""
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        return False
+    if [p.name for p in out_dir.iterdir()] == [PLAN_FILE]:
+        return not json.loads((out_dir / PLAN_FILE).read_text()).get("dry_run", False)
+    return True
 
 
 def resume_solve(
@@ -183,6 +218,8 @@ def resume_solve(
     if not (out_dir / PLAN_FILE).is_file():
         raise RunError(f"cannot resume {out_dir}: {PLAN_FILE} is missing (was it made by `maskcls solve`?)")
     saved = json.loads((out_dir / PLAN_FILE).read_text())
+    if saved.get("dry_run"):
+        raise RunError(f"{out_dir}/{PLAN_FILE} is a dry run's plan: nothing was started; run solve without --dry-run")
     settings = SolveSettings(**{**saved["settings"], "candidates": [tuple(c) for c in saved["settings"]["candidates"]]})
     plan = Plan.from_dict(saved["plan"])
     if budget_minutes is not None:
@@ -202,6 +239,56 @@ class _Context:
     plan: Plan
     spent: object  # () -> minutes spent on the plan so far
     display: PlanProgress
+    holdout: Holdout | None
+
+    @property
+    def train_dir(self) -> str:
+        """What members train on: the training folder without the holdout's persons."""
+        return str(self.holdout.train_dir) if self.holdout else self.settings.train_dir
+
+    @property
+    def eval_dir(self) -> str:
+        """What members predict: the eval photos and the holdout's."""
+        return str(self.holdout.eval_dir) if self.holdout else self.settings.eval_dir
+
+    @property
+    def measured_on(self) -> str:
+        if self.holdout is None:
+            return "out-of-fold predictions of single fold models (no holdout)"
+        return self.holdout.description
+
+    def scores(self, directory: str | Path) -> dict:
+        """What a candidate is judged by: its holdout macro F1 (when there is a holdout) and its OOF macro F1."""
+        scores = {"oof": json.loads((Path(directory) / SUMMARY_FILE).read_text())["oof_macro_f1"]}
+        if self.holdout is not None:
+            probs = read_test_probs(Path(directory) / TEST_PROBS_FILE)
+            scores["holdout"] = holdout_scores(probs, self.holdout)["macro_f1"]
+        return scores
+
+    def decide(
+        self, stage: str, scores: dict, baseline: dict, what: str, without: str = "without it", directories=()
+    ) -> dict:
+        """A keep / drop decision on the holdout (the OOF proxy where there is none), with both gains recorded;
+        ``directories``: (with it, without it), whose ``test_probs.csv`` a later check can score again."""
+        key = "holdout" if self.holdout is not None else "oof"
+        gain = scores[key] - baseline[key]
+        decision = {
+            "stage": stage,
+            "kept": gain > 0,
+            "measured_on": self.measured_on,
+            "gain": round(gain, 4),
+            "proxy": "oof",
+            "proxy_gain": round(scores["oof"] - baseline["oof"], 4),
+            "scores": scores,
+            "baseline": baseline,
+            "reason": f"{what}: {key} macro F1 {scores[key]:.4f} {'>' if gain > 0 else '<='} {baseline[key]:.4f} "
+            + without,
+        }
+        if self.holdout is not None:
+            decision["holdout_gain"] = round(gain, 4)
+        if directories:
+            decision["with"], decision["without"] = (str(d) for d in directories)
+        return decision
 
     def result_of(self, kind: str) -> dict | None:
         done = [s for s in self.plan.stages if s.kind == kind and s.status == "done"]
@@ -221,7 +308,7 @@ def _execute(out_dir: Path, plan: Plan, settings: SolveSettings, progress: bool)
         return spent_before + (time.monotonic() - session) / 60
 
     with PlanProgress(plan, spent, progress, title=f"solve {out_dir}") as display:
-        context = _Context(out_dir, settings, plan, spent, display)
+        context = _Context(out_dir, settings, plan, spent, display, load_holdout(out_dir))
         while True:  # the next open stage after each re-plan: re-planning may drop stages or add members
             replan(plan, plan.budget_minutes - spent())
             _save(out_dir, plan, settings)
@@ -276,13 +363,15 @@ def _train_member(context: _Context, stage: Stage, run_dir: Path, extra: Path | 
         if speed
         else 0.0
     )
-    clock = StageClock(context.display, stage.folds - done_folds, stage.epochs, allowance, predict_seconds)
+    clock = StageClock(
+        context.display, stage.folds - done_folds, stage.epochs, allowance, predict_seconds, plan=plan, stage=stage
+    )
     if not (run_dir / SUMMARY_FILE).is_file():
         if (run_dir / RUN_FILE).is_file():
             resume_kfold(run_dir, progress=False, callbacks=[clock])
         else:
             train_kfold(
-                settings.train_dir,
+                context.train_dir,
                 member_config(settings, stage),
                 run_dir,
                 force=True,
@@ -293,13 +382,13 @@ def _train_member(context: _Context, stage: Stage, run_dir: Path, extra: Path | 
     if not (run_dir / PREDICT_FILE).is_file():
         predict_eval(
             run_dir,
-            settings.eval_dir,
+            context.eval_dir,
             on_bad_image=settings.on_bad_image,
             accelerator=settings.accelerator,
             cache_dir=settings.cache_dir,
             progress=False,
         )
-    result = {"run": str(run_dir), **_scores(run_dir)}
+    result = {"run": str(run_dir), **_scores(run_dir), **_holdout_result(context, run_dir)}
     if clock.stopped_early:
         result["stopped_early_at_epochs"] = clock.stopped_early
         stage.note = f"deadline: epochs cut to {clock.stopped_early} in {len(clock.stopped_early)} fold(s)"
@@ -310,138 +399,157 @@ def _run_member(context: _Context, stage: Stage) -> dict:
     return _train_member(context, stage, context.out_dir / "members" / stage.recipe)
 
 
+def _holdout_result(context: _Context, directory: Path) -> dict:
+    """The holdout's scores of a run or combination (nothing without a holdout)."""
+    if context.holdout is None:
+        return {}
+    scores = holdout_scores(read_test_probs(directory / TEST_PROBS_FILE), context.holdout)
+    return {"holdout": {key: scores[key] for key in ("photos", *HOLDOUT_KEYS) if key in scores}}
+
+
 def _run_ensemble(context: _Context, stage: Stage) -> dict:
-    """Add members to a soft vote one by one (``best``: only those that raise its honest OOF macro F1), try a
+    """Add members to a soft vote one by one (``best``: only those that raise the holdout's macro F1), try a
     weighted vote of the kept ones, and write the chosen combination to ``final/``."""
     members = [s for s in context.plan.stages if s.kind == "member" and s.status == "done"]
     if not members:
         raise RunError("no member finished, so there is nothing to combine")
     best = context.plan.preset == "best"
-    kept, score = [members[0]], members[0].result["oof_macro_f1"]
-    decisions = [{"stage": members[0].name, "kept": True, "oof_macro_f1": score, "reason": "the first member"}]
+    kept, scores = [members[0]], context.scores(members[0].result["run"])
+    current = Path(members[0].result["run"])
+    decisions = [
+        {"stage": members[0].name, "kept": True, "measured_on": context.measured_on, "scores": scores,
+         "reason": "the first member"}
+    ]  # fmt: skip
     for member in members[1:]:
-        candidate = build_ensemble(
-            [Path(m.result["run"]) for m in kept + [member]],
-            "soft",
-            context.out_dir / "ensembles" / f"with_{member.recipe}",
+        directory = context.out_dir / "ensembles" / f"with_{member.recipe}"
+        build_ensemble([Path(m.result["run"]) for m in kept + [member]], "soft", directory)
+        decision = context.decide(
+            member.name, context.scores(directory), scores, "soft vote with it", directories=(directory, current)
         )
-        better = candidate["oof_macro_f1"] > score
-        decisions.append(
-            {
-                "stage": member.name,
-                "kept": better or not best,
-                "oof_macro_f1": member.result["oof_macro_f1"],
-                "combined_oof_macro_f1": candidate["oof_macro_f1"],
-                "reason": f"soft vote with it {candidate['oof_macro_f1']:.4f} {'>' if better else '<='} "
-                f"{score:.4f} without it",
-            }
-        )
-        if better or not best:
+        decision["kept"] = decision["kept"] or not best
+        decisions.append(decision)
+        if decision["kept"]:
             kept.append(member)
-            score = candidate["oof_macro_f1"]
+            scores, current = decision["scores"], directory
     runs = [Path(m.result["run"]) for m in kept]
     method = "soft"
     if len(kept) > 1:
-        weighted = build_ensemble(runs, "weighted", context.out_dir / "ensembles" / "weighted")
-        better = weighted["oof_macro_f1"] > score
-        decisions.append(
-            {
-                "stage": "weighted vote",
-                "kept": better,
-                "combined_oof_macro_f1": weighted["oof_macro_f1"],
-                "reason": f"weighted vote (honest, person-grouped CV) {weighted['oof_macro_f1']:.4f} "
-                f"{'>' if better else '<='} soft vote {score:.4f}",
-            }
+        directory = context.out_dir / "ensembles" / "weighted"
+        build_ensemble(runs, "weighted", directory)
+        decision = context.decide(
+            "weighted vote",
+            context.scores(directory),
+            scores,
+            "weighted vote (weights fit on OOF)",
+            "than soft vote",
+            directories=(directory, current),
         )
-        method = "weighted" if better else "soft"
-    return {"combination": _combine(context, runs, method), "decisions": decisions}
+        decisions.append(decision)
+        method, current = ("weighted", directory) if decision["kept"] else ("soft", current)
+    return {"combination": _combine(context, runs, method, current), "decisions": decisions}
 
 
-def _combine(context: _Context, runs: list[Path], method: str) -> dict:
-    """Write the final combination to ``final/``; what the later stages and the summary read of it."""
+def _combine(context: _Context, runs: list[Path], method: str, same_as: Path) -> dict:
+    """Write the final combination to ``final/``; what the later stages and the summary read of it
+    (``same_as``: the run or ensemble directory it repeats, which later stages do not overwrite)."""
     summary = build_ensemble(runs, method, context.out_dir / "final")
     return {
         "final": str(context.out_dir / "final"),
+        "same_as": str(same_as),
         "members": [str(r) for r in runs],
         "method": method,
+        "scores": context.scores(context.out_dir / "final"),
         **{key: summary[key] for key in SCORE_KEYS if key in summary},
+        **_holdout_result(context, context.out_dir / "final"),
     }
 
 
 def _run_pseudo(context: _Context, stage: Stage) -> dict:
-    """One pseudo-label round: confident eval photos of the current combination train one more member."""
-    settings, current = context.settings, context.combination()
+    """One pseudo-label round: confident eval photos (never the holdout's) of the current combination train one
+    more member; kept when the combination with it beats the one without."""
+    current = context.combination()
     pseudo_csv = context.out_dir / "pseudo" / "pseudo.csv"
     if not pseudo_csv.is_file():
         max_per_class = max(10, context.plan.workload.eval_photos // 12)
-        selected = select_pseudo_labels(
-            read_test_probs(Path(current["final"]) / TEST_PROBS_FILE), PSEUDO_THRESHOLD, max_per_class
-        )
-        selected.insert(
-            1, "path", [str(Path(settings.eval_dir) / "images" / image_id) for image_id in selected["image_id"]]
-        )
+        test_probs = eval_rows(read_test_probs(Path(current["final"]) / TEST_PROBS_FILE))
+        selected = select_pseudo_labels(test_probs, PSEUDO_THRESHOLD, max_per_class)
+        images = Path(context.eval_dir) / "images"
+        selected.insert(1, "path", [str(images / image_id) for image_id in selected["image_id"]])
         write_csv(pseudo_csv, selected)
     count = len(pd.read_csv(pseudo_csv))
     if count == 0:
-        return {"kept": False, "pseudo_labels": 0, "reason": f"no eval photo reached p >= {PSEUDO_THRESHOLD}"}
+        decision = {"stage": "pseudo-label round", "kept": False, "measured_on": context.measured_on,
+                    "reason": f"no eval photo reached p >= {PSEUDO_THRESHOLD}"}  # fmt: skip
+        return {"kept": False, "pseudo_labels": 0, "decision": decision}
     run_dir = context.out_dir / "members" / f"{stage.recipe}_pseudo"
     result = {**_train_member(context, stage, run_dir, extra=pseudo_csv), "pseudo_labels": count}
     runs = [Path(r) for r in current["members"]] + [run_dir]
-    candidate = build_ensemble(runs, current["method"], context.out_dir / "ensembles" / "with_pseudo")
-    before = current["oof_macro_f1"]
-    kept = candidate["oof_macro_f1"] > before
-    result.update(
-        {
-            "combined_oof_macro_f1": candidate["oof_macro_f1"],
-            "kept": kept,
-            "reason": f"{current['method']} vote with it {candidate['oof_macro_f1']:.4f} "
-            f"{'>' if kept else '<='} {before:.4f} without it "
-            "(its OOF carries a little knowledge of all training persons, through the pseudo-labels)",
-        }
+    directory = context.out_dir / "ensembles" / "with_pseudo"
+    build_ensemble(runs, current["method"], directory)
+    decision = context.decide(
+        "pseudo-label round",
+        context.scores(directory),
+        current["scores"],
+        f"{current['method']} vote with it",
+        directories=(directory, current.get("same_as", current["final"])),
     )
-    if kept:
-        result["combination"] = _combine(context, runs, current["method"])
+    decision["note"] = "its OOF carries a little knowledge of all training persons, through the pseudo-labels"
+    result.update({"kept": decision["kept"], "decision": decision})
+    if decision["kept"]:
+        result["combination"] = _combine(context, runs, current["method"], directory)
     return result
 
 
 def _run_persons(context: _Context, stage: Stage) -> dict:
-    """Group the eval photos into persons and measure person-consistent prediction on the final OOF table."""
+    """Group the eval (and holdout) photos into persons; keep person-consistent answers when they raise the
+    holdout's macro F1 (the OOF table with clustered training groups is the proxy)."""
     settings, current = context.settings, context.combination()
     groups_csv = context.out_dir / "persons" / "groups.csv"
     options = dict(
         run_dir=current["final"],
-        train_dir=settings.train_dir,
+        train_dir=context.train_dir,
         cache_dir=settings.cache_dir,
         accelerator=settings.accelerator,
         progress=False,
     )
     group_size, note = settings.group_size, ""
     try:
-        report = group_photos(settings.eval_dir, groups_csv, group_size=group_size, **options)
+        report = group_photos(context.eval_dir, groups_csv, group_size=group_size, **options)
     except GroupsError as err:
         if group_size is None:
             raise
         group_size, note = None, f"structured grouping impossible ({err}); clustered by threshold instead"
-        report = group_photos(settings.eval_dir, groups_csv, group_size=None, **options)
-    scores = report["oof_consistency"]
-    without, clustered = scores["without"]["macro_f1"], scores["clustered_groups"]["macro_f1"]
-    kept = clustered > without
+        report = group_photos(context.eval_dir, groups_csv, group_size=None, **options)
+    oof = report["oof_consistency"]
+    scores = {"oof": oof["clustered_groups"]["macro_f1"]}
+    baseline = {"oof": oof["without"]["macro_f1"]}
+    pooled = None
+    if context.holdout is not None:
+        test_probs = read_test_probs(Path(current["final"]) / TEST_PROBS_FILE)
+        groups = read_groups(groups_csv, test_probs["image_id"])
+        pooled = holdout_scores(test_probs, context.holdout, person_consistent_probs(
+            test_probs[PROB_COLUMNS].to_numpy(np.float64), groups, group_size))  # fmt: skip
+        scores["holdout"] = pooled["macro_f1"]
+        baseline["holdout"] = holdout_scores(test_probs, context.holdout)["macro_f1"]
+    decision = context.decide("person consistency", scores, baseline, "person-consistent with clustered groups")
     grouping = {key: report["train"][key] for key in ("purity", "completeness", "pairwise_f1", "exact_persons")}
     return {
-        "kept": kept,
+        "kept": decision["kept"],
+        "decision": decision,
         "groups": str(groups_csv),
         "group_size": group_size,
         "grouping_on_train": grouping,
-        "oof": scores,
+        "oof": oof,
+        "holdout": pooled,
         "eval_groups": report["eval"]["groups"],
         "note": note,
-        "reason": f"person-consistent OOF macro F1 with clustered groups {clustered:.4f} "
-        f"{'>' if kept else '<='} {without:.4f} without",
+        "reason": decision["reason"],
     }
 
 
 def _run_finish(context: _Context, stage: Stage) -> dict:
-    """Top-level test_probs.csv and submission.csv from the final combination (person-consistent when kept)."""
+    """Top-level test_probs.csv and submission.csv of the eval photos from the final combination
+    (person-consistent when kept); the holdout's rows are left out."""
     final = Path(context.combination()["final"])
     test_probs = pd.read_csv(final / TEST_PROBS_FILE, dtype={"image_id": str})
     submission = pd.read_csv(final / SUBMISSION_FILE, dtype=str, keep_default_na=False)
@@ -453,8 +561,8 @@ def _run_finish(context: _Context, stage: Stage) -> dict:
             test_probs, submission["ans"].to_numpy(), groups, persons["group_size"]
         )
         answers_from = "person_p0..person_p17 (person-consistent)"
-    write_csv(context.out_dir / TEST_PROBS_FILE, test_probs)
-    write_csv(context.out_dir / SUBMISSION_FILE, submission)
+    write_csv(context.out_dir / TEST_PROBS_FILE, eval_rows(test_probs))
+    write_csv(context.out_dir / SUBMISSION_FILE, eval_rows(submission, "ImageID"))
     report = write_evaluation_report(final, context.out_dir / "report")
     return {"submission": str(context.out_dir / SUBMISSION_FILE), "answers_from": answers_from, "report": report}
 
@@ -511,12 +619,10 @@ def _summary(context: _Context) -> dict:
     decisions = list(ensemble.get("decisions", []))
     pseudo = context.result_of("pseudo")
     if pseudo is not None:
-        decisions.append(
-            {"stage": "pseudo-label round", "kept": pseudo.get("kept", False), "reason": pseudo.get("reason", "")}
-        )
+        decisions.append(pseudo["decision"])
     persons = context.result_of("persons")
     if persons is not None:
-        decisions.append({"stage": "person consistency", "kept": persons["kept"], "reason": persons["reason"]})
+        decisions.append(persons["decision"])
     combination = context.combination()
     final = {
         "directory": combination.get("final"),
@@ -530,6 +636,14 @@ def _summary(context: _Context) -> dict:
             "oof_macro_f1": clustered["macro_f1"],
             "oof_accuracy": clustered["accuracy"],
             **{f"{h}_accuracy": clustered[f"{h}_accuracy"] for h in ("mask", "gender", "age")},
+        }
+    holdout = None
+    if context.holdout is not None:  # the submission's own recipe, scored on persons no member saw
+        holdout = persons["holdout"] if persons is not None and persons["kept"] else combination.get("holdout")
+        holdout = {
+            "persons": context.holdout.persons,
+            "person_consistent": bool(persons is not None and persons["kept"]),
+            **{key: holdout[key] for key in ("photos", *HOLDOUT_KEYS) if holdout and key in holdout},
         }
     spent = round(plan.spent_minutes, 2)
     return {
@@ -545,6 +659,7 @@ def _summary(context: _Context) -> dict:
         "dropped": [{"stage": s.name, "reason": s.note} for s in plan.stages if s.status == "dropped"]
         + [d for d in decisions if not d["kept"]],
         "final": final,
+        "holdout": holdout,
         "persons": persons,
         "submission": (context.result_of("finish") or {}).get("submission"),
         "report": (context.result_of("finish") or {}).get("report"),

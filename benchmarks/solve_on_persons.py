@@ -1,0 +1,104 @@
+"""A whole `maskcls solve` scored on persons it never saw, and every decision it took checked on them.
+
+    python benchmarks/solve_on_persons.py ../shared/data/utkmask18/train --budget 20m --out runs/solve_persons_20 \
+        [-- more maskcls solve options]
+
+A share of the training persons (``--test-share``, stratified, all 7 photos of each) becomes an eval split with
+known answers; the solve runs on the rest, with its own holdout inside. Printed, and written to
+``OUT/persons_report.json``: the plan (planned vs actual minutes), the submission's macro F1, accuracy, gender
+and age accuracy and 60+ recall on the test persons, and for every decision its OOF proxy gain, its holdout gain
+and its real gain on the test persons (the ``with`` / ``without`` directories' predictions of them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from maskcls.core.labels import decode
+from maskcls.core.metrics import classification_metrics
+from maskcls.core.tables import PROB_COLUMNS, read_test_probs
+from maskcls.ensemble.person_consistency import person_consistent_probs, read_groups
+from maskcls.solver.holdout import make_holdout
+
+
+def scores(labels: np.ndarray, probs: np.ndarray) -> dict:
+    metrics = classification_metrics(labels, probs)
+    old = decode(labels)[2] == 2
+    metrics["old_recall"] = float((decode(probs.argmax(1))[2][old] == 2).mean()) if old.any() else float("nan")
+    return {key: round(value, 4) for key, value in metrics.items()}
+
+
+def table_scores(test_probs: pd.DataFrame, answers: pd.DataFrame, probs: np.ndarray | None = None) -> dict:
+    index = pd.Series(np.arange(len(test_probs)), index=test_probs["image_id"].to_numpy())
+    rows = index.loc[answers["image_id"]].to_numpy()
+    values = test_probs[PROB_COLUMNS].to_numpy(np.float64) if probs is None else probs
+    return scores(answers["label"].to_numpy(np.int64), values[rows])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("train", type=Path, help="a train/ folder in the competition layout")
+    parser.add_argument("--budget", default="20m")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--test-share", type=float, default=0.3)
+    parser.add_argument("--seed", type=int, default=7)
+    args, solve_args = parser.parse_known_args()  # the rest goes to `maskcls solve` (after --, or as is)
+    solve_args = [a for a in solve_args if a != "--"]
+
+    split = make_holdout(args.train, None, args.out, args.test_share, args.seed, prefix="test/", folder="split")
+    print(f"test persons: {split.persons} ({len(split.answers)} photos); the solve trains on the rest")
+    solve_dir = args.out / "solve"
+    views = ["--train", str(split.train_dir), "--eval", str(split.eval_dir)]
+    command = [sys.executable, "-m", "maskcls", "solve", *views, "--budget", args.budget, "--out", str(solve_dir)]
+    command += ["--force", *solve_args]
+    subprocess.run(command, check=True)
+
+    summary = json.loads((solve_dir / "summary.json").read_text())
+    answers = split.answers
+    submitted = read_test_probs(solve_dir / "test_probs.csv")
+    person_columns = [f"person_{c}" for c in PROB_COLUMNS]
+    final_probs = submitted[person_columns].to_numpy(np.float64) if person_columns[0] in submitted else None
+    report = {
+        "budget": args.budget,
+        "spent_minutes": summary["spent_minutes"],
+        "test_persons": split.persons,
+        "plan": [
+            {
+                k: s.get(k)
+                for k in ("stage", "status", "planned_minutes", "actual_minutes", "backbone", "size", "epochs", "folds")
+            }
+            for s in summary["stages"]
+        ],  # fmt: skip
+        "submission_on_test": table_scores(submitted, answers, final_probs),
+        "holdout_inside_solve": summary.get("holdout"),
+        "decisions": [],
+    }
+    for decision in summary["decisions"]:
+        entry = {k: decision.get(k) for k in ("stage", "kept", "proxy_gain", "holdout_gain")}
+        if "with" in decision:
+            with_it = table_scores(read_test_probs(Path(decision["with"]) / "test_probs.csv"), answers)
+            without = table_scores(read_test_probs(Path(decision["without"]) / "test_probs.csv"), answers)
+            entry["test_gain"] = round(with_it["macro_f1"] - without["macro_f1"], 4)
+        elif decision["stage"] == "person consistency" and summary.get("persons"):
+            final = read_test_probs(solve_dir / "final" / "test_probs.csv")
+            groups = read_groups(summary["persons"]["groups"], final["image_id"])
+            pooled = person_consistent_probs(
+                final[PROB_COLUMNS].to_numpy(np.float64), groups, summary["persons"]["group_size"]
+            )
+            entry["test_gain"] = round(
+                table_scores(final, answers, pooled)["macro_f1"] - table_scores(final, answers)["macro_f1"], 4
+            )
+        report["decisions"].append(entry)
+    (args.out / "persons_report.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
