@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.config import DataConfig
 from ..core.io import atomic_dir
 from ..core.progress import track
 from .framing import Framer, Framing
@@ -85,6 +86,22 @@ def cache_directory(
     size_hw = (int(size_hw[0]), int(size_hw[1]))
     return Path(root) / _cache_key(
         frame["image_id"].astype(str).tolist(), frame["path"].astype(str).tolist(), size_hw, limits, framing
+    )
+
+
+def cache_for(
+    frame: pd.DataFrame, data: DataConfig, cache_dir: str | None, progress: bool = True, workers: int = 0
+) -> ImageCache:
+    """``build_cache`` of ``frame``'s photos as the ``data`` section decodes them: its size, limits and framing,
+    under ``cache_dir`` (``default_cache_root``'s default where None)."""
+    return build_cache(
+        frame[["image_id", "path"]],
+        data.cache_hw,
+        default_cache_root(cache_dir),
+        ImageLimits.from_config(data),
+        workers=workers,
+        progress=progress,
+        framing=Framing.from_config(data),
     )
 
 

@@ -33,9 +33,7 @@ from ..core.config import DataConfig, LabelsConfig
 from ..core.metrics import apply_temperature, disagreement
 from ..core.progress import RunProgress
 from ..core.tables import PROB_COLUMNS
-from ..data.cache import build_cache, default_cache_root
-from ..data.framing import Framing
-from ..data.images import ImageLimits
+from ..data.cache import cache_for
 from ..data.layout import DataError, Problem, read_eval, skip_hint, union_problems
 from ..engine.predictor import predict_outputs
 from ..ensemble.person_consistency import read_groups
@@ -177,14 +175,7 @@ def _predict_folds(
     run: TrainedRun, photos: pd.DataFrame, tta, mc_samples, batch_size, accelerator, cache_dir, progress, plan
 ) -> Prediction:
     data_cfg = run.data_cfg
-    cache = build_cache(
-        photos[["image_id", "path"]],
-        data_cfg.cache_hw,
-        default_cache_root(cache_dir),
-        ImageLimits.from_config(data_cfg),
-        progress=progress,
-        framing=Framing.from_config(data_cfg),
-    )
+    cache = cache_for(photos, data_cfg, cache_dir, progress)
     problems = cache.problems(photos["path"].tolist())
     bad_paths = {p.file for p in problems}
     good = np.flatnonzero(~photos["path"].isin(bad_paths).to_numpy())
@@ -239,14 +230,7 @@ def check_photos(
         if key in seen:
             continue
         seen.add(key)
-        cache = build_cache(
-            photos[["image_id", "path"]],
-            data_cfg.cache_hw,
-            default_cache_root(cache_dir),
-            ImageLimits.from_config(data_cfg),
-            progress=progress,
-            framing=Framing.from_config(data_cfg),
-        )
+        cache = cache_for(photos, data_cfg, cache_dir, progress)
         problems.append(cache.problems(photos["path"].tolist()))
     return union_problems(problems)
 

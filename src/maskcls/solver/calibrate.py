@@ -30,9 +30,7 @@ import pandas as pd
 from ..core.config import load_config
 from ..core.labels import NUM_CLASSES
 from ..core.progress import RunProgress
-from ..data.cache import build_cache, default_cache_root
-from ..data.framing import Framing
-from ..data.images import ImageLimits
+from ..data.cache import cache_for
 from ..data.loader import FoldDataModule
 from ..engine.predictor import predict_outputs
 from ..engine.runtime import quiet_lightning, resolve_precision
@@ -212,14 +210,7 @@ def measure(
         drop=True
     )
     started = time.perf_counter()
-    cache = build_cache(
-        photos[["image_id", "path"]],
-        cfg.data.cache_hw,
-        default_cache_root(cfg.data.cache_dir),
-        ImageLimits.from_config(cfg.data),
-        progress=False,
-        framing=Framing.from_config(cfg.data),
-    )
+    cache = cache_for(photos, cfg.data, cfg.data.cache_dir, progress=False)
     decode_seconds = time.perf_counter() - started
     rows = np.flatnonzero(np.array([not error for error in cache.errors]))
     labels = photos["label"].to_numpy()[rows]

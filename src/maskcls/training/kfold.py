@@ -50,11 +50,9 @@ from ..core.plots import confusion_figure, training_curves
 from ..core.progress import RunProgress
 from ..core.tables import HEAD_COLUMNS, PROB_COLUMNS, with_probs
 from ..core.version import __version__
-from ..data.cache import ImageCache, build_cache, default_cache_root
+from ..data.cache import ImageCache, cache_for
 from ..data.extra import ExtraSpec, describe_extras, limit_extras, read_extras
 from ..data.folds import folds_from_file
-from ..data.framing import Framing
-from ..data.images import ImageLimits
 from ..data.label_fixes import apply_label_fixes, read_label_fixes
 from ..data.layout import SKIP_HINT, DataError, Problem, read_train
 from ..data.loader import FoldDataModule, balanced_weights
@@ -107,15 +105,7 @@ def prepare_training_data(
                 f"extra photos reuse image ids of {train_dir}, "
                 f"e.g. '{manifest['image_id'][manifest['image_id'].duplicated()].iloc[0]}'"
             )
-    cache = build_cache(
-        manifest[["image_id", "path"]],
-        cfg.data.cache_hw,
-        default_cache_root(cfg.data.cache_dir),
-        ImageLimits.from_config(cfg.data),
-        workers=cfg.data.decode_workers,
-        progress=progress,
-        framing=Framing.from_config(cfg.data),
-    )
+    cache = cache_for(manifest, cfg.data, cfg.data.cache_dir, progress, workers=cfg.data.decode_workers)
     image_problems = cache.problems(manifest["path"].tolist())
     problems = problems + image_problems
     manifest = manifest.assign(cache_row=np.arange(len(manifest)))
