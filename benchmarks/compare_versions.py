@@ -20,29 +20,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def bench(src: Path, photos: Path, options: list[str], out: Path) -> dict:
+def bench(src: Path, photos: Path, options: list[str], out: Path) -> list[dict]:
     env = {**os.environ, "PYTHONPATH": str(src)}
     command = [sys.executable, "-m", "maskcls", "bench", "--data", str(photos), "--out", str(out), *options]
     subprocess.run(command, check=True, env=env, cwd=tempfile.gettempdir(), stdout=subprocess.DEVNULL)
     return json.loads(out.read_text())
 
 
-def speeds(result: dict) -> dict[str, float]:
-    """Every photos/s number in a bench result, keyed by its path in the JSON."""
-    found = {}
-
-    def walk(node, prefix):
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{prefix}.{key}" if prefix else key)
-        elif isinstance(node, list):
-            for index, value in enumerate(node):
-                walk(value, f"{prefix}[{index}]")
-        elif isinstance(node, (int, float)) and "photos_per_s" in prefix:
-            found[prefix] = float(node)
-
-    walk(result, "")
-    return found
+def speeds(reports: list[dict]) -> dict[str, float]:
+    """Photos/s of every measurement in a bench result (one report per model), keyed by model and name."""
+    return {
+        f"{report['model']} {entry['name']}": float(entry["images_per_s"])
+        for report in reports
+        for entry in report["results"]
+    }
 
 
 def main() -> None:
@@ -85,12 +76,12 @@ def main() -> None:
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], check=False, cwd=ROOT)
     keys = sorted(set(runs["baseline"][0]) & set(runs["candidate"][0]))
-    print(f"\n{'measurement':60s} {'baseline':>10s} {'candidate':>10s} {'ratio':>7s}  ratios per round")
+    print(f"\n{'measurement':40s} {'baseline':>10s} {'candidate':>10s} {'ratio':>7s}  ratios per round")
     for key in keys:
         base = statistics.median(r[key] for r in runs["baseline"])
         cand = statistics.median(r[key] for r in runs["candidate"])
         per_round = [c[key] / b[key] for b, c in zip(runs["baseline"], runs["candidate"], strict=True)]
-        print(f"{key:60s} {base:10.1f} {cand:10.1f} {cand / base:7.3f}  {' '.join(f'{r:.3f}' for r in per_round)}")
+        print(f"{key:40s} {base:10.1f} {cand:10.1f} {cand / base:7.3f}  {' '.join(f'{r:.3f}' for r in per_round)}")
 
 
 if __name__ == "__main__":

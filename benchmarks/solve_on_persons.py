@@ -1,7 +1,7 @@
 """A whole `maskcls solve` scored on persons it never saw, and every decision it took checked on them.
 
     python benchmarks/solve_on_persons.py ../shared/data/utkmask18/train --budget 20m --out runs/solve_persons_20 \
-        [-- more maskcls solve options]
+        [--eval ../shared/data/utkmask18/eval] [-- more maskcls solve options]
 
 A share of the training persons (``--test-share``, stratified, all 7 photos of each) becomes an eval split with
 known answers; the solve runs on the rest, with its own holdout inside. Printed, and written to
@@ -23,8 +23,9 @@ import pandas as pd
 
 from maskcls.core.labels import decode
 from maskcls.core.metrics import classification_metrics
-from maskcls.core.tables import PROB_COLUMNS, read_test_probs
+from maskcls.core.tables import PROB_COLUMNS, SUBMITTED_COLUMNS, read_test_probs
 from maskcls.ensemble.person_consistency import person_consistent_probs, read_groups
+from maskcls.ensemble.prior_match import apply_offsets
 from maskcls.solver.holdout import make_holdout
 
 
@@ -47,12 +48,19 @@ def main() -> None:
     parser.add_argument("train", type=Path, help="a train/ folder in the competition layout")
     parser.add_argument("--budget", default="20m")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--eval",
+        type=Path,
+        default=None,
+        help="an eval/ folder predicted alongside the test persons: its rows of the submission and test_probs "
+        "are written to OUT/eval_split/ (scored by whoever has its answers)",
+    )
     parser.add_argument("--test-share", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=7)
     args, solve_args = parser.parse_known_args()  # the rest goes to `maskcls solve` (after --, or as is)
     solve_args = [a for a in solve_args if a != "--"]
 
-    split = make_holdout(args.train, None, args.out, args.test_share, args.seed, prefix="test/", folder="split")
+    split = make_holdout(args.train, args.eval, args.out, args.test_share, args.seed, prefix="test/", folder="split")
     print(f"test persons: {split.persons} ({len(split.answers)} photos); the solve trains on the rest")
     solve_dir = args.out / "solve"
     views = ["--train", str(split.train_dir), "--eval", str(split.eval_dir)]
@@ -63,8 +71,7 @@ def main() -> None:
     summary = json.loads((solve_dir / "summary.json").read_text())
     answers = split.answers
     submitted = read_test_probs(solve_dir / "test_probs.csv")
-    person_columns = [f"person_{c}" for c in PROB_COLUMNS]
-    final_probs = submitted[person_columns].to_numpy(np.float64) if person_columns[0] in submitted else None
+    final_probs = submitted[SUBMITTED_COLUMNS].to_numpy(np.float64)
     report = {
         "budget": args.budget,
         "spent_minutes": summary["spent_minutes"],
@@ -86,16 +93,29 @@ def main() -> None:
             with_it = table_scores(read_test_probs(Path(decision["with"]) / "test_probs.csv"), answers)
             without = table_scores(read_test_probs(Path(decision["without"]) / "test_probs.csv"), answers)
             entry["test_gain"] = round(with_it["macro_f1"] - without["macro_f1"], 4)
-        elif decision["stage"] == "person consistency" and summary.get("persons"):
+        elif decision["stage"] in ("person consistency", "decision rule") and summary.get("persons"):
+            persons = summary["persons"]
             final = read_test_probs(solve_dir / "final" / "test_probs.csv")
-            groups = read_groups(summary["persons"]["groups"], final["image_id"])
+            raw = final[PROB_COLUMNS].to_numpy(np.float64)
             pooled = person_consistent_probs(
-                final[PROB_COLUMNS].to_numpy(np.float64), groups, summary["persons"]["group_size"]
+                raw, read_groups(persons["groups"], final["image_id"]), persons["group_size"]
             )
+            if decision["stage"] == "person consistency":
+                with_it, without = pooled, raw
+            else:  # the rule on what the submission would be without it
+                without = pooled if persons["kept"] else raw
+                with_it = apply_offsets(without, np.asarray(persons["rule"]["offsets"]), persons["rule"]["part"])
             entry["test_gain"] = round(
-                table_scores(final, answers, pooled)["macro_f1"] - table_scores(final, answers)["macro_f1"], 4
+                table_scores(final, answers, with_it)["macro_f1"] - table_scores(final, answers, without)["macro_f1"], 4
             )
         report["decisions"].append(entry)
+    if args.eval is not None:  # the real eval photos' rows, as a submission of this solve
+        eval_split = args.out / "eval_split"
+        eval_split.mkdir(exist_ok=True)
+        submission = pd.read_csv(solve_dir / "submission.csv", dtype=str, keep_default_na=False)
+        submission[~submission["ImageID"].str.startswith("test/")].to_csv(eval_split / "submission.csv", index=False)
+        submitted[~submitted["image_id"].str.startswith("test/")].to_csv(eval_split / "test_probs.csv", index=False)
+        report["eval_split"] = str(eval_split)
     (args.out / "persons_report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 

@@ -118,18 +118,22 @@ def test_solve_killed_mid_member_resumes_and_finishes(demo_dir, tmp_path):
     assert submission["ImageID"].tolist() == info["ImageID"].tolist() == test_probs["image_id"].tolist()
     probs = test_probs[[f"p{i}" for i in range(18)]].to_numpy()
     assert np.allclose(probs.sum(axis=1), 1, atol=1e-4)
-    if summary["persons"]["kept"]:
-        assert np.array_equal(
-            submission["ans"].astype(int), test_probs[[f"person_p{i}" for i in range(18)]].to_numpy().argmax(axis=1)
-        )
-    else:
-        assert np.array_equal(submission["ans"].astype(int), probs.argmax(axis=1))
+    submitted = test_probs[[f"submitted_p{i}" for i in range(18)]].to_numpy()
+    assert np.array_equal(submission["ans"].astype(int), submitted.argmax(axis=1))  # what was kept, written down
+    if not summary["persons"]["kept"] and not summary["persons"]["rule"]["kept"]:
+        assert np.allclose(submitted, probs)
     assert summary["report"]["written"], summary["report"]
     # Decisions are taken on the holdout (persons no member trained on), with the OOF proxy's gain beside it.
     holdout = summary["holdout"]
     assert holdout["persons"] > 0 and 0 <= holdout["macro_f1"] <= 1 and "gender_accuracy" in holdout
     persons = next(d for d in summary["decisions"] if d["stage"] == "person consistency")
     assert persons["measured_on"].startswith("holdout of") and {"gain", "proxy_gain", "holdout_gain"} <= set(persons)
+    rule = next(d for d in summary["decisions"] if d["stage"] == "decision rule")
+    assert rule["measured_on"] == persons["measured_on"] and [c["part"] for c in rule["candidates"]] == [
+        "age",
+        "gender_age",
+    ]
+    assert holdout["decision_rule"] == (summary["persons"]["rule"]["part"] if rule["kept"] else None)
     folds = pd.read_csv(out / "members" / "ce" / "folds.csv", dtype=str)
     held = set(pd.read_csv(out / "holdout" / "answers.csv", dtype=str)["person_id"])
     assert held and held.isdisjoint(folds["person_id"])  # no member trained or validated on a holdout person

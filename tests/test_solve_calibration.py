@@ -12,8 +12,11 @@ import pytest
 from maskcls.solver import calibrate as calibration
 from maskcls.solver import display
 from maskcls.solver.calibrate import (
-    PLAUSIBLE_TOLERANCE,
+    CAP_TOLERANCE,
+    REDO_TOLERANCE,
+    RELATIVE_COST,
     cap_speed,
+    faster_per_photo,
     heavier,
     outpaced,
     robust_seconds,
@@ -117,11 +120,18 @@ def test_which_candidates_surely_do_more_work_per_photo():
     assert heavier(_speed("resnet18", 128, 1), _speed("resnet18", 96, 1))
 
 
-def test_only_beyond_the_tolerance_is_a_speed_implausible():
+def test_a_redo_is_asked_beyond_the_tolerance_per_pixel_and_a_cap_only_per_photo():
     light = _speed(LITE0, 96, 100.0)
-    assert outpaced(_speed(LITE0, 128, 100.0 * (1 + PLAUSIBLE_TOLERANCE) - 0.01), [light]) is None
-    assert outpaced(_speed(LITE0, 128, 100.0 * (1 + PLAUSIBLE_TOLERANCE) + 0.01), [light]) is light
+    per_pixel = 100.0 * (96 / 128) ** 2  # 128 px at 96 px's speed per pixel
+    assert outpaced(_speed(LITE0, 128, per_pixel * (1 + REDO_TOLERANCE) - 0.01), [light]) is None
+    assert outpaced(_speed(LITE0, 128, per_pixel * (1 + REDO_TOLERANCE) + 0.01), [light]) is light
+    assert outpaced(_speed(LITE0, 128, 97.0), [light]) is light  # as fast per photo: 1.78x faster per pixel
     assert outpaced(_speed(LITE0, 96, 500.0), [_speed(LITE0, 128, 100.0)]) is None  # a lighter one may be faster
+    heavier_model = _speed(LITE1, 128, 100.0 / RELATIVE_COST[LITE1] * (1 + REDO_TOLERANCE) + 0.01)
+    assert outpaced(heavier_model, [_speed(LITE0, 128, 100.0)]) is not None  # the backbone's cost counts too
+    # Faster per pixel is possible (per-photo costs spread over more pixels); faster per photo is not.
+    assert not faster_per_photo(_speed(LITE0, 128, 97.0), [light])
+    assert faster_per_photo(_speed(LITE0, 128, 100.0 * (1 + CAP_TOLERANCE) + 0.01), [light])
     capped = cap_speed(_speed(LITE0, 128, 150.0, infer=400.0), [light, _speed(LITE0, 64, 300.0, infer=900.0)])
     assert (capped.train_photos_per_s, capped.infer_photos_per_s) == (100.0, 330.0)  # the slowest lighter one's
     assert "lite0 at 96 px" in capped.timing["capped"] and capped.timing["measured_train_photos_per_s"] == 150.0
@@ -150,7 +160,7 @@ def _calibrate(monkeypatch, responses):
 
 def test_a_bigger_input_measured_faster_is_redone_and_the_redo_kept(monkeypatch):
     calls, speeds, skipped = _calibrate(
-        monkeypatch, {(LITE0, 96): [100.0], (LITE0, 128): [150.0, 60.0], (LITE1, 192): [30.0]}
+        monkeypatch, {(LITE0, 96): [100.0], (LITE0, 128): [150.0, 60.0], (LITE1, 192): [20.0]}
     )
     assert calls == [(LITE0, 96), (LITE0, 128), (LITE0, 128), (LITE1, 192)] and not skipped
     redone = speeds[(LITE0, 128)]
@@ -168,10 +178,17 @@ def test_a_bigger_model_measured_faster_twice_is_capped(monkeypatch):
     assert "lite0 at 128 px" in capped.timing["capped"] and capped.timing["measured_train_photos_per_s"] == 95.0
 
 
+def test_a_redo_still_fast_per_pixel_but_not_per_photo_is_kept(monkeypatch):
+    calls, speeds, _ = _calibrate(monkeypatch, {(LITE0, 96): [100.0], (LITE0, 128): [95.0, 90.0], (LITE1, 192): [20.0]})
+    assert calls.count((LITE0, 128)) == 2
+    kept = speeds[(LITE0, 128)]
+    assert kept.train_photos_per_s == 90.0 and "capped" not in kept.timing and "per pixel" in kept.timing["redone"]
+
+
 def test_a_plausible_speed_is_measured_once(monkeypatch):
     calls, speeds, _ = _calibrate(
-        monkeypatch, {(LITE0, 96): [100.0], (LITE0, 128): [105.0], (LITE1, 192): [40.0]}
-    )  # within the tolerance: noise, not a broken measurement
+        monkeypatch, {(LITE0, 96): [100.0], (LITE0, 128): [70.0], (LITE1, 192): [20.0]}
+    )  # within the tolerance per pixel: per-photo costs and noise, not a broken measurement
     assert calls == list(LADDER) and all("redone" not in s.timing for s in speeds.values())
 
 

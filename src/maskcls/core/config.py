@@ -109,16 +109,28 @@ class LabelsConfig(_Section):
 
     section: ClassVar[str] = "labels"
     age_middle: int = Field(30, description="Youngest age of the middle group (30-59 in the competition).")
-    age_old: int = Field(60, description="Youngest age of the old group; teams moved it to 58 on purpose.")
+    age_old: int = Field(60, description="Youngest age of the old group, in training and in every score.")
+    train_age_old: int | None = Field(
+        None,
+        description="Youngest age of the old group in the training targets only (teams trained at 58 and were "
+        "scored at 60); validation, OOF and every score keep age_old. Empty: age_old.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self):
         AgeThresholds(self.age_middle, self.age_old)
+        if self.train_age_old is not None:
+            AgeThresholds(self.age_middle, self.train_age_old)
         return self
 
     @property
     def thresholds(self) -> AgeThresholds:
         return AgeThresholds(self.age_middle, self.age_old)
+
+    @property
+    def training_thresholds(self) -> AgeThresholds:
+        """The cuts the training targets are made with (``train_age_old`` when set)."""
+        return AgeThresholds(self.age_middle, self.train_age_old or self.age_old)
 
 
 class DataConfig(_Section):

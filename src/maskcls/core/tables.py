@@ -19,6 +19,8 @@ PROB_COLUMNS = [f"p{i}" for i in range(NUM_CLASSES)]
 HEAD_COLUMNS = {"mask": ["m0", "m1", "m2"], "gender": ["g0", "g1"], "age": ["a0", "a1", "a2"]}
 OOF_COLUMNS = ["image_id", "person_id", "fold", "label", *PROB_COLUMNS]
 TEST_COLUMNS = ["image_id", *PROB_COLUMNS]
+# A solve's test_probs.csv: the probabilities its submission takes the argmax of (after every kept stage).
+SUBMITTED_COLUMNS = [f"submitted_p{i}" for i in range(NUM_CLASSES)]
 
 
 class TableError(ValueError):
@@ -42,6 +44,13 @@ def with_probs(frame: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
     """``frame``'s key columns followed by ``probs`` as p0..p17 (replacing any it had)."""
     keys = frame.drop(columns=[c for c in frame.columns if c in PROB_COLUMNS]).reset_index(drop=True)
     return pd.concat([keys, pd.DataFrame(np.asarray(probs), columns=PROB_COLUMNS)], axis=1)
+
+
+def answers_of(probs: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """The class of each row: the argmax of ``probs``, ``fallback`` where a row is NaN (an unreadable photo)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    readable = np.all(np.isfinite(probs), axis=1)
+    return np.where(readable, np.nan_to_num(probs, nan=-1.0).argmax(axis=1), np.asarray(fallback).astype(np.int64))
 
 
 def _read(path: str | Path, columns: list[str], dtypes: dict) -> pd.DataFrame:

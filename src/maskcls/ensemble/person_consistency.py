@@ -20,7 +20,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ..core.labels import NUM_CLASSES, Mask
 from ..core.metrics import classification_metrics
-from ..core.tables import PROB_COLUMNS
+from ..core.tables import PROB_COLUMNS, answers_of
 
 PERSON_COLUMNS = [f"person_p{i}" for i in range(NUM_CLASSES)]
 _EPS = 1e-12
@@ -132,9 +132,7 @@ def add_person_columns(test_probs: pd.DataFrame, groups: np.ndarray, group_size:
 
 def person_answers(table: pd.DataFrame, fallback: np.ndarray) -> np.ndarray:
     """Submitted class per row: the argmax of ``person_p0..17``, ``fallback`` where they are NaN (unreadable photos)."""
-    consistent = table[PERSON_COLUMNS].to_numpy(dtype=np.float64)
-    readable = np.all(np.isfinite(consistent), axis=1)
-    return np.where(readable, np.nan_to_num(consistent, nan=-1.0).argmax(axis=1), np.asarray(fallback).astype(np.int64))
+    return answers_of(table[PERSON_COLUMNS].to_numpy(dtype=np.float64), fallback)
 
 
 def person_consistent_table(

@@ -11,8 +11,9 @@ only upsample the photos (the planner values sizes only up to the photos' own).
 Every timing is repeated and summarised robustly (``robust_seconds``): training batches over ``rounds`` epochs of
 the same photos, the batches slower than the median by more than ``OUTLIER_MADS`` (scaled) MADs dropped, the
 median of the rest kept; prediction in ``PREDICT_PASSES`` passes, the faster kept. A candidate that does more work
-per photo than one measured before (``heavier``) but measures faster per photo beyond ``PLAUSIBLE_TOLERANCE`` is
-measured once more; if it still is, its speed is capped at the lighter one's (``cap_speed``). ``Speed.timing``
+per photo than one measured before (``heavier``) but measures faster per unit of work (pixels x ``RELATIVE_COST``)
+beyond ``REDO_TOLERANCE`` is measured once more; if the redo says it trains more photos/s than the lighter one
+(beyond ``CAP_TOLERANCE``), its speed is capped at the lighter one's (``cap_speed``). ``Speed.timing``
 says how many timings were taken and dropped, their spread, and why a speed was redone or capped.
 docs/solve-planner.md ("Calibration") gives the reasons.
 """
@@ -52,7 +53,13 @@ RELATIVE_COST = {"tf_efficientnet_lite0": 1.0, "tf_efficientnet_lite1": 1.5, "tf
 OUTLIER_MADS = 3.0  # a batch slower than median + this many scaled MADs is dropped: something else ran on the machine
 MAD_SCALE = 1.4826  # MAD x this estimates the standard deviation of normal noise
 PREDICT_PASSES = 2  # prediction is timed this many times over the same photos; the fastest pass counts
-PLAUSIBLE_TOLERANCE = 0.10  # a heavier candidate may measure this much faster per photo than a lighter one (noise)
+# A heavier candidate measured faster per unit of work (pixels x RELATIVE_COST) than a lighter one by more than this
+# is measured again: per-photo costs (decode, the optimizer step, kernel launches) make small inputs slower per
+# pixel, but a 1.5x gap on the CPU is more often a measurement slowed by other work.
+REDO_TOLERANCE = 0.5
+# A heavier candidate still measured faster per photo than a lighter one by more than this is capped: no input or
+# model that does more work per photo trains more photos per second.
+CAP_TOLERANCE = 0.10
 
 
 @dataclass(frozen=True)
@@ -94,13 +101,27 @@ def heavier(speed: Speed, other: Speed) -> bool:
     return speed.size >= other.size and cost >= other_cost and (speed.size > other.size or cost > other_cost)
 
 
-def outpaced(speed: Speed, measured: Sequence[Speed], tolerance: float = PLAUSIBLE_TOLERANCE) -> Speed | None:
-    """The slowest lighter candidate in ``measured`` that ``speed`` trains faster per photo than, beyond
-    ``tolerance``; None when its training speed is plausible."""
-    beaten = [
-        s for s in measured if heavier(speed, s) and speed.train_photos_per_s > s.train_photos_per_s * (1 + tolerance)
-    ]
-    return min(beaten, key=lambda s: s.train_photos_per_s, default=None)
+def work(speed: Speed) -> float:
+    """Work per photo of a candidate, in lite0-pixels: input pixels x the backbone's ``RELATIVE_COST``."""
+    return RELATIVE_COST.get(speed.backbone, 1.0) * speed.size**2
+
+
+def outpaced(speed: Speed, measured: Sequence[Speed], tolerance: float = REDO_TOLERANCE) -> Speed | None:
+    """The lighter candidate in ``measured`` that ``speed`` trains faster *per unit of work* than by most,
+    beyond ``tolerance``; None when its training speed is plausible (the redo rule)."""
+    ratios = {
+        id(s): speed.train_photos_per_s * work(speed) / (s.train_photos_per_s * work(s))
+        for s in measured
+        if heavier(speed, s)
+    }
+    beaten = [s for s in measured if ratios.get(id(s), 0.0) > 1 + tolerance]
+    return max(beaten, key=lambda s: ratios[id(s)], default=None)
+
+
+def faster_per_photo(speed: Speed, measured: Sequence[Speed], tolerance: float = CAP_TOLERANCE) -> bool:
+    """Whether ``speed`` trains more photos/s than a lighter candidate in ``measured``, beyond ``tolerance``."""
+    limit = 1 + tolerance
+    return any(heavier(speed, s) and speed.train_photos_per_s > s.train_photos_per_s * limit for s in measured)
 
 
 def cap_speed(speed: Speed, measured: Sequence[Speed]) -> Speed:
@@ -292,8 +313,9 @@ def measure_plausibly(
     accelerator: str = "auto",
     overrides: tuple[str, ...] = (),
 ) -> Speed:
-    """``measure``, redone once when it says the candidate trains faster per photo than a lighter one in
-    ``measured`` (``outpaced``); capped at the lighter one's speed (``cap_speed``) when the redo says so too."""
+    """``measure``, redone once when it says the candidate trains faster per pixel than a lighter one in
+    ``measured`` (``outpaced``); capped at the lighter one's speed (``cap_speed``) when the redo is faster even
+    per photo (``faster_per_photo``)."""
     speed = measure(manifest, backbone, size, accelerator, overrides)
     beaten = outpaced(speed, measured)
     if beaten is None:
@@ -301,11 +323,11 @@ def measure_plausibly(
     first = speed.train_photos_per_s
     speed = measure(manifest, backbone, size, accelerator, overrides)
     redo = (
-        f"redone: measured {first:.1f} photos/s, faster than {beaten.backbone} at {beaten.size} px "
-        f"({beaten.train_photos_per_s:.1f}), which does less work per photo"
+        f"redone: measured {first:.1f} photos/s, over {1 + REDO_TOLERANCE:g}x faster per pixel than "
+        f"{beaten.backbone} at {beaten.size} px ({beaten.train_photos_per_s:.1f} photos/s)"
     )
     speed = replace(speed, timing={**speed.timing, "redone": redo, "first_train_photos_per_s": first})
-    return cap_speed(speed, measured) if outpaced(speed, measured) is not None else speed
+    return cap_speed(speed, measured) if faster_per_photo(speed, measured) else speed
 
 
 def calibrate(

@@ -30,23 +30,35 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.artifacts import PLAN_FILE, PREDICT_FILE, RUN_FILE, SUBMISSION_FILE, SUMMARY_FILE, TEST_PROBS_FILE, RunError
+from ..core.artifacts import (
+    OOF_FILE,
+    PLAN_FILE,
+    PREDICT_FILE,
+    RUN_FILE,
+    SUBMISSION_FILE,
+    SUMMARY_FILE,
+    TEST_PROBS_FILE,
+    RunError,
+)
 from ..core.config import RECIPES_DIR, Config, ConfigError, load_config
 from ..core.io import write_csv, write_json
-from ..core.tables import PROB_COLUMNS, read_test_probs
+from ..core.tables import PROB_COLUMNS, SUBMITTED_COLUMNS, answers_of, read_oof, read_test_probs
 from ..data.layout import SKIP_HINT, DataError, read_eval, read_train
 from ..ensemble.build import build_ensemble
 from ..ensemble.person_consistency import (
+    PERSON_COLUMNS,
     GroupsError,
+    add_person_columns,
     person_consistent_probs,
-    person_consistent_table,
     read_groups,
 )
+from ..ensemble.prior_match import apply_offsets
 from ..ensemble.pseudo import select_pseudo_labels
 from ..inference.predict import predict_eval
 from ..persons.group import group_photos
 from ..training.kfold import check_recipe, resume_kfold, train_kfold
 from .calibrate import CANDIDATES, calibrate, typical_photo_size
+from .decision_rule import rule_candidates
 from .display import PlanProgress, StageClock
 from .holdout import DEFAULT_SHARE, Holdout, eval_rows, holdout_scores, load_holdout, make_holdout
 from .plan import MEMBER_RECIPES, TTA_VIEWS, Plan, Stage, Workload, make_plan, replan, stage_allowance
@@ -523,19 +535,21 @@ def _run_persons(context: _Context, stage: Stage) -> dict:
     oof = report["oof_consistency"]
     scores = {"oof": oof["clustered_groups"]["macro_f1"]}
     baseline = {"oof": oof["without"]["macro_f1"]}
+    test_probs = read_test_probs(Path(current["final"]) / TEST_PROBS_FILE)
+    raw = test_probs[PROB_COLUMNS].to_numpy(np.float64)
+    pooled_probs = person_consistent_probs(raw, read_groups(groups_csv, test_probs["image_id"]), group_size)
     pooled = None
     if context.holdout is not None:
-        test_probs = read_test_probs(Path(current["final"]) / TEST_PROBS_FILE)
-        groups = read_groups(groups_csv, test_probs["image_id"])
-        pooled = holdout_scores(test_probs, context.holdout, person_consistent_probs(
-            test_probs[PROB_COLUMNS].to_numpy(np.float64), groups, group_size))  # fmt: skip
+        pooled = holdout_scores(test_probs, context.holdout, pooled_probs)
         scores["holdout"] = pooled["macro_f1"]
         baseline["holdout"] = holdout_scores(test_probs, context.holdout)["macro_f1"]
     decision = context.decide("person consistency", scores, baseline, "person-consistent with clustered groups")
     grouping = {key: report["train"][key] for key in ("purity", "completeness", "pairwise_f1", "exact_persons")}
+    rule = _choose_rule(context, test_probs, pooled_probs if decision["kept"] else raw, Path(current["final"]))
     return {
         "kept": decision["kept"],
         "decision": decision,
+        "rule": rule,
         "groups": str(groups_csv),
         "group_size": group_size,
         "grouping_on_train": grouping,
@@ -547,6 +561,29 @@ def _run_persons(context: _Context, stage: Stage) -> dict:
     }
 
 
+def _choose_rule(context: _Context, test_probs: pd.DataFrame, submitted: np.ndarray, final_dir: Path) -> dict:
+    """The decision rule (prior matching of age or gender x age) that raises the holdout's macro F1 most, kept
+    when it beats answering without one."""
+    thresholds = load_config(None, context.settings.overrides).labels.thresholds
+    manifest, _ = read_train(context.train_dir, thresholds)  # the shares of the persons the members trained on
+    baseline, candidates = rule_candidates(
+        test_probs, submitted, read_oof(final_dir / OOF_FILE), manifest["label"].to_numpy(), context.holdout
+    )
+    key = "holdout" if context.holdout is not None else "oof"
+    best = max(candidates, key=lambda c: c["scores"][key])
+    decision = context.decide(
+        "decision rule", best["scores"], baseline, f"prior matching of {best['part']}", "without a rule"
+    )
+    decision["candidates"] = [{k: c[k] for k in ("part", "offsets", "scores")} for c in candidates]
+    return {
+        "kept": decision["kept"],
+        "part": best["part"],
+        "offsets": best["offsets"],
+        "decision": decision,
+        "holdout": best.get("holdout_scores"),
+    }
+
+
 def _run_finish(context: _Context, stage: Stage) -> dict:
     """Top-level test_probs.csv and submission.csv of the eval photos from the final combination
     (person-consistent when kept); the holdout's rows are left out."""
@@ -554,13 +591,17 @@ def _run_finish(context: _Context, stage: Stage) -> dict:
     test_probs = pd.read_csv(final / TEST_PROBS_FILE, dtype={"image_id": str})
     submission = pd.read_csv(final / SUBMISSION_FILE, dtype=str, keep_default_na=False)
     persons = context.result_of("persons")
-    answers_from = f"{final}/{SUBMISSION_FILE}"
+    submitted, answers_from = test_probs[PROB_COLUMNS].to_numpy(np.float64), f"{final}/{TEST_PROBS_FILE} p0..p17"
     if persons and persons.get("kept"):
         groups = read_groups(persons["groups"], test_probs["image_id"])
-        test_probs, submission["ans"] = person_consistent_table(
-            test_probs, submission["ans"].to_numpy(), groups, persons["group_size"]
-        )
-        answers_from = "person_p0..person_p17 (person-consistent)"
+        test_probs = add_person_columns(test_probs, groups, persons["group_size"])
+        submitted, answers_from = test_probs[PERSON_COLUMNS].to_numpy(np.float64), "person-consistent person_p0..17"
+    rule = (persons or {}).get("rule") or {}
+    if rule.get("kept"):
+        submitted = apply_offsets(submitted, np.asarray(rule["offsets"]), rule["part"])
+        answers_from += f", prior-matched ({rule['part']})"
+    test_probs = pd.concat([test_probs, pd.DataFrame(submitted, columns=SUBMITTED_COLUMNS)], axis=1)
+    submission["ans"] = answers_of(submitted, submission["ans"].to_numpy())
     write_csv(context.out_dir / TEST_PROBS_FILE, eval_rows(test_probs))
     write_csv(context.out_dir / SUBMISSION_FILE, eval_rows(submission, "ImageID"))
     report = write_evaluation_report(final, context.out_dir / "report")
@@ -623,6 +664,8 @@ def _summary(context: _Context) -> dict:
     persons = context.result_of("persons")
     if persons is not None:
         decisions.append(persons["decision"])
+        if "rule" in persons:
+            decisions.append(persons["rule"]["decision"])
     combination = context.combination()
     final = {
         "directory": combination.get("final"),
@@ -639,10 +682,15 @@ def _summary(context: _Context) -> dict:
         }
     holdout = None
     if context.holdout is not None:  # the submission's own recipe, scored on persons no member saw
-        holdout = persons["holdout"] if persons is not None and persons["kept"] else combination.get("holdout")
+        rule = (persons or {}).get("rule") or {}
+        if rule.get("kept"):
+            holdout = rule["holdout"]
+        else:
+            holdout = persons["holdout"] if persons is not None and persons["kept"] else combination.get("holdout")
         holdout = {
             "persons": context.holdout.persons,
             "person_consistent": bool(persons is not None and persons["kept"]),
+            "decision_rule": rule.get("part") if rule.get("kept") else None,
             **{key: holdout[key] for key in ("photos", *HOLDOUT_KEYS) if holdout and key in holdout},
         }
     spent = round(plan.spent_minutes, 2)

@@ -44,7 +44,7 @@ from ..core.artifacts import (
 from ..core.config import Config, ConfigError, load_config
 from ..core.folds import assign_folds
 from ..core.io import copy_file, save_figure, write_csv, write_json, write_yaml
-from ..core.labels import NUM_CLASSES
+from ..core.labels import NUM_CLASSES, AgeThresholds, decode, encode
 from ..core.metrics import classification_metrics, head_metrics
 from ..core.plots import confusion_figure, training_curves
 from ..core.progress import RunProgress
@@ -287,12 +287,13 @@ def train_fold(
     pl.seed_everything(cfg.train.seed + fold, workers=True, verbose=False)
     is_val = (manifest["fold"] == fold).to_numpy()
     train_part, val_part = manifest[~is_val], manifest[is_val]
-    train_labels = train_part["label"].to_numpy()
+    train_targets = _targets(train_part, cfg.labels.training_thresholds)
+    train_labels = train_targets[:, 0]
     weights = balanced_weights(train_labels, cfg.sampler.alpha) if cfg.sampler.name == "balanced" else None
     datamodule = FoldDataModule(
         str(data.cache.path),
         train_part["cache_row"].to_numpy(),
-        _targets(train_part),
+        train_targets,
         val_part["cache_row"].to_numpy(),
         _targets(val_part),
         batch_size=cfg.train.batch_size,
@@ -382,9 +383,15 @@ def train_fold(
     return result
 
 
-def _targets(part: pd.DataFrame) -> np.ndarray:
-    """``(N, 2)`` = [class, age in years] per photo, as the data loaders hand them to the model."""
-    return np.stack([part["label"].to_numpy(), part["age"].to_numpy()], axis=1)
+def _targets(part: pd.DataFrame, thresholds: AgeThresholds | None = None) -> np.ndarray:
+    """``(N, 2)`` = [class, age in years] per photo, as the data loaders hand them to the model; with
+    ``thresholds`` (``labels.train_age_old``), the class of every photo of known age takes its age group from
+    them (photos of unknown age, such as pseudo-labels, keep their label)."""
+    labels, ages = part["label"].to_numpy(), part["age"].to_numpy()
+    if thresholds is not None:
+        mask, gender, _ = decode(labels)
+        labels = np.where(ages >= 0, encode(mask, gender, thresholds.group(np.maximum(ages, 0))), labels)
+    return np.stack([labels, ages], axis=1)
 
 
 def oof_table(part: pd.DataFrame, outputs: dict[str, np.ndarray], task: str) -> pd.DataFrame:
