@@ -16,6 +16,7 @@ import argparse
 import json
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from maskcls.core.labels import decode
 from maskcls.core.metrics import classification_metrics
 from maskcls.core.tables import PROB_COLUMNS, SUBMITTED_COLUMNS, read_test_probs
 from maskcls.ensemble.person_consistency import person_consistent_probs, read_groups
-from maskcls.ensemble.prior_match import apply_offsets
+from maskcls.solver.decision_rule import submitted_probs
 from maskcls.solver.holdout import make_holdout
 
 
@@ -97,14 +98,14 @@ def main() -> None:
             persons = summary["persons"]
             final = read_test_probs(solve_dir / "final" / "test_probs.csv")
             raw = final[PROB_COLUMNS].to_numpy(np.float64)
-            pooled = person_consistent_probs(
-                raw, read_groups(persons["groups"], final["image_id"]), persons["group_size"]
-            )
+            groups = read_groups(persons["groups"], final["image_id"])
+            pool = partial(person_consistent_probs, groups=groups, group_size=persons["group_size"])
             if decision["stage"] == "person consistency":
-                with_it, without = pooled, raw
-            else:  # the rule on what the submission would be without it
-                without = pooled if persons["kept"] else raw
-                with_it = apply_offsets(without, np.asarray(persons["rule"]["offsets"]), persons["rule"]["part"])
+                with_it, without = pool(raw), raw
+            else:  # the rule, per photo before pooling where pooling was kept, as the submission applies it
+                pool = pool if persons["kept"] else None
+                without = submitted_probs(raw, None, pool)
+                with_it = submitted_probs(raw, {**persons["rule"], "kept": True}, pool)
             entry["test_gain"] = round(
                 table_scores(final, answers, with_it)["macro_f1"] - table_scores(final, answers, without)["macro_f1"], 4
             )

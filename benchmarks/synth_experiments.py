@@ -29,8 +29,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
+from maskcls.analysis.real_masks import real_mask_accuracy
 from maskcls.core.io import write_csv, write_json
-from maskcls.core.labels import STEM_TO_MASK, AgeThresholds, Mask, decode, head_probabilities
+from maskcls.core.labels import STEM_TO_MASK, AgeThresholds, decode, head_probabilities
 from maskcls.core.tables import PROB_COLUMNS
 from maskcls.data.layout import read_train
 from maskcls.inference.predict import predict_table
@@ -133,22 +134,10 @@ def cross_render_accuracy(b0: Path, b1_train: Path, replaced: set[str]) -> dict:
 
 
 def realmask_accuracy(run: Path, realmask: Path) -> dict:
-    """Mask-head accuracy on real photos: mask_worn/ counts as right when the mask head says worn or worn
-    incorrectly."""
-    labels = pd.read_csv(realmask / "labels.csv")
-    photos = pd.DataFrame({"image_id": labels["path"], "path": [str(realmask / p) for p in labels["path"]]})
+    """Mask-head accuracy on real photos (``maskcls.analysis.real_masks``), with the seconds it took."""
     started = time.perf_counter()
-    prediction = predict_table(run, photos, progress=False)
-    mask_probs = head_probabilities(prediction.probs)["mask"]
-    predicted_masked = mask_probs.argmax(axis=1) != int(Mask.NOT_WEAR)
-    truly_masked = (labels["mask"] != "not_wear").to_numpy()
-    right = predicted_masked == truly_masked
-    return {
-        "accuracy": round(float(right.mean()), 4),
-        "mask_worn_recall": round(float(right[truly_masked].mean()), 4),
-        "no_mask_recall": round(float(right[~truly_masked].mean()), 4),
-        "seconds": round(time.perf_counter() - started, 1),
-    }
+    scores = real_mask_accuracy(run, realmask)
+    return {**scores, "seconds": round(time.perf_counter() - started, 1)}
 
 
 def autolabel_vs_model(b0: Path, utk_train: Path) -> dict:

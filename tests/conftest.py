@@ -164,3 +164,18 @@ def live_server(tiny_onnx, tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+def make_real_mask_folder(demo_dir, folder, persons=4):
+    """Photos laid out like ``../shared/data/realmask``: mask_worn/ and no_mask/ with a labels.csv."""
+    rows = ["path,mask"]
+    for index, person in enumerate(sorted((demo_dir / "train" / "images").iterdir())[:persons]):
+        for stem, side, mask in (("mask1", "mask_worn", "wear"), ("incorrect_mask", "mask_worn", "incorrect")):
+            (folder / side).mkdir(parents=True, exist_ok=True)
+            shutil.copy(person / f"{stem}.jpg", folder / side / f"{index}_{stem}.jpg")
+            rows.append(f"{side}/{index}_{stem}.jpg,{mask}")
+        (folder / "no_mask").mkdir(parents=True, exist_ok=True)
+        shutil.copy(person / "normal.jpg", folder / "no_mask" / f"{index}.jpg")
+        rows.append(f"no_mask/{index}.jpg,not_wear")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    return folder

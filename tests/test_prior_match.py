@@ -66,3 +66,20 @@ def test_bad_arguments_are_refused():
         match_priors(probs, np.array([0.5, 0.6, 0.1]), "age")
     with pytest.raises(ValueError, match="needs 6 offsets"):
         apply_offsets(probs, np.zeros(3), "gender_age")
+
+
+def test_the_submission_applies_the_rule_per_photo_then_pools():
+    from maskcls.ensemble.person_consistency import person_consistent_probs
+    from maskcls.solver.decision_rule import submitted_probs
+
+    labels, probs = _shy_of_old(np.random.default_rng(2), persons=70)
+    groups = np.repeat(np.arange(10), 7)
+
+    def pool(p):
+        return person_consistent_probs(p, groups, 7)
+
+    rule = {"kept": True, "part": "age", "offsets": [0.0, -0.2, 0.8]}
+    expected = pool(apply_offsets(probs, np.array(rule["offsets"]), "age"))
+    assert np.allclose(submitted_probs(probs, rule, pool), expected)
+    assert np.allclose(submitted_probs(probs, {**rule, "kept": False}, pool), pool(probs))
+    assert np.allclose(submitted_probs(probs, None, None), probs)

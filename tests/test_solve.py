@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import invoke
+from conftest import invoke, make_real_mask_folder
 from typer.testing import CliRunner
 
 from maskcls.cli import app
@@ -84,6 +84,8 @@ def test_solve_killed_mid_member_resumes_and_finishes(demo_dir, tmp_path):
         "--max-epochs",
         "1",
         "--quiet",
+        "--real-masks",
+        str(make_real_mask_folder(demo_dir, tmp_path / "real")),
         *TINY_SOLVE,
     ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
@@ -129,12 +131,12 @@ def test_solve_killed_mid_member_resumes_and_finishes(demo_dir, tmp_path):
     persons = next(d for d in summary["decisions"] if d["stage"] == "person consistency")
     assert persons["measured_on"].startswith("holdout of") and {"gain", "proxy_gain", "holdout_gain"} <= set(persons)
     rule = next(d for d in summary["decisions"] if d["stage"] == "decision rule")
-    assert rule["measured_on"] == persons["measured_on"] and [c["part"] for c in rule["candidates"]] == [
-        "age",
-        "gender_age",
-    ]
+    assert rule["measured_on"] == persons["measured_on"] and len(rule["offsets"]) == 3 and rule["offsets"][0] == 0
     assert holdout["decision_rule"] == (summary["persons"]["rule"]["part"] if rule["kept"] else None)
     folds = pd.read_csv(out / "members" / "ce" / "folds.csv", dtype=str)
     held = set(pd.read_csv(out / "holdout" / "answers.csv", dtype=str)["person_id"])
     assert held and held.isdisjoint(folds["person_id"])  # no member trained or validated on a holdout person
     assert (out / "report" / "index.html").is_file() and "evaluation report:" in result.output
+    # the final model's mask head on real-mask photos, a setting the resumed solve kept
+    assert summary["real_masks"]["photos"] == 12 and 0 <= summary["real_masks"]["accuracy"] <= 1
+    assert "mask head on 12 real photos" in result.output

@@ -466,6 +466,7 @@ def solve(
     progress: bool = True,
     announce=None,
     holdout: float = 0.15,
+    real_masks: str | Path | None = None,
 ) -> SolveResult:
     """The best submission within ``budget`` (``maskcls solve``): calibrate, plan, train members, ensemble,
     pseudo-label, person-consistency, in ``out``; returns a ``SolveResult``.
@@ -476,11 +477,15 @@ def solve(
     ``group_size`` is the photos per person in the eval set (None: unknown). ``announce(plan)`` is called once
     the plan is made, before anything is trained. ``dry_run`` calibrates and plans only (and writes ``plan.json``).
     ``holdout`` is the share of training persons set aside to take every keep / drop decision on (0: decide on
-    the out-of-fold proxy); ``summary["holdout"]`` is the final submission's score on them.
+    the out-of-fold proxy); ``summary["holdout"]`` is the final submission's score on them. ``real_masks`` is a
+    folder of real photos with a ``labels.csv`` (``path``, ``mask``) that the final model's mask head is scored
+    on (``summary["real_masks"]``).
     Arguments are checked before anything heavy is imported.
     """
     out = Path(out)
     minutes = parse_budget(budget) if budget is not None else None
+    if not 0 <= holdout < 0.5:
+        raise ValueError(f"the holdout share must be at least 0 and below 0.5, got {holdout}")
     pairs = [_candidate(item) for item in candidates]
     settings = _overrides(overrides)
     planned = []
@@ -517,6 +522,7 @@ def solve(
         progress=progress,
         announce=keep,
         holdout_share=holdout,
+        real_masks=real_masks,
     )
     if dry_run:
         return SolveResult(out, planned[-1])

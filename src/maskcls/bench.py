@@ -34,7 +34,7 @@ from .core.config import Config, load_config
 from .core.labels import NUM_CLASSES
 from .data.loader import FoldDataModule
 from .engine.predictor import predict_outputs
-from .engine.runtime import quiet_lightning, resolve_precision
+from .engine.runtime import quiet_lightning, resolve_precision, timing_trainer
 from .training.kfold import prepare_training_data
 from .training.module import MaskClassifier
 
@@ -183,20 +183,7 @@ def bench_maskcls(train_dir: Path, cfg: Config, cache_dir: Path):
     )
     module = MaskClassifier(cfg.to_dict(), np.bincount(manifest["label"], minlength=NUM_CLASSES).tolist())
     timer = _EpochTimer()
-    trainer = pl.Trainer(
-        max_epochs=2,
-        accelerator=cfg.train.accelerator,
-        devices=1,
-        precision=resolve_precision(cfg.train.precision, cfg.train.accelerator),
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        callbacks=[timer],
-        benchmark=True if torch.cuda.is_available() else None,
-    )
+    trainer = timing_trainer(cfg, 2, [timer], benchmark=True if torch.cuda.is_available() else None)
     trainer.fit(module, datamodule=datamodule)
     images = (len(manifest) // cfg.train.batch_size) * cfg.train.batch_size
     cold_seconds = decode_seconds + timer.seconds[0]

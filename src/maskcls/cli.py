@@ -1303,6 +1303,12 @@ def solve(
         help="Share of the training persons set aside to judge every keep / drop decision on, as the submission "
         "is predicted (0: judge on out-of-fold predictions).",
     ),
+    real_masks: Path | None = typer.Option(
+        None,
+        "--real-masks",
+        help="A folder of real photos with a labels.csv (path, mask: wear / incorrect / not_wear); the final "
+        "model's mask head is scored on it in summary.json.",
+    ),
     force: bool = typer.Option(False, "--force", help="Replace --out if it is not empty."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
 ):
@@ -1341,6 +1347,7 @@ def solve(
         progress=not quiet,
         announce=_print_plan,
         holdout=holdout,
+        real_masks=real_masks,
     )
     if not result.dry_run:
         _print_solve_summary(result.summary, result.out_dir)
@@ -1435,6 +1442,16 @@ def _print_solve_summary(summary: dict, out_dir: Path) -> None:
     out.print(
         f"{summary['spent_minutes']:.1f} of {summary['budget_minutes']:.1f} min; submission: {summary['submission']}"
     )
+    real = summary.get("real_masks") or {}
+    if real.get("accuracy") is not None:
+        out.print(
+            f"mask head on {real['photos']} real photos ({real['folder']}): masked-or-not accuracy "
+            f"{real['accuracy']:.4f} (masked photos {real['mask_worn_recall'] or 0:.4f}, "
+            f"unmasked {real['no_mask_recall'] or 0:.4f})",
+            highlight=False,
+        )
+    elif real.get("error"):
+        err.print(f"the real-mask check failed ({escape(real['error'])}); the submission stands", highlight=False)
     report = summary.get("report") or {}
     if report.get("written"):
         out.print(f"evaluation report: {report['html']}")

@@ -1,10 +1,12 @@
-"""Choices that depend on the machine: numeric precision, and how chatty Lightning is."""
+"""Choices that depend on the machine: numeric precision, how chatty Lightning is, and the bare Trainer that
+speed measurements train with."""
 
 from __future__ import annotations
 
 import logging
 import warnings
 
+import lightning.pytorch as pl
 import torch
 
 
@@ -27,3 +29,23 @@ def quiet_lightning() -> None:
     warnings.filterwarnings(
         "ignore", message=".*module\\(s\\) in eval mode at the start of training.*"
     )  # the EMA copy, on purpose
+
+
+def timing_trainer(cfg, max_epochs: int, callbacks: list, **limits) -> pl.Trainer:
+    """A Trainer that only trains, on one device at the recipe's precision: no validation, logger, checkpoints,
+    summary or progress bar, so a speed measurement (``maskcls bench``, solve's calibration) times training alone.
+    ``limits`` are further Trainer arguments (e.g. ``limit_train_batches``)."""
+    return pl.Trainer(
+        max_epochs=max_epochs,
+        accelerator=cfg.train.accelerator,
+        devices=1,
+        precision=resolve_precision(cfg.train.precision, cfg.train.accelerator),
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=callbacks,
+        **limits,
+    )

@@ -34,7 +34,7 @@ from ..core.progress import RunProgress
 from ..data.cache import cache_for
 from ..data.loader import FoldDataModule
 from ..engine.predictor import predict_outputs
-from ..engine.runtime import quiet_lightning, resolve_precision
+from ..engine.runtime import quiet_lightning, timing_trainer
 from ..models.pretrained import OFFLINE_PACKAGES
 from ..training.module import MaskClassifier
 from .plan import EPOCH_CHOICES, FOLD_CHOICES, Speed, Workload, member_seconds
@@ -250,20 +250,7 @@ def measure(
         device_cache_gb=cfg.data.device_cache_gb,
     )
     clock = _BatchClock()
-    trainer = pl.Trainer(
-        max_epochs=max(rounds, 1),
-        limit_train_batches=batches + warmup,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        accelerator=cfg.train.accelerator,
-        devices=1,
-        precision=resolve_precision(cfg.train.precision, cfg.train.accelerator),
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=False,
-        callbacks=[clock],
-    )
+    trainer = timing_trainer(cfg, max(rounds, 1), [clock], limit_train_batches=batches + warmup)
     trainer.fit(module, datamodule=datamodule)
     per_photo = [t / max(n, 1) for t, n in zip(clock.batch_seconds, clock.batch_photos, strict=True)]
     train = robust_seconds(per_photo[warmup:] or per_photo)

@@ -25,11 +25,13 @@ import json
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..analysis.real_masks import read_real_masks, real_mask_accuracy
 from ..core.artifacts import (
     OOF_FILE,
     PLAN_FILE,
@@ -46,19 +48,17 @@ from ..core.tables import PROB_COLUMNS, SUBMITTED_COLUMNS, answers_of, read_oof,
 from ..data.layout import SKIP_HINT, DataError, read_eval, read_train
 from ..ensemble.build import build_ensemble
 from ..ensemble.person_consistency import (
-    PERSON_COLUMNS,
     GroupsError,
     add_person_columns,
     person_consistent_probs,
     read_groups,
 )
-from ..ensemble.prior_match import apply_offsets
 from ..ensemble.pseudo import select_pseudo_labels
 from ..inference.predict import predict_eval
 from ..persons.group import group_photos
 from ..training.kfold import check_recipe, resume_kfold, train_kfold
 from .calibrate import CANDIDATES, calibrate, typical_photo_size
-from .decision_rule import rule_candidates
+from .decision_rule import rule_candidate, submitted_probs
 from .display import PlanProgress, StageClock
 from .holdout import DEFAULT_SHARE, Holdout, eval_rows, holdout_scores, load_holdout, make_holdout
 from .plan import MEMBER_RECIPES, TTA_VIEWS, Plan, Stage, Workload, make_plan, replan, stage_allowance
@@ -95,6 +95,7 @@ class SolveSettings:
     group_size: int | None = 7
     on_bad_image: str = "fail"
     holdout_share: float = DEFAULT_SHARE
+    real_masks: str | None = None  # a real-mask folder the final model's mask head is scored on (summary.json)
 
     @property
     def cache_dir(self) -> str | None:
@@ -148,8 +149,12 @@ def solve(
     progress: bool = True,
     announce=None,
     holdout_share: float = DEFAULT_SHARE,
+    real_masks: str | Path | None = None,
 ) -> dict:
     """Calibrate, plan, ``announce(plan)``, then (unless ``dry_run``) run the plan in ``out_dir``; returns the summary.
+
+    ``real_masks``: a folder of real photos with a ``labels.csv`` (``analysis/real_masks.py``); the final
+    combination's mask head is scored on it at the end, and its prediction time is planned in the finish stage.
 
     The budget's clock starts here: reading the layout and calibrating count as the ``calibrate`` stage. A dry
     run writes only ``plan.json`` (marked ``dry_run``), so that plans can be compared; a later solve in the same
@@ -173,8 +178,10 @@ def solve(
         group_size,
         on_bad_image,
         holdout_share,
+        str(Path(real_masks).resolve()) if real_masks else None,
     )
     recipes_folder(settings.recipes_dir)
+    real_mask_photos = len(read_real_masks(real_masks)) if real_masks else 0  # checked before any work
     load_config(None, settings.overrides)  # a bad --set fails before calibrating, not in the first member
     manifest, workload = _read_layout(settings)
     if holdout_share:  # the members train without the holdout's persons and predict their photos too
@@ -185,6 +192,7 @@ def solve(
     )
     minutes = (time.monotonic() - started) / 60
     plan = make_plan(speeds, workload, budget_minutes, preset, spent_minutes=minutes, tta=TTA, max_epochs=max_epochs)
+    _plan_real_masks(plan, real_mask_photos)
     calibration = Stage(
         "calibrate",
         "calibrate",
@@ -211,6 +219,19 @@ def solve(
         make_holdout(settings.train_dir, settings.eval_dir, out_dir, holdout_share)
     _save(out_dir, plan, settings)
     return _execute(out_dir, plan, settings, progress)
+
+
+def _plan_real_masks(plan: Plan, photos: int) -> None:
+    """Add to the finish stage the time to predict ``photos`` real-mask photos with every planned member (an
+    upper bound: the final combination may leave some out)."""
+    seconds = sum(
+        photos * stage.folds * TTA_VIEWS[stage.tta] / speed.infer_photos_per_s
+        for stage in plan.stages
+        if stage.kind in ("member", "pseudo") and stage.status != "dropped" and (speed := plan.speed_of(stage))
+    )
+    finish = next(s for s in plan.stages if s.kind == "finish")
+    finish.minutes += seconds / 60
+    finish.planned_minutes = finish.minutes
 
 
 def _holds_work(out_dir: Path) -> bool:
@@ -537,7 +558,8 @@ def _run_persons(context: _Context, stage: Stage) -> dict:
     baseline = {"oof": oof["without"]["macro_f1"]}
     test_probs = read_test_probs(Path(current["final"]) / TEST_PROBS_FILE)
     raw = test_probs[PROB_COLUMNS].to_numpy(np.float64)
-    pooled_probs = person_consistent_probs(raw, read_groups(groups_csv, test_probs["image_id"]), group_size)
+    groups = read_groups(groups_csv, test_probs["image_id"])
+    pooled_probs = person_consistent_probs(raw, groups, group_size)
     pooled = None
     if context.holdout is not None:
         pooled = holdout_scores(test_probs, context.holdout, pooled_probs)
@@ -545,7 +567,8 @@ def _run_persons(context: _Context, stage: Stage) -> dict:
         baseline["holdout"] = holdout_scores(test_probs, context.holdout)["macro_f1"]
     decision = context.decide("person consistency", scores, baseline, "person-consistent with clustered groups")
     grouping = {key: report["train"][key] for key in ("purity", "completeness", "pairwise_f1", "exact_persons")}
-    rule = _choose_rule(context, test_probs, pooled_probs if decision["kept"] else raw, Path(current["final"]))
+    pool = (lambda probs: person_consistent_probs(probs, groups, group_size)) if decision["kept"] else None
+    rule = _choose_rule(context, test_probs, raw, pool, Path(current["final"]))
     return {
         "kept": decision["kept"],
         "decision": decision,
@@ -561,26 +584,25 @@ def _run_persons(context: _Context, stage: Stage) -> dict:
     }
 
 
-def _choose_rule(context: _Context, test_probs: pd.DataFrame, submitted: np.ndarray, final_dir: Path) -> dict:
-    """The decision rule (prior matching of age or gender x age) that raises the holdout's macro F1 most, kept
-    when it beats answering without one."""
+def _choose_rule(context: _Context, test_probs: pd.DataFrame, raw: np.ndarray, pool, final_dir: Path) -> dict:
+    """The decision rule (prior matching of the age groups, per photo, before ``pool``), kept when it raises the
+    holdout's macro F1 of the submission (the OOF proxy's without a holdout)."""
     thresholds = load_config(None, context.settings.overrides).labels.thresholds
     manifest, _ = read_train(context.train_dir, thresholds)  # the shares of the persons the members trained on
-    baseline, candidates = rule_candidates(
-        test_probs, submitted, read_oof(final_dir / OOF_FILE), manifest["label"].to_numpy(), context.holdout
+    baseline, candidate = rule_candidate(
+        test_probs, raw, pool, read_oof(final_dir / OOF_FILE), manifest["label"].to_numpy(), context.holdout
     )
-    key = "holdout" if context.holdout is not None else "oof"
-    best = max(candidates, key=lambda c: c["scores"][key])
     decision = context.decide(
-        "decision rule", best["scores"], baseline, f"prior matching of {best['part']}", "without a rule"
+        "decision rule", candidate["scores"], baseline, f"prior matching of {candidate['part']}", "without a rule"
     )
-    decision["candidates"] = [{k: c[k] for k in ("part", "offsets", "scores")} for c in candidates]
+    decision["offsets"] = candidate["offsets"]
     return {
         "kept": decision["kept"],
-        "part": best["part"],
-        "offsets": best["offsets"],
+        "part": candidate["part"],
+        "offsets": candidate["offsets"],
+        "shares": candidate["shares"],
         "decision": decision,
-        "holdout": best.get("holdout_scores"),
+        "holdout": candidate.get("holdout_scores"),
     }
 
 
@@ -590,22 +612,31 @@ def _run_finish(context: _Context, stage: Stage) -> dict:
     final = Path(context.combination()["final"])
     test_probs = pd.read_csv(final / TEST_PROBS_FILE, dtype={"image_id": str})
     submission = pd.read_csv(final / SUBMISSION_FILE, dtype=str, keep_default_na=False)
-    persons = context.result_of("persons")
-    submitted, answers_from = test_probs[PROB_COLUMNS].to_numpy(np.float64), f"{final}/{TEST_PROBS_FILE} p0..p17"
-    if persons and persons.get("kept"):
-        groups = read_groups(persons["groups"], test_probs["image_id"])
-        test_probs = add_person_columns(test_probs, groups, persons["group_size"])
-        submitted, answers_from = test_probs[PERSON_COLUMNS].to_numpy(np.float64), "person-consistent person_p0..17"
-    rule = (persons or {}).get("rule") or {}
-    if rule.get("kept"):
-        submitted = apply_offsets(submitted, np.asarray(rule["offsets"]), rule["part"])
+    persons = context.result_of("persons") or {}
+    rule = persons.get("rule")
+    answers_from, pool = f"{final}/{TEST_PROBS_FILE} p0..p17", None
+    if rule and rule.get("kept"):
         answers_from += f", prior-matched ({rule['part']})"
+    if persons.get("kept"):
+        groups = read_groups(persons["groups"], test_probs["image_id"])
+        test_probs = add_person_columns(test_probs, groups, persons["group_size"])  # person_p: pooled p0..p17
+        answers_from += ", then person-consistent"
+        pool = partial(person_consistent_probs, groups=groups, group_size=persons["group_size"])
+    submitted = submitted_probs(test_probs[PROB_COLUMNS].to_numpy(np.float64), rule, pool)
     test_probs = pd.concat([test_probs, pd.DataFrame(submitted, columns=SUBMITTED_COLUMNS)], axis=1)
     submission["ans"] = answers_of(submitted, submission["ans"].to_numpy())
     write_csv(context.out_dir / TEST_PROBS_FILE, eval_rows(test_probs))
     write_csv(context.out_dir / SUBMISSION_FILE, eval_rows(submission, "ImageID"))
     report = write_evaluation_report(final, context.out_dir / "report")
-    return {"submission": str(context.out_dir / SUBMISSION_FILE), "answers_from": answers_from, "report": report}
+    result = {"submission": str(context.out_dir / SUBMISSION_FILE), "answers_from": answers_from, "report": report}
+    if context.settings.real_masks:  # after the submission: a failure is recorded, the submission stands
+        try:
+            result["real_masks"] = real_mask_accuracy(
+                final, context.settings.real_masks, accelerator=context.settings.accelerator
+            )
+        except Exception as err:  # noqa: BLE001 - as with the report, the reason is kept and the solve ends
+            result["real_masks"] = {"folder": context.settings.real_masks, "error": f"{type(err).__name__}: {err}"}
+    return result
 
 
 def write_evaluation_report(final_dir: Path, out_dir: Path) -> dict:
@@ -711,4 +742,5 @@ def _summary(context: _Context) -> dict:
         "persons": persons,
         "submission": (context.result_of("finish") or {}).get("submission"),
         "report": (context.result_of("finish") or {}).get("report"),
+        "real_masks": (context.result_of("finish") or {}).get("real_masks"),
     }
