@@ -558,8 +558,10 @@ def _run_persons(context: _Context, stage: Stage) -> dict:
     baseline = {"oof": oof["without"]["macro_f1"]}
     test_probs = read_test_probs(Path(current["final"]) / TEST_PROBS_FILE)
     raw = test_probs[PROB_COLUMNS].to_numpy(np.float64)
-    groups = read_groups(groups_csv, test_probs["image_id"])
-    pooled_probs = person_consistent_probs(raw, groups, group_size)
+    pool = partial(
+        person_consistent_probs, groups=read_groups(groups_csv, test_probs["image_id"]), group_size=group_size
+    )
+    pooled_probs = pool(raw)
     pooled = None
     if context.holdout is not None:
         pooled = holdout_scores(test_probs, context.holdout, pooled_probs)
@@ -567,8 +569,7 @@ def _run_persons(context: _Context, stage: Stage) -> dict:
         baseline["holdout"] = holdout_scores(test_probs, context.holdout)["macro_f1"]
     decision = context.decide("person consistency", scores, baseline, "person-consistent with clustered groups")
     grouping = {key: report["train"][key] for key in ("purity", "completeness", "pairwise_f1", "exact_persons")}
-    pool = (lambda probs: person_consistent_probs(probs, groups, group_size)) if decision["kept"] else None
-    rule = _choose_rule(context, test_probs, raw, pool, Path(current["final"]))
+    rule = _choose_rule(context, test_probs, raw, pool if decision["kept"] else None, Path(current["final"]))
     return {
         "kept": decision["kept"],
         "decision": decision,
