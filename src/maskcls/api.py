@@ -467,6 +467,7 @@ def solve(
     announce=None,
     holdout: float = 0.15,
     real_masks: str | Path | None = None,
+    faces: str | Path | None = None,
 ) -> SolveResult:
     """The best submission within ``budget`` (``maskcls solve``): calibrate, plan, train members, ensemble,
     pseudo-label, person-consistency, in ``out``; returns a ``SolveResult``.
@@ -479,7 +480,9 @@ def solve(
     ``holdout`` is the share of training persons set aside to take every keep / drop decision on (0: decide on
     the out-of-fold proxy); ``summary["holdout"]`` is the final submission's score on them. ``real_masks`` is a
     folder of real photos with a ``labels.csv`` (``path``, ``mask``) that the final model's mask head is scored
-    on (``summary["real_masks"]``).
+    on (``summary["real_masks"]``). ``faces`` is plain face photos (a CSV with path, gender, age, or a folder)
+    made into masked training persons for the rarest groups, kept when they beat the lead without them
+    (``summary["faces"]``).
     Arguments are checked before anything heavy is imported.
     """
     out = Path(out)
@@ -523,6 +526,7 @@ def solve(
         announce=keep,
         holdout_share=holdout,
         real_masks=real_masks,
+        faces=faces,
     )
     if dry_run:
         return SolveResult(out, planned[-1])

@@ -1309,6 +1309,12 @@ def solve(
         help="A folder of real photos with a labels.csv (path, mask: wear / incorrect / not_wear); the final "
         "model's mask head is scored on it in summary.json.",
     ),
+    faces: Path | None = typer.Option(
+        None,
+        "--faces",
+        help="Plain face photos (a CSV with path, gender, age, or a folder; unlabelled ones are labelled): made into "
+        "masked persons for the rarest gender x age groups, kept when they beat the lead without them.",
+    ),
     force: bool = typer.Option(False, "--force", help="Replace --out if it is not empty."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
 ):
@@ -1348,6 +1354,7 @@ def solve(
         announce=_print_plan,
         holdout=holdout,
         real_masks=real_masks,
+        faces=faces,
     )
     if not result.dry_run:
         _print_solve_summary(result.summary, result.out_dir)
@@ -1442,6 +1449,13 @@ def _print_solve_summary(summary: dict, out_dir: Path) -> None:
     out.print(
         f"{summary['spent_minutes']:.1f} of {summary['budget_minutes']:.1f} min; submission: {summary['submission']}"
     )
+    faces = summary.get("faces")
+    if faces:
+        out.print(
+            f"external faces: {faces['persons']} persons synthesized from {faces['faces']} faces "
+            f"({faces['auto_labelled']} labelled automatically), {'kept' if faces['kept'] else 'not kept'}",
+            highlight=False,
+        )
     real = summary.get("real_masks") or {}
     if real.get("accuracy") is not None:
         out.print(

@@ -12,8 +12,8 @@ The first real epoch of a training stage replaces the calibrated speed of its ba
 observed (``observed_speed``, ``update_speed``; ``display.StageClock`` calls them).
 
 After each stage ``replan`` fits the stages left into the time left, at the speed actually observed:
-it drops the pseudo-label round first, then shortens members (epochs down to ``MIN_EPOCHS``), drops
-members (never the last), shortens further, and finally cuts a lone unstarted member to 3 folds. When
+it drops the pseudo-label round first, then shortens members (epochs down to ``MIN_EPOCHS``), drops the
+faces stage, drops members (never the last), shortens further, and finally cuts a lone unstarted member to 3 folds. When
 training ran faster than estimated, the time no longer needed goes to more members (``_grow``).
 """
 
@@ -50,7 +50,8 @@ class PlannerPriors:
     + fold_gain ln(training share / base_training_share) + backbone_bonus + recipe_offset``,
 
     and a vote is worth its members' mean plus ``vote_gain log2(members)`` (and ``pseudo_gain`` for a
-    pseudo-label round). Fitted to measured utkmask18 runs; docs/solve-planner.md has the table."""
+    pseudo-label round, ``faces_gain`` for the lead trained again with external faces). Fitted to measured
+    utkmask18 runs; docs/solve-planner.md has the table."""
 
     epoch_gain: float = 0.06
     epoch_scale: float = 1.0
@@ -73,6 +74,7 @@ class PlannerPriors:
     )
     vote_gain: float = 0.014
     pseudo_gain: float = 0.005
+    faces_gain: float = 0.02
 
 
 PRIORS = PlannerPriors()
@@ -84,6 +86,7 @@ SAFETY = 0.08  # share of the budget kept free: estimates come from a few batche
 STAGE_SLACK = 0.15  # a training stage may run this much over its estimate before its epochs are cut
 RUN_OVERHEAD_SECONDS = 5.0  # per run: folds table, merged metrics, plots, summary
 PSEUDO_SHARE = 0.5  # pseudo-labels expected per eval photo, for the estimate
+TRAINERS = ("member", "faces", "pseudo")  # the stages that train a k-fold run
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,12 @@ class Workload:
     train_photos: int
     eval_photos: int
     photo_size: int | None = None  # the training photos' typical longest side, in pixels (None: unknown)
+    face_persons: int = 0  # extra persons from --faces (7 training photos each) a faces stage would add
+    faces_seconds: float = 0.0  # labelling and synthesizing them (solver/faces.py)
+
+    @property
+    def face_photos(self) -> int:
+        return 7 * self.face_persons
 
 
 @dataclass
@@ -118,7 +127,7 @@ class Stage:
     """One step of a plan; ``minutes`` is the current estimate, ``planned_minutes`` the first one."""
 
     name: str
-    kind: str  # calibrate | member | ensemble | pseudo | persons | finish
+    kind: str  # calibrate | member | faces | ensemble | pseudo | persons | finish
     minutes: float
     recipe: str | None = None
     backbone: str | None = None
@@ -227,6 +236,16 @@ def ensemble_seconds(workload: Workload, members: int) -> float:
     return 5.0 + members * (2.0 + workload.train_photos / 4000)
 
 
+def faces_stage_seconds(speed: Speed, workload: Workload, epochs: int, folds: int, tta: str = "flip") -> float:
+    """The faces stage: preparing the persons, decoding their photos, and the lead's recipe trained with them."""
+    extra = workload.face_photos
+    return (
+        workload.faces_seconds
+        + extra / speed.decode_photos_per_s
+        + member_seconds(speed, workload, epochs, folds, tta, extra_photos=extra, decode=False)
+    )
+
+
 def persons_seconds(speed: Speed, workload: Workload) -> float:
     """Decoding the small colour cache of every photo, clustering, and the OOF evaluation."""
     photos = workload.train_photos + workload.eval_photos
@@ -276,8 +295,9 @@ def make_plan(
     own backbone, size and epochs; the others share one setting no larger than the lead's, so that a
     strong lead at the photos' size can be joined by cheaper, diverse members. All members share the
     folds, so they ensemble on one split. ``best`` may add a pseudo-label round (one more member, at the
-    lead's setting, trained with confident eval photos). ``max_epochs`` caps every member's epochs (the
-    plan may then end early). Raises ``BudgetError`` when nothing fits.
+    lead's setting, trained with confident eval photos); with ``workload.face_persons`` any preset may add a
+    faces stage (the lead's recipe and setting trained again with the external faces). ``max_epochs`` caps
+    every member's epochs (the plan may then end early). Raises ``BudgetError`` when nothing fits.
     """
     if preset not in PRESETS:
         raise BudgetError(f"unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
@@ -289,6 +309,7 @@ def make_plan(
     epoch_choices = [e for e in EPOCH_CHOICES if max_epochs is None or e <= max_epochs] or [1]
     counts = range(1, len(recipes) + 1) if preset == "best" else range(1, 2)
     pseudo_choices = (False, True) if preset == "best" else (False,)
+    faces_choices = (False, True) if workload.face_persons else (False,)
     best, cheapest = None, None
     for folds in FOLD_CHOICES:
         # every (speed, epochs) a member can have: its seconds (decoding counted apart) and its prior value
@@ -305,6 +326,7 @@ def make_plan(
         for lead, lead_epochs, lead_seconds, lead_value in settings:
             fixed = decode_seconds(lead, workload) + persons_seconds(lead, workload) + FINISH_SECONDS
             pseudo = member_seconds(lead, workload, lead_epochs, folds, tta, extra_photos=pseudo_extra, decode=False)
+            faces = faces_stage_seconds(lead, workload, lead_epochs, folds, tta) if workload.face_persons else 0.0
             for count in counts:
                 # followers are never larger than the lead (the strongest recipe gets the best setting)
                 followers = (
@@ -315,32 +337,36 @@ def make_plan(
                 for follower, follower_epochs, follower_seconds, follower_value in followers:
                     decode = decode_seconds(follower, workload) if count > 1 and follower.size != lead.size else 0.0
                     for with_pseudo in pseudo_choices:
-                        total = (
-                            lead_seconds
-                            + (count - 1) * follower_seconds
-                            + decode
-                            + ensemble_seconds(workload, count)
-                            + fixed
-                        )
-                        total += pseudo + ensemble_seconds(workload, count + 1) if with_pseudo else 0.0
-                        if cheapest is None or total < cheapest[0]:
-                            cheapest = (total, lead, lead_epochs, folds)
-                        if total > available:
-                            continue
-                        value = (
-                            vote_value(lead_value + (count - 1) * follower_value, recipes[:count])
-                            + PRIORS.pseudo_gain * with_pseudo
-                        )
-                        if best is None or (value, -total) > (best[0], -best[1]):
-                            best = (
-                                value,
-                                total,
-                                folds,
-                                (lead, lead_epochs),
-                                (follower, follower_epochs),
-                                count,
-                                with_pseudo,
+                        for with_faces in faces_choices:
+                            total = (
+                                lead_seconds
+                                + (count - 1) * follower_seconds
+                                + decode
+                                + ensemble_seconds(workload, count)
+                                + fixed
+                                + (pseudo + ensemble_seconds(workload, count + 1) if with_pseudo else 0.0)
+                                + (faces if with_faces else 0.0)
                             )
+                            if cheapest is None or total < cheapest[0]:
+                                cheapest = (total, lead, lead_epochs, folds)
+                            if total > available:
+                                continue
+                            value = (
+                                vote_value(lead_value + (count - 1) * follower_value, recipes[:count])
+                                + PRIORS.pseudo_gain * with_pseudo
+                                + PRIORS.faces_gain * with_faces
+                            )
+                            if best is None or (value, -total) > (best[0], -best[1]):
+                                best = (
+                                    value,
+                                    total,
+                                    folds,
+                                    (lead, lead_epochs),
+                                    (follower, follower_epochs),
+                                    count,
+                                    with_pseudo,
+                                    with_faces,
+                                )
     if best is None:
         total, speed, epochs, folds = cheapest
         raise BudgetError(
@@ -348,7 +374,7 @@ def make_plan(
             f"({speed.backbone} at {speed.size} px, {epochs} epochs, {folds} folds, one member) needs about "
             f"{total / 60 / (1 - safety):.1f} min on this machine"
         )
-    _, total, folds, (lead, lead_epochs), (follower, follower_epochs), count, with_pseudo = best
+    _, total, folds, (lead, lead_epochs), (follower, follower_epochs), count, with_pseudo, with_faces = best
     stages, decoded = [], set()
     for index, recipe in enumerate(recipes[:count]):
         speed, epochs = (lead, lead_epochs) if index == 0 else (follower, follower_epochs)
@@ -364,6 +390,22 @@ def make_plan(
                 speed.pretrained,
                 speed.size,
                 epochs,
+                folds,
+                tta,
+            )
+        )
+    if with_faces:
+        seconds = faces_stage_seconds(lead, workload, lead_epochs, folds, tta)
+        stages.append(
+            Stage(
+                f"faces_{recipes[0]}",
+                "faces",
+                seconds / 60,
+                recipes[0],
+                lead.backbone,
+                lead.pretrained,
+                lead.size,
+                lead_epochs,
                 folds,
                 tta,
             )
@@ -403,6 +445,9 @@ def estimate_minutes(plan: Plan, stage: Stage, speed_factor: float = 1.0) -> flo
     first = stage.kind == "member" and not any(
         s.kind == "member" and s.status != "dropped" and s.size == stage.size for s in earlier
     )
+    if stage.kind == "faces":
+        seconds = faces_stage_seconds(speed, plan.workload, stage.epochs, stage.folds, stage.tta or "none")
+        return seconds / 60 * speed_factor
     extra = int(plan.workload.eval_photos * PSEUDO_SHARE) if stage.kind == "pseudo" else 0
     seconds = member_seconds(speed, plan.workload, stage.epochs, stage.folds, stage.tta or "none", extra, decode=first)
     if stage.kind == "pseudo":
@@ -471,7 +516,7 @@ def observed_speed_factor(plan: Plan, stage: Stage | None = None) -> float:
     pairs = [
         (s.actual_minutes, s.estimate_observed if observed else s.estimate_at_start)
         for s in plan.stages
-        if s.kind in ("member", "pseudo") and s.status == "done" and s.actual_minutes and not s.result.get("resumed")
+        if s.kind in TRAINERS and s.status == "done" and s.actual_minutes and not s.result.get("resumed")
     ]
     pairs = [(actual, estimate) for actual, estimate in pairs if estimate]
     if not pairs:
@@ -483,10 +528,10 @@ def replan(plan: Plan, remaining_minutes: float, speed_factor: float | None = No
     """Fit the open stages into ``remaining_minutes`` (less the safety margin); returns what was changed.
 
     Estimates are redone at the observed speed (``observed_speed_factor`` per stage, unless ``speed_factor`` is
-    given for all); then, while they do not fit: drop the pseudo-label round,
-    shorten members to ``MIN_EPOCHS``, drop members from the end (never the last one left), shorten to
-    one epoch, cut a lone member that has not started to 3 folds. A stage already running (resumed after a
-    kill) keeps its settings; a deadline stops its epochs instead. Ensemble, persons and finish always stay.
+    given for all); then, while they do not fit: drop the pseudo-label round, shorten members to
+    ``MIN_EPOCHS``, drop the faces stage, drop members from the end (never the last one left), shorten to one
+    epoch, cut a lone member that has not started to 3 folds. A stage already running (resumed after a kill)
+    keeps its settings; a deadline stops its epochs instead. Ensemble, persons and finish always stay.
     """
 
     def factor(stage: Stage) -> float:
@@ -501,7 +546,7 @@ def replan(plan: Plan, remaining_minutes: float, speed_factor: float | None = No
     def fits() -> bool:
         return plan.open_minutes <= available
 
-    def trainers() -> list[Stage]:
+    def trainers() -> list[Stage]:  # the faces stage repeats the lead's epochs, so it is never shortened alone
         return [s for s in plan.stages if s.kind in ("member", "pseudo") and s.status == "planned"]
 
     def shorten(floor: int) -> bool:
@@ -524,6 +569,9 @@ def replan(plan: Plan, remaining_minutes: float, speed_factor: float | None = No
             drop(stage, "dropped: the time left does not allow a pseudo-label round")
     while not fits() and shorten(MIN_EPOCHS):
         pass
+    for stage in [s for s in plan.stages if s.kind == "faces" and s.status == "planned"]:
+        if not fits():
+            drop(stage, "dropped: the time left does not allow training the lead again with the faces")
     while not fits():
         members_left = [s for s in plan.stages if s.kind == "member" and s.status != "dropped"]
         droppable = [s for s in members_left if s.status == "planned"]
@@ -537,9 +585,20 @@ def replan(plan: Plan, remaining_minutes: float, speed_factor: float | None = No
         lone[0].folds = 3
         lone[0].minutes = estimate_minutes(plan, lone[0], factor(lone[0]))
         changes.append(f"{lone[0].name}: 3 folds")
+    _follow_lead(plan, factor)
     if fits():
         changes += _grow(plan, available, factor)
     return changes
+
+
+def _follow_lead(plan: Plan, factor_of: Callable[[Stage], float]) -> None:
+    """A planned faces stage trains the lead's recipe at the lead's epochs (as the lead ran, when it has): the
+    comparison with and without the faces is then of the faces alone."""
+    lead = next((s for s in plan.stages if s.kind == "member" and s.status != "dropped"), None)
+    for stage in plan.stages:
+        if stage.kind == "faces" and stage.status == "planned" and lead is not None and stage.epochs != lead.epochs:
+            stage.epochs = lead.epochs
+            stage.minutes = estimate_minutes(plan, stage, factor_of(stage))
 
 
 def _grow(plan: Plan, available: float, factor_of: Callable[[Stage], float]) -> list[str]:
@@ -551,7 +610,7 @@ def _grow(plan: Plan, available: float, factor_of: Callable[[Stage], float]) -> 
     prior value that fits ``available``; nothing changes unless that value is higher.
     """
     ensemble = next((s for s in plan.stages if s.kind == "ensemble"), None)
-    observed = any(s.kind in ("member", "pseudo") and s.status == "done" for s in plan.stages)
+    observed = any(s.kind in TRAINERS and s.status == "done" for s in plan.stages)
     members = [s for s in plan.stages if s.kind == "member" and s.status != "dropped"]
     if plan.preset != "best" or not observed or ensemble is None or ensemble.status != "planned" or not members:
         return []

