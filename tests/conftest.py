@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,18 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SHARED_DATA = Path(os.environ.get("MASKCLS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def kill_when(command: list[str], path: Path, timeout: float = 300) -> None:
+    """Run ``command`` until ``path`` exists, then SIGKILL it (a kill in the middle of long work); fails with the
+    command's output when it ended first."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
+    deadline = time.monotonic() + timeout
+    while not path.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert process.poll() is None, process.stdout.read().decode()
+    process.send_signal(signal.SIGKILL)
+    process.wait()
 
 
 @pytest.fixture(scope="session")

@@ -2,16 +2,12 @@
 killed with SIGKILL in the middle of a member continues with --resume, keeping what was finished."""
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import invoke, make_real_mask_folder
+from conftest import invoke, kill_when, make_real_mask_folder
 from typer.testing import CliRunner
 
 from maskcls.cli import app
@@ -88,14 +84,8 @@ def test_solve_killed_mid_member_resumes_and_finishes(demo_dir, tmp_path):
         str(make_real_mask_folder(demo_dir, tmp_path / "real")),
         *TINY_SOLVE,
     ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
     first_fold = out / "members" / "ce" / "fold_0" / "fold.json"
-    deadline = time.monotonic() + 300
-    while not first_fold.is_file() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert process.poll() is None, process.stdout.read().decode()
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_when(command, first_fold)
     plan = json.loads((out / "plan.json").read_text())["plan"]
     member = next(s for s in plan["stages"] if s["kind"] == "member")
     assert member["status"] == "running" and not (out / "members" / "ce" / "summary.json").exists()

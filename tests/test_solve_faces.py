@@ -2,16 +2,12 @@
 cached), what the planner does with their time, and a solve killed in its faces stage that resumes."""
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from dataclasses import replace
 
 import pandas as pd
 import pytest
-from conftest import SHARED_DATA, invoke
+from conftest import SHARED_DATA, invoke, kill_when
 
 from maskcls.core.labels import AgeThresholds
 from maskcls.data.demo import generate_demo
@@ -171,14 +167,8 @@ def test_a_solve_killed_in_its_faces_stage_resumes_without_making_them_again(dem
     command += [str(demo_dir / "eval"), "--budget", "10m", "--out", str(out), "--preset", "fast", "--max-epochs", "1"]
     command += ["--quiet", "--faces", str(tmp_path / "faces.csv"), "--candidate", "test_efficientnet@32"]
     command += ["--set", "model.pretrained=none", "--set", "train.batch_size=32"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
     first_fold = out / "members" / "ce_faces" / "fold_0" / "fold.json"
-    deadline = time.monotonic() + 300
-    while not first_fold.is_file() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert process.poll() is None, process.stdout.read().decode()
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_when(command, first_fold)
     made = out / "faces" / "faces.json"
     stamp, fold_stamp = made.stat().st_mtime_ns, first_fold.stat().st_mtime_ns
     stages = json.loads((out / "plan.json").read_text())["plan"]["stages"]

@@ -394,41 +394,17 @@ def make_plan(
                 tta,
             )
         )
+
+    def lead_again(kind: str, seconds: float) -> Stage:  # the lead's recipe and setting, trained with more data
+        return Stage(f"{kind}_{recipes[0]}", kind, seconds / 60, recipes[0], lead.backbone, lead.pretrained,
+                     lead.size, lead_epochs, folds, tta)  # fmt: skip
+
     if with_faces:
-        seconds = faces_stage_seconds(lead, workload, lead_epochs, folds, tta)
-        stages.append(
-            Stage(
-                f"faces_{recipes[0]}",
-                "faces",
-                seconds / 60,
-                recipes[0],
-                lead.backbone,
-                lead.pretrained,
-                lead.size,
-                lead_epochs,
-                folds,
-                tta,
-            )
-        )
+        stages.append(lead_again("faces", faces_stage_seconds(lead, workload, lead_epochs, folds, tta)))
     stages.append(Stage("ensemble", "ensemble", ensemble_seconds(workload, count) / 60))
     if with_pseudo:
-        seconds = member_seconds(
-            lead, workload, lead_epochs, folds, tta, extra_photos=pseudo_extra, decode=False
-        ) + ensemble_seconds(workload, count + 1)
-        stages.append(
-            Stage(
-                f"pseudo_{recipes[0]}",
-                "pseudo",
-                seconds / 60,
-                recipes[0],
-                lead.backbone,
-                lead.pretrained,
-                lead.size,
-                lead_epochs,
-                folds,
-                tta,
-            )
-        )
+        seconds = member_seconds(lead, workload, lead_epochs, folds, tta, extra_photos=pseudo_extra, decode=False)
+        stages.append(lead_again("pseudo", seconds + ensemble_seconds(workload, count + 1)))
     stages.append(Stage("persons", "persons", persons_seconds(lead, workload) / 60))
     stages.append(Stage("finish", "finish", FINISH_SECONDS / 60))
     used = [lead] if count == 1 or follower == lead else [lead, follower]
