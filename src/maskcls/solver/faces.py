@@ -129,7 +129,7 @@ def prepare_faces(
 ) -> dict:
     """Label (where needed), select and synthesize the faces of ``source`` into ``<solve>/faces/``; returns the
     summary also written to ``faces.json`` (a finished one is read back, not redone)."""
-    folder = solve_dir / FACES_DIR
+    folder = Path(solve_dir).resolve() / FACES_DIR  # the layout's path is kept in run.json: absolute
     done = folder / "faces.json"
     if done.is_file():
         return json.loads(done.read_text())

@@ -500,7 +500,7 @@ def _run_faces(context: _Context, stage: Stage) -> dict:
                     "reason": f"no person could be made of the {faces['faces']} faces"}  # fmt: skip
         return {"kept": False, "faces": faces, "decision": decision}
     run_dir = context.out_dir / "members" / f"{stage.recipe}_faces"
-    result = _train_member(context, stage, run_dir, extra=ExtraSpec((faces["layout"],)))
+    result = _train_member(context, stage, run_dir, extra=ExtraSpec.of(faces["layout"]))
     lead_run = Path(lead.result["run"])
     decision = context.decide(
         "external faces",
@@ -603,7 +603,7 @@ def _run_pseudo(context: _Context, stage: Stage) -> dict:
     sources = (str(pseudo_csv),)
     if faces is not None and faces.result.get("kept"):  # the pseudo-label member trains as the kept lead did
         sources += (faces.result["faces"]["layout"],)
-    result = {**_train_member(context, stage, run_dir, extra=ExtraSpec(sources)), "pseudo_labels": count}
+    result = {**_train_member(context, stage, run_dir, extra=ExtraSpec.of(sources)), "pseudo_labels": count}
     runs = [Path(r) for r in current["members"]] + [run_dir]
     directory = context.out_dir / "ensembles" / "with_pseudo"
     build_ensemble(runs, current["method"], directory)
