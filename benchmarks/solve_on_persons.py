@@ -1,7 +1,7 @@
 """A whole `maskcls solve` scored on persons it never saw, and every decision it took checked on them.
 
     python benchmarks/solve_on_persons.py ../shared/data/utkmask18/train --budget 20m --out runs/solve_persons_20 \
-        [--eval ../shared/data/utkmask18/eval] [-- more maskcls solve options]
+        [--eval ../shared/data/utkmask18/eval] [--score-only] [-- more maskcls solve options]
 
 A share of the training persons (``--test-share``, stratified, all 7 photos of each) becomes an eval split with
 known answers; the solve runs on the rest, with its own holdout inside. Printed, and written to
@@ -58,6 +58,11 @@ def main() -> None:
     )
     parser.add_argument("--test-share", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--score-only",
+        action="store_true",
+        help="score the solve already in OUT/solve (e.g. one resumed with other decisions) without running it",
+    )
     args, solve_args = parser.parse_known_args()  # the rest goes to `maskcls solve` (after --, or as is)
     solve_args = [a for a in solve_args if a != "--"]
 
@@ -67,7 +72,8 @@ def main() -> None:
     views = ["--train", str(split.train_dir), "--eval", str(split.eval_dir)]
     command = [sys.executable, "-m", "maskcls", "solve", *views, "--budget", args.budget, "--out", str(solve_dir)]
     command += ["--force", *solve_args]
-    subprocess.run(command, check=True)
+    if not args.score_only:
+        subprocess.run(command, check=True)
 
     summary = json.loads((solve_dir / "summary.json").read_text())
     answers = split.answers

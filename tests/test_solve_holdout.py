@@ -10,6 +10,7 @@ import pytest
 from maskcls.core.metrics import classification_metrics
 from maskcls.core.tables import PROB_COLUMNS
 from maskcls.data.layout import read_eval, read_train
+from maskcls.solver.decisions import DEFAULTS, NOISE_Z, gain_noise, settle
 from maskcls.solver.holdout import eval_rows, holdout_scores, is_holdout, load_holdout, make_holdout
 from maskcls.solver.run import _Context
 
@@ -78,15 +79,58 @@ def test_decisions_are_taken_on_the_holdout_and_record_the_proxy(holdout, tmp_pa
     context = _Context(tmp_path, None, None, None, None, holdout)
     good = context.scores(_candidate(tmp_path / "good", holdout, np.eye(18)[labels], 0.50))
     poor = context.scores(_candidate(tmp_path / "poor", holdout, np.eye(18)[(labels + 1) % 18], 0.60))
+    dirs = (tmp_path / "poor", tmp_path / "good")
     assert good == {"oof": 0.50, "holdout": 1.0} and poor["holdout"] == 0.0
     # The proxy says the poor candidate is better; the holdout, which is predicted as the submission, says not.
-    decision = context.decide("member_x", poor, good, "soft vote with it")
+    decision = context.decide("member_x", "member", poor, good, "soft vote with it", directories=dirs)
     assert decision["kept"] is False and decision["gain"] == -1.0 and decision["holdout_gain"] == -1.0
+    assert decision["clear"] is True and decision["noise"] < 0.5  # far outside the noise: the holdout decides
     assert decision["proxy_gain"] == pytest.approx(0.10) and decision["proxy"] == "oof"
     assert decision["measured_on"].startswith(f"holdout of {holdout.persons} persons")
     assert "holdout macro F1 0.0000 <= 1.0000" in decision["reason"]
-    assert context.decide("member_y", good, poor, "soft vote with it")["kept"] is True
+    assert context.decide("member_y", "member", good, poor, "", directories=dirs[::-1])["kept"] is True
 
     without = _Context(tmp_path, None, None, None, None, None)  # holdout_share=0: the OOF proxy decides
-    decision = without.decide("member_x", {"oof": 0.6}, {"oof": 0.5}, "soft vote with it")
+    decision = without.decide("member_x", "member", {"oof": 0.6}, {"oof": 0.5}, "soft vote with it")
     assert decision["kept"] is True and "holdout_gain" not in decision and "no holdout" in decision["measured_on"]
+
+
+def test_a_gain_inside_the_holdouts_noise_is_settled_by_the_stages_default(holdout, tmp_path):
+    labels = holdout.answers["label"].to_numpy()
+    right = np.eye(18)[labels]
+    one_wrong = right.copy()  # one person's photos wrong: a gain that only that person carries
+    first = (holdout.answers["person_id"] == holdout.answers["person_id"].iloc[0]).to_numpy()
+    one_wrong[first] = np.eye(18)[(labels[first] + 1) % 18]
+    context = _Context(tmp_path, None, None, None, None, holdout)
+    better = _candidate(tmp_path / "better", holdout, right, 0.5)
+    worse = _candidate(tmp_path / "worse", holdout, one_wrong, 0.5)
+    with_table = pd.read_csv(better / "test_probs.csv")
+    noise = gain_noise(holdout, with_table, pd.read_csv(worse / "test_probs.csv"))
+    assert noise > 0 and gain_noise(holdout, with_table, with_table) == 0.0
+
+    # The holdout says "better" by a gain its own resampling cannot tell from chance: the default decides,
+    # whichever way the gain points, and the record says so.
+    weighted = context.decide("weighted vote", "weighted vote", context.scores(better), context.scores(worse),
+                              "weighted vote", directories=(better, worse))  # fmt: skip
+    assert weighted["gain"] > 0 and weighted["clear"] is False
+    assert (
+        weighted["kept"] is DEFAULTS["weighted vote"][0] is False
+        and "the default decides: dropped" in weighted["reason"]
+    )
+    assert abs(weighted["gain"]) <= NOISE_Z * weighted["noise"]
+    member = context.decide("member_z", "member", context.scores(worse), context.scores(better), "soft vote",
+                            directories=(worse, better))  # fmt: skip
+    assert member["gain"] < 0 and member["kept"] is True and member["default"] is True
+
+    # Probabilities given beside the table (pooled ones, a rule's) are what is scored, not the table's.
+    assert gain_noise(holdout, with_table, with_table, None, _table(holdout, 4, one_wrong)[PROB_COLUMNS].to_numpy()) > 0
+
+
+def test_settle_reads_the_sign_only_where_it_is_clear():
+    assert settle(0.05, 0.01, "weighted vote") == (True, True)
+    assert settle(-0.05, 0.01, "member") == (False, True)
+    assert settle(0.01, 0.01, "weighted vote") == (False, False)
+    assert settle(-0.01, 0.01, "person consistency") == (True, False)
+    assert settle(0.001, None, "weighted vote") == (True, True)  # no holdout: the proxy's sign
+    assert set(DEFAULTS) == {"faces", "member", "weighted vote", "pseudo-label round", "person consistency",
+                             "decision rule"}  # fmt: skip

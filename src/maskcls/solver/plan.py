@@ -74,7 +74,7 @@ class PlannerPriors:
     )
     vote_gain: float = 0.014
     pseudo_gain: float = 0.005
-    faces_gain: float = 0.02
+    faces_gain: float = 0.03
 
 
 PRIORS = PlannerPriors()

@@ -61,6 +61,7 @@ from ..persons.group import group_photos
 from ..training.kfold import check_recipe, resume_kfold, train_kfold
 from .calibrate import CANDIDATES, calibrate, typical_photo_size
 from .decision_rule import rule_candidate, submitted_probs
+from .decisions import DEFAULTS, NOISE_Z, gain_noise, settle
 from .display import PlanProgress, StageClock
 from .faces import face_limit, prepare_faces, read_faces, train_persons_of
 from .holdout import DEFAULT_SHARE, Holdout, eval_rows, holdout_scores, load_holdout, make_holdout
@@ -352,26 +353,49 @@ class _Context:
         return scores
 
     def decide(
-        self, stage: str, scores: dict, baseline: dict, what: str, without: str = "without it", directories=()
+        self,
+        stage: str,
+        kind: str,
+        scores: dict,
+        baseline: dict,
+        what: str,
+        without: str = "without it",
+        directories=(),
+        paired=None,
     ) -> dict:
-        """A keep / drop decision on the holdout (the OOF proxy where there is none), with both gains recorded;
-        ``directories``: (with it, without it), whose ``test_probs.csv`` a later check can score again."""
+        """A keep / drop decision on the holdout's gain where it is clear of the holdout's noise, on ``kind``'s
+        default elsewhere (the OOF proxy's sign where there is no holdout); both gains are recorded.
+        ``directories``: (with it, without it), whose ``test_probs.csv`` a later check can score again and the
+        noise is measured on; ``paired``: (with table, with probs, without table, without probs) instead."""
         key = "holdout" if self.holdout is not None else "oof"
         gain = scores[key] - baseline[key]
+        noise = None
+        if self.holdout is not None:
+            if paired is None:
+                tables = [read_test_probs(Path(d) / TEST_PROBS_FILE) for d in directories]
+                paired = (tables[0], None, tables[1], None)
+            noise = gain_noise(self.holdout, paired[0], paired[2], paired[1], paired[3])
+        kept, clear = settle(gain, noise, kind)
+        reason = f"{what}: {key} macro F1 {scores[key]:.4f} {'>' if gain > 0 else '<='} {baseline[key]:.4f} {without}"
+        if not clear:
+            default, evidence = DEFAULTS[kind]
+            reason += (
+                f"; the gain {gain:+.4f} is within {NOISE_Z:g} x its noise ({noise:.4f}), so the default decides: "
+                f"{'kept' if default else 'dropped'} ({evidence})"
+            )
         decision = {
             "stage": stage,
-            "kept": gain > 0,
+            "kept": kept,
             "measured_on": self.measured_on,
             "gain": round(gain, 4),
             "proxy": "oof",
             "proxy_gain": round(scores["oof"] - baseline["oof"], 4),
             "scores": scores,
             "baseline": baseline,
-            "reason": f"{what}: {key} macro F1 {scores[key]:.4f} {'>' if gain > 0 else '<='} {baseline[key]:.4f} "
-            + without,
+            "reason": reason,
         }
         if self.holdout is not None:
-            decision["holdout_gain"] = round(gain, 4)
+            decision.update(holdout_gain=round(gain, 4), noise=round(noise, 4), clear=clear, default=DEFAULTS[kind][0])
         if directories:
             decision["with"], decision["without"] = (str(d) for d in directories)
         return decision
@@ -504,6 +528,7 @@ def _run_faces(context: _Context, stage: Stage) -> dict:
     lead_run = Path(lead.result["run"])
     decision = context.decide(
         "external faces",
+        "faces",
         context.scores(run_dir),
         context.scores(lead_run),
         f"{stage.recipe} trained with {faces['persons']} synthesized persons",
@@ -541,7 +566,12 @@ def _run_ensemble(context: _Context, stage: Stage) -> dict:
         directory = context.out_dir / "ensembles" / f"with_{member.recipe}"
         build_ensemble([Path(m.result["run"]) for m in kept + [member]], "soft", directory)
         decision = context.decide(
-            member.name, context.scores(directory), scores, "soft vote with it", directories=(directory, current)
+            member.name,
+            "member",
+            context.scores(directory),
+            scores,
+            "soft vote with it",
+            directories=(directory, current),
         )
         decision["kept"] = decision["kept"] or not best
         decisions.append(decision)
@@ -554,6 +584,7 @@ def _run_ensemble(context: _Context, stage: Stage) -> dict:
         directory = context.out_dir / "ensembles" / "weighted"
         build_ensemble(runs, "weighted", directory)
         decision = context.decide(
+            "weighted vote",
             "weighted vote",
             context.scores(directory),
             scores,
@@ -609,6 +640,7 @@ def _run_pseudo(context: _Context, stage: Stage) -> dict:
     build_ensemble(runs, current["method"], directory)
     decision = context.decide(
         "pseudo-label round",
+        "pseudo-label round",
         context.scores(directory),
         current["scores"],
         f"{current['method']} vote with it",
@@ -655,7 +687,14 @@ def _run_persons(context: _Context, stage: Stage) -> dict:
         pooled = holdout_scores(test_probs, context.holdout, pooled_probs)
         scores["holdout"] = pooled["macro_f1"]
         baseline["holdout"] = holdout_scores(test_probs, context.holdout)["macro_f1"]
-    decision = context.decide("person consistency", scores, baseline, "person-consistent with clustered groups")
+    decision = context.decide(
+        "person consistency",
+        "person consistency",
+        scores,
+        baseline,
+        "person-consistent with clustered groups",
+        paired=(test_probs, pooled_probs, test_probs, raw),
+    )
     grouping = {key: report["train"][key] for key in ("purity", "completeness", "pairwise_f1", "exact_persons")}
     rule = _choose_rule(context, test_probs, raw, pool if decision["kept"] else None, Path(current["final"]))
     return {
@@ -681,8 +720,18 @@ def _choose_rule(context: _Context, test_probs: pd.DataFrame, raw: np.ndarray, p
     baseline, candidate = rule_candidate(
         test_probs, raw, pool, read_oof(final_dir / OOF_FILE), manifest["label"].to_numpy(), context.holdout
     )
+    paired = None
+    if context.holdout is not None:
+        with_rule = submitted_probs(raw, {**candidate, "kept": True}, pool)
+        paired = (test_probs, with_rule, test_probs, submitted_probs(raw, None, pool))
     decision = context.decide(
-        "decision rule", candidate["scores"], baseline, f"prior matching of {candidate['part']}", "without a rule"
+        "decision rule",
+        "decision rule",
+        candidate["scores"],
+        baseline,
+        f"prior matching of {candidate['part']}",
+        "without a rule",
+        paired=paired,
     )
     decision["offsets"] = candidate["offsets"]
     return {
