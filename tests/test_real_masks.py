@@ -10,8 +10,7 @@ from conftest import SHARED_DATA, make_real_mask_folder
 
 from maskcls.analysis.real_masks import read_real_masks, real_mask_accuracy, real_mask_scores
 from maskcls.data.layout import DataError
-from maskcls.solver.plan import Plan, Speed, Stage, Workload
-from maskcls.solver.run import _plan_real_masks
+from maskcls.solver.plan import FINISH_SECONDS, TRAINERS, Speed, Workload, make_plan, replan
 
 
 def test_scores_count_either_mask_answer_as_masked():
@@ -66,11 +65,15 @@ def test_real_web_photos_are_read(tiny_run, tmp_path):
 
 
 def test_solve_plans_the_real_mask_prediction():
+    """The finish stage's real-mask predictions are in the plan's total, so the plan fits its budget with them
+    (they were once added after planning, and the first re-plan cut an epoch to make room)."""
     speed = Speed("tf_efficientnet_lite0", 128, "none", 100.0, 200.0, 1.0, 500.0)
-    member = Stage("member_ce", "member", 10.0, backbone="tf_efficientnet_lite0", size=128, folds=5, tta="flip")
-    finish = Stage("finish", "finish", 0.5)
-    plan = Plan(20, "best", Workload(1000, 100), speeds=[speed], stages=[member, finish])
-    _plan_real_masks(plan, 0)
-    assert finish.minutes == 0.5
-    _plan_real_masks(plan, 800)
-    assert finish.minutes == pytest.approx(0.5 + 800 * 5 * 2 / 200 / 60)  # photos x folds x views / photos/s
+    without = make_plan([speed], Workload(1000, 100), 20)
+    plan = make_plan([speed], Workload(1000, 100, real_mask_photos=800), 20)
+    finish = next(s for s in plan.stages if s.kind == "finish")
+    members = [s for s in plan.stages if s.kind in TRAINERS]
+    predicted = sum(800 * s.folds * 2 / 200 for s in members)  # photos x folds x flip views / photos/s
+    assert finish.minutes == pytest.approx((FINISH_SECONDS + predicted) / 60)
+    assert next(s for s in without.stages if s.kind == "finish").minutes == pytest.approx(FINISH_SECONDS / 60)
+    assert plan.open_minutes <= 20 * (1 - plan.safety)
+    assert replan(plan, 20) == []  # nothing to cut: the plan was made with them

@@ -116,6 +116,7 @@ class Workload:
     photo_size: int | None = None  # the training photos' typical longest side, in pixels (None: unknown)
     face_persons: int = 0  # extra persons from --faces (7 training photos each) a faces stage would add
     faces_seconds: float = 0.0  # labelling and synthesizing them (solver/faces.py)
+    real_mask_photos: int = 0  # --real-masks photos every trained member predicts in the finish stage
 
     @property
     def face_photos(self) -> int:
@@ -246,6 +247,11 @@ def faces_stage_seconds(speed: Speed, workload: Workload, epochs: int, folds: in
     )
 
 
+def real_masks_seconds(speed: Speed, workload: Workload, folds: int, tta: str) -> float:
+    """Predicting the ``--real-masks`` photos with one member's fold models and TTA views (finish stage)."""
+    return workload.real_mask_photos * folds * TTA_VIEWS.get(tta, 1) / speed.infer_photos_per_s
+
+
 def persons_seconds(speed: Speed, workload: Workload) -> float:
     """Decoding the small colour cache of every photo, clustering, and the OOF evaluation."""
     photos = workload.train_photos + workload.eval_photos
@@ -327,6 +333,7 @@ def make_plan(
             fixed = decode_seconds(lead, workload) + persons_seconds(lead, workload) + FINISH_SECONDS
             pseudo = member_seconds(lead, workload, lead_epochs, folds, tta, extra_photos=pseudo_extra, decode=False)
             faces = faces_stage_seconds(lead, workload, lead_epochs, folds, tta) if workload.face_persons else 0.0
+            lead_real = real_masks_seconds(lead, workload, folds, tta)  # per member at the lead's setting
             for count in counts:
                 # followers are never larger than the lead (the strongest recipe gets the best setting)
                 followers = (
@@ -336,6 +343,7 @@ def make_plan(
                 )
                 for follower, follower_epochs, follower_seconds, follower_value in followers:
                     decode = decode_seconds(follower, workload) if count > 1 and follower.size != lead.size else 0.0
+                    real = lead_real + (count - 1) * real_masks_seconds(follower, workload, folds, tta)
                     for with_pseudo in pseudo_choices:
                         for with_faces in faces_choices:
                             total = (
@@ -346,6 +354,8 @@ def make_plan(
                                 + fixed
                                 + (pseudo + ensemble_seconds(workload, count + 1) if with_pseudo else 0.0)
                                 + (faces if with_faces else 0.0)
+                                + real
+                                + lead_real * (with_pseudo + with_faces)
                             )
                             if cheapest is None or total < cheapest[0]:
                                 cheapest = (total, lead, lead_epochs, folds)
@@ -406,7 +416,9 @@ def make_plan(
         seconds = member_seconds(lead, workload, lead_epochs, folds, tta, extra_photos=pseudo_extra, decode=False)
         stages.append(lead_again("pseudo", seconds + ensemble_seconds(workload, count + 1)))
     stages.append(Stage("persons", "persons", persons_seconds(lead, workload) / 60))
-    stages.append(Stage("finish", "finish", FINISH_SECONDS / 60))
+    real = sum(real_masks_seconds(plan_speed, workload, folds, tta) for plan_speed in
+               [lead] + [follower] * (count - 1) + [lead] * (with_pseudo + with_faces))  # fmt: skip
+    stages.append(Stage("finish", "finish", (FINISH_SECONDS + real) / 60))
     used = [lead] if count == 1 or follower == lead else [lead, follower]
     return Plan(budget_minutes, preset, workload, used, stages, safety)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -207,12 +207,12 @@ def solve(
         workload = Workload(workload.train_photos - held, workload.eval_photos + held, workload.photo_size)
     if faces:
         workload = _with_faces(workload, settings, manifest, holdout_share)
+    workload = replace(workload, real_mask_photos=real_mask_photos)  # the finish stage predicts them
     speeds, skipped = calibrate(
         manifest, workload, budget_minutes, tuple(settings.candidates), accelerator, tuple(settings.overrides), progress
     )
     minutes = (time.monotonic() - started) / 60
     plan = make_plan(speeds, workload, budget_minutes, preset, spent_minutes=minutes, tta=TTA, max_epochs=max_epochs)
-    _plan_real_masks(plan, real_mask_photos)
     if workload.face_persons and not any(s.kind == "faces" for s in plan.stages):
         note = f"not planned: the budget does not allow training the lead again with {workload.face_persons} persons"
         plan.stages.insert(
@@ -273,19 +273,6 @@ def _with_faces(workload: Workload, settings: SolveSettings, manifest: pd.DataFr
         face_persons=count,
         faces_seconds=round(inventory.prepare_seconds(count), 1),
     )
-
-
-def _plan_real_masks(plan: Plan, photos: int) -> None:
-    """Add to the finish stage the time to predict ``photos`` real-mask photos with every planned member (an
-    upper bound: the final combination may leave some out)."""
-    seconds = sum(
-        photos * stage.folds * TTA_VIEWS[stage.tta] / speed.infer_photos_per_s
-        for stage in plan.stages
-        if stage.kind in TRAINERS and stage.status != "dropped" and (speed := plan.speed_of(stage))
-    )
-    finish = next(s for s in plan.stages if s.kind == "finish")
-    finish.minutes += seconds / 60
-    finish.planned_minutes = finish.minutes
 
 
 def _holds_work(out_dir: Path) -> bool:
