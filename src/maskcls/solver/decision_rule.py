@@ -41,7 +41,8 @@ def rule_candidate(
     part: str = PART,
 ) -> tuple[dict, dict]:
     """Scores without the rule, and the rule's offsets, the training shares it matched and its scores (``oof``
-    always; ``holdout``, and the holdout's full scores in ``holdout_scores``, where there is a holdout)."""
+    always; ``holdout``, the holdout's full scores in ``holdout_scores`` and the submitted probabilities with and
+    without the rule in ``probs``, where there is a holdout)."""
     oof_probs = oof[PROB_COLUMNS].to_numpy(np.float64)
     oof_labels = oof["label"].to_numpy(np.int64)
     shares = label_shares(train_labels, part)
@@ -51,8 +52,10 @@ def rule_candidate(
     scores = {"oof": round(macro_f1(oof_labels, oof_adjusted.argmax(axis=1)), 4)}
     candidate = {"part": part, "offsets": [round(float(o), 4) for o in offsets], "shares": shares.round(4).tolist()}
     if holdout is not None:
-        baseline["holdout"] = holdout_scores(test_probs, holdout, submitted_probs(raw, None, pool))["macro_f1"]
+        without_rule = submitted_probs(raw, None, pool)
+        baseline["holdout"] = holdout_scores(test_probs, holdout, without_rule)["macro_f1"]
         with_rule = submitted_probs(raw, {**candidate, "kept": True}, pool)
         candidate["holdout_scores"] = holdout_scores(test_probs, holdout, with_rule)
+        candidate["probs"] = (with_rule, without_rule)  # the submission's probabilities with and without it
         scores["holdout"] = candidate["holdout_scores"]["macro_f1"]
     return baseline, {**candidate, "scores": scores}

@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..core.metrics import macro_f1
 from ..core.tables import PROB_COLUMNS
-from .holdout import Holdout, is_holdout
+from .holdout import Holdout, holdout_row_of
 
 NOISE_Z = 2.0
 NOISE_RESAMPLES = 200
@@ -49,14 +49,13 @@ def gain_noise(
     """Standard deviation of the holdout's macro-F1 gain (with minus without) over resamples of its persons,
     both candidates scored on the same resampled persons. Tables are eval-view ``test_probs``; ``*_probs``
     (aligned with their table) replace the tables' probabilities, e.g. person-pooled ones."""
+    found = [holdout_row_of(with_table), holdout_row_of(without_table)]
     answers = holdout.answers
-    answers = answers[
-        answers["image_id"].isin(with_table["image_id"]) & answers["image_id"].isin(without_table["image_id"])
-    ]
+    answers = answers[answers["image_id"].isin(found[0].index) & answers["image_id"].isin(found[1].index)]
     labels = answers["label"].to_numpy(np.int64)
     predicted = [
-        _holdout_predictions(table, probs, answers)
-        for table, probs in ((with_table, with_probs), (without_table, without_probs))
+        _predicted_classes(table, probs, rows.loc[answers["image_id"]].to_numpy())
+        for table, probs, rows in ((with_table, with_probs, found[0]), (without_table, without_probs, found[1]))
     ]
     persons = answers["person_id"].to_numpy()
     names, person_of_photo = np.unique(persons, return_inverse=True)
@@ -78,9 +77,7 @@ def settle(gain: float, noise: float | None, kind: str) -> tuple[bool, bool]:
     return (gain > 0 if clear else DEFAULTS[kind][0]), clear
 
 
-def _holdout_predictions(table: pd.DataFrame, probs: np.ndarray | None, answers: pd.DataFrame) -> np.ndarray:
-    """The argmax class of each answer's photo, in ``answers`` order."""
+def _predicted_classes(table: pd.DataFrame, probs: np.ndarray | None, rows: np.ndarray) -> np.ndarray:
+    """The argmax class of ``rows`` of ``table`` (of ``probs``, aligned with it, where given)."""
     values = table[PROB_COLUMNS].to_numpy(np.float64) if probs is None else np.asarray(probs)
-    rows = is_holdout(table["image_id"])
-    index = pd.Series(np.flatnonzero(rows), index=table["image_id"][rows].to_numpy())
-    return values[index.loc[answers["image_id"]].to_numpy()].argmax(axis=1)
+    return values[rows].argmax(axis=1)

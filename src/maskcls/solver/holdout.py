@@ -118,12 +118,17 @@ def load_holdout(out_dir: str | Path) -> Holdout | None:
 def holdout_scores(test_probs: pd.DataFrame, holdout: Holdout, probs: np.ndarray | None = None) -> dict:
     """Macro F1, accuracy and per-head accuracies of ``test_probs``'s holdout rows (or of ``probs``, an array
     aligned with ``test_probs``, e.g. person-pooled probabilities)."""
-    rows = is_holdout(test_probs["image_id"])
     values = test_probs[PROB_COLUMNS].to_numpy(dtype=np.float64) if probs is None else np.asarray(probs)
-    found = pd.Series(np.flatnonzero(rows), index=test_probs["image_id"][rows].to_numpy())
+    found = holdout_row_of(test_probs)
     answers = holdout.answers[holdout.answers["image_id"].isin(found.index)]
     metrics = classification_metrics(answers["label"].to_numpy(np.int64), values[found.loc[answers["image_id"]]])
     return {"photos": int(len(answers)), **{key: round(float(value), 4) for key, value in metrics.items()}}
+
+
+def holdout_row_of(test_probs: pd.DataFrame) -> pd.Series:
+    """The row position of each holdout photo in an eval-view table, indexed by its ``image_id``."""
+    rows = is_holdout(test_probs["image_id"])
+    return pd.Series(np.flatnonzero(rows), index=test_probs["image_id"][rows].to_numpy())
 
 
 def _link(source: Path, target: Path) -> None:

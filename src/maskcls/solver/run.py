@@ -708,9 +708,9 @@ def _choose_rule(context: _Context, test_probs: pd.DataFrame, raw: np.ndarray, p
         test_probs, raw, pool, read_oof(final_dir / OOF_FILE), manifest["label"].to_numpy(), context.holdout
     )
     paired = None
-    if context.holdout is not None:
-        with_rule = submitted_probs(raw, {**candidate, "kept": True}, pool)
-        paired = (test_probs, with_rule, test_probs, submitted_probs(raw, None, pool))
+    if "probs" in candidate:  # the holdout's noise is measured on the submission with and without the rule
+        with_rule, without_rule = candidate["probs"]
+        paired = (test_probs, with_rule, test_probs, without_rule)
     decision = context.decide(
         "decision rule",
         "decision rule",
