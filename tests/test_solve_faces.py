@@ -4,6 +4,7 @@ cached), what the planner does with their time, and a solve killed in its faces 
 import json
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -20,7 +21,7 @@ from maskcls.solver.faces import (
     select_faces,
     train_persons_of,
 )
-from maskcls.solver.plan import Plan, Speed, Workload, make_plan, replan
+from maskcls.solver.plan import Plan, Speed, Workload, estimate_minutes, make_plan, member_seconds, replan
 
 PLAIN_FACES = SHARED_DATA / "plain_faces"
 needs_faces = pytest.mark.skipif(not PLAIN_FACES.is_dir(), reason=f"shared data not found at {PLAIN_FACES}")
@@ -78,6 +79,26 @@ def test_the_planner_adds_a_faces_stage_when_it_fits_and_drops_it_before_members
     replan(plan, short - plan.spent_minutes, speed_factor=1.0)
     assert faces.status == "dropped" and "faces" in faces.note
     assert all(s.status != "dropped" for s in members)  # members stay; the faces stage went first
+
+
+def test_with_faces_in_every_member_each_members_minutes_count_their_photos_and_the_lead_their_making():
+    work = replace(WORK, faces_in_members=True)
+    plan = make_plan(CPU, work, 60, "best")
+    assert not any(s.kind == "faces" for s in plan.stages)  # nothing to compare: all members train with them
+    members = [s for s in plan.stages if s.kind == "member"]
+    assert len(members) > 1
+    speed = CPU[0]
+    for index, member in enumerate(members):
+        alone = member_seconds(speed, replace(work, faces_in_members=False), member.epochs, member.folds, "flip",
+                               decode=index == 0)  # fmt: skip
+        with_faces = member_seconds(speed, work, member.epochs, member.folds, "flip", decode=index == 0)
+        making = work.faces_seconds if index == 0 else 0.0
+        assert member.minutes == pytest.approx((with_faces + making) / 60)
+        assert with_faces > alone + work.face_photos * member.epochs * (1 - 1 / member.folds) / speed.train_photos_per_s
+        assert estimate_minutes(plan, member) == pytest.approx(member.minutes)  # re-planning counts them the same
+    assert plan.estimated_total_minutes <= 60 * (1 - plan.safety) + 1e-9
+    again = Plan.from_dict(json.loads(json.dumps(plan.to_dict())))
+    assert again.workload.faces_in_members and again.workload.member_extra_photos == 2100
 
 
 def test_the_faces_stage_repeats_the_lead_epochs_and_survives_a_json_round_trip():
@@ -155,7 +176,7 @@ def test_a_missing_faces_source_fails_before_any_work(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_solve_killed_in_its_faces_stage_resumes_without_making_them_again(demo_dir, tmp_path):
+def test_with_faces_check_a_solve_killed_in_its_faces_stage_resumes_without_making_them_again(demo_dir, tmp_path):
     pytest.importorskip("dlib")
     faces_demo, table = _drawn_faces(tmp_path, persons=12)
     rows = ["path,gender,age"] + [
@@ -165,8 +186,8 @@ def test_a_solve_killed_in_its_faces_stage_resumes_without_making_them_again(dem
     out = tmp_path / "solve"
     command = [sys.executable, "-m", "maskcls", "solve", "--train", str(demo_dir / "train"), "--eval"]
     command += [str(demo_dir / "eval"), "--budget", "10m", "--out", str(out), "--preset", "fast", "--max-epochs", "1"]
-    command += ["--quiet", "--faces", str(tmp_path / "faces.csv"), "--candidate", "test_efficientnet@32"]
-    command += ["--set", "model.pretrained=none", "--set", "train.batch_size=32"]
+    command += ["--quiet", "--faces", str(tmp_path / "faces.csv"), "--faces-check"]
+    command += ["--candidate", "test_efficientnet@32", "--set", "model.pretrained=none", "--set", "train.batch_size=32"]
     first_fold = out / "members" / "ce_faces" / "fold_0" / "fold.json"
     kill_when(command, first_fold)
     made = out / "faces" / "faces.json"
@@ -186,3 +207,29 @@ def test_a_solve_killed_in_its_faces_stage_resumes_without_making_them_again(dem
     assert run["extra"] == [summary["faces"]["layout"]]  # the faces joined this member's training folds only
     final_members = summary["final"]["members"]
     assert any(m.endswith("ce_faces") for m in final_members) == faces["kept"]
+
+
+@pytest.mark.slow
+def test_without_a_check_every_member_trains_with_the_faces_and_the_default_keeps_them(demo_dir, tmp_path):
+    pytest.importorskip("dlib")
+    faces_demo, table = _drawn_faces(tmp_path, persons=12)
+    rows = ["path,gender,age"] + [
+        f"{faces_demo}/train/images/{r.path}/normal.jpg,{r.gender},{r.age}" for r in table.itertuples()
+    ]
+    (tmp_path / "faces.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "solve"
+    result = invoke(
+        "solve", "--train", demo_dir / "train", "--eval", demo_dir / "eval", "--budget", "10m", "--out", out,
+        "--max-epochs", "1", "--quiet", "--faces", tmp_path / "faces.csv", "--candidate", "test_efficientnet@32",
+        "--set", "model.pretrained=none", "--set", "train.batch_size=32",
+    )  # fmt: skip
+    assert "external faces:" in result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["workload"]["faces_in_members"] and summary["faces"]["persons"] > 0 and summary["faces"]["kept"]
+    assert not any(s["kind"] == "faces" for s in summary["stages"])
+    faces = next(d for d in summary["decisions"] if d["stage"] == "external faces")
+    assert faces["kept"] and faces["measured_on"].startswith("default") and "--faces-check" in faces["reason"]
+    members = [m["run"] for m in summary["members"]]
+    assert len(members) > 1
+    for run_dir in members:  # every member, not only the lead, trained with them
+        assert json.loads((Path(run_dir) / "run.json").read_text())["extra"] == [summary["faces"]["layout"]]

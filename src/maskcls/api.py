@@ -468,6 +468,7 @@ def solve(
     holdout: float = 0.15,
     real_masks: str | Path | None = None,
     faces: str | Path | None = None,
+    faces_check: bool = False,
 ) -> SolveResult:
     """The best submission within ``budget`` (``maskcls solve``): calibrate, plan, train members, ensemble,
     pseudo-label, person-consistency, in ``out``; returns a ``SolveResult``.
@@ -481,8 +482,8 @@ def solve(
     the out-of-fold proxy); ``summary["holdout"]`` is the final submission's score on them. ``real_masks`` is a
     folder of real photos with a ``labels.csv`` (``path``, ``mask``) that the final model's mask head is scored
     on (``summary["real_masks"]``). ``faces`` is plain face photos (a CSV with path, gender, age, or a folder)
-    made into masked training persons for the rarest groups, kept when they beat the lead without them
-    (``summary["faces"]``).
+    made into masked training persons for the rarest groups, which every member trains with; ``faces_check``
+    trains the lead without them too and keeps them only where the holdout says they help (``summary["faces"]``).
     Arguments are checked before anything heavy is imported.
     """
     out = Path(out)
@@ -527,6 +528,7 @@ def solve(
         holdout_share=holdout,
         real_masks=real_masks,
         faces=faces,
+        faces_check=faces_check,
     )
     if dry_run:
         return SolveResult(out, planned[-1])

@@ -1313,7 +1313,13 @@ def solve(
         None,
         "--faces",
         help="Plain face photos (a CSV with path, gender, age, or a folder; unlabelled ones are labelled): made into "
-        "masked persons for the rarest gender x age groups, kept when they beat the lead without them.",
+        "masked persons for the rarest gender x age groups, which every member trains with.",
+    ),
+    faces_check: bool = typer.Option(
+        False,
+        "--faces-check",
+        help="With --faces: train the lead without the faces first and again with them, and keep them only where "
+        "the holdout says they help (costs a lead's training).",
     ),
     force: bool = typer.Option(False, "--force", help="Replace --out if it is not empty."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
@@ -1355,6 +1361,7 @@ def solve(
         holdout=holdout,
         real_masks=real_masks,
         faces=faces,
+        faces_check=faces_check,
     )
     if not result.dry_run:
         _print_solve_summary(result.summary, result.out_dir)

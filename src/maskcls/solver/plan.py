@@ -114,13 +114,26 @@ class Workload:
     train_photos: int
     eval_photos: int
     photo_size: int | None = None  # the training photos' typical longest side, in pixels (None: unknown)
-    face_persons: int = 0  # extra persons from --faces (7 training photos each) a faces stage would add
+    face_persons: int = 0  # extra persons from --faces (7 training photos each)
     faces_seconds: float = 0.0  # labelling and synthesizing them (solver/faces.py)
     real_mask_photos: int = 0  # --real-masks photos every trained member predicts in the finish stage
+    # True: every member trains with the faces (made before the lead); False: a faces stage trains the lead's
+    # recipe again with them, for the holdout to compare (--faces-check)
+    faces_in_members: bool = False
 
     @property
     def face_photos(self) -> int:
         return 7 * self.face_persons
+
+    @property
+    def member_extra_photos(self) -> int:
+        """Training photos every member has on top of the training folds: the faces, when all members use them."""
+        return self.face_photos if self.faces_in_members else 0
+
+    @property
+    def member_faces_seconds(self) -> float:
+        """Making the faces before the lead, when all members use them (counted once, in the lead)."""
+        return self.faces_seconds if self.faces_in_members and self.face_persons else 0.0
 
 
 @dataclass
@@ -217,7 +230,7 @@ def member_seconds(
     decoding."""
     views = TTA_VIEWS.get(tta, 1)
     val = workload.train_photos / folds
-    train = workload.train_photos - val + extra_photos
+    train = workload.train_photos - val + extra_photos + workload.member_extra_photos
     per_fold = (
         train * epochs / speed.train_photos_per_s
         + val * (epochs + views) / speed.infer_photos_per_s
@@ -229,7 +242,8 @@ def member_seconds(
 
 def decode_seconds(speed: Speed, workload: Workload, extra_photos: int = 0) -> float:
     """Decoding every photo once at one input size (the cache is kept per size and shared by the members)."""
-    return (workload.train_photos + workload.eval_photos + extra_photos) / speed.decode_photos_per_s
+    photos = workload.train_photos + workload.eval_photos + extra_photos + workload.member_extra_photos
+    return photos / speed.decode_photos_per_s
 
 
 def ensemble_seconds(workload: Workload, members: int) -> float:
@@ -301,8 +315,9 @@ def make_plan(
     own backbone, size and epochs; the others share one setting no larger than the lead's, so that a
     strong lead at the photos' size can be joined by cheaper, diverse members. All members share the
     folds, so they ensemble on one split. ``best`` may add a pseudo-label round (one more member, at the
-    lead's setting, trained with confident eval photos); with ``workload.face_persons`` any preset may add a
-    faces stage (the lead's recipe and setting trained again with the external faces). ``max_epochs`` caps
+    lead's setting, trained with confident eval photos). With ``workload.face_persons``, every member trains with
+    the external faces (``faces_in_members``: their photos and their making counted), or any preset may add a
+    faces stage (the lead's recipe and setting trained again with them, for the holdout to compare). ``max_epochs`` caps
     every member's epochs (the plan may then end early). Raises ``BudgetError`` when nothing fits.
     """
     if preset not in PRESETS:
@@ -315,7 +330,7 @@ def make_plan(
     epoch_choices = [e for e in EPOCH_CHOICES if max_epochs is None or e <= max_epochs] or [1]
     counts = range(1, len(recipes) + 1) if preset == "best" else range(1, 2)
     pseudo_choices = (False, True) if preset == "best" else (False,)
-    faces_choices = (False, True) if workload.face_persons else (False,)
+    faces_choices = (False, True) if workload.face_persons and not workload.faces_in_members else (False,)
     best, cheapest = None, None
     for folds in FOLD_CHOICES:
         # every (speed, epochs) a member can have: its seconds (decoding counted apart) and its prior value
@@ -330,7 +345,12 @@ def make_plan(
             for epochs in epoch_choices
         ]
         for lead, lead_epochs, lead_seconds, lead_value in settings:
-            fixed = decode_seconds(lead, workload) + persons_seconds(lead, workload) + FINISH_SECONDS
+            fixed = (
+                decode_seconds(lead, workload)
+                + persons_seconds(lead, workload)
+                + FINISH_SECONDS
+                + workload.member_faces_seconds
+            )
             pseudo = member_seconds(lead, workload, lead_epochs, folds, tta, extra_photos=pseudo_extra, decode=False)
             faces = faces_stage_seconds(lead, workload, lead_epochs, folds, tta) if workload.face_persons else 0.0
             lead_real = real_masks_seconds(lead, workload, folds, tta)  # per member at the lead's setting
@@ -389,6 +409,7 @@ def make_plan(
     for index, recipe in enumerate(recipes[:count]):
         speed, epochs = (lead, lead_epochs) if index == 0 else (follower, follower_epochs)
         seconds = member_seconds(speed, workload, epochs, folds, tta, decode=speed.size not in decoded)
+        seconds += workload.member_faces_seconds if index == 0 else 0.0
         decoded.add(speed.size)
         stages.append(
             Stage(
@@ -438,6 +459,8 @@ def estimate_minutes(plan: Plan, stage: Stage, speed_factor: float = 1.0) -> flo
         return seconds / 60 * speed_factor
     extra = int(plan.workload.eval_photos * PSEUDO_SHARE) if stage.kind == "pseudo" else 0
     seconds = member_seconds(speed, plan.workload, stage.epochs, stage.folds, stage.tta or "none", extra, decode=first)
+    if stage.kind == "member" and not any(s.kind == "member" and s.status != "dropped" for s in earlier):
+        seconds += plan.workload.member_faces_seconds  # the lead makes the faces every member trains with
     if stage.kind == "pseudo":
         seconds += ensemble_seconds(
             plan.workload, sum(1 for s in plan.stages if s.kind == "member" and s.status != "dropped") + 1

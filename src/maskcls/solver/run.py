@@ -111,6 +111,7 @@ class SolveSettings:
     holdout_share: float = DEFAULT_SHARE
     real_masks: str | None = None  # a real-mask folder the final model's mask head is scored on (summary.json)
     faces: str | None = None  # plain face photos (a CSV or a folder) made into extra training persons
+    faces_check: bool = False  # train the lead without the faces too, for the holdout to compare (else all use them)
 
     @property
     def cache_dir(self) -> str | None:
@@ -166,12 +167,14 @@ def solve(
     holdout_share: float = DEFAULT_SHARE,
     real_masks: str | Path | None = None,
     faces: str | Path | None = None,
+    faces_check: bool = False,
 ) -> dict:
     """Calibrate, plan, ``announce(plan)``, then (unless ``dry_run``) run the plan in ``out_dir``; returns the summary.
 
     ``real_masks``: a folder of real photos with a ``labels.csv`` (``analysis/real_masks.py``); the final
     combination's mask head is scored on it at the end, and its prediction time is planned in the finish stage.
-    ``faces``: plain face photos (``solver/faces.py``); the plan may train the lead's recipe again with them.
+    ``faces``: plain face photos (``solver/faces.py``) every member trains with; with ``faces_check`` the plan
+    may instead train the lead's recipe again with them, and the holdout decides whether they stay.
 
     The budget's clock starts here: reading the layout and calibrating count as the ``calibrate`` stage. A dry
     run writes only ``plan.json`` (marked ``dry_run``), so that plans can be compared; a later solve in the same
@@ -197,6 +200,7 @@ def solve(
         holdout_share,
         str(Path(real_masks).resolve()) if real_masks else None,
         str(Path(faces).resolve()) if faces else None,
+        faces_check,
     )
     recipes_folder(settings.recipes_dir)
     real_mask_photos = len(read_real_masks(real_masks)) if real_masks else 0  # checked before any work
@@ -213,7 +217,7 @@ def solve(
     )
     minutes = (time.monotonic() - started) / 60
     plan = make_plan(speeds, workload, budget_minutes, preset, spent_minutes=minutes, tta=TTA, max_epochs=max_epochs)
-    if workload.face_persons and not any(s.kind == "faces" for s in plan.stages):
+    if workload.face_persons and not workload.faces_in_members and not any(s.kind == "faces" for s in plan.stages):
         note = f"not planned: the budget does not allow training the lead again with {workload.face_persons} persons"
         plan.stages.insert(
             next(i for i, s in enumerate(plan.stages) if s.kind == "ensemble"),
@@ -272,6 +276,7 @@ def _with_faces(workload: Workload, settings: SolveSettings, manifest: pd.DataFr
         workload.photo_size,
         face_persons=count,
         faces_seconds=round(inventory.prepare_seconds(count), 1),
+        faces_in_members=not settings.faces_check,
     )
 
 
@@ -400,6 +405,24 @@ class _Context:
     def faces_stage(self) -> Stage | None:
         return next((s for s in self.plan.stages if s.kind == "faces" and s.status == "done"), None)
 
+    def member_faces(self) -> dict | None:
+        """The ``--faces`` persons every member trains with (made once, cached in ``faces/``); None when the faces
+        are not for every member."""
+        if not (self.settings.faces and self.plan.workload.faces_in_members):
+            return None
+        thresholds = load_config(None, self.settings.overrides).labels.thresholds
+        manifest, _ = read_train(self.train_dir, thresholds)
+        return prepare_faces(self.settings.faces, self.out_dir, train_persons_of(manifest), thresholds)
+
+    def faces_result(self) -> dict | None:
+        """What happened to the external faces: the faces stage's result, or the lead's when every member trained
+        with them (``kept``, ``faces``, ``decision``)."""
+        faces = self.result_of("faces")
+        if faces is not None:
+            return faces
+        lead = next((s for s in self.plan.stages if s.kind == "member" and s.status == "done"), None)
+        return lead.result.get("external_faces") if lead is not None else None
+
 
 def _execute(out_dir: Path, plan: Plan, settings: SolveSettings, progress: bool) -> dict:
     spent_before, session = plan.spent_minutes, time.monotonic()
@@ -496,7 +519,32 @@ def _train_member(context: _Context, stage: Stage, run_dir: Path, extra: ExtraSp
 
 
 def _run_member(context: _Context, stage: Stage) -> dict:
-    return _train_member(context, stage, context.out_dir / "members" / stage.recipe)
+    faces = context.member_faces()
+    if faces is None:
+        return _train_member(context, stage, context.out_dir / "members" / stage.recipe)
+    extra = ExtraSpec.of(faces["layout"]) if faces["persons"] else None
+    result = _train_member(context, stage, context.out_dir / "members" / stage.recipe, extra=extra)
+    lead = next(s for s in context.plan.stages if s.kind == "member" and s.status != "dropped")
+    if stage is lead:
+        result["external_faces"] = _faces_by_default(context, faces)
+    return result
+
+
+def _faces_by_default(context: _Context, faces: dict) -> dict:
+    """The external faces' record when every member trained with them: kept by the stage's default, which was
+    measured on persons no model saw; a comparison on the holdout would cost a lead's training and, within its
+    noise, could not tell such a gain from chance (``--faces-check`` pays for it)."""
+    kept = bool(faces["persons"])
+    default, evidence = DEFAULTS["faces"]
+    reason = (
+        f"every member trained with {faces['persons']} synthesized persons, not compared without them: "
+        f"the default decides: {'kept' if default else 'dropped'} ({evidence}); --faces-check compares on the holdout"
+        if kept
+        else f"no person could be made of the {faces['faces']} faces"
+    )
+    decision = {"stage": "external faces", "kept": kept, "measured_on": "default (not compared: every member "
+                "trained with them)", "default": default, "reason": reason}  # fmt: skip
+    return {"kept": kept, "faces": faces, "decision": decision}
 
 
 def _run_faces(context: _Context, stage: Stage) -> dict:
@@ -621,6 +669,9 @@ def _run_pseudo(context: _Context, stage: Stage) -> dict:
     sources = (str(pseudo_csv),)
     if faces is not None and faces.result.get("kept"):  # the pseudo-label member trains as the kept lead did
         sources += (faces.result["faces"]["layout"],)
+    member_faces = context.member_faces()
+    if member_faces is not None and member_faces["persons"]:  # ... or as every member did
+        sources += (member_faces["layout"],)
     result = {**_train_member(context, stage, run_dir, extra=ExtraSpec.of(sources)), "pseudo_labels": count}
     runs = [Path(r) for r in current["members"]] + [run_dir]
     directory = context.out_dir / "ensembles" / "with_pseudo"
@@ -814,7 +865,7 @@ def _summary(context: _Context) -> dict:
         if s.kind in TRAINERS and s.status == "done" and "run" in s.result
     ]
     ensemble = context.result_of("ensemble") or {}
-    faces = context.result_of("faces")
+    faces = context.faces_result()
     decisions = ([faces["decision"]] if faces else []) + list(ensemble.get("decisions", []))
     pseudo = context.result_of("pseudo")
     if pseudo is not None:
