@@ -1,6 +1,6 @@
 """``maskcls solve``: the best submission within a time budget, as ordinary runs and ensembles.
 
-    calibrate -> plan -> members (k-fold runs, each predicting the eval set with TTA) -> external faces (--faces)
+    calibrate -> plan -> members (k-fold runs, each predicting the eval set with TTA) -> external faces (--faces-check)
               -> ensemble -> pseudo-label round (best) -> person consistency -> submission
 
 Every member is a normal run directory (``members/<recipe>``), every combination a normal ensemble
@@ -14,8 +14,9 @@ Every keep / drop decision is taken on the solve's person holdout (``holdout.py`
 on, predicted by each member's averaged fold models with TTA, as the submission is. Preset ``best`` keeps a
 stage in the final combination only if it raises the holdout's macro F1 over the combination without it
 (members are added to a soft vote one by one; then a weighted vote, the pseudo-label member and person
-consistency each have to beat what came before; the lead's recipe trained again with ``--faces`` persons
-replaces the lead only if it beats it alone). Each decision records ``measured_on``, the gain it saw and
+consistency each have to beat what came before). ``--faces`` persons join every member's training folds, kept
+by their measured default; with ``--faces-check`` the lead's recipe trained again with them replaces the lead
+only if it beats it alone. Each decision records ``measured_on``, the gain it saw and
 the out-of-fold proxy's gain beside it; with ``holdout_share=0`` the decisions fall back to the OOF proxy.
 Preset ``fast`` trains one member, no pseudo-labels.
 """
