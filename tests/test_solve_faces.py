@@ -119,6 +119,16 @@ def _drawn_faces(tmp_path, persons: int = 8):
     return demo, table
 
 
+def _drawn_faces_csv(tmp_path, persons: int = 12) -> Path:
+    """``tmp_path/faces.csv``: the unmasked photos of drawn persons, with absolute paths and their labels."""
+    faces_demo, table = _drawn_faces(tmp_path, persons)
+    rows = ["path,gender,age"] + [
+        f"{faces_demo}/train/images/{r.path}/normal.jpg,{r.gender},{r.age}" for r in table.itertuples()
+    ]
+    (tmp_path / "faces.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path / "faces.csv"
+
+
 def test_drawn_faces_from_a_csv_become_persons_and_are_not_made_twice(tmp_path):
     pytest.importorskip("dlib")
     demo, table = _drawn_faces(tmp_path)
@@ -178,11 +188,7 @@ def test_a_missing_faces_source_fails_before_any_work(tmp_path):
 @pytest.mark.slow
 def test_with_faces_check_a_solve_killed_in_its_faces_stage_resumes_without_making_them_again(demo_dir, tmp_path):
     pytest.importorskip("dlib")
-    faces_demo, table = _drawn_faces(tmp_path, persons=12)
-    rows = ["path,gender,age"] + [
-        f"{faces_demo}/train/images/{r.path}/normal.jpg,{r.gender},{r.age}" for r in table.itertuples()
-    ]
-    (tmp_path / "faces.csv").write_text("\n".join(rows) + "\n")
+    _drawn_faces_csv(tmp_path)
     out = tmp_path / "solve"
     command = [sys.executable, "-m", "maskcls", "solve", "--train", str(demo_dir / "train"), "--eval"]
     command += [str(demo_dir / "eval"), "--budget", "10m", "--out", str(out), "--preset", "fast", "--max-epochs", "1"]
@@ -212,11 +218,7 @@ def test_with_faces_check_a_solve_killed_in_its_faces_stage_resumes_without_maki
 @pytest.mark.slow
 def test_without_a_check_every_member_trains_with_the_faces_and_the_default_keeps_them(demo_dir, tmp_path):
     pytest.importorskip("dlib")
-    faces_demo, table = _drawn_faces(tmp_path, persons=12)
-    rows = ["path,gender,age"] + [
-        f"{faces_demo}/train/images/{r.path}/normal.jpg,{r.gender},{r.age}" for r in table.itertuples()
-    ]
-    (tmp_path / "faces.csv").write_text("\n".join(rows) + "\n")
+    _drawn_faces_csv(tmp_path)
     out = tmp_path / "solve"
     result = invoke(
         "solve", "--train", demo_dir / "train", "--eval", demo_dir / "eval", "--budget", "10m", "--out", out,
