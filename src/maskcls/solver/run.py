@@ -27,7 +27,7 @@ import json
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 
 import numpy as np
@@ -406,14 +406,18 @@ class _Context:
     def faces_stage(self) -> Stage | None:
         return next((s for s in self.plan.stages if s.kind == "faces" and s.status == "done"), None)
 
-    def member_faces(self) -> dict | None:
-        """The ``--faces`` persons every member trains with (made once, cached in ``faces/``); None when the faces
-        are not for every member."""
-        if not (self.settings.faces and self.plan.workload.faces_in_members):
-            return None
+    @cached_property
+    def prepared_faces(self) -> dict:
+        """The ``--faces`` persons (``prepare_faces``: made once, cached in ``faces/``), read once per solve."""
         thresholds = load_config(None, self.settings.overrides).labels.thresholds
         manifest, _ = read_train(self.train_dir, thresholds)
         return prepare_faces(self.settings.faces, self.out_dir, train_persons_of(manifest), thresholds)
+
+    def member_faces(self) -> dict | None:
+        """The ``--faces`` persons every member trains with; None when the faces are not for every member."""
+        if not (self.settings.faces and self.plan.workload.faces_in_members):
+            return None
+        return self.prepared_faces
 
     def faces_result(self) -> dict | None:
         """What happened to the external faces: the faces stage's result, or the lead's when every member trained
@@ -551,9 +555,7 @@ def _faces_by_default(context: _Context, faces: dict) -> dict:
 def _run_faces(context: _Context, stage: Stage) -> dict:
     """Make the ``--faces`` persons (cached in ``faces/``), train the lead's recipe again with them in the training
     folds, and keep it in the lead's place when it beats the lead alone."""
-    thresholds = load_config(None, context.settings.overrides).labels.thresholds
-    manifest, _ = read_train(context.train_dir, thresholds)
-    faces = prepare_faces(context.settings.faces, context.out_dir, train_persons_of(manifest), thresholds)
+    faces = context.prepared_faces
     lead = next(s for s in context.plan.stages if s.kind == "member" and s.status == "done")
     if not faces["persons"]:
         decision = {"stage": "external faces", "kept": False, "measured_on": context.measured_on,
