@@ -177,6 +177,18 @@ def test_real_plain_faces_become_persons_for_the_rare_groups(tmp_path):
     assert summary["persons"] >= 7  # HOG finds about 99 % of plain_faces
 
 
+def test_faces_check_without_faces_is_refused_with_a_clear_message(demo_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from maskcls.cli import app
+
+    args = ["solve", "--train", demo_dir / "train", "--eval", demo_dir / "eval", "--budget", "10m"]
+    result = CliRunner().invoke(app, [str(a) for a in [*args, "--out", tmp_path / "solve", "--faces-check"]])
+    assert result.exit_code == 2  # the usage error code, before any work
+    assert "--faces-check compares training with and without --faces" in result.output
+    assert not (tmp_path / "solve").exists()
+
+
 def test_a_missing_faces_source_fails_before_any_work(tmp_path):
     with pytest.raises(Exception, match="not found"):
         read_faces(tmp_path / "nowhere")

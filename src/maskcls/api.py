@@ -490,6 +490,8 @@ def solve(
     minutes = parse_budget(budget) if budget is not None else None
     if not 0 <= holdout < 0.5:
         raise ValueError(f"the holdout share must be at least 0 and below 0.5, got {holdout}")
+    if faces_check and not faces:
+        raise ValueError("--faces-check compares training with and without --faces: give --faces SOURCE too")
     pairs = [_candidate(item) for item in candidates]
     settings = _overrides(overrides)
     planned = []
