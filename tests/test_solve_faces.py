@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from conftest import SHARED_DATA, invoke, kill_when
 
+from maskcls.core.budget import BudgetError
 from maskcls.core.labels import AgeThresholds
 from maskcls.data.demo import generate_demo
 from maskcls.data.layout import read_train
@@ -21,7 +22,7 @@ from maskcls.solver.faces import (
     select_faces,
     train_persons_of,
 )
-from maskcls.solver.plan import Plan, Speed, Workload, estimate_minutes, make_plan, member_seconds, replan
+from maskcls.solver.plan import FACES_SHARES, Plan, Speed, Workload, estimate_minutes, make_plan, member_seconds, replan
 
 PLAIN_FACES = SHARED_DATA / "plain_faces"
 needs_faces = pytest.mark.skipif(not PLAIN_FACES.is_dir(), reason=f"shared data not found at {PLAIN_FACES}")
@@ -137,6 +138,8 @@ def test_drawn_faces_from_a_csv_become_persons_and_are_not_made_twice(tmp_path):
     train = _persons({("female", 40): 40})  # every other group has room
     summary = prepare_faces(demo / "faces.csv", tmp_path / "solve", train)
     assert summary["auto_labelled"] == 0 and summary["limit"] == round(FACES_SHARE * 40)
+    fewer = prepare_faces(demo / "faces.csv", tmp_path / "fewer", train, share=0.05)
+    assert fewer["limit"] == 2 and fewer["selected"] == 2  # a smaller share takes fewer
     assert 0 < summary["persons"] <= summary["selected"] <= len(table)
     manifest, problems = read_train(summary["layout"])
     assert not problems and len(manifest) == 7 * summary["persons"]
@@ -186,6 +189,20 @@ def test_faces_check_without_faces_is_refused_with_a_clear_message(demo_dir, tmp
     result = CliRunner().invoke(app, [str(a) for a in [*args, "--out", tmp_path / "solve", "--faces-check"]])
     assert result.exit_code == 2  # the usage error code, before any work
     assert "--faces-check compares training with and without --faces" in result.output
+    assert not (tmp_path / "solve").exists()
+
+
+@pytest.mark.parametrize("extra", [["--faces-share", "0"], ["--faces-share", "0.5"]])
+def test_a_faces_share_out_of_range_or_without_faces_is_refused(demo_dir, tmp_path, extra):
+    from typer.testing import CliRunner
+
+    from maskcls.cli import app
+
+    args = ["solve", "--train", demo_dir / "train", "--eval", demo_dir / "eval", "--budget", "10m", *extra]
+    if extra[1] == "0":
+        args += ["--faces", tmp_path / "faces.csv"]
+    result = CliRunner().invoke(app, [str(a) for a in [*args, "--out", tmp_path / "solve"]])
+    assert result.exit_code == 2 and "--faces-share must be above 0" in result.output
     assert not (tmp_path / "solve").exists()
 
 
@@ -240,6 +257,9 @@ def test_without_a_check_every_member_trains_with_the_faces_and_the_default_keep
     assert "external faces:" in result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["workload"]["faces_in_members"] and summary["faces"]["persons"] > 0 and summary["faces"]["kept"]
+    # the planner chose a share, and knew before the holdout was made how many faces it would select
+    assert summary["workload"]["faces_share"] in FACES_SHARES
+    assert summary["workload"]["face_persons"] == summary["faces"]["selected"]
     assert not any(s["kind"] == "faces" for s in summary["stages"])
     faces = next(d for d in summary["decisions"] if d["stage"] == "external faces")
     assert faces["kept"] and faces["measured_on"].startswith("default") and "--faces-check" in faces["reason"]
@@ -247,3 +267,44 @@ def test_without_a_check_every_member_trains_with_the_faces_and_the_default_keep
     assert len(members) > 1
     for run_dir in members:  # every member, not only the lead, trained with them
         assert json.loads((Path(run_dir) / "run.json").read_text())["extra"] == [summary["faces"]["layout"]]
+
+
+def _face_options(work: Workload) -> list[Workload]:
+    """``work`` with the faces of shares 0.25, 0.5 and 1 of its 1,190 training persons (the default first)."""
+    return [
+        replace(work, face_persons=persons, faces_seconds=0.3 * persons, faces_in_members=True, faces_share=share)
+        for share, persons in ((0.25, 298), (0.5, 595), (1.0, 1190))
+    ]
+
+
+def test_the_planner_spends_a_longer_budget_on_more_faces_when_the_prior_values_them(monkeypatch):
+    import maskcls.solver.plan as planner
+
+    base, *more = _face_options(WORK)
+    monkeypatch.setattr(planner, "PRIORS", replace(planner.PRIORS, faces_share_gain=0.0))
+    assert make_plan(CPU, base, 120, "best", face_options=more).workload == base  # worth nothing: the cheapest
+    monkeypatch.setattr(planner, "PRIORS", replace(planner.PRIORS, faces_share_gain=0.03))
+    short, long = (
+        make_plan(CPU, base, 15, "fast", face_options=more),
+        make_plan(CPU, base, 120, "best", face_options=more),
+    )
+    assert short.workload.faces_share < long.workload.faces_share == 1.0
+    lead = next(s for s in long.stages if s.kind == "member")
+    # the plan's estimates are those of the workload it chose: its faces' photos and their making
+    assert lead.minutes == pytest.approx(
+        (member_seconds(CPU[0], long.workload, lead.epochs, lead.folds, "flip") + long.workload.faces_seconds) / 60
+    )
+    again = Plan.from_dict(json.loads(json.dumps(long.to_dict())))
+    assert again.workload.faces_share == 1.0 and again.workload.face_persons == 1190
+    with pytest.raises(BudgetError, match="too small"):  # the cheapest option is the one the message quotes
+        make_plan(CPU, base, 1, "fast", face_options=more)
+
+
+def test_faces_value_grows_per_doubling_of_the_faces_share_of_training_photos(monkeypatch):
+    import maskcls.solver.plan as planner
+
+    monkeypatch.setattr(planner, "PRIORS", replace(planner.PRIORS, faces_share_gain=0.02))
+    work = replace(WORK, train_photos=7000, face_persons=250, faces_in_members=True)  # 1,750 photos: a quarter
+    assert planner.faces_value(work) == pytest.approx(0.0)
+    assert planner.faces_value(replace(work, face_persons=1000)) == pytest.approx(0.04)  # two doublings
+    assert planner.faces_value(replace(work, faces_in_members=False)) == 0.0  # a faces stage is valued apart

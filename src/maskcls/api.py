@@ -469,6 +469,7 @@ def solve(
     real_masks: str | Path | None = None,
     faces: str | Path | None = None,
     faces_check: bool = False,
+    faces_share: float | None = None,
 ) -> SolveResult:
     """The best submission within ``budget`` (``maskcls solve``): calibrate, plan, train members, ensemble,
     pseudo-label, person-consistency, in ``out``; returns a ``SolveResult``.
@@ -483,7 +484,9 @@ def solve(
     folder of real photos with a ``labels.csv`` (``path``, ``mask``) that the final model's mask head is scored
     on (``summary["real_masks"]``). ``faces`` is plain face photos (a CSV with path, gender, age, or a folder)
     made into masked training persons for the rarest groups, which every member trains with; ``faces_check``
-    trains the lead without them too and keeps them only where the holdout says they help (``summary["faces"]``).
+    trains the lead without them too and keeps them only where the holdout says they help (``summary["faces"]``);
+    ``faces_share`` caps the extra persons as a share of the training persons (default: the planner chooses
+    among 0.25, 0.5 and 1 by the budget; 0.25 with ``faces_check``).
     Arguments are checked before anything heavy is imported.
     """
     out = Path(out)
@@ -492,6 +495,8 @@ def solve(
         raise ValueError(f"the holdout share must be at least 0 and below 0.5, got {holdout}")
     if faces_check and not faces:
         raise ValueError("--faces-check compares training with and without --faces: give --faces SOURCE too")
+    if faces_share is not None and not (faces and 0 < faces_share <= 4):
+        raise ValueError(f"--faces-share must be above 0 and at most 4, with --faces SOURCE; got {faces_share}")
     pairs = [_candidate(item) for item in candidates]
     settings = _overrides(overrides)
     planned = []
@@ -531,6 +536,7 @@ def solve(
         real_masks=real_masks,
         faces=faces,
         faces_check=faces_check,
+        faces_share=faces_share,
     )
     if dry_run:
         return SolveResult(out, planned[-1])

@@ -1321,6 +1321,12 @@ def solve(
         help="With --faces: train the lead without the faces first and again with them, and keep them only where "
         "the holdout says they help (costs a lead's training).",
     ),
+    faces_share: float | None = typer.Option(
+        None,
+        "--faces-share",
+        help="With --faces: the most extra persons, as a share of the training persons (default: planned, "
+        "0.25, 0.5 or 1 by the budget).",
+    ),
     force: bool = typer.Option(False, "--force", help="Replace --out if it is not empty."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
 ):
@@ -1362,6 +1368,7 @@ def solve(
         real_masks=real_masks,
         faces=faces,
         faces_check=faces_check,
+        faces_share=faces_share,
     )
     if not result.dry_run:
         _print_solve_summary(result.summary, result.out_dir)

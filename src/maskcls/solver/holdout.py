@@ -64,6 +64,12 @@ def eval_rows(table: pd.DataFrame, column: str = "image_id") -> pd.DataFrame:
     return table[~is_holdout(table[column])].reset_index(drop=True)
 
 
+def held_out(manifest: pd.DataFrame, share: float, seed: int = 42) -> np.ndarray:
+    """Which photos of a training manifest the holdout takes (whole persons, stratified): what ``make_holdout``
+    sets aside, known before anything is written (the planner counts the persons left to train on)."""
+    return assign_folds(manifest, max(2, round(1 / share)), seed) == 0
+
+
 def make_holdout(
     train_dir: str | Path,
     eval_dir: str | Path | None,
@@ -79,8 +85,7 @@ def make_holdout(
     ``benchmarks/solve_on_persons.py`` makes to score whole solves on persons they never saw."""
     train_dir, root = Path(train_dir).resolve(), Path(out_dir) / folder
     manifest, _ = read_train(train_dir)
-    folds = assign_folds(manifest, max(2, round(1 / share)), seed)
-    held = manifest[folds == 0]
+    held = manifest[held_out(manifest, share, seed)]
     held_ids = set(held["person_id"])
     table = pd.read_csv(train_dir / "train.csv", dtype=str, keep_default_na=False)
     if root.exists():

@@ -20,7 +20,7 @@ training ran faster than estimated, the time no longer needed goes to more membe
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 from ..core.budget import BudgetError
@@ -50,7 +50,8 @@ class PlannerPriors:
     + fold_gain ln(training share / base_training_share) + backbone_bonus + recipe_offset``,
 
     and a vote is worth its members' mean plus ``vote_gain log2(members)`` (and ``pseudo_gain`` for a
-    pseudo-label round, ``faces_gain`` for the lead trained again with external faces). Fitted to measured
+    pseudo-label round, ``faces_gain`` for the lead trained again with external faces, and ``faces_share_gain`` per
+    doubling of the faces every member trains with, ``faces_value``). Fitted to measured
     utkmask18 runs; docs/solve-planner.md has the table."""
 
     epoch_gain: float = 0.06
@@ -75,6 +76,7 @@ class PlannerPriors:
     vote_gain: float = 0.014
     pseudo_gain: float = 0.005
     faces_gain: float = 0.03
+    faces_share_gain: float = 0.01
 
 
 PRIORS = PlannerPriors()
@@ -82,6 +84,8 @@ MIN_EPOCHS = 3  # re-planning shortens members to this before it drops any
 EPOCH_CHOICES = tuple(range(1, 13))
 FOLD_CHOICES = (2, 3, 5)
 TTA_VIEWS = {"none": 1, "flip": 2, "flip_zoom": 4, "full": 6}
+FACES_SHARE = 0.25  # the extra persons --faces may add at most, as a share of the training persons (the default)
+FACES_SHARES = (FACES_SHARE, 0.5, 1.0)  # the shares the planner chooses among without --faces-share, default first
 SAFETY = 0.08  # share of the budget kept free: estimates come from a few batches
 STAGE_SLACK = 0.15  # a training stage may run this much over its estimate before its epochs are cut
 RUN_OVERHEAD_SECONDS = 5.0  # per run: folds table, merged metrics, plots, summary
@@ -120,6 +124,7 @@ class Workload:
     # True: every member trains with the faces (made before the lead); False: a faces stage trains the lead's
     # recipe again with them, for the holdout to compare (--faces-check)
     faces_in_members: bool = False
+    faces_share: float = FACES_SHARE  # the most extra persons, as a share of the training persons
 
     @property
     def face_photos(self) -> int:
@@ -298,36 +303,18 @@ def vote_value(summed_member_values: float, recipes: tuple[str, ...] | list[str]
     ) / count + PRIORS.vote_gain * math.log2(count)
 
 
-def make_plan(
+def _search(
     speeds: list[Speed],
     workload: Workload,
-    budget_minutes: float,
-    preset: str = "best",
-    spent_minutes: float = 0.0,
-    tta: str = "flip",
-    members: tuple[str, ...] | None = None,
-    safety: float = SAFETY,
-    max_epochs: int | None = None,
-) -> Plan:
-    """The plan with the highest prior value whose estimate fits ``budget_minutes - spent_minutes`` less ``safety``.
-
-    Members come from ``members`` (default: the preset's recipes), in order. The first (the lead) has its
-    own backbone, size and epochs; the others share one setting no larger than the lead's, so that a
-    strong lead at the photos' size can be joined by cheaper, diverse members. All members share the
-    folds, so they ensemble on one split. ``best`` may add a pseudo-label round (one more member, at the
-    lead's setting, trained with confident eval photos). With ``workload.face_persons``, every member trains with
-    the external faces (``faces_in_members``: their photos and their making counted), or any preset may add a
-    faces stage (the lead's recipe and setting trained again with them, for the holdout to compare). ``max_epochs`` caps
-    every member's epochs (the plan may then end early). Raises ``BudgetError`` when nothing fits.
-    """
-    if preset not in PRESETS:
-        raise BudgetError(f"unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
-    if not speeds:
-        raise BudgetError("no candidate backbone was measured, so nothing can be planned")
-    recipes = tuple(members or PRESET_MEMBERS[preset])
-    available = (budget_minutes - spent_minutes) * (1 - safety) * 60
+    recipes: tuple[str, ...],
+    preset: str,
+    available: float,
+    epoch_choices: list[int],
+    tta: str,
+) -> tuple[tuple | None, tuple]:
+    """The highest-valued choice for ``workload`` that fits ``available`` seconds (None when none does), and the
+    cheapest choice (total seconds, lead speed, epochs, folds), for the message when nothing fits."""
     pseudo_extra = int(workload.eval_photos * PSEUDO_SHARE)
-    epoch_choices = [e for e in EPOCH_CHOICES if max_epochs is None or e <= max_epochs] or [1]
     counts = range(1, len(recipes) + 1) if preset == "best" else range(1, 2)
     pseudo_choices = (False, True) if preset == "best" else (False,)
     faces_choices = (False, True) if workload.face_persons and not workload.faces_in_members else (False,)
@@ -385,6 +372,7 @@ def make_plan(
                                 vote_value(lead_value + (count - 1) * follower_value, recipes[:count])
                                 + PRIORS.pseudo_gain * with_pseudo
                                 + PRIORS.faces_gain * with_faces
+                                + faces_value(workload)
                             )
                             if best is None or (value, -total) > (best[0], -best[1]):
                                 best = (
@@ -397,13 +385,62 @@ def make_plan(
                                     with_pseudo,
                                     with_faces,
                                 )
-    if best is None:
-        total, speed, epochs, folds = cheapest
+    return best, cheapest
+
+
+def faces_value(workload: Workload) -> float:
+    """The prior's gain of the external faces every member trains with, over faces making up ``FACES_SHARE`` of
+    the training photos: ``faces_share_gain`` per doubling of their share (0 when the members train without)."""
+    if not (workload.faces_in_members and workload.face_persons and workload.train_photos):
+        return 0.0
+    return PRIORS.faces_share_gain * math.log2(workload.face_photos / workload.train_photos / FACES_SHARE)
+
+
+def make_plan(
+    speeds: list[Speed],
+    workload: Workload,
+    budget_minutes: float,
+    preset: str = "best",
+    spent_minutes: float = 0.0,
+    tta: str = "flip",
+    members: tuple[str, ...] | None = None,
+    safety: float = SAFETY,
+    max_epochs: int | None = None,
+    face_options: Sequence[Workload] = (),
+) -> Plan:
+    """The plan with the highest prior value whose estimate fits ``budget_minutes - spent_minutes`` less ``safety``.
+
+    Members come from ``members`` (default: the preset's recipes), in order. The first (the lead) has its
+    own backbone, size and epochs; the others share one setting no larger than the lead's, so that a
+    strong lead at the photos' size can be joined by cheaper, diverse members. All members share the
+    folds, so they ensemble on one split. ``best`` may add a pseudo-label round (one more member, at the
+    lead's setting, trained with confident eval photos). With ``workload.face_persons``, every member trains with
+    the external faces (``faces_in_members``: their photos and their making counted), or any preset may add a
+    faces stage (the lead's recipe and setting trained again with them, for the holdout to compare).
+    ``face_options``: the same workload with other numbers of external faces (``faces_share``); the plan takes the
+    one whose best plan has the highest value (``faces_value`` counted), and keeps it as ``Plan.workload``.
+    ``max_epochs`` caps every member's epochs (the plan may then end early). Raises ``BudgetError`` when nothing
+    fits.
+    """
+    if preset not in PRESETS:
+        raise BudgetError(f"unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
+    if not speeds:
+        raise BudgetError("no candidate backbone was measured, so nothing can be planned")
+    recipes = tuple(members or PRESET_MEMBERS[preset])
+    available = (budget_minutes - spent_minutes) * (1 - safety) * 60
+    epoch_choices = [e for e in EPOCH_CHOICES if max_epochs is None or e <= max_epochs] or [1]
+    searched = [(_search(speeds, option, recipes, preset, available, epoch_choices, tta), option)
+                for option in (workload, *face_options)]  # fmt: skip
+    fitting = [(found, option) for (found, _), option in searched if found is not None]
+    if not fitting:
+        total, speed, epochs, folds = min((cheapest for (_, cheapest), _ in searched), key=lambda c: c[0])
         raise BudgetError(
             f"a budget of {budget_minutes - spent_minutes:.1f} min is too small: the smallest plan "
             f"({speed.backbone} at {speed.size} px, {epochs} epochs, {folds} folds, one member) needs about "
             f"{total / 60 / (1 - safety):.1f} min on this machine"
         )
+    best, workload = max(fitting, key=lambda pair: (pair[0][0], -pair[0][1]))
+    pseudo_extra = int(workload.eval_photos * PSEUDO_SHARE)
     _, total, folds, (lead, lead_epochs), (follower, follower_epochs), count, with_pseudo, with_faces = best
     stages, decoded = [], set()
     for index, recipe in enumerate(recipes[:count]):

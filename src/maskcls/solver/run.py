@@ -65,8 +65,10 @@ from .decision_rule import rule_candidate, submitted_probs
 from .decisions import DEFAULTS, NOISE_Z, gain_noise, settle
 from .display import PlanProgress, StageClock
 from .faces import face_limit, prepare_faces, read_faces, train_persons_of
-from .holdout import DEFAULT_SHARE, Holdout, eval_rows, holdout_scores, load_holdout, make_holdout
+from .holdout import DEFAULT_SHARE, Holdout, eval_rows, held_out, holdout_scores, load_holdout, make_holdout
 from .plan import (
+    FACES_SHARE,
+    FACES_SHARES,
     MEMBER_RECIPES,
     TRAINERS,
     TTA_VIEWS,
@@ -113,6 +115,7 @@ class SolveSettings:
     real_masks: str | None = None  # a real-mask folder the final model's mask head is scored on (summary.json)
     faces: str | None = None  # plain face photos (a CSV or a folder) made into extra training persons
     faces_check: bool = False  # train the lead without the faces too, for the holdout to compare (else all use them)
+    faces_share: float | None = None  # extra persons at most, as a share of the training persons (None: planned)
 
     @property
     def cache_dir(self) -> str | None:
@@ -169,6 +172,7 @@ def solve(
     real_masks: str | Path | None = None,
     faces: str | Path | None = None,
     faces_check: bool = False,
+    faces_share: float | None = None,
 ) -> dict:
     """Calibrate, plan, ``announce(plan)``, then (unless ``dry_run``) run the plan in ``out_dir``; returns the summary.
 
@@ -176,6 +180,8 @@ def solve(
     combination's mask head is scored on it at the end, and its prediction time is planned in the finish stage.
     ``faces``: plain face photos (``solver/faces.py``) every member trains with; with ``faces_check`` the plan
     may instead train the lead's recipe again with them, and the holdout decides whether they stay.
+    ``faces_share``: the most extra persons, as a share of the training persons; None lets the planner choose
+    among ``FACES_SHARES`` (``make_plan``'s ``face_options``; with ``faces_check``: ``FACES_SHARE``).
 
     The budget's clock starts here: reading the layout and calibrating count as the ``calibrate`` stage. A dry
     run writes only ``plan.json`` (marked ``dry_run``), so that plans can be compared; a later solve in the same
@@ -202,22 +208,34 @@ def solve(
         str(Path(real_masks).resolve()) if real_masks else None,
         str(Path(faces).resolve()) if faces else None,
         faces_check,
+        faces_share,
     )
     recipes_folder(settings.recipes_dir)
     real_mask_photos = len(read_real_masks(real_masks)) if real_masks else 0  # checked before any work
     load_config(None, settings.overrides)  # a bad --set fails before calibrating, not in the first member
     manifest, workload = _read_layout(settings)
+    training = manifest
     if holdout_share:  # the members train without the holdout's persons and predict their photos too
-        held = round(workload.train_photos * holdout_share)
+        training = manifest[~held_out(manifest, holdout_share)]
+        held = len(manifest) - len(training)
         workload = Workload(workload.train_photos - held, workload.eval_photos + held, workload.photo_size)
-    if faces:
-        workload = _with_faces(workload, settings, manifest, holdout_share)
     workload = replace(workload, real_mask_photos=real_mask_photos)  # the finish stage predicts them
+    face_options = _with_faces(workload, settings, training) if faces else [workload]
+    workload = face_options[0]
     speeds, skipped = calibrate(
         manifest, workload, budget_minutes, tuple(settings.candidates), accelerator, tuple(settings.overrides), progress
     )
     minutes = (time.monotonic() - started) / 60
-    plan = make_plan(speeds, workload, budget_minutes, preset, spent_minutes=minutes, tta=TTA, max_epochs=max_epochs)
+    plan = make_plan(
+        speeds,
+        workload,
+        budget_minutes,
+        preset,
+        spent_minutes=minutes,
+        tta=TTA,
+        max_epochs=max_epochs,
+        face_options=face_options[1:],
+    )
     if workload.face_persons and not workload.faces_in_members and not any(s.kind == "faces" for s in plan.stages):
         note = f"not planned: the budget does not allow training the lead again with {workload.face_persons} persons"
         plan.stages.insert(
@@ -252,9 +270,11 @@ def solve(
     return _execute(out_dir, plan, settings, progress)
 
 
-def _with_faces(workload: Workload, settings: SolveSettings, manifest: pd.DataFrame, holdout_share: float) -> Workload:
-    """The workload with the persons ``--faces`` would add and the seconds to make them (checked before any
-    work: a missing source, no usable photo, or the synth extra not installed fail here)."""
+def _with_faces(workload: Workload, settings: SolveSettings, training: pd.DataFrame) -> list[Workload]:
+    """The workload with the persons ``--faces`` would add and the seconds to make them, one per share the plan may
+    choose (``--faces-share``, else ``FACES_SHARES``; the default share first, each number of persons once).
+    ``training``: the photos the members train on. Checked before any work: a missing source, no usable photo,
+    or the synth extra not installed fail here."""
     from ..data.faces import DEFAULT_DETECTOR, DEFAULT_UPSAMPLE, FaceFinder
 
     inventory = read_faces(settings.faces)
@@ -267,18 +287,28 @@ def _with_faces(workload: Workload, settings: SolveSettings, manifest: pd.DataFr
                 f"--faces {settings.faces}: {len(inventory.unlabelled)} photos have no labels, and labelling them "
                 "needs the synth extra (pip install 'maskcls[synth]')"
             ) from err
-    persons = train_persons_of(manifest)
-    limit = face_limit(round(len(persons) * (1 - holdout_share)))
+    persons = train_persons_of(training)
     thresholds = load_config(None, settings.overrides).labels.thresholds
-    count = inventory.expected_persons(persons, thresholds, limit)
-    return Workload(
-        workload.train_photos,
-        workload.eval_photos,
-        workload.photo_size,
-        face_persons=count,
-        faces_seconds=round(inventory.prepare_seconds(count), 1),
-        faces_in_members=not settings.faces_check,
-    )
+    if settings.faces_share is not None:
+        shares = [settings.faces_share]
+    else:
+        shares = [FACES_SHARE] if settings.faces_check else list(FACES_SHARES)  # the default first
+    options, counts = [], set()
+    for share in shares:
+        count = inventory.expected_persons(persons, thresholds, face_limit(len(persons), share))
+        if count in counts:
+            continue
+        counts.add(count)
+        options.append(
+            replace(
+                workload,
+                face_persons=count,
+                faces_seconds=round(inventory.prepare_seconds(count), 1),
+                faces_in_members=not settings.faces_check,
+                faces_share=share,
+            )
+        )
+    return options
 
 
 def _holds_work(out_dir: Path) -> bool:
@@ -411,7 +441,8 @@ class _Context:
         """The ``--faces`` persons (``prepare_faces``: made once, cached in ``faces/``), read once per solve."""
         thresholds = load_config(None, self.settings.overrides).labels.thresholds
         manifest, _ = read_train(self.train_dir, thresholds)
-        return prepare_faces(self.settings.faces, self.out_dir, train_persons_of(manifest), thresholds)
+        share = self.plan.workload.faces_share
+        return prepare_faces(self.settings.faces, self.out_dir, train_persons_of(manifest), thresholds, share=share)
 
     def member_faces(self) -> dict | None:
         """The ``--faces`` persons every member trains with; None when the faces are not for every member."""
