@@ -26,8 +26,12 @@ from maskcls.core.labels import decode
 from maskcls.core.metrics import classification_metrics
 from maskcls.core.tables import PROB_COLUMNS, SUBMITTED_COLUMNS, read_test_probs
 from maskcls.ensemble.person_consistency import person_consistent_probs, read_groups
+from maskcls.persons.attributes import with_evidence
 from maskcls.solver.decision_rule import submitted_probs
+from maskcls.solver.face_evidence import read_evidence
 from maskcls.solver.holdout import make_holdout
+
+PERSON_STAGES = ("person consistency", "face attributes", "decision rule")
 
 
 def scores(labels: np.ndarray, probs: np.ndarray) -> dict:
@@ -100,16 +104,22 @@ def main() -> None:
             with_it = table_scores(read_test_probs(Path(decision["with"]) / "test_probs.csv"), answers)
             without = table_scores(read_test_probs(Path(decision["without"]) / "test_probs.csv"), answers)
             entry["test_gain"] = round(with_it["macro_f1"] - without["macro_f1"], 4)
-        elif decision["stage"] in ("person consistency", "decision rule") and summary.get("persons"):
+        elif decision["stage"] in PERSON_STAGES and summary.get("persons"):
             persons = summary["persons"]
             final = read_test_probs(solve_dir / "final" / "test_probs.csv")
             raw = final[PROB_COLUMNS].to_numpy(np.float64)
             groups = read_groups(persons["groups"], final["image_id"])
             pool = partial(person_consistent_probs, groups=groups, group_size=persons["group_size"])
+            faces = persons.get("face_attributes") or {}
+            added = with_evidence(raw, read_evidence(faces["evidence"], final["image_id"])) if faces else raw
             if decision["stage"] == "person consistency":
                 with_it, without = pool(raw), raw
+            elif decision["stage"] == "face attributes":  # on top of pooling where it was kept
+                pool = pool if persons["kept"] else (lambda probs: probs)
+                with_it, without = pool(added), pool(raw)
             else:  # the rule, per photo before pooling where pooling was kept, as the submission applies it
                 pool = pool if persons["kept"] else None
+                raw = added if faces.get("kept") else raw
                 without = submitted_probs(raw, None, pool)
                 with_it = submitted_probs(raw, {**persons["rule"], "kept": True}, pool)
             entry["test_gain"] = round(

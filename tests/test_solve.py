@@ -123,6 +123,14 @@ def test_solve_killed_mid_member_resumes_and_finishes(demo_dir, tmp_path):
     rule = next(d for d in summary["decisions"] if d["stage"] == "decision rule")
     assert rule["measured_on"] == persons["measured_on"] and len(rule["offsets"]) == 3 and rule["offsets"][0] == 0
     assert holdout["decision_rule"] == (summary["persons"]["rule"]["part"] if rule["kept"] else None)
+    # Each group's unmasked photo read by the face models, judged on the same holdout, its evidence kept for finish.
+    faces = next(d for d in summary["decisions"] if d["stage"] == "face attributes")
+    assert faces["measured_on"] == persons["measured_on"] and {"gain", "proxy_gain", "noise"} <= set(faces)
+    assert holdout["face_attributes"] == faces["kept"] == summary["persons"]["face_attributes"]["kept"]
+    evidence = pd.read_csv(out / "persons" / "face_evidence.csv", dtype={"image_id": str})
+    assert set(info["ImageID"]) <= set(evidence["image_id"]) and len(evidence) == len(evidence["image_id"].unique())
+    attributes = pd.read_csv(out / "persons" / "face_attributes.csv", dtype={"path": str})
+    assert len(attributes) == len(set(attributes["path"])) > 0  # each photo read once
     folds = pd.read_csv(out / "members" / "ce" / "folds.csv", dtype=str)
     held = set(pd.read_csv(out / "holdout" / "answers.csv", dtype=str)["person_id"])
     assert held and held.isdisjoint(folds["person_id"])  # no member trained or validated on a holdout person

@@ -133,4 +133,4 @@ def test_settle_reads_the_sign_only_where_it_is_clear():
     assert settle(-0.01, 0.01, "person consistency") == (True, False)
     assert settle(0.001, None, "weighted vote") == (True, True)  # no holdout: the proxy's sign
     assert set(DEFAULTS) == {"faces", "member", "weighted vote", "pseudo-label round", "person consistency",
-                             "decision rule"}  # fmt: skip
+                             "face attributes", "decision rule"}  # fmt: skip

@@ -25,6 +25,8 @@ DEFAULT_UPSAMPLE = 1
 _MODEL_FILES = {
     "landmarks": "shape_predictor_68_face_landmarks.dat",
     "cnn": "mmod_human_face_detector.dat",
+    "landmarks5": "shape_predictor_5_face_landmarks.dat",  # what the face descriptor aligns with
+    "descriptor": "dlib_face_recognition_resnet_model_v1.dat",
 }
 
 

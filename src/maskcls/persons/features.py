@@ -9,9 +9,6 @@ where the setting changes (they cost a network pass per photo).
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
@@ -21,6 +18,7 @@ from ..core.config import AugmentConfig, DataConfig
 from ..core.progress import track
 from ..data.augment import BatchPreprocess
 from ..data.cache import build_cache, default_cache_root
+from ..data.faces import model_path
 from ..data.framing import Framing
 from ..data.layout import Problem
 from ..data.loader import prediction_loader
@@ -49,33 +47,44 @@ def colour_features(pixels: np.ndarray) -> np.ndarray:
     return (cells[:, keep] / 255.0).reshape(count, -1).astype(np.float32)
 
 
-def face_descriptors(pixels: np.ndarray, progress: bool = True) -> np.ndarray:
-    """dlib's 128-d face descriptor (the ResNet of ``face-recognition-models``) of each photo, offline.
+class FaceDescriber:
+    """dlib's 128-d face descriptor (the ResNet of ``face-recognition-models``), models loaded once, offline.
 
-    The largest face dlib's detector finds is described; where it finds none (masked faces often defeat
+    The largest face dlib's HOG detector finds is described; where it finds none (masked faces often defeat
     it), the whole photo is taken as the face box, so every photo gets a descriptor.
     """
-    import dlib
 
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None:
-        raise ModuleNotFoundError("No module named 'face_recognition_models'", name="face_recognition_models")
-    models = (
-        Path(spec.submodule_search_locations[0]) / "models"
-    )  # importing the package needs pkg_resources; its files do not
-    detector = dlib.get_frontal_face_detector()
-    landmarks = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
-    encoder = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
+    def __init__(self, upsample: int = 0):
+        import dlib
+
+        self._dlib = dlib
+        self.upsample = upsample
+        self._detector = dlib.get_frontal_face_detector()
+        self._landmarks = dlib.shape_predictor(str(model_path("landmarks5")))
+        self._encoder = dlib.face_recognition_model_v1(str(model_path("descriptor")))
+
+    def face_box(self, photo: np.ndarray) -> tuple[tuple[int, int, int, int], bool]:
+        """(left, top, right, bottom) of the largest face, and whether one was found (else the whole photo)."""
+        faces = self._detector(photo, self.upsample)
+        if not faces:
+            return (0, 0, photo.shape[1] - 1, photo.shape[0] - 1), False
+        face = max(faces, key=lambda found: found.area())
+        return (face.left(), face.top(), face.right(), face.bottom()), True
+
+    def describe(self, photo: np.ndarray, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """The descriptor of the face in ``box`` (found with ``face_box`` when None) of an ``(H, W, 3)`` uint8 photo."""
+        photo = np.ascontiguousarray(photo)
+        box = box if box is not None else self.face_box(photo)[0]
+        shape = self._landmarks(photo, self._dlib.rectangle(*[int(v) for v in box]))
+        return np.asarray(self._encoder.compute_face_descriptor(photo, shape), dtype=np.float32)
+
+
+def face_descriptors(pixels: np.ndarray, progress: bool = True) -> np.ndarray:
+    """``FaceDescriber``'s descriptor of each photo of ``pixels`` (``(N, H, W, 3)`` uint8)."""
+    describer = FaceDescriber()
     descriptors = np.zeros((len(pixels), 128), dtype=np.float32)
     for row in track(range(len(pixels)), "face descriptors", len(pixels), progress):
-        photo = np.ascontiguousarray(pixels[row])
-        faces = detector(photo, 0)
-        box = (
-            max(faces, key=lambda face: face.area())
-            if faces
-            else dlib.rectangle(0, 0, photo.shape[1] - 1, photo.shape[0] - 1)
-        )
-        descriptors[row] = np.asarray(encoder.compute_face_descriptor(photo, landmarks(photo, box)))
+        descriptors[row] = describer.describe(pixels[row])
     return descriptors
 
 

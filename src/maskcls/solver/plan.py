@@ -272,11 +272,16 @@ def real_masks_seconds(speed: Speed, workload: Workload, folds: int, tta: str) -
 
 
 def persons_seconds(speed: Speed, workload: Workload) -> float:
-    """Decoding the small colour cache of every photo, clustering, and the OOF evaluation."""
+    """Decoding the small colour cache of every photo, clustering, the OOF evaluation, and reading the face
+    attributes of one unmasked photo per person (training, ``--faces`` and eval persons)."""
     photos = workload.train_photos + workload.eval_photos
-    return 10.0 + photos / speed.decode_photos_per_s + photos / 1000
+    persons = (photos + workload.member_extra_photos) / 7
+    return 10.0 + photos / speed.decode_photos_per_s + photos / 1000 + persons * FACE_SECONDS_PER_PERSON
 
 
+# Reading one unmasked photo's face attributes (solver/face_evidence.py) on the 2-core CPU: detector, age and
+# gender networks, descriptor; 1,400 of utkmask18's 128 px photos took 112 s.
+FACE_SECONDS_PER_PERSON = 0.1
 FINISH_SECONDS = (
     30.0  # the top-level files and the final combination's evaluation report (an ensemble's: about 7-13 s on 2 cores)
 )
