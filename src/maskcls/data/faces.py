@@ -1,4 +1,4 @@
-"""Face detection and 68-point landmarks with dlib, the one place that loads dlib's model files.
+"""Face detection, 68-point landmarks and face descriptors with dlib, the one place that loads dlib's model files.
 
 Two detectors: dlib's HOG + linear SVM (``hog``) and the CNN (max-margin object detector, ``cnn``)
 bundled with ``face-recognition-models``; ``auto`` runs HOG and falls back to the CNN where HOG finds
@@ -136,3 +136,35 @@ class FaceFinder:
             *_, shape = self._models()
             parts = shape(np.ascontiguousarray(image), dlib.rectangle(*[int(v) for v in box])).parts()
         return np.array([(p.x, p.y) for p in parts], dtype=np.float32)
+
+
+class FaceDescriber:
+    """dlib's 128-d face descriptor (the ResNet of ``face-recognition-models``), models loaded once, offline.
+
+    The largest face dlib's HOG detector finds is described; where it finds none (masked faces often defeat
+    it), the whole photo is taken as the face box, so every photo gets a descriptor.
+    """
+
+    def __init__(self, upsample: int = 0):
+        import dlib
+
+        self._dlib = dlib
+        self.upsample = upsample
+        self._detector = dlib.get_frontal_face_detector()
+        self._landmarks = dlib.shape_predictor(str(model_path("landmarks5")))
+        self._encoder = dlib.face_recognition_model_v1(str(model_path("descriptor")))
+
+    def face_box(self, photo: np.ndarray) -> tuple[tuple[int, int, int, int], bool]:
+        """(left, top, right, bottom) of the largest face, and whether one was found (else the whole photo)."""
+        faces = self._detector(photo, self.upsample)
+        if not faces:
+            return (0, 0, photo.shape[1] - 1, photo.shape[0] - 1), False
+        face = max(faces, key=lambda found: found.area())
+        return (face.left(), face.top(), face.right(), face.bottom()), True
+
+    def describe(self, photo: np.ndarray, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """The descriptor of the face in ``box`` (found with ``face_box`` when None) of an ``(H, W, 3)`` uint8 photo."""
+        photo = np.ascontiguousarray(photo)
+        box = box if box is not None else self.face_box(photo)[0]
+        shape = self._landmarks(photo, self._dlib.rectangle(*[int(v) for v in box]))
+        return np.asarray(self._encoder.compute_face_descriptor(photo, shape), dtype=np.float32)

@@ -22,8 +22,8 @@ import pandas as pd
 from ..core.io import write_csv
 from ..core.labels import NUM_CLASSES
 from ..core.progress import track
+from ..data.faces import FaceDescriber
 from ..data.images import ImageError, ImageLimits, read_image
-from .features import FaceDescriber
 
 GENDER_AGE = 6  # gender * 3 + age group, the part of the 18 classes a face tells
 DESCRIPTOR_COLUMNS = [f"d{i}" for i in range(128)]

@@ -273,10 +273,9 @@ def real_masks_seconds(speed: Speed, workload: Workload, folds: int, tta: str) -
 
 def persons_seconds(speed: Speed, workload: Workload) -> float:
     """Decoding the small colour cache of every photo, clustering, the OOF evaluation, and reading the face
-    attributes of one unmasked photo per person (training, ``--faces`` and eval persons)."""
+    attributes of one unmasked photo per person (training and eval persons)."""
     photos = workload.train_photos + workload.eval_photos
-    persons = (photos + workload.member_extra_photos) / 7
-    return 10.0 + photos / speed.decode_photos_per_s + photos / 1000 + persons * FACE_SECONDS_PER_PERSON
+    return 10.0 + photos / speed.decode_photos_per_s + photos / 1000 + photos / 7 * FACE_SECONDS_PER_PERSON
 
 
 # Reading one unmasked photo's face attributes (solver/face_evidence.py) on the 2-core CPU: detector, age and
