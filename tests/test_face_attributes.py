@@ -31,11 +31,12 @@ def _random_probs(rows: int, seed: int = 0) -> np.ndarray:
 
 
 def _separable(rows_per_group: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Features whose first six columns say the gender x age group, the rest noise."""
+    """Features whose first column says the gender and next three the age group, as a face does; the rest noise."""
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(GENDER_AGE), rows_per_group)
     features = rng.normal(0, 1, (len(labels), len(ATTRIBUTE_COLUMNS)))
-    features[np.arange(len(labels)), labels] += 6.0
+    features[:, 0] += 6.0 * (labels // 3)
+    features[np.arange(len(labels)), 1 + labels % 3] += 6.0
     return features, labels
 
 
@@ -79,10 +80,10 @@ def test_the_evidence_divides_out_the_prior_it_was_fitted_on():
     """A model fitted on many more 60+ persons (the --faces persons) must not push everyone to 60+: its
     evidence is the likelihood ratio, so an uninformative face says nothing."""
     rng = np.random.default_rng(0)
-    labels = np.array([0] * 50 + [2] * 450)
+    labels = np.array([0] * 25 + [2] * 225 + [3] * 25 + [5] * 225)  # 60+ nine times as common as < 30
     features = rng.normal(0, 1, (len(labels), len(ATTRIBUTE_COLUMNS)))  # faces that tell nothing
     evidence = PersonAttributeModel(C=1e-4).fit(features, labels).evidence(features[:20])
-    assert np.abs(evidence[:, [0, 2]]).max() < 0.1
+    assert np.abs(evidence[:, [0, 2, 3, 5]] - evidence[:, [0, 2, 3, 5]].mean(axis=1, keepdims=True)).max() < 0.1
 
 
 def test_unreadable_faces_give_no_evidence_and_bad_input_is_named():
@@ -96,6 +97,8 @@ def test_unreadable_faces_give_no_evidence_and_bad_input_is_named():
         model.predict_proba(features[:, :5])
     with pytest.raises(ValueError, match="at least two"):
         PersonAttributeModel().fit(features[:5], np.zeros(5, dtype=int))
+    with pytest.raises(ValueError, match="at least two"):  # both genders, but one age group
+        PersonAttributeModel().fit(features[:6], np.array([0, 3, 0, 3, 0, 3]))
     with pytest.raises(ValueError, match="NaN"):
         PersonAttributeModel().fit(rows, labels[:3])
 

