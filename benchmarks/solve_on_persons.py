@@ -30,6 +30,7 @@ from maskcls.persons.attributes import with_evidence
 from maskcls.solver.decision_rule import submitted_probs
 from maskcls.solver.face_evidence import read_evidence
 from maskcls.solver.holdout import make_holdout
+from maskcls.solver.recipe import submission_recipe
 
 PERSON_STAGES = ("person consistency", "face attributes", "decision rule")
 
@@ -98,15 +99,23 @@ def main() -> None:
         "holdout_inside_solve": summary.get("holdout"),
         "decisions": [],
     }
+    # The persons stage decided on the combination before the pseudo-label round (which runs after it).
+    pseudo = next((d for d in summary["decisions"] if d["stage"] == "pseudo-label round" and "without" in d), None)
+    decided_on = Path(pseudo["without"]) if pseudo else solve_dir / "final"
     for decision in summary["decisions"]:
         entry = {k: decision.get(k) for k in ("stage", "kept", "proxy_gain", "holdout_gain")}
-        if "with" in decision:
+        if decision["stage"] == "pseudo-label round" and "with" in decision:  # judged as submitted, as solve did
+            tables = [read_test_probs(Path(decision[key]) / "test_probs.csv") for key in ("with", "without")]
+            recipe = submission_recipe(summary["persons"], tables[1]["image_id"])
+            with_it, without = (table_scores(t, answers, recipe(t[PROB_COLUMNS].to_numpy(np.float64))) for t in tables)
+            entry["test_gain"] = round(with_it["macro_f1"] - without["macro_f1"], 4)
+        elif "with" in decision:
             with_it = table_scores(read_test_probs(Path(decision["with"]) / "test_probs.csv"), answers)
             without = table_scores(read_test_probs(Path(decision["without"]) / "test_probs.csv"), answers)
             entry["test_gain"] = round(with_it["macro_f1"] - without["macro_f1"], 4)
         elif decision["stage"] in PERSON_STAGES and summary.get("persons"):
             persons = summary["persons"]
-            final = read_test_probs(solve_dir / "final" / "test_probs.csv")
+            final = read_test_probs(decided_on / "test_probs.csv")
             raw = final[PROB_COLUMNS].to_numpy(np.float64)
             groups = read_groups(persons["groups"], final["image_id"])
             pool = partial(person_consistent_probs, groups=groups, group_size=persons["group_size"])

@@ -41,9 +41,8 @@ def test_a_plan_fits_its_budget_on_the_measured_speeds(preset, budget):
     assert all(
         (s.size, s.epochs) <= (members[0].size, members[0].epochs) for s in members
     )  # no member larger than the lead
-    assert [s.kind for s in plan.stages][-3:] == ["ensemble", "persons", "finish"] or [s.kind for s in plan.stages][
-        -4:
-    ] == ["ensemble", "pseudo", "persons", "finish"]
+    kinds = [s.kind for s in plan.stages]
+    assert kinds[-3:] == ["ensemble", "persons", "finish"] or kinds[-4:] == ["ensemble", "persons", "pseudo", "finish"]
     for stage in members:  # estimates are the member arithmetic, not made up
         first_at_size = next(s for s in members if s.size == stage.size) is stage  # the cache is decoded once per size
         assert stage.minutes * 60 == pytest.approx(

@@ -474,10 +474,10 @@ def make_plan(
     if with_faces:
         stages.append(lead_again("faces", faces_stage_seconds(lead, workload, lead_epochs, folds, tta)))
     stages.append(Stage("ensemble", "ensemble", ensemble_seconds(workload, count) / 60))
-    if with_pseudo:
+    stages.append(Stage("persons", "persons", persons_seconds(lead, workload) / 60))
+    if with_pseudo:  # after persons: its labels are the submission's answers (face evidence, rule, pooling)
         seconds = member_seconds(lead, workload, lead_epochs, folds, tta, extra_photos=pseudo_extra, decode=False)
         stages.append(lead_again("pseudo", seconds + ensemble_seconds(workload, count + 1)))
-    stages.append(Stage("persons", "persons", persons_seconds(lead, workload) / 60))
     real = sum(real_masks_seconds(plan_speed, workload, folds, tta) for plan_speed in
                [lead] + [follower] * (count - 1) + [lead] * (with_pseudo + with_faces))  # fmt: skip
     stages.append(Stage("finish", "finish", (FINISH_SECONDS + real) / 60))
