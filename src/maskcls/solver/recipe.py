@@ -19,16 +19,18 @@ from .decision_rule import submitted_probs
 from .face_evidence import read_evidence
 
 
-def submission_recipe(persons: dict | None, image_ids: pd.Series) -> Callable[[np.ndarray], np.ndarray]:
+def submission_recipe(
+    persons: dict | None, image_ids: pd.Series, groups: np.ndarray | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
     """``persons``: the persons stage's result (``summary.json``'s ``persons``; None: nothing was decided). The
     returned function maps ``(N, 18)`` probabilities of ``image_ids`` (in that order) to what the submission
-    takes the argmax of."""
+    takes the argmax of. ``groups``: the persons' groups of ``image_ids`` where the caller has read them."""
     persons = persons or {}
     faces = persons.get("face_attributes") or {}
     evidence = read_evidence(faces["evidence"], image_ids) if faces.get("kept") else None
     pool = None
     if persons.get("kept"):
-        groups = read_groups(persons["groups"], image_ids)
+        groups = read_groups(persons["groups"], image_ids) if groups is None else groups
         pool = partial(person_consistent_probs, groups=groups, group_size=persons["group_size"])
     rule = persons.get("rule")
 

@@ -380,11 +380,16 @@ class _Context:
 
     def scores(self, directory: str | Path) -> dict:
         """What a candidate is judged by: its holdout macro F1 (when there is a holdout) and its OOF macro F1."""
-        scores = {"oof": json.loads((Path(directory) / SUMMARY_FILE).read_text())["oof_macro_f1"]}
+        scores = {"oof": self.oof_score(directory)}
         if self.holdout is not None:
             probs = read_test_probs(Path(directory) / TEST_PROBS_FILE)
             scores["holdout"] = holdout_scores(probs, self.holdout)["macro_f1"]
         return scores
+
+    @staticmethod
+    def oof_score(directory: str | Path) -> float:
+        """A run's or combination's OOF macro F1, from its summary."""
+        return json.loads((Path(directory) / SUMMARY_FILE).read_text())["oof_macro_f1"]
 
     def decide(
         self,
@@ -738,7 +743,7 @@ def _run_pseudo(context: _Context, stage: Stage) -> dict:
     if not with_table["image_id"].equals(test_probs["image_id"]):
         raise RunError(f"{directory}/{TEST_PROBS_FILE} does not list the photos of {current['final']} in order")
     submitted = [recipe(table[PROB_COLUMNS].to_numpy(np.float64)) for table in (with_table, test_probs)]
-    scores, baseline = context.scores(directory), {"oof": current["scores"]["oof"]}
+    scores, baseline = {"oof": context.oof_score(directory)}, {"oof": current["scores"]["oof"]}
     holdout = None
     if context.holdout is not None:
         holdout = holdout_scores(with_table, context.holdout, submitted[0])
@@ -839,8 +844,9 @@ def _face_attributes(
     stage's record and the evidence as written (None when not measured). ``known_persons``: the OOF macro F1
     pooled by the known persons, the proxy's baseline."""
     folder = context.out_dir / "persons"
-    # The members' training persons only: adding the --faces persons' plain photos lowered the test persons'
-    # macro F1 from 0.747 to 0.703 in the measurement of docs/results.md (another source of photos).
+    # The members' training persons only: plain_faces' photos lowered the test persons' macro F1 from 0.747 to
+    # 0.703 (its 30-59 faces are all 30-34), and its 60+ faces alone help one split and hurt the other
+    # (docs/results.md, "More faces for the attribute model").
     train_dirs = [context.train_dir]
     try:
         model, faces, features = fit_attribute_model(folder, train_dirs, context.thresholds)
@@ -930,11 +936,12 @@ def _run_finish(context: _Context, stage: Stage) -> dict:
         answers_from += ", with the face attributes' evidence"
     if rule and rule.get("kept"):
         answers_from += f", prior-matched ({rule['part']})"
+    groups = None
     if persons.get("kept"):
         groups = read_groups(persons["groups"], test_probs["image_id"])
         test_probs = add_person_columns(test_probs, groups, persons["group_size"])  # person_p: pooled p0..p17
         answers_from += ", then person-consistent"
-    recipe = submission_recipe(context.result_of("persons"), test_probs["image_id"])
+    recipe = submission_recipe(persons, test_probs["image_id"], groups)
     submitted = recipe(test_probs[PROB_COLUMNS].to_numpy(np.float64))
     test_probs = pd.concat([test_probs, pd.DataFrame(submitted, columns=SUBMITTED_COLUMNS)], axis=1)
     submission["ans"] = answers_of(submitted, submission["ans"].to_numpy())
