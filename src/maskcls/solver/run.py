@@ -386,6 +386,17 @@ class _Context:
             scores["holdout"] = holdout_scores(probs, self.holdout)["macro_f1"]
         return scores
 
+    def score_pair(self, scores: dict, baseline: dict, with_it: tuple, without_it: tuple) -> dict | None:
+        """Adds the holdout's macro F1 of the submission with a stage and without it (each a table and the
+        probabilities the submission takes the argmax of) to ``scores`` and ``baseline``; returns the full
+        holdout scores with the stage (None without a holdout)."""
+        if self.holdout is None:
+            return None
+        holdout = holdout_scores(with_it[0], self.holdout, with_it[1])
+        scores["holdout"] = holdout["macro_f1"]
+        baseline["holdout"] = holdout_scores(without_it[0], self.holdout, without_it[1])["macro_f1"]
+        return holdout
+
     @staticmethod
     def oof_score(directory: str | Path) -> float:
         """A run's or combination's OOF macro F1, from its summary."""
@@ -744,11 +755,7 @@ def _run_pseudo(context: _Context, stage: Stage) -> dict:
         raise RunError(f"{directory}/{TEST_PROBS_FILE} does not list the photos of {current['final']} in order")
     submitted = [recipe(table[PROB_COLUMNS].to_numpy(np.float64)) for table in (with_table, test_probs)]
     scores, baseline = {"oof": context.oof_score(directory)}, {"oof": current["scores"]["oof"]}
-    holdout = None
-    if context.holdout is not None:
-        holdout = holdout_scores(with_table, context.holdout, submitted[0])
-        scores["holdout"] = holdout["macro_f1"]
-        baseline["holdout"] = holdout_scores(test_probs, context.holdout, submitted[1])["macro_f1"]
+    holdout = context.score_pair(scores, baseline, (with_table, submitted[0]), (test_probs, submitted[1]))
     decision = context.decide(
         "pseudo-label round",
         "pseudo-label round",
@@ -794,11 +801,7 @@ def _run_persons(context: _Context, stage: Stage) -> dict:
         person_consistent_probs, groups=read_groups(groups_csv, test_probs["image_id"]), group_size=group_size
     )
     pooled_probs = pool(raw)
-    pooled = None
-    if context.holdout is not None:
-        pooled = holdout_scores(test_probs, context.holdout, pooled_probs)
-        scores["holdout"] = pooled["macro_f1"]
-        baseline["holdout"] = holdout_scores(test_probs, context.holdout)["macro_f1"]
+    pooled = context.score_pair(scores, baseline, (test_probs, pooled_probs), (test_probs, raw))
     decision = context.decide(
         "person consistency",
         "person consistency",
@@ -863,11 +866,7 @@ def _face_attributes(
     baseline = {"oof": round(known_persons, 4)}
     added = with_evidence(raw, evidence)
     submitted = [pool(added) if pool else added, pool(raw) if pool else raw]
-    holdout = None
-    if context.holdout is not None:
-        holdout = holdout_scores(test_probs, context.holdout, submitted[0])
-        scores["holdout"] = holdout["macro_f1"]
-        baseline["holdout"] = holdout_scores(test_probs, context.holdout, submitted[1])["macro_f1"]
+    holdout = context.score_pair(scores, baseline, (test_probs, submitted[0]), (test_probs, submitted[1]))
     decision = context.decide(
         "face attributes",
         "face attributes",
