@@ -38,6 +38,7 @@ MEMBER_RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
         "three_head_lite.yaml",
         ("loss.name=focal", "sampler.name=balanced", "sampler.alpha=0.5"),
     ),
+    "wild": ("wild.yaml", ()),
 }
 PRESET_MEMBERS = {"fast": ("ce",), "best": tuple(MEMBER_RECIPES)}
 
@@ -71,6 +72,7 @@ class PlannerPriors:
             "three_head": -0.012,
             "msd": -0.014,
             "three_head_focal_balanced": -0.015,
+            "wild": -0.011,
         }
     )
     vote_gain: float = 0.014
