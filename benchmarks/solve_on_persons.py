@@ -7,7 +7,9 @@ A share of the training persons (``--test-share``, stratified, all 7 photos of e
 known answers; the solve runs on the rest, with its own holdout inside. Printed, and written to
 ``OUT/persons_report.json``: the plan (planned vs actual minutes), the submission's macro F1, accuracy, gender
 and age accuracy and 60+ recall on the test persons, and for every decision its OOF proxy gain, its holdout gain
-and its real gain on the test persons (the ``with`` / ``without`` directories' predictions of them).
+and its real gain on the test persons (the ``with`` / ``without`` directories' predictions of them). Members and
+votes are judged per photo inside solve (before the persons stage exists); their ``test_gain`` is per photo too,
+and ``test_gain_submitted`` is the same pair put through the submission's recipe (face evidence, rule, pooling).
 """
 
 from __future__ import annotations
@@ -109,10 +111,13 @@ def main() -> None:
             recipe = submission_recipe(summary["persons"], tables[1]["image_id"])
             with_it, without = (table_scores(t, answers, recipe(t[PROB_COLUMNS].to_numpy(np.float64))) for t in tables)
             entry["test_gain"] = round(with_it["macro_f1"] - without["macro_f1"], 4)
-        elif "with" in decision:
-            with_it = table_scores(read_test_probs(Path(decision["with"]) / "test_probs.csv"), answers)
-            without = table_scores(read_test_probs(Path(decision["without"]) / "test_probs.csv"), answers)
+        elif "with" in decision:  # members and votes: per photo, as the holdout judged them, and as submitted
+            tables = [read_test_probs(Path(decision[key]) / "test_probs.csv") for key in ("with", "without")]
+            with_it, without = (table_scores(t, answers) for t in tables)
             entry["test_gain"] = round(with_it["macro_f1"] - without["macro_f1"], 4)
+            recipe = submission_recipe(summary["persons"], tables[1]["image_id"])
+            with_it, without = (table_scores(t, answers, recipe(t[PROB_COLUMNS].to_numpy(np.float64))) for t in tables)
+            entry["test_gain_submitted"] = round(with_it["macro_f1"] - without["macro_f1"], 4)
         elif decision["stage"] in PERSON_STAGES and summary.get("persons"):
             persons = summary["persons"]
             final = read_test_probs(decided_on / "test_probs.csv")

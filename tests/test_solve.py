@@ -138,3 +138,23 @@ def test_solve_killed_mid_member_resumes_and_finishes(demo_dir, tmp_path):
     # the final model's mask head on real-mask photos, a setting the resumed solve kept
     assert summary["real_masks"]["photos"] == 12 and 0 <= summary["real_masks"]["accuracy"] <= 1
     assert "mask head on 12 real photos" in result.output
+
+
+def test_every_member_recipe_loads_with_the_planned_settings():
+    """A member's recipe file and overrides, with the plan's settings on top, make a valid recipe (a typo in a
+    recipe that only long plans reach would otherwise surface an hour into a solve)."""
+    from maskcls.solver.plan import MEMBER_RECIPES, Stage
+    from maskcls.solver.run import SolveSettings, member_config
+
+    settings = SolveSettings(train_dir="train", eval_dir="eval", overrides=["model.freeze_stages=3"])
+    for recipe in MEMBER_RECIPES:
+        stage = Stage(f"member_{recipe}", "member", 1.0, recipe, "tf_efficientnet_lite0", "none", 96, 2, 3, "flip")
+        config = member_config(settings, stage)
+        assert (config.data.image_size, config.train.epochs, config.cv.folds) == (96, 2, 3), recipe
+        assert (config.model.freeze_stages, config.tta.name) == (3, "flip"), recipe
+    assert (
+        member_config(
+            settings, Stage("w", "member", 1.0, "wild", "tf_efficientnet_lite0", "none", 96, 2, 3)
+        ).augment.jpeg
+        > 0
+    )
