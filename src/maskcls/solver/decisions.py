@@ -29,7 +29,7 @@ NOISE_RESAMPLES = 200
 # stage kind -> (kept when the holdout cannot tell, the evidence: gains on persons no model saw)
 DEFAULTS = {
     "faces": (True, "external faces: +0.070 and +0.158 at 60 min on two splits (synthesis fold 0: OOF +0.03)"),
-    "member": (True, "one more member of a pooled, age-ruled vote: +0.015 (seed 7), -0.004, +0.004 at 60 min"),
+    "member": (True, "one more member, as submitted: +0.015, -0.004, +0.004 at 60 min; +0.004 to +0.021 at 20 min"),
     "weighted vote": (False, "one measurement (+0.019 at 60 min): the plain soft vote stays"),
     "pseudo-label round": (True, "labels from the submission, as submitted: +0.008 (30 min), -0.002 (60 min, split 2)"),
     "person consistency": (True, "+0.077 at 20 min, +0.033 at 30 min, +0.039 with the rule at 60 min"),

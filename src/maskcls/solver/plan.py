@@ -30,9 +30,9 @@ PRESETS = ("fast", "best")
 # (the order and its reasons: docs/solve-planner.md).
 MEMBER_RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "ce": ("lite0_baseline.yaml", ()),
+    "three_head": ("three_head_lite.yaml", ()),
     "ce_seed7": ("lite0_baseline.yaml", ("train.seed=7",)),
     "ce_seed11": ("lite0_baseline.yaml", ("train.seed=11",)),
-    "three_head": ("three_head_lite.yaml", ()),
     "msd": ("effnet_msd.yaml", ()),
     "three_head_focal_balanced": (
         "three_head_lite.yaml",
@@ -69,7 +69,7 @@ class PlannerPriors:
             "ce": 0.0,
             "ce_seed7": 0.0,
             "ce_seed11": 0.0,
-            "three_head": -0.012,
+            "three_head": 0.0,
             "msd": -0.014,
             "three_head_focal_balanced": -0.015,
             "wild": -0.011,
