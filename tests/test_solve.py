@@ -127,6 +127,11 @@ def test_solve_killed_mid_member_resumes_and_finishes(demo_dir, tmp_path):
     faces = next(d for d in summary["decisions"] if d["stage"] == "face attributes")
     assert faces["measured_on"] == persons["measured_on"] and {"gain", "proxy_gain", "noise"} <= set(faces)
     assert holdout["face_attributes"] == faces["kept"] == summary["persons"]["face_attributes"]["kept"]
+    # Members are judged on the same holdout as the persons stage will submit it.
+    lead = next(d for d in summary["decisions"] if d.get("reason") == "the first member")
+    assert lead["measured_on"] == (
+        f"{persons['measured_on']}, as submitted: each person's face evidence added and photos pooled by person"
+    )
     evidence = pd.read_csv(out / "persons" / "face_evidence.csv", dtype={"image_id": str})
     assert set(info["ImageID"]) <= set(evidence["image_id"]) and len(evidence) == len(evidence["image_id"].unique())
     attributes = pd.read_csv(out / "persons" / "face_attributes.csv", dtype={"path": str})

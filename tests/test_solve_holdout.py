@@ -134,3 +134,31 @@ def test_settle_reads_the_sign_only_where_it_is_clear():
     assert settle(0.001, None, "weighted vote") == (True, True)  # no holdout: the proxy's sign
     assert set(DEFAULTS) == {"faces", "member", "weighted vote", "pseudo-label round", "person consistency",
                              "face attributes", "decision rule"}  # fmt: skip
+
+
+def test_members_are_judged_on_the_holdout_as_submitted(holdout):
+    """Each holdout person's face evidence is added to their photos and the photos are pooled by person; the
+    eval rows are left alone, and a person without evidence is only pooled."""
+    from maskcls.persons.attributes import with_evidence
+    from maskcls.solver.face_evidence import holdout_as_submitted
+
+    answers = holdout.answers
+    noisy = np.random.default_rng(1).dirichlet(np.ones(18), len(answers))
+    table = _table(holdout, 3, noisy)
+    persons = answers["person_id"].astype(str).unique()
+    evidence = pd.DataFrame(np.random.default_rng(2).normal(size=(len(persons) - 1, 6)), index=persons[1:])
+    probs = holdout_as_submitted(table, answers, evidence, group_size=7)
+    assert np.allclose(probs[:3], table[PROB_COLUMNS].to_numpy()[:3])  # the eval photos: untouched
+    held = probs[3:]
+    for person in persons:
+        rows = np.flatnonzero(answers["person_id"].astype(str).to_numpy() == person)
+        gender_age = held[rows].reshape(len(rows), 3, 6).sum(axis=1)
+        assert np.allclose(gender_age, gender_age[0])  # pooled: one gender x age per person
+    first = np.flatnonzero(answers["person_id"].astype(str).to_numpy() == persons[0])
+    alone = holdout_as_submitted(table, answers, None, group_size=7)
+    assert np.allclose(held[first], alone[3:][first])  # no evidence for the first person: only pooled
+    second = np.flatnonzero(answers["person_id"].astype(str).to_numpy() == persons[1])
+    assert not np.allclose(held[second], alone[3:][second])
+    unpooled = holdout_as_submitted(table, answers, evidence, group_size=None)
+    added = with_evidence(noisy[second], np.repeat(evidence.loc[[persons[1]]].to_numpy(), len(second), axis=0))
+    assert np.allclose(unpooled[3:][second], added)

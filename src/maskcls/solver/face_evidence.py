@@ -22,7 +22,7 @@ from ..core.io import write_csv
 from ..core.labels import Mask
 from ..core.metrics import macro_f1
 from ..core.tables import PROB_COLUMNS
-from ..data.layout import read_train
+from ..data.layout import read_eval, read_train
 from ..ensemble.person_consistency import person_consistent_probs
 from ..persons.attributes import (
     ATTRIBUTE_COLUMNS,
@@ -32,6 +32,7 @@ from ..persons.attributes import (
     gender_age_of,
     with_evidence,
 )
+from .holdout import holdout_row_of
 
 ATTRIBUTES_FILE = "face_attributes.csv"
 EVIDENCE_FILE = "face_evidence.csv"
@@ -123,3 +124,43 @@ def proxy_score(oof: pd.DataFrame, faces: pd.DataFrame, features: np.ndarray, gr
 
 def _frame(evidence: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(np.asarray(evidence, dtype=np.float64).round(5), columns=EVIDENCE_COLUMNS)
+
+
+def holdout_person_evidence(
+    out_dir: Path, train_dir: str, eval_dir: str, answers: pd.DataFrame, thresholds
+) -> pd.DataFrame | None:
+    """``(persons, 6)`` face evidence of the holdout's persons (indexed by person_id), read off the photo their
+    answers call unmasked, from the model the persons stage fits (its feature cache is shared, so nothing is
+    read twice); None where the face models are missing or cannot be fitted."""
+    folder = Path(out_dir) / "persons"
+    try:
+        model, _, _ = fit_attribute_model(folder, [train_dir], thresholds)
+    except (ModuleNotFoundError, ValueError):  # the persons stage says why; the members are then judged pooled
+        return None
+    unmasked = answers[answers["label"].to_numpy(np.int64) // GENDER_AGE == int(Mask.NOT_WEAR)]
+    unmasked = unmasked.drop_duplicates("person_id")
+    photos, _ = read_eval(eval_dir)
+    faces = photos.set_index("image_id").loc[unmasked["image_id"].astype(str)].reset_index()[["image_id", "path"]]
+    table = cached_face_attributes(faces, folder / ATTRIBUTES_FILE)
+    evidence = model.evidence(table[ATTRIBUTE_COLUMNS].to_numpy(np.float64))
+    return pd.DataFrame(evidence, index=unmasked["person_id"].astype(str).to_numpy())
+
+
+def holdout_as_submitted(
+    table: pd.DataFrame, answers: pd.DataFrame, person_evidence: pd.DataFrame | None, group_size: int | None
+) -> np.ndarray:
+    """``table``'s probabilities with what the persons stage adds by default done to its holdout rows: each
+    person's face evidence (``person_evidence``; none where None or missing) and pooling by the known person.
+    Other rows are left as they are. Members and votes are judged on this, not per photo: per photo, the
+    holdout's sign of a member's gain agreed with the submission's on persons no model saw for 8 of 16
+    decisions, as submitted for 9 of 12 (docs/results.md, "Members that differ")."""
+    probs = table[PROB_COLUMNS].to_numpy(np.float64).copy()
+    rows = holdout_row_of(table)
+    persons = answers.set_index("image_id").loc[rows.index, "person_id"].astype(str).to_numpy()
+    held = probs[rows.to_numpy()]
+    if person_evidence is not None:
+        held = with_evidence(held, person_evidence.reindex(persons).fillna(0.0).to_numpy())
+    if group_size:
+        held = person_consistent_probs(held, persons, group_size)
+    probs[rows.to_numpy()] = held
+    return probs

@@ -71,6 +71,8 @@ from .face_evidence import (
     EVIDENCE_FILE,
     eval_evidence,
     fit_attribute_model,
+    holdout_as_submitted,
+    holdout_person_evidence,
     proxy_score,
     write_evidence,
 )
@@ -649,8 +651,9 @@ def _holdout_result(context: _Context, directory: Path) -> dict:
 
 
 def _run_ensemble(context: _Context, stage: Stage) -> dict:
-    """Add members to a soft vote one by one (``best``: only those that raise the holdout's macro F1), try a
-    weighted vote of the kept ones, and write the chosen combination to ``final/``."""
+    """Add members to a soft vote one by one (``best``: only those that raise the holdout's macro F1 as the
+    persons stage will submit it, ``_member_judge``), try a weighted vote of the kept ones, and write the chosen
+    combination to ``final/``."""
     members = [s for s in context.plan.stages if s.kind == "member" and s.status == "done"]
     if not members:
         raise RunError("no member finished, so there is nothing to combine")
@@ -658,45 +661,80 @@ def _run_ensemble(context: _Context, stage: Stage) -> dict:
     if faces is not None and faces.result.get("kept"):
         members[0] = faces  # the lead's recipe with the external faces, kept in the lead's place
     best = context.plan.preset == "best"
-    kept, scores = [members[0]], context.scores(members[0].result["run"])
+    judge, measured_on = _member_judge(context)
     current = Path(members[0].result["run"])
+    scores, current_view = judge(current)
+    kept = [members[0]]
     decisions = [
-        {"stage": members[0].name, "kept": True, "measured_on": context.measured_on, "scores": scores,
+        {"stage": members[0].name, "kept": True, "measured_on": measured_on, "scores": scores,
          "reason": "the first member"}
     ]  # fmt: skip
     for member in members[1:]:
         directory = context.out_dir / "ensembles" / f"with_{member.recipe}"
         build_ensemble([Path(m.result["run"]) for m in kept + [member]], "soft", directory)
+        candidate, view = judge(directory)
         decision = context.decide(
             member.name,
             "member",
-            context.scores(directory),
+            candidate,
             scores,
             "soft vote with it",
             directories=(directory, current),
+            paired=(*view, *current_view) if view else None,
         )
-        decision["kept"] = decision["kept"] or not best
+        decision.update(kept=decision["kept"] or not best, measured_on=measured_on)
         decisions.append(decision)
         if decision["kept"]:
             kept.append(member)
-            scores, current = decision["scores"], directory
+            scores, current, current_view = decision["scores"], directory, view
     runs = [Path(m.result["run"]) for m in kept]
     method = "soft"
     if len(kept) > 1:
         directory = context.out_dir / "ensembles" / "weighted"
         build_ensemble(runs, "weighted", directory)
+        candidate, view = judge(directory)
         decision = context.decide(
             "weighted vote",
             "weighted vote",
-            context.scores(directory),
+            candidate,
             scores,
             "weighted vote (weights fit on OOF)",
             "than soft vote",
             directories=(directory, current),
+            paired=(*view, *current_view) if view else None,
         )
+        decision["measured_on"] = measured_on
         decisions.append(decision)
         method, current = ("weighted", directory) if decision["kept"] else ("soft", current)
     return {"combination": _combine(context, runs, method, current), "decisions": decisions}
+
+
+def _member_judge(context: _Context):
+    """How members and votes are judged, and its ``measured_on``: a function of a run or vote directory giving
+    its scores (OOF macro F1, and the holdout's) and, with a holdout, (its table, the probabilities scored). The
+    holdout is scored as the persons stage submits by default: each person's face evidence added and the photos
+    pooled by person (``face_evidence.holdout_as_submitted``); the face's evidence absorbs much of what a
+    member adds per photo."""
+    if context.holdout is None:
+        return (lambda directory: ({"oof": context.oof_score(directory)}, None)), context.measured_on
+    answers, group_size = context.holdout.answers, context.settings.group_size
+    evidence = holdout_person_evidence(
+        context.out_dir, context.train_dir, context.eval_dir, answers, context.thresholds
+    )
+    added = ["each person's face evidence added"] if evidence is not None else []
+    added += ["photos pooled by person"] if group_size else []
+    measured_on = f"{context.measured_on}, as submitted: {' and '.join(added)}" if added else context.measured_on
+
+    def judge(directory: str | Path) -> tuple[dict, tuple | None]:
+        table = read_test_probs(Path(directory) / TEST_PROBS_FILE)
+        probs = holdout_as_submitted(table, answers, evidence, group_size)
+        scores = {
+            "oof": context.oof_score(directory),
+            "holdout": holdout_scores(table, context.holdout, probs)["macro_f1"],
+        }
+        return scores, (table, probs)
+
+    return judge, measured_on
 
 
 def _combine(context: _Context, runs: list[Path], method: str, same_as: Path) -> dict:
