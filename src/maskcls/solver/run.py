@@ -14,7 +14,8 @@ deadline stops a training stage's epochs before it overruns its share.
 Every keep / drop decision is taken on the solve's person holdout (``holdout.py``): persons no member trained
 on, predicted by each member's averaged fold models with TTA, as the submission is. Preset ``best`` keeps a
 stage in the final combination only if it raises the holdout's macro F1 over the combination without it
-(members are added to a soft vote one by one; then a weighted vote, person consistency, face attributes and
+(members are added to a soft vote one by one, judged as the persons stage will submit them: face evidence added,
+pooled by person; then a weighted vote, person consistency, face attributes and
 the decision rule each have to beat what came before; last, the pseudo-label member, whose labels are the
 submission's answers so far). ``--faces`` persons join every member's training folds, kept
 by their measured default; with ``--faces-check`` the lead's recipe trained again with them replaces the lead
