@@ -631,15 +631,19 @@ def _run_faces(context: _Context, stage: Stage) -> dict:
     run_dir = context.out_dir / "members" / f"{stage.recipe}_faces"
     result = _train_member(context, stage, run_dir, extra=ExtraSpec.of(faces["layout"]))
     lead_run = Path(lead.result["run"])
+    judge, measured_on = _member_judge(context)
+    (with_faces, view), (without, lead_view) = judge(run_dir), judge(lead_run)
     decision = context.decide(
         "external faces",
         "faces",
-        context.scores(run_dir),
-        context.scores(lead_run),
+        with_faces,
+        without,
         f"{stage.recipe} trained with {faces['persons']} synthesized persons",
         f"than {lead.name} without them",
         directories=(run_dir, lead_run),
+        paired=(*view, *lead_view) if view else None,
     )
+    decision["measured_on"] = measured_on
     return {**result, "kept": decision["kept"], "faces": faces, "decision": decision}
 
 
