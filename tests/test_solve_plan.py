@@ -354,12 +354,18 @@ def test_no_growth_at_the_estimated_speed_for_fast_or_after_the_ensemble():
     assert [s.name for s in plan.stages] == names
 
 
-def test_the_persons_stage_counts_reading_one_unmasked_photo_per_person():
-    from maskcls.solver.plan import FACE_SECONDS_PER_PERSON, persons_seconds
+def test_reading_one_unmasked_photo_per_person_is_counted_where_it_happens():
+    """The training persons' faces are read by the ensemble stage (it judges members with the face's evidence),
+    the eval persons' by the persons stage."""
+    from maskcls.solver.plan import FACE_SECONDS_PER_PERSON, ensemble_seconds, persons_seconds
 
     small, large = Workload(train_photos=700, eval_photos=70), Workload(train_photos=7000, eval_photos=700)
     extra = persons_seconds(CPU[0], large) - persons_seconds(CPU[0], small)
-    reading = (7700 - 770) / 7 * FACE_SECONDS_PER_PERSON
+    reading = (700 - 70) / 7 * FACE_SECONDS_PER_PERSON
     assert extra > reading and extra - reading < (7700 - 770) / 1000 + (7700 - 770) / CPU[0].decode_photos_per_s + 1e-6
+    training = (7000 - 700) / 7 * FACE_SECONDS_PER_PERSON
+    extra = ensemble_seconds(large, 1) - ensemble_seconds(small, 1)
+    assert training < extra < training + (7000 - 700) / 4000 + 1e-6
     plan = make_plan(CPU, large, 20, "fast")
     assert next(s for s in plan.stages if s.kind == "persons").minutes * 60 > reading
+    assert next(s for s in plan.stages if s.kind == "ensemble").minutes * 60 > 7000 / 7 * FACE_SECONDS_PER_PERSON

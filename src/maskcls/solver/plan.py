@@ -254,8 +254,10 @@ def decode_seconds(speed: Speed, workload: Workload, extra_photos: int = 0) -> f
 
 
 def ensemble_seconds(workload: Workload, members: int) -> float:
-    """Soft votes while adding members, one weighted vote (person-grouped CV), the final directory."""
-    return 5.0 + members * (2.0 + workload.train_photos / 4000)
+    """Soft votes while adding members, one weighted vote (person-grouped CV), the final directory, and the face
+    attributes of the training persons' unmasked photos (members are judged with the face's evidence)."""
+    faces = workload.train_photos / 7 * FACE_SECONDS_PER_PERSON
+    return 5.0 + members * (2.0 + workload.train_photos / 4000) + faces
 
 
 def faces_stage_seconds(speed: Speed, workload: Workload, epochs: int, folds: int, tta: str = "flip") -> float:
@@ -275,9 +277,10 @@ def real_masks_seconds(speed: Speed, workload: Workload, folds: int, tta: str) -
 
 def persons_seconds(speed: Speed, workload: Workload) -> float:
     """Decoding the small colour cache of every photo, clustering, the OOF evaluation, and reading the face
-    attributes of one unmasked photo per person (training and eval persons)."""
+    attributes of one unmasked photo per eval person (the ensemble stage read the training persons')."""
     photos = workload.train_photos + workload.eval_photos
-    return 10.0 + photos / speed.decode_photos_per_s + photos / 1000 + photos / 7 * FACE_SECONDS_PER_PERSON
+    faces = workload.eval_photos / 7 * FACE_SECONDS_PER_PERSON
+    return 10.0 + photos / speed.decode_photos_per_s + photos / 1000 + faces
 
 
 # Reading one unmasked photo's face attributes (solver/face_evidence.py) on the 2-core CPU: detector, age and
