@@ -467,6 +467,11 @@ class _Context:
         return next((s for s in self.plan.stages if s.kind == "faces" and s.status == "done"), None)
 
     @cached_property
+    def member_judge(self) -> _MemberJudge:
+        """Members are judged with the holdout persons' face evidence, read once per solve."""
+        return _MemberJudge.of(self)
+
+    @cached_property
     def thresholds(self):
         """The age cuts of the labels (``--set labels.*``), read once per solve."""
         return load_config(None, self.settings.overrides).labels.thresholds
@@ -631,19 +636,14 @@ def _run_faces(context: _Context, stage: Stage) -> dict:
     run_dir = context.out_dir / "members" / f"{stage.recipe}_faces"
     result = _train_member(context, stage, run_dir, extra=ExtraSpec.of(faces["layout"]))
     lead_run = Path(lead.result["run"])
-    judge, measured_on = _member_judge(context)
-    (with_faces, view), (without, lead_view) = judge(run_dir), judge(lead_run)
-    decision = context.decide(
+    decision = context.member_judge.decide(
         "external faces",
         "faces",
-        with_faces,
-        without,
+        run_dir,
+        lead_run,
         f"{stage.recipe} trained with {faces['persons']} synthesized persons",
         f"than {lead.name} without them",
-        directories=(run_dir, lead_run),
-        paired=(*view, *lead_view) if view else None,
     )
-    decision["measured_on"] = measured_on
     return {**result, "kept": decision["kept"], "faces": faces, "decision": decision}
 
 
@@ -657,7 +657,7 @@ def _holdout_result(context: _Context, directory: Path) -> dict:
 
 def _run_ensemble(context: _Context, stage: Stage) -> dict:
     """Add members to a soft vote one by one (``best``: only those that raise the holdout's macro F1 as the
-    persons stage will submit it, ``_member_judge``), try a weighted vote of the kept ones, and write the chosen
+    persons stage will submit it, ``_MemberJudge``), try a weighted vote of the kept ones, and write the chosen
     combination to ``final/``."""
     members = [s for s in context.plan.stages if s.kind == "member" and s.status == "done"]
     if not members:
@@ -666,80 +666,83 @@ def _run_ensemble(context: _Context, stage: Stage) -> dict:
     if faces is not None and faces.result.get("kept"):
         members[0] = faces  # the lead's recipe with the external faces, kept in the lead's place
     best = context.plan.preset == "best"
-    judge, measured_on = _member_judge(context)
-    current = Path(members[0].result["run"])
-    scores, current_view = judge(current)
-    kept = [members[0]]
+    judge = context.member_judge
+    kept, current = [members[0]], Path(members[0].result["run"])
     decisions = [
-        {"stage": members[0].name, "kept": True, "measured_on": measured_on, "scores": scores,
+        {"stage": members[0].name, "kept": True, "measured_on": judge.measured_on, "scores": judge.scores(current)[0],
          "reason": "the first member"}
     ]  # fmt: skip
     for member in members[1:]:
         directory = context.out_dir / "ensembles" / f"with_{member.recipe}"
         build_ensemble([Path(m.result["run"]) for m in kept + [member]], "soft", directory)
-        candidate, view = judge(directory)
-        decision = context.decide(
-            member.name,
-            "member",
-            candidate,
-            scores,
-            "soft vote with it",
-            directories=(directory, current),
-            paired=(*view, *current_view) if view else None,
-        )
-        decision.update(kept=decision["kept"] or not best, measured_on=measured_on)
+        decision = judge.decide(member.name, "member", directory, current, "soft vote with it")
+        decision["kept"] = decision["kept"] or not best
         decisions.append(decision)
         if decision["kept"]:
             kept.append(member)
-            scores, current, current_view = decision["scores"], directory, view
+            current = directory
     runs = [Path(m.result["run"]) for m in kept]
     method = "soft"
     if len(kept) > 1:
         directory = context.out_dir / "ensembles" / "weighted"
         build_ensemble(runs, "weighted", directory)
-        candidate, view = judge(directory)
-        decision = context.decide(
-            "weighted vote",
-            "weighted vote",
-            candidate,
-            scores,
-            "weighted vote (weights fit on OOF)",
-            "than soft vote",
-            directories=(directory, current),
-            paired=(*view, *current_view) if view else None,
+        decision = judge.decide(
+            "weighted vote", "weighted vote", directory, current, "weighted vote (weights fit on OOF)", "than soft vote"
         )
-        decision["measured_on"] = measured_on
         decisions.append(decision)
         method, current = ("weighted", directory) if decision["kept"] else ("soft", current)
     return {"combination": _combine(context, runs, method, current), "decisions": decisions}
 
 
-def _member_judge(context: _Context):
-    """How members and votes are judged, and its ``measured_on``: a function of a run or vote directory giving
-    its scores (OOF macro F1, and the holdout's) and, with a holdout, (its table, the probabilities scored). The
-    holdout is scored as the persons stage submits by default: each person's face evidence added and the photos
-    pooled by person (``face_evidence.holdout_as_submitted``); the face's evidence absorbs much of what a
-    member adds per photo."""
-    if context.holdout is None:
-        return (lambda directory: ({"oof": context.oof_score(directory)}, None)), context.measured_on
-    answers, group_size = context.holdout.answers, context.settings.group_size
-    evidence = holdout_person_evidence(
-        context.out_dir, context.train_dir, context.eval_dir, answers, context.thresholds
-    )
-    added = ["each person's face evidence added"] if evidence is not None else []
-    added += ["photos pooled by person"] if group_size else []
-    measured_on = f"{context.measured_on}, as submitted: {' and '.join(added)}" if added else context.measured_on
+@dataclass
+class _MemberJudge:
+    """How members, votes and the ``--faces-check`` comparison are judged: on the holdout as the persons stage
+    submits by default, each person's face evidence added and the photos pooled by person
+    (``face_evidence.holdout_as_submitted``); the face's evidence absorbs much of what a member adds per photo.
+    ``evidence`` is None where the face models are missing; without a holdout only the OOF proxy is scored."""
 
-    def judge(directory: str | Path) -> tuple[dict, tuple | None]:
+    context: _Context
+    evidence: pd.DataFrame | None
+    measured_on: str
+
+    @classmethod
+    def of(cls, context: _Context) -> _MemberJudge:
+        if context.holdout is None:
+            return cls(context, None, context.measured_on)
+        evidence = holdout_person_evidence(
+            context.out_dir, context.train_dir, context.eval_dir, context.holdout.answers, context.thresholds
+        )
+        added = ["each person's face evidence added"] if evidence is not None else []
+        added += ["photos pooled by person"] if context.settings.group_size else []
+        return cls(
+            context,
+            evidence,
+            f"{context.measured_on}, as submitted: {' and '.join(added)}" if added else context.measured_on,
+        )
+
+    def scores(self, directory: str | Path) -> tuple[dict, tuple | None]:
+        """A run's or vote's scores (OOF macro F1, and the holdout's as submitted) and, with a holdout, (its
+        table, the probabilities scored)."""
+        scores = {"oof": self.context.oof_score(directory)}
+        holdout = self.context.holdout
+        if holdout is None:
+            return scores, None
         table = read_test_probs(Path(directory) / TEST_PROBS_FILE)
-        probs = holdout_as_submitted(table, answers, evidence, group_size)
-        scores = {
-            "oof": context.oof_score(directory),
-            "holdout": holdout_scores(table, context.holdout, probs)["macro_f1"],
-        }
+        probs = holdout_as_submitted(table, holdout.answers, self.evidence, self.context.settings.group_size)
+        scores["holdout"] = holdout_scores(table, holdout, probs)["macro_f1"]
         return scores, (table, probs)
 
-    return judge, measured_on
+    def decide(
+        self, stage: str, kind: str, with_it: Path, without_it: Path, what: str, without: str = "without it"
+    ) -> dict:
+        """``context.decide`` on the two directories' scores, its noise measured on the same probabilities."""
+        (scores, view), (baseline, base_view) = self.scores(with_it), self.scores(without_it)
+        paired = (*view, *base_view) if view else None
+        decision = self.context.decide(
+            stage, kind, scores, baseline, what, without, directories=(with_it, without_it), paired=paired
+        )
+        decision["measured_on"] = self.measured_on
+        return decision
 
 
 def _combine(context: _Context, runs: list[Path], method: str, same_as: Path) -> dict:
