@@ -99,12 +99,13 @@ def test_predict_eval_writes_the_submission(tiny_run, demo_dir, tmp_path):
 
 
 def test_train_returns_a_result_that_loads(demo_dir, tmp_path):
-    overrides = [*TINY, "train.epochs=1", "cv.folds=2"]
+    overrides = [*TINY, "train.epochs=1", "cv.folds=2", "data.image_size=48"]  # a square size, given as one number
     result = maskcls.train(demo_dir / "train", config="demo", out=tmp_path / "run", overrides=overrides, progress=False)
     assert isinstance(result, TrainResult) and result.run_dir == tmp_path / "run" and result.kind == "run"
     assert result.oof_macro_f1 == result.summary["oof_macro_f1"] and len(result.summary["folds"]) == 2
     model = result.load()
     assert model.info["backbone"] == "test_efficientnet" and model.info["folds"] == {str(result.run_dir): [0, 1]}
+    assert model.info["image_size"] == (48, 48)
     with pytest.raises(RunError):  # the run exists: not replaced without force
         maskcls.train(demo_dir / "train", config="demo", out=tmp_path / "run", overrides=overrides, progress=False)
 

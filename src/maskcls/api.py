@@ -244,6 +244,8 @@ def _photo_paths(photos) -> list[str]:
 
 def _directory_info(path: Path, kind: str) -> dict[str, Any]:
     """What a trained directory is: its k-fold runs' backbones, sizes, heads and folds, and its label schema."""
+    from .core.config import DataConfig
+
     source = solve_final(path) if kind == "solve" else path
     runs = kfold_runs(source)
     metas = [_model_meta(run) for run in runs]
@@ -253,7 +255,7 @@ def _directory_info(path: Path, kind: str) -> dict[str, Any]:
         "kind": kind,
         "path": str(path),
         "backbone": _one_or_all(meta["model"]["name"] for meta in metas),
-        "image_size": _one_or_all(tuple(meta["data"]["image_size"]) for meta in metas),
+        "image_size": _one_or_all(DataConfig(image_size=meta["data"]["image_size"]).size_hw for meta in metas),
         "head": _one_or_all(meta["model"]["head"] for meta in metas),
         "tta": _one_or_all(meta.get("tta", {}).get("name", "none") for meta in metas),
         "labels": {"age_middle": labels.age_middle, "age_old": labels.age_old},
