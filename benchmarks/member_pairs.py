@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from maskcls.core.labels import decode
 from maskcls.core.metrics import macro_f1
 from maskcls.core.tables import PROB_COLUMNS, read_test_probs
 from maskcls.ensemble.build import build_ensemble
@@ -26,7 +27,8 @@ from maskcls.solver.recipe import submission_recipe
 
 
 def scores(run: Path, members: list[Path]) -> dict:
-    """Macro F1 of the soft vote of ``members`` on the test persons and the holdout, per photo and as submitted."""
+    """Macro F1 of the soft vote of ``members`` on the test persons and the holdout, per photo and as submitted,
+    and the age accuracy as submitted."""
     summary = json.loads((run / "solve" / "summary.json").read_text())
     answers = pd.concat([pd.read_csv(run / "split" / "answers.csv"), pd.read_csv(run / "solve/holdout/answers.csv")])
     with tempfile.TemporaryDirectory() as tmp:
@@ -43,6 +45,9 @@ def scores(run: Path, members: list[Path]) -> dict:
         labels = truth[rows].astype(np.int64)
         result[split] = round(macro_f1(labels, per_photo[rows].argmax(1)), 4)
         result[f"{split}_submitted"] = round(macro_f1(labels, submitted[rows].argmax(1)), 4)
+        result[f"{split}_submitted_age"] = round(
+            float((decode(labels)[2] == decode(submitted[rows].argmax(1))[2]).mean()), 4
+        )
     return result
 
 

@@ -115,6 +115,13 @@ class LabelsConfig(_Section):
         description="Youngest age of the old group in the training targets only (teams trained at 58 and were "
         "scored at 60); validation, OOF and every score keep age_old. Empty: age_old.",
     )
+    train_age_soft_years: float = Field(
+        0.0,
+        ge=0.0,
+        description="Training targets only: a photo of known age is shared with the neighbouring age group, "
+        "sigmoid(years past the cut / this) on the far side (a 29-year-old is not wholly unlike a 30-year-old). "
+        "0: hard groups.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -457,6 +464,11 @@ class Config(_Section):
         if (self.augment.mixup or self.augment.cutmix) and self.model.head == "age_regression":
             raise ValueError(
                 "augment.mixup / augment.cutmix mix class targets; they cannot be used with model.head=age_regression"
+            )
+        if (self.augment.mixup or self.augment.cutmix) and self.labels.train_age_soft_years:
+            raise ValueError(
+                "augment.mixup / augment.cutmix make their own targets from the classes; they cannot be used with "
+                "labels.train_age_soft_years"
             )
         if (self.augment.mixup or self.augment.cutmix) and self.train.batch_size % 2:
             raise ValueError("augment.mixup / augment.cutmix pair up photos: train.batch_size must be even")

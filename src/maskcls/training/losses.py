@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.config import LOSS_NAMES, LossConfig, unknown_choice
-from ..core.labels import NUM_CLASSES
+from ..core.labels import NUM_CLASSES, AgeThresholds
 from ..models.heads import AgeRegressionHead, split_blocks
 
 LOSSES: dict[str, Callable[..., nn.Module]] = {}  # keyed on exactly core.config.LOSS_NAMES (a test checks it)
@@ -123,6 +123,23 @@ class SoftMacroF1Loss(nn.Module):
         return 1.0 - soft_f1.mean()
 
 
+def soft_age_targets(class_targets: torch.Tensor, ages: torch.Tensor, cuts: AgeThresholds, years: float):
+    """Share each photo of known age between its age group and the neighbouring one.
+
+    The chance of being at or past a cut is ``sigmoid((age - cut + 0.5) / years)`` (ages are whole years, so the
+    cut lies half a year below it): a 29-year-old counts 0.44 towards 30-59 at ``years=2``, a 20-year-old
+    0.01. Age groups are bins of a continuous, noisily labelled age; hard targets ask the model to find a
+    boundary between photos that look alike. Photos of unknown age (``age < 0``, pseudo-labels) keep their
+    targets.
+    """
+    edges = torch.tensor([cuts.middle - 0.5, cuts.old - 0.5], device=ages.device)
+    past = torch.sigmoid((ages.float()[:, None] - edges) / years)
+    groups = torch.stack([1 - past[:, 0], past[:, 0] - past[:, 1], past[:, 1]], dim=1)
+    joint = class_targets.view(-1, 6, 3)  # (mask x gender, age group)
+    spread = (joint.sum(dim=2, keepdim=True) * groups[:, None, :]).view(-1, NUM_CLASSES)
+    return torch.where((ages >= 0)[:, None], spread, class_targets)
+
+
 def head_targets(class_targets: torch.Tensor) -> dict[str, torch.Tensor]:
     """Soft targets of every possible head block from soft 18-class targets ``(B, 18)``."""
     joint = class_targets.view(-1, 3, 2, 3)
@@ -150,7 +167,14 @@ class HeadCriterion(nn.Module):
     Age regression (block ``age_value``) uses smooth L1 on age / 100.
     """
 
-    def __init__(self, head: nn.Module, cfg: LossConfig, class_counts: np.ndarray):
+    def __init__(
+        self,
+        head: nn.Module,
+        cfg: LossConfig,
+        class_counts: np.ndarray,
+        age_cuts: AgeThresholds | None = None,
+        age_soft_years: float = 0.0,
+    ):
         super().__init__()
         self.head = [head]  # a reference, not a submodule: the head's parameters belong to the model
         counts = head_class_counts(class_counts)
@@ -168,11 +192,16 @@ class HeadCriterion(nn.Module):
             self.losses[block] = build_loss(cfg.per_head.get(block, cfg.name), cfg, weight)
         self.head_weights = {block: cfg.head_weights.get(block, 1.0) for block in head.blocks}
         self.label_smoothing = cfg.label_smoothing
+        self.age_cuts = age_cuts or AgeThresholds()
+        self.age_soft_years = age_soft_years
 
-    def soft_targets(self, labels: torch.Tensor) -> torch.Tensor:
-        """One-hot 18-class targets with label smoothing."""
-        one_hot = F.one_hot(labels, NUM_CLASSES).float()
-        return one_hot * (1 - self.label_smoothing) + self.label_smoothing / NUM_CLASSES
+    def soft_targets(self, labels: torch.Tensor, ages: torch.Tensor | None = None) -> torch.Tensor:
+        """One-hot 18-class targets with label smoothing; given the photos' ages, with soft age groups
+        (``labels.train_age_soft_years``)."""
+        targets = F.one_hot(labels, NUM_CLASSES).float()
+        if ages is not None and self.age_soft_years > 0:
+            targets = soft_age_targets(targets, ages, self.age_cuts, self.age_soft_years)
+        return targets * (1 - self.label_smoothing) + self.label_smoothing / NUM_CLASSES
 
     def forward(
         self, logits: torch.Tensor, class_targets: torch.Tensor, ages: torch.Tensor | None = None

@@ -35,7 +35,13 @@ class MaskClassifier(pl.LightningModule):
         freeze_stages(self.model.backbone, cfg.model.freeze_stages)
         self.ema = ModelEmaV3(self.model, decay=cfg.train.ema_decay, use_warmup=True) if cfg.train.ema_decay else None
         self.preprocess = BatchPreprocess(cfg.data, cfg.augment)
-        self.criterion = HeadCriterion(self.model.head, cfg.loss, np.asarray(class_counts))
+        self.criterion = HeadCriterion(
+            self.model.head,
+            cfg.loss,
+            np.asarray(class_counts),
+            age_cuts=cfg.labels.training_thresholds,
+            age_soft_years=cfg.labels.train_age_soft_years,
+        )
         self.mixup = (
             Mixup(
                 mixup_alpha=cfg.augment.mixup,
@@ -74,7 +80,7 @@ class MaskClassifier(pl.LightningModule):
         if self.mixup is not None:
             images, soft = self.mixup(images, labels)
         else:
-            soft = self.criterion.soft_targets(labels)
+            soft = self.criterion.soft_targets(labels, ages)
         return images, soft, ages, positions
 
     def _seed_batch(self) -> None:
