@@ -149,14 +149,19 @@ def test_every_member_recipe_loads_with_the_planned_settings():
     """A member's recipe file and overrides, with the plan's settings on top, make a valid recipe (a typo in a
     recipe that only long plans reach would otherwise surface an hour into a solve)."""
     from maskcls.solver.plan import MEMBER_RECIPES, Stage
-    from maskcls.solver.run import SolveSettings, member_config
+    from maskcls.solver.run import MEMBER_DEFAULTS, SolveSettings, member_config
 
-    settings = SolveSettings(train_dir="train", eval_dir="eval", overrides=["model.freeze_stages=3"])
+    settings = SolveSettings(train_dir="train", eval_dir="eval", overrides=list(MEMBER_DEFAULTS))
     for recipe in MEMBER_RECIPES:
         stage = Stage(f"member_{recipe}", "member", 1.0, recipe, "tf_efficientnet_lite0", "none", 96, 2, 3, "flip")
         config = member_config(settings, stage)
         assert (config.data.image_size, config.train.epochs, config.cv.folds) == (96, 2, 3), recipe
         assert (config.model.freeze_stages, config.tta.name) == (3, "flip"), recipe
+        assert config.labels.train_age_soft_years == 2, recipe
+    hard = SolveSettings(
+        train_dir="train", eval_dir="eval", overrides=[*MEMBER_DEFAULTS, "labels.train_age_soft_years=0"]
+    )
+    assert member_config(hard, stage).labels.train_age_soft_years == 0  # the user's --set comes last and wins
     assert (
         member_config(
             settings, Stage("w", "member", 1.0, "wild", "tf_efficientnet_lite0", "none", 96, 2, 3)
