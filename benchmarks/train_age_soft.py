@@ -22,31 +22,24 @@ from pathlib import Path
 from member_pairs import scores
 
 
+def maskcls(*args) -> None:
+    subprocess.run([sys.executable, "-m", "maskcls", *(str(a) for a in args)], check=True)
+
+
 def train_soft_lead(run: Path, years: float, work: Path) -> Path:
     """The solve's lead trained again with soft age targets; the folder holding its eval-view predictions."""
     lead = run / "solve" / "members" / "ce"
     out = work / run.name
     sources = json.loads((lead / "run.json").read_text())
     if not (out / "summary.json").is_file():
-        command = [
-            sys.executable,
-            "-m",
-            "maskcls",
-            "train",
-            "--data",
-            sources["data"],
-            "--config",
-            str(lead / "config.yaml"),
-        ]
-        for extra in sources.get("extra") or []:
-            command += ["--extra", extra]
-        command += ["--set", f"labels.train_age_soft_years={years:g}", "--out", str(out), "--force", "--quiet"]
-        subprocess.run(command, check=True)
+        extras = [part for extra in sources.get("extra") or [] for part in ("--extra", extra)]
+        soft = f"labels.train_age_soft_years={years:g}"
+        maskcls("train", "--data", sources["data"], "--config", lead / "config.yaml", *extras, "--set", soft,
+                "--out", out, "--force", "--quiet")  # fmt: skip
     predicted = out / "predicted"
     if not (predicted / "test_probs.csv").is_file():
         view = json.loads((lead / "predict.json").read_text())["data"]
-        command = [sys.executable, "-m", "maskcls", "predict", "--run", str(out), "--data", view]
-        subprocess.run([*command, "--out", str(predicted), "--quiet"], check=True)
+        maskcls("predict", "--run", out, "--data", view, "--out", predicted, "--quiet")
     return predicted
 
 
