@@ -174,3 +174,16 @@ def test_accumulation_clipping_and_bf16_autocast_train(demo_dir, tmp_path):
     )
     summary = json.loads((run / "summary.json").read_text())
     assert summary["folds"][0]["epochs_run"] == 1 and 0 <= summary["oof_macro_f1"] <= 1
+
+
+def test_epoch_metrics_skip_a_log_part_killed_before_its_first_row(tmp_path):
+    """A run killed as Lightning opened a fold's CSV log leaves an empty file, kept as a part on resume."""
+    from maskcls.core.artifacts import fold_dir
+    from maskcls.training.kfold import _epoch_metrics
+
+    csv_dir = fold_dir(tmp_path, 0) / "csv"
+    csv_dir.mkdir(parents=True)
+    (csv_dir / "metrics.part0.csv").write_text("")
+    (csv_dir / "metrics.csv").write_text("epoch,step,train_loss_epoch,val_macro_f1\n0,9,1.5,0.4\n1,19,1.2,0.5\n")
+    table = _epoch_metrics(tmp_path, [0])
+    assert table["epoch"].tolist() == [0, 1] and table["val_macro_f1"].tolist() == [0.4, 0.5]

@@ -534,7 +534,7 @@ def _epoch_metrics(out_dir: Path, folds: list[int]) -> pd.DataFrame:
         parts = sorted(csv_dir.glob("metrics.part*.csv"), key=lambda p: int(p.stem.removeprefix("metrics.part"))) + [
             csv_dir / FOLD_METRICS_FILE
         ]
-        parts = [p for p in parts if p.is_file()]
+        parts = [p for p in parts if p.is_file() and p.stat().st_size > 0]  # a fold killed before its first row
         if not parts:
             continue
         logged = pd.concat([pd.read_csv(p) for p in parts], ignore_index=True)  # a replayed epoch's later rows win
