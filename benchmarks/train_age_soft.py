@@ -15,32 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 from member_pairs import scores
-
-
-def maskcls(*args) -> None:
-    subprocess.run([sys.executable, "-m", "maskcls", *(str(a) for a in args)], check=True)
+from retrain_lead import retrain_lead
 
 
 def train_soft_lead(run: Path, years: float, work: Path) -> Path:
     """The solve's lead trained again with soft age targets; the folder holding its eval-view predictions."""
-    lead = run / "solve" / "members" / "ce"
-    out = work / run.name
-    sources = json.loads((lead / "run.json").read_text())
-    if not (out / "summary.json").is_file():
-        extras = [part for extra in sources.get("extra") or [] for part in ("--extra", extra)]
-        soft = f"labels.train_age_soft_years={years:g}"
-        maskcls("train", "--data", sources["data"], "--config", lead / "config.yaml", *extras, "--set", soft,
-                "--out", out, "--force", "--quiet")  # fmt: skip
-    predicted = out / "predicted"
-    if not (predicted / "test_probs.csv").is_file():
-        view = json.loads((lead / "predict.json").read_text())["data"]
-        maskcls("predict", "--run", out, "--data", view, "--out", predicted, "--quiet")
-    return predicted
+    return retrain_lead(run, work / run.name, [f"labels.train_age_soft_years={years:g}"])
 
 
 def main() -> None:
