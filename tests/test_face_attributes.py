@@ -110,7 +110,10 @@ def test_each_groups_face_is_its_photo_most_likely_unmasked():
         probs[row, int(mask) * GENDER_AGE] = 1.0
     probs[3, int(Mask.NOT_WEAR) * GENDER_AGE] = 0.5
     groups = np.array(["a", "a", "a", "b", "b", "b"])
-    assert face_photo_rows(probs / probs.sum(1, keepdims=True), groups).tolist() == [1, 1, 1, 3, 3, 3]
+    probs = probs / probs.sum(1, keepdims=True)
+    assert face_photo_rows(probs, groups).tolist() == [1, 1, 1, 3, 3, 3]
+    # any mask state's photo: group b has no incorrectly worn photo, its least unlikely one is taken
+    assert face_photo_rows(probs, groups, Mask.INCORRECT).tolist() == [2, 2, 2, 3, 3, 3]
 
 
 def test_evidence_files_round_trip_in_any_order(tmp_path):

@@ -40,10 +40,11 @@ EVIDENCE_COLUMNS = [f"e{i}" for i in range(GENDER_AGE)]
 PROXY_FOLDS = 5
 
 
-def face_photo_rows(probs: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """For each row, the row of its group's face: the group's photo with the highest p(mask not worn)."""
-    not_worn = np.nan_to_num(probs.reshape(-1, 3, GENDER_AGE)[:, Mask.NOT_WEAR].sum(axis=1), nan=-1.0)
-    table = pd.DataFrame({"group": pd.Series(groups).astype(str).to_numpy(), "p": not_worn})
+def face_photo_rows(probs: np.ndarray, groups: np.ndarray, mask: Mask = Mask.NOT_WEAR) -> np.ndarray:
+    """For each row, the row of its group's face: the group's photo with the highest p(``mask``), by default the
+    unmasked one."""
+    likely = np.nan_to_num(probs.reshape(-1, 3, GENDER_AGE)[:, mask].sum(axis=1), nan=-1.0)
+    table = pd.DataFrame({"group": pd.Series(groups).astype(str).to_numpy(), "p": likely})
     best = table.groupby("group")["p"].idxmax()
     return best.loc[table["group"]].to_numpy()
 
