@@ -15,19 +15,10 @@ seen the holdout, so only the test persons' columns compare the two.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from member_pairs import scores
-from retrain_lead import retrain_lead
-
-TEST_KEYS = ("test", "test_submitted", "test_submitted_age")
-
-
-def test_scores(run: Path, member: Path) -> dict:
-    """``member_pairs.scores`` of one member, the test persons' columns only."""
-    return {key: value for key, value in scores(run, [member]).items() if key in TEST_KEYS}
+from retrain_lead import compare_leads, retrain_lead
 
 
 def main() -> None:
@@ -36,15 +27,14 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="where the refitted leads are trained")
     parser.add_argument("--out", type=Path, help="write the table as JSON here")
     args = parser.parse_args()
-    report = {"command": sys.argv}
-    for run in args.solves:
-        held_out = test_scores(run, run / "solve" / "members" / "ce")
-        refit = test_scores(run, retrain_lead(run, args.work / run.name, data=run / "split" / "train"))
-        gain = {key: round(refit[key] - held_out[key], 4) for key in TEST_KEYS}
-        report[run.name] = {"lead without the holdout": held_out, "lead on all persons": refit, "gain": gain}
-        print(run.name, json.dumps(report[run.name]), flush=True)
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    compare_leads(
+        args.solves,
+        lambda run: retrain_lead(run, args.work / run.name, data=run / "split" / "train"),
+        ("lead without the holdout", "lead on all persons"),
+        {"command": sys.argv},
+        args.out,
+        keys=("test", "test_submitted", "test_submitted_age"),
+    )
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from member_pairs import scores
 
 
 def maskcls(*args) -> None:
@@ -36,3 +38,26 @@ def retrain_lead(run: Path, out: Path, settings: Sequence[str] = (), data: Path 
         view = json.loads((lead / "predict.json").read_text())["data"]
         maskcls("predict", "--run", out, "--data", view, "--out", predicted, "--quiet")
     return predicted
+
+
+def compare_leads(
+    solves: Sequence[Path],
+    retrained: Callable[[Path], Path],
+    names: tuple[str, str],
+    report: dict,
+    out: Path | None = None,
+    keys: Sequence[str] | None = None,
+) -> dict:
+    """For each solve, its lead and ``retrained(run)`` (a folder of eval-view predictions), each alone, scored as
+    ``member_pairs.scores`` does (only ``keys`` where given), and the gain, under ``names`` in ``report``; printed
+    as they come and written to ``out`` as JSON."""
+    for run in solves:
+        before = scores(run, [run / "solve" / "members" / "ce"])
+        after = scores(run, [retrained(run)])
+        before, after = ({k: v for k, v in s.items() if keys is None or k in keys} for s in (before, after))
+        gain = {key: round(after[key] - before[key], 4) for key in before}
+        report[run.name] = {names[0]: before, names[1]: after, "gain": gain}
+        print(run.name, json.dumps(report[run.name]), flush=True)
+    if out:
+        out.write_text(json.dumps(report, indent=2) + "\n")
+    return report
