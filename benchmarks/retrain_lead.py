@@ -1,6 +1,12 @@
 """Train a finished ``solve_on_persons.py`` run's lead member again with one thing changed (its settings or its
 training persons), and predict solve's eval view with it: the helper of the lead-variant benchmarks
-(``train_age_soft.py``, ``refit_on_all.py``).
+(``train_age_soft.py``, ``refit_on_all.py``), and on its own the benchmark of any other setting:
+
+    python benchmarks/retrain_lead.py runs/solve_persons_30 --set model.name=tf_efficientnet_lite2 \
+        --work runs/lite2 [--out benchmarks/results/lead_lite2.json]
+
+Both leads, each alone, are scored on the test persons and solve's holdout, per photo and as submitted (the
+finished solve's face evidence, decision rule and pooling, as in ``member_pairs.py``).
 
 The lead (``solve/members/ce``) is trained from its own ``config.yaml`` and extra faces, so with nothing changed
 it is the same run (training is deterministic on the CPU: two solves that planned the same lead wrote the same
@@ -9,6 +15,7 @@ predictions).
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -61,3 +68,24 @@ def compare_leads(
     if out:
         out.write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("solves", type=Path, nargs="+", help="solve_on_persons.py output folders")
+    parser.add_argument("--set", dest="settings", action="append", required=True, metavar="KEY=VALUE",
+                        help="a config override of the retrained lead (repeatable)")  # fmt: skip
+    parser.add_argument("--work", type=Path, required=True, help="where the retrained leads are trained")
+    parser.add_argument("--out", type=Path, help="write the table as JSON here")
+    args = parser.parse_args()
+    compare_leads(
+        args.solves,
+        lambda run: retrain_lead(run, args.work / run.name, args.settings),
+        ("solve's lead", " ".join(args.settings)),
+        {"command": sys.argv, "settings": args.settings},
+        args.out,
+    )
+
+
+if __name__ == "__main__":
+    main()
