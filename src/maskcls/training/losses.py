@@ -135,8 +135,8 @@ def soft_age_targets(class_targets: torch.Tensor, ages: torch.Tensor, cuts: AgeT
     edges = torch.tensor([cuts.middle - 0.5, cuts.old - 0.5], device=ages.device)
     past = torch.sigmoid((ages.float()[:, None] - edges) / years)
     groups = torch.stack([1 - past[:, 0], past[:, 0] - past[:, 1], past[:, 1]], dim=1)
-    joint = class_targets.view(-1, 6, 3)  # (mask x gender, age group)
-    spread = (joint.sum(dim=2, keepdim=True) * groups[:, None, :]).view(-1, NUM_CLASSES)
+    joint = class_targets.view(-1, 3, 2, 3)  # (mask, gender, age group), as in head_targets
+    spread = (joint.sum(dim=3, keepdim=True) * groups[:, None, None, :]).view(-1, NUM_CLASSES)
     return torch.where((ages >= 0)[:, None], spread, class_targets)
 
 
