@@ -130,6 +130,33 @@ def test_calibration_measures_each_backbone_up_to_the_photos_size(monkeypatch):
     assert len(measured) == 3 + len(ladder)
 
 
+def test_calibration_skips_a_lighter_backbone_above_the_photos_size_once_a_heavier_one_was_measured_there(
+    monkeypatch,
+):
+    from maskcls.solver import calibrate as calibration
+
+    measured = []
+
+    def fake_measure(manifest, backbone, size, accelerator, overrides):
+        measured.append((backbone, size))
+        slower = calibration.RELATIVE_COST[backbone] * (size / 96) ** 2
+        return Speed(backbone, size, "offline", 5000.0 / slower, 9000.0 / slower, 1.0, 5000.0)
+
+    monkeypatch.setattr(calibration, "measure", fake_measure)
+    speeds, skipped = calibration.calibrate(
+        pd.DataFrame(), Workload(9800, 2310, photo_size=128), 600, calibration.CANDIDATES, progress=False
+    )
+    lite0, lite2 = "tf_efficientnet_lite0", "tf_efficientnet_lite2"
+    assert measured == [(lite0, 96), (lite0, 128), (lite2, 96), (lite2, 128)]
+    assert [(s["backbone"], s["size"]) for s in skipped] == [
+        (lite0, 160),
+        ("tf_efficientnet_lite1", 192),
+        (lite2, 224),
+        (lite2, 260),
+    ]
+    assert "tf_efficientnet_lite2 was measured at 128 px" in skipped[1]["reason"]
+
+
 def test_a_budget_too_small_for_anything_is_refused_with_the_need():
     with pytest.raises(BudgetError, match="too small.*needs about"):
         make_plan(CPU, WORK, 1.0, "best")

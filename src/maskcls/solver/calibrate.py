@@ -5,8 +5,8 @@ through the real training path (decode-once cache, ``FoldDataModule``, ``MaskCla
 Candidates are measured cheapest first; a candidate whose speed, extrapolated from the ones measured
 (pixels x the backbone's relative cost), could not train even the smallest plan in the budget is skipped
 and says so: bigger backbones and sizes are tried only when the measured speed allows them. A backbone
-already measured at the photos' own size or above is not measured again at a larger one: that input would
-only upsample the photos (the planner values sizes only up to the photos' own).
+already measured at the photos' own size or above is not measured again at a larger one, nor is a lighter
+backbone: that input would only upsample the photos (the planner values sizes only up to the photos' own).
 
 Every timing is repeated and summarised robustly (``robust_seconds``): training batches over ``rounds`` epochs of
 the same photos, the batches slower than the median by more than ``OUTLIER_MADS`` (scaled) MADs dropped, the
@@ -39,11 +39,14 @@ from ..models.pretrained import OFFLINE_PACKAGES
 from ..training.module import MaskClassifier
 from .plan import EPOCH_CHOICES, FOLD_CHOICES, Speed, Workload, member_seconds
 
-# (backbone, input size), cheapest first. All have offline ImageNet weights.
+# (backbone, input size), cheapest first (input pixels x RELATIVE_COST). All have offline ImageNet weights. lite2
+# at 96 and 128 px: a larger backbone at small photos' own size, where a larger input would only upsample them.
 CANDIDATES: tuple[tuple[str, int], ...] = (
     ("tf_efficientnet_lite0", 96),
     ("tf_efficientnet_lite0", 128),
+    ("tf_efficientnet_lite2", 96),
     ("tf_efficientnet_lite0", 160),
+    ("tf_efficientnet_lite2", 128),
     ("tf_efficientnet_lite1", 192),
     ("tf_efficientnet_lite2", 224),
     ("tf_efficientnet_lite2", 260),
@@ -99,6 +102,14 @@ def heavier(speed: Speed, other: Speed) -> bool:
         return False
     cost, other_cost = RELATIVE_COST[speed.backbone], RELATIVE_COST[other.backbone]
     return speed.size >= other.size and cost >= other_cost and (speed.size > other.size or cost > other_cost)
+
+
+def no_lighter(backbone: str, other: str) -> bool:
+    """Whether ``backbone`` surely does no less work per pixel than ``other``: the same one, or one no cheaper by
+    ``RELATIVE_COST``."""
+    if backbone == other:
+        return True
+    return backbone in RELATIVE_COST and other in RELATIVE_COST and RELATIVE_COST[backbone] >= RELATIVE_COST[other]
 
 
 def work(speed: Speed) -> float:
@@ -340,14 +351,16 @@ def calibrate(
     photo_size = workload.photo_size
     for backbone, size in candidates:
         name = f"{backbone} at {size} px"
-        covering = [s.size for s in speeds if s.backbone == backbone and photo_size and photo_size <= s.size < size]
+        covering = [
+            s for s in speeds if photo_size and photo_size <= s.size < size and no_lighter(s.backbone, backbone)
+        ]
         if covering:
             skipped.append(
                 {
                     "backbone": backbone,
                     "size": size,
-                    "reason": f"the photos are about {photo_size} px and {backbone} was measured at "
-                    f"{covering[0]} px: a larger input only upsamples them",
+                    "reason": f"the photos are about {photo_size} px and {covering[0].backbone} was measured at "
+                    f"{covering[0].size} px: a larger input only upsamples them",
                 }
             )
             shown.skip(name, "skipped: only upsamples the photos")

@@ -62,7 +62,7 @@ class PlannerPriors:
     fold_gain: float = 0.18
     base_training_share: float = 2 / 3
     backbone_bonus: dict[str, float] = field(
-        default_factory=lambda: {"tf_efficientnet_lite1": 0.01, "tf_efficientnet_lite2": 0.02}
+        default_factory=lambda: {"tf_efficientnet_lite1": 0.0035, "tf_efficientnet_lite2": 0.007}
     )
     recipe_offset: dict[str, float] = field(
         default_factory=lambda: {
