@@ -62,7 +62,7 @@ class PlannerPriors:
     fold_gain: float = 0.18
     base_training_share: float = 2 / 3
     backbone_bonus: dict[str, float] = field(
-        default_factory=lambda: {"tf_efficientnet_lite1": 0.0035, "tf_efficientnet_lite2": 0.007}
+        default_factory=lambda: {"tf_efficientnet_lite1": 0.0065, "tf_efficientnet_lite2": 0.013}
     )
     recipe_offset: dict[str, float] = field(
         default_factory=lambda: {
@@ -353,7 +353,7 @@ def _search(
             for count in counts:
                 # followers are never larger than the lead (the strongest recipe gets the best setting)
                 followers = (
-                    [s for s in settings if s[0].size < lead.size or (s[0].size == lead.size and s[1] <= lead_epochs)]
+                    [s for s in settings if not_larger(s[0], s[1], lead, lead_epochs)]
                     if count > 1
                     else [(lead, lead_epochs, 0.0, lead_value)]
                 )
@@ -395,6 +395,15 @@ def _search(
                                     with_faces,
                                 )
     return best, cheapest
+
+
+def not_larger(speed: Speed, epochs: int, lead: Speed, lead_epochs: int) -> bool:
+    """Whether a follower at ``speed`` and ``epochs`` is no larger than the lead: a backbone no heavier (by the
+    prior's ``backbone_bonus``), and a smaller input, or the same input with no more epochs."""
+    bonus = PRIORS.backbone_bonus
+    if bonus.get(speed.backbone, 0.0) > bonus.get(lead.backbone, 0.0):
+        return False
+    return speed.size < lead.size or (speed.size == lead.size and epochs <= lead_epochs)
 
 
 def faces_value(workload: Workload) -> float:
