@@ -339,7 +339,6 @@ def test_a_lead_at_the_larger_size_is_joined_by_cheaper_members():
     )
 
 
-
 @pytest.mark.parametrize("budget", [60, 180, 240])
 def test_no_follower_has_a_heavier_backbone_than_the_lead(budget):
     lite0, lite2 = "tf_efficientnet_lite0", "tf_efficientnet_lite2"
@@ -352,6 +351,7 @@ def test_no_follower_has_a_heavier_backbone_than_the_lead(budget):
     plan = make_plan(speeds, Workload(5593, 6517, photo_size=128), budget, "best")
     lead, *followers = [s for s in plan.stages if s.kind == "member"]
     assert all(f.backbone == lead.backbone or f.backbone == lite0 for f in followers)
+
 
 def _lead_done(plan, speed_ratio):
     lead = plan.stages[0]
