@@ -92,24 +92,20 @@ def robust_seconds(seconds: Sequence[float], mads: float = OUTLIER_MADS) -> Timi
     return Timing(centre, int(values.size), int(values.size - kept.size), round(spread, 4))
 
 
-def heavier(speed: Speed, other: Speed) -> bool:
-    """Whether ``speed``'s candidate surely does more work per photo than ``other``'s: a larger input with a backbone
-    no lighter, or a heavier backbone at an input no smaller (backbones compared only through ``RELATIVE_COST``,
-    or when they are the same)."""
-    if speed.backbone == other.backbone:
-        return speed.size > other.size
-    if speed.backbone not in RELATIVE_COST or other.backbone not in RELATIVE_COST:
-        return False
-    cost, other_cost = RELATIVE_COST[speed.backbone], RELATIVE_COST[other.backbone]
-    return speed.size >= other.size and cost >= other_cost and (speed.size > other.size or cost > other_cost)
-
-
 def no_lighter(backbone: str, other: str) -> bool:
     """Whether ``backbone`` surely does no less work per pixel than ``other``: the same one, or one no cheaper by
     ``RELATIVE_COST``."""
     if backbone == other:
         return True
     return backbone in RELATIVE_COST and other in RELATIVE_COST and RELATIVE_COST[backbone] >= RELATIVE_COST[other]
+
+
+def heavier(speed: Speed, other: Speed) -> bool:
+    """Whether ``speed``'s candidate surely does more work per photo than ``other``'s: a larger input with a backbone
+    no lighter, or a heavier backbone at the same input (backbones compared as ``no_lighter`` does)."""
+    if not no_lighter(speed.backbone, other.backbone):
+        return False
+    return speed.size > other.size or (speed.size == other.size and not no_lighter(other.backbone, speed.backbone))
 
 
 def work(speed: Speed) -> float:
