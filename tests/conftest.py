@@ -12,11 +12,21 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("MASKCLS_CACHE_DIR", tempfile.mkdtemp(prefix="maskcls-test-cache-"))
+if "MASKCLS_CACHE_DIR" not in os.environ:
+    _SESSION_CACHE = tempfile.mkdtemp(prefix="maskcls-test-cache-")
+    os.environ["MASKCLS_CACHE_DIR"] = _SESSION_CACHE
+else:
+    _SESSION_CACHE = None
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SHARED_DATA = Path(os.environ.get("MASKCLS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def pytest_unconfigure(config) -> None:
+    """Delete the session's decode cache (80 MB a run): left behind, runs on one machine filled its disk."""
+    if _SESSION_CACHE is not None:
+        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
 
 
 def kill_when(command: list[str], path: Path, timeout: float = 300) -> None:
