@@ -37,7 +37,7 @@ from ..engine.predictor import predict_outputs
 from ..engine.runtime import quiet_lightning, timing_trainer
 from ..models.pretrained import OFFLINE_PACKAGES
 from ..training.module import MaskClassifier
-from .plan import EPOCH_CHOICES, FOLD_CHOICES, Speed, Workload, member_seconds
+from .plan import EPOCH_CHOICES, FOLD_CHOICES, RELATIVE_COST, Speed, Workload, member_seconds, no_lighter
 
 # (backbone, input size), cheapest first (input pixels x RELATIVE_COST). All have offline ImageNet weights. lite2
 # at 96 and 128 px: a larger backbone at small photos' own size, where a larger input would only upsample them.
@@ -51,8 +51,6 @@ CANDIDATES: tuple[tuple[str, int], ...] = (
     ("tf_efficientnet_lite2", 224),
     ("tf_efficientnet_lite2", 260),
 )
-# Training cost per pixel relative to lite0 (FLOPs at equal size), only to skip hopeless candidates.
-RELATIVE_COST = {"tf_efficientnet_lite0": 1.0, "tf_efficientnet_lite1": 1.5, "tf_efficientnet_lite2": 2.2}
 OUTLIER_MADS = 3.0  # a batch slower than median + this many scaled MADs is dropped: something else ran on the machine
 MAD_SCALE = 1.4826  # MAD x this estimates the standard deviation of normal noise
 PREDICT_PASSES = 2  # prediction is timed this many times over the same photos; the fastest pass counts
@@ -90,14 +88,6 @@ def robust_seconds(seconds: Sequence[float], mads: float = OUTLIER_MADS) -> Timi
     centre = float(np.median(kept))
     spread = MAD_SCALE * float(np.median(np.abs(kept - centre))) / centre if centre > 0 else 0.0
     return Timing(centre, int(values.size), int(values.size - kept.size), round(spread, 4))
-
-
-def no_lighter(backbone: str, other: str) -> bool:
-    """Whether ``backbone`` surely does no less work per pixel than ``other``: the same one, or one no cheaper by
-    ``RELATIVE_COST``."""
-    if backbone == other:
-        return True
-    return backbone in RELATIVE_COST and other in RELATIVE_COST and RELATIVE_COST[backbone] >= RELATIVE_COST[other]
 
 
 def heavier(speed: Speed, other: Speed) -> bool:

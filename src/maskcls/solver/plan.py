@@ -93,6 +93,9 @@ STAGE_SLACK = 0.15  # a training stage may run this much over its estimate befor
 RUN_OVERHEAD_SECONDS = 5.0  # per run: folds table, merged metrics, plots, summary
 PSEUDO_SHARE = 0.5  # pseudo-labels expected per eval photo, for the estimate
 TRAINERS = ("member", "faces", "pseudo")  # the stages that train a k-fold run
+# Training cost per pixel relative to lite0 (FLOPs at equal size): the one ordering of backbones, used by
+# calibration (which candidates to skip or measure again) and by the follower rule (``not_larger``).
+RELATIVE_COST = {"tf_efficientnet_lite0": 1.0, "tf_efficientnet_lite1": 1.5, "tf_efficientnet_lite2": 2.2}
 
 
 @dataclass(frozen=True)
@@ -397,11 +400,19 @@ def _search(
     return best, cheapest
 
 
+def no_lighter(backbone: str, other: str) -> bool:
+    """Whether ``backbone`` surely does no less work per pixel than ``other``: the same one, or one no cheaper by
+    ``RELATIVE_COST`` (a backbone outside it is comparable only with itself)."""
+    if backbone == other:
+        return True
+    return backbone in RELATIVE_COST and other in RELATIVE_COST and RELATIVE_COST[backbone] >= RELATIVE_COST[other]
+
+
 def not_larger(speed: Speed, epochs: int, lead: Speed, lead_epochs: int) -> bool:
-    """Whether a follower at ``speed`` and ``epochs`` is no larger than the lead: a backbone no heavier (by the
-    prior's ``backbone_bonus``), and a smaller input, or the same input with no more epochs."""
-    bonus = PRIORS.backbone_bonus
-    if bonus.get(speed.backbone, 0.0) > bonus.get(lead.backbone, 0.0):
+    """Whether a follower at ``speed`` and ``epochs`` is no larger than the lead: a backbone no heavier (by
+    ``RELATIVE_COST``; one outside it counts as lite0), and a smaller input, or the same input with no more
+    epochs."""
+    if RELATIVE_COST.get(speed.backbone, 1.0) > RELATIVE_COST.get(lead.backbone, 1.0):
         return False
     return speed.size < lead.size or (speed.size == lead.size and epochs <= lead_epochs)
 
