@@ -12,8 +12,9 @@ Every timing is repeated and summarised robustly (``robust_seconds``): training 
 the same photos, the batches slower than the median by more than ``OUTLIER_MADS`` (scaled) MADs dropped, the
 median of the rest kept; prediction in ``PREDICT_PASSES`` passes, the faster kept. A candidate that does more work
 per photo than one measured before (``heavier``) but measures faster per unit of work (pixels x ``RELATIVE_COST``)
-beyond ``REDO_TOLERANCE`` is measured once more; if the redo says it trains more photos/s than the lighter one
-(beyond ``CAP_TOLERANCE``), its speed is capped at the lighter one's (``cap_speed``). ``Speed.timing``
+beyond ``REDO_TOLERANCE`` is measured once more, and so is the lighter one: either may have been slowed by other
+work, and each keeps the faster of its two measurements. If the candidate still trains more photos/s than a lighter
+one (beyond ``CAP_TOLERANCE``), its speed is capped at the lighter ones' (``cap_speed``). ``Speed.timing``
 says how many timings were taken and dropped, their spread, and why a speed was redone or capped.
 docs/solve-planner.md ("Calibration") gives the reasons.
 """
@@ -296,22 +297,39 @@ def measure_plausibly(
     measured: Sequence[Speed],
     accelerator: str = "auto",
     overrides: tuple[str, ...] = (),
-) -> Speed:
-    """``measure``, redone once when it says the candidate trains faster per pixel than a lighter one in
-    ``measured`` (``outpaced``); capped at the lighter one's speed (``cap_speed``) when the redo is faster even
-    per photo (``faster_per_photo``)."""
+) -> tuple[Speed, Speed | None]:
+    """``measure``; when it says the candidate trains faster per pixel than a lighter one in ``measured``
+    (``outpaced``), either measurement may be the one slowed by other work, so both are measured once more and
+    each keeps the faster of its two (``faster_of``: a machine is slowed, never sped up). Capped at the lighter
+    candidates' speed (``cap_speed``) when still faster per photo (``faster_per_photo``).
+
+    Returns the candidate's speed and the lighter one's new speed (None when nothing was redone)."""
     speed = measure(manifest, backbone, size, accelerator, overrides)
     beaten = outpaced(speed, measured)
     if beaten is None:
-        return speed
-    first = speed.train_photos_per_s
-    speed = measure(manifest, backbone, size, accelerator, overrides)
-    redo = (
-        f"redone: measured {first:.1f} photos/s, over {1 + REDO_TOLERANCE:g}x faster per pixel than "
-        f"{beaten.backbone} at {beaten.size} px ({beaten.train_photos_per_s:.1f} photos/s)"
+        return speed, None
+    why = (
+        f"{backbone} at {size} px measured {speed.train_photos_per_s:.1f} photos/s, over "
+        f"{1 + REDO_TOLERANCE:g}x faster per pixel than {beaten.backbone} at {beaten.size} px "
+        f"({beaten.train_photos_per_s:.1f} photos/s): both measured again"
     )
-    speed = replace(speed, timing={**speed.timing, "redone": redo, "first_train_photos_per_s": first})
-    return cap_speed(speed, measured) if faster_per_photo(speed, measured) else speed
+    speed = faster_of(speed, measure(manifest, backbone, size, accelerator, overrides), why)
+    lighter = faster_of(beaten, measure(manifest, beaten.backbone, beaten.size, accelerator, overrides), why)
+    others = [lighter if s is beaten else s for s in measured]
+    return (cap_speed(speed, others) if faster_per_photo(speed, others) else speed), lighter
+
+
+def faster_of(first: Speed, again: Speed, why: str) -> Speed:
+    """The one of two measurements of a candidate that trains more photos/s, with ``timing`` saying ``why`` it was
+    redone and what both measured."""
+    kept = first if first.train_photos_per_s >= again.train_photos_per_s else again
+    timing = {
+        **kept.timing,
+        "redone": why,
+        "first_train_photos_per_s": first.train_photos_per_s,
+        "again_train_photos_per_s": again.train_photos_per_s,
+    }
+    return replace(kept, timing=timing)
 
 
 def calibrate(
@@ -381,7 +399,10 @@ def calibrate(
                 shown.skip(name, "skipped: too slow for the budget")
                 continue
         shown.start(name)
-        speeds.append(measure_plausibly(manifest, backbone, size, speeds, accelerator, overrides))
+        speed, lighter = measure_plausibly(manifest, backbone, size, speeds, accelerator, overrides)
+        if lighter is not None:  # measured again beside this candidate: its faster measurement replaces it
+            speeds = [lighter if (s.backbone, s.size) == (lighter.backbone, lighter.size) else s for s in speeds]
+        speeds.append(speed)
         shown.advance(1)
         flag = " (capped)" if "capped" in speeds[-1].timing else " (redone)" if "redone" in speeds[-1].timing else ""
         shown.finish(
