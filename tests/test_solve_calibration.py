@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from maskcls.cli import _calibration_flag
 from maskcls.solver import calibrate as calibration
 from maskcls.solver import display
 from maskcls.solver.calibrate import (
     CAP_TOLERANCE,
     REDO_TOLERANCE,
-    RELATIVE_COST,
     cap_speed,
     faster_per_photo,
     heavier,
@@ -23,6 +23,7 @@ from maskcls.solver.calibrate import (
 )
 from maskcls.solver.display import StageClock
 from maskcls.solver.plan import (
+    RELATIVE_COST,
     Plan,
     Speed,
     Workload,
@@ -171,6 +172,18 @@ def test_a_bigger_input_measured_faster_is_redone_with_the_lighter_one_and_each_
     assert redone.timing["first_train_photos_per_s"] == 109.0 and redone.timing["again_train_photos_per_s"] == 130.0
     assert "lite0 at 96 px" in redone.timing["redone"] and redone.timing["taken"] == 7  # the measurement's own record
     assert "redone" not in speeds[(LITE1, 192)].timing
+
+
+def test_a_redo_of_the_lighter_candidate_is_shown_as_it_happens_and_in_the_plans_lines(monkeypatch, capsys):
+    _fake_measure(monkeypatch, {(LITE0, 96): [83.6, 180.0], (LITE0, 128): [109.0, 130.0], (LITE1, 192): [20.0]})
+    speeds, _ = calibration.calibrate(pd.DataFrame(), WORK, 600, LADDER, progress=True)
+    shown = capsys.readouterr().err  # progress lines go to stderr
+    assert "tf_efficientnet_lite0 at 96 px again beside it: train 83.6 then 180.0 photos/s, kept 180.0" in shown
+    flags = [_calibration_flag(s.timing) for s in speeds]
+    assert flags == [" (measured twice: 83.6 and 180.0, the faster kept)",
+                     " (measured twice: 109.0 and 130.0, the faster kept)", ""]  # fmt: skip
+    capped = cap_speed(_speed(LITE1, 192, 95.0), [_speed(LITE0, 128, 60.0)])
+    assert _calibration_flag(capped.timing) == " (capped; measured 95.0)"
 
 
 def test_a_redo_keeps_the_first_measurement_when_it_was_the_faster(monkeypatch):

@@ -15,6 +15,7 @@ from maskcls.solver.plan import (
     Workload,
     make_plan,
     member_seconds,
+    relative_cost,
     replan,
     stage_allowance,
 )
@@ -108,7 +109,7 @@ def test_calibration_measures_each_backbone_up_to_the_photos_size(monkeypatch):
 
     def fake_measure(manifest, backbone, size, accelerator, overrides):
         measured.append((backbone, size))
-        slower = calibration.RELATIVE_COST[backbone] * (size / 96) ** 2  # plausible: speed falls with the work
+        slower = relative_cost(backbone) * (size / 96) ** 2  # plausible: speed falls with the work
         return Speed(backbone, size, "offline", 5000.0 / slower, 9000.0 / slower, 1.0, 5000.0)
 
     monkeypatch.setattr(calibration, "measure", fake_measure)
@@ -139,7 +140,7 @@ def test_calibration_skips_a_lighter_backbone_above_the_photos_size_once_a_heavi
 
     def fake_measure(manifest, backbone, size, accelerator, overrides):
         measured.append((backbone, size))
-        slower = calibration.RELATIVE_COST[backbone] * (size / 96) ** 2
+        slower = relative_cost(backbone) * (size / 96) ** 2
         return Speed(backbone, size, "offline", 5000.0 / slower, 9000.0 / slower, 1.0, 5000.0)
 
     monkeypatch.setattr(calibration, "measure", fake_measure)

@@ -38,7 +38,7 @@ from ..engine.predictor import predict_outputs
 from ..engine.runtime import quiet_lightning, timing_trainer
 from ..models.pretrained import OFFLINE_PACKAGES
 from ..training.module import MaskClassifier
-from .plan import EPOCH_CHOICES, FOLD_CHOICES, RELATIVE_COST, Speed, Workload, member_seconds, no_lighter
+from .plan import EPOCH_CHOICES, FOLD_CHOICES, Speed, Workload, member_seconds, no_lighter, relative_cost
 
 # (backbone, input size), cheapest first (input pixels x RELATIVE_COST). All have offline ImageNet weights. lite2
 # at 96 and 128 px: a larger backbone at small photos' own size, where a larger input would only upsample them.
@@ -100,8 +100,8 @@ def heavier(speed: Speed, other: Speed) -> bool:
 
 
 def work(speed: Speed) -> float:
-    """Work per photo of a candidate, in lite0-pixels: input pixels x the backbone's ``RELATIVE_COST``."""
-    return RELATIVE_COST.get(speed.backbone, 1.0) * speed.size**2
+    """Work per photo of a candidate, in lite0-pixels: input pixels x the backbone's ``relative_cost``."""
+    return relative_cost(speed.backbone) * speed.size**2
 
 
 def outpaced(speed: Speed, measured: Sequence[Speed], tolerance: float = REDO_TOLERANCE) -> Speed | None:
@@ -371,11 +371,7 @@ def calibrate(
             continue
         if speeds:
             reference = speeds[0]
-            relative = (
-                RELATIVE_COST.get(backbone, 1.0)
-                / RELATIVE_COST.get(reference.backbone, 1.0)
-                * (size / reference.size) ** 2
-            )
+            relative = relative_cost(backbone) * size**2 / work(reference)
             guess = Speed(
                 backbone,
                 size,
@@ -402,6 +398,11 @@ def calibrate(
         speed, lighter = measure_plausibly(manifest, backbone, size, speeds, accelerator, overrides)
         if lighter is not None:  # measured again beside this candidate: its faster measurement replaces it
             speeds = [lighter if (s.backbone, s.size) == (lighter.backbone, lighter.size) else s for s in speeds]
+            first, again = (lighter.timing[f"{t}_train_photos_per_s"] for t in ("first", "again"))
+            shown.say(
+                f"measured {lighter.backbone} at {lighter.size} px again beside it: train {first:.1f} then "
+                f"{again:.1f} photos/s, kept {lighter.train_photos_per_s:.1f}"
+            )
         speeds.append(speed)
         shown.advance(1)
         flag = " (capped)" if "capped" in speeds[-1].timing else " (redone)" if "redone" in speeds[-1].timing else ""

@@ -400,6 +400,11 @@ def _search(
     return best, cheapest
 
 
+def relative_cost(backbone: str) -> float:
+    """FLOPs per pixel of ``backbone`` relative to Lite0 (``RELATIVE_COST``); a backbone outside it counts as Lite0."""
+    return RELATIVE_COST.get(backbone, 1.0)
+
+
 def no_lighter(backbone: str, other: str) -> bool:
     """Whether ``backbone`` surely does no less work per pixel than ``other``: the same one, or one no cheaper by
     ``RELATIVE_COST`` (a backbone outside it is comparable only with itself)."""
@@ -412,7 +417,7 @@ def not_larger(speed: Speed, epochs: int, lead: Speed, lead_epochs: int) -> bool
     """Whether a follower at ``speed`` and ``epochs`` is no larger than the lead: a backbone no heavier (by
     ``RELATIVE_COST``; one outside it counts as lite0), and a smaller input, or the same input with no more
     epochs."""
-    if RELATIVE_COST.get(speed.backbone, 1.0) > RELATIVE_COST.get(lead.backbone, 1.0):
+    if relative_cost(speed.backbone) > relative_cost(lead.backbone):
         return False
     return speed.size < lead.size or (speed.size == lead.size and epochs <= lead_epochs)
 
