@@ -29,13 +29,17 @@ from maskcls.solver.recipe import submission_recipe
 def scores(run: Path, members: list[Path]) -> dict:
     """Macro F1 of the soft vote of ``members`` on the test persons and the holdout, per photo and as submitted,
     and the age accuracy as submitted."""
-    summary = json.loads((run / "solve" / "summary.json").read_text())
-    answers = pd.concat([pd.read_csv(run / "split" / "answers.csv"), pd.read_csv(run / "solve/holdout/answers.csv")])
     with tempfile.TemporaryDirectory() as tmp:
         source = members[0] if len(members) == 1 else Path(tmp)
         if len(members) > 1:
             build_ensemble(members, "soft", source)
-        table = read_test_probs(source / "test_probs.csv")
+        return table_scores(run, read_test_probs(source / "test_probs.csv"))
+
+
+def table_scores(run: Path, table: pd.DataFrame) -> dict:
+    """``scores`` of one table of eval-view probabilities (image_id, p0..p17)."""
+    summary = json.loads((run / "solve" / "summary.json").read_text())
+    answers = pd.concat([pd.read_csv(run / "split" / "answers.csv"), pd.read_csv(run / "solve/holdout/answers.csv")])
     truth = table["image_id"].map(dict(zip(answers["image_id"], answers["label"], strict=True))).to_numpy()
     per_photo = table[PROB_COLUMNS].to_numpy(np.float64)
     submitted = submission_recipe(summary["persons"], table["image_id"])(per_photo)
