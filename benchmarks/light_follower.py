@@ -14,15 +14,13 @@ lighter follower below the lead alone and leaves such minutes unused; this measu
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 from member_pairs import table_scores
-from retrain_lead import retrain_lead
+from retrain_lead import retrain_arguments, retrain_lead
 
 from maskcls.core.tables import PROB_COLUMNS, read_test_probs
 
@@ -35,13 +33,7 @@ def soft_vote(tables: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("solves", type=Path, nargs="+", help="solve_on_persons.py output folders")
-    parser.add_argument("--set", dest="settings", action="append", required=True, metavar="KEY=VALUE",
-                        help="what makes the follower lighter than the lead (repeatable)")  # fmt: skip
-    parser.add_argument("--work", type=Path, required=True, help="where the followers are trained")
-    parser.add_argument("--out", type=Path, help="write the table as JSON here")
-    args = parser.parse_args()
+    args = retrain_arguments(__doc__, "what makes the follower lighter than the lead", "followers")
     report = {"command": sys.argv, "settings": args.settings}
     for run in args.solves:
         started = time.perf_counter()

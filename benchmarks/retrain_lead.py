@@ -70,14 +70,20 @@ def compare_leads(
     return report
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def retrain_arguments(doc: str, what_set_does: str, trained: str) -> argparse.Namespace:
+    """The command line of the benchmarks that train finished solves' leads again: the solves, ``--set`` overrides
+    (``what_set_does``), ``--work`` (where ``trained`` are trained) and ``--out``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("solves", type=Path, nargs="+", help="solve_on_persons.py output folders")
     parser.add_argument("--set", dest="settings", action="append", required=True, metavar="KEY=VALUE",
-                        help="a config override of the retrained lead (repeatable)")  # fmt: skip
-    parser.add_argument("--work", type=Path, required=True, help="where the retrained leads are trained")
+                        help=f"{what_set_does} (repeatable)")  # fmt: skip
+    parser.add_argument("--work", type=Path, required=True, help=f"where the {trained} are trained")
     parser.add_argument("--out", type=Path, help="write the table as JSON here")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = retrain_arguments(__doc__, "a config override of the retrained lead", "retrained leads")
     compare_leads(
         args.solves,
         lambda run: retrain_lead(run, args.work / run.name, args.settings),
