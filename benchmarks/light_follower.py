@@ -18,17 +18,19 @@ import json
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 from member_pairs import table_scores
 from retrain_lead import retrain_arguments, retrain_lead
 
 from maskcls.core.tables import PROB_COLUMNS, read_test_probs
+from maskcls.ensemble.voting import soft_vote as soft_vote_of
 
 
 def soft_vote(tables: list[pd.DataFrame]) -> pd.DataFrame:
     """The mean of ``tables``' probabilities, rows matched by image_id (in the first table's order)."""
     ids = tables[0]["image_id"]
-    probs = sum(t.set_index("image_id").loc[ids, PROB_COLUMNS].to_numpy() for t in tables) / len(tables)
+    probs = soft_vote_of([t.set_index("image_id").loc[ids, PROB_COLUMNS].to_numpy(np.float64) for t in tables])
     return pd.concat([ids.reset_index(drop=True), pd.DataFrame(probs, columns=PROB_COLUMNS)], axis=1)
 
 

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from maskcls.cli import _calibration_flag
 from maskcls.solver import calibrate as calibration
 from maskcls.solver import display
 from maskcls.solver.calibrate import (
@@ -31,12 +30,13 @@ from maskcls.solver.plan import (
     make_plan,
     observed_speed,
     observed_speed_factor,
+    redo_note,
     replan,
     update_speed,
 )
 
 WORK = Workload(train_photos=9800, eval_photos=2310)
-LITE0, LITE1 = "tf_efficientnet_lite0", "tf_efficientnet_lite1"
+LITE0, LITE1, LITE2 = "tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2"
 
 
 def _speed(backbone: str, size: int, train: float, infer: float | None = None) -> Speed:
@@ -179,11 +179,22 @@ def test_a_redo_of_the_lighter_candidate_is_shown_as_it_happens_and_in_the_plans
     speeds, _ = calibration.calibrate(pd.DataFrame(), WORK, 600, LADDER, progress=True)
     shown = capsys.readouterr().err  # progress lines go to stderr
     assert "tf_efficientnet_lite0 at 96 px again beside it: train 83.6 then 180.0 photos/s, kept 180.0" in shown
-    flags = [_calibration_flag(s.timing) for s in speeds]
+    flags = [redo_note(s.timing) for s in speeds]
     assert flags == [" (measured twice: 83.6 and 180.0, the faster kept)",
                      " (measured twice: 109.0 and 130.0, the faster kept)", ""]  # fmt: skip
     capped = cap_speed(_speed(LITE1, 192, 95.0), [_speed(LITE0, 128, 60.0)])
-    assert _calibration_flag(capped.timing) == " (capped; measured 95.0)"
+    assert redo_note(capped.timing) == " (capped; measured 95.0)"
+
+
+def test_a_lighter_candidate_redone_twice_keeps_every_try_in_its_record(monkeypatch):
+    # The demo data's dry run of 2026-12-08: lite0 at 96 px redone beside lite2 at 96 px, then beside 128 px.
+    ladder = ((LITE0, 96), (LITE2, 96), (LITE2, 128))
+    _fake_measure(monkeypatch, {(LITE0, 96): [122.1, 143.9, 133.3], (LITE2, 96): [108.3, 110.0],
+                                (LITE2, 128): [60.1, 52.2]})  # fmt: skip
+    speeds, _ = calibration.calibrate(pd.DataFrame(), WORK, 600, ladder, progress=False)
+    lighter = speeds[0]
+    assert lighter.train_photos_per_s == 143.9 and lighter.timing["train_tries"] == [122.1, 143.9, 133.3]
+    assert redo_note(lighter.timing) == " (measured 3 times: 122.1, 143.9 and 133.3, the fastest kept)"
 
 
 def test_a_redo_keeps_the_first_measurement_when_it_was_the_faster(monkeypatch):

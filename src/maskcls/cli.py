@@ -1374,26 +1374,16 @@ def solve(
         _print_solve_summary(result.summary, result.out_dir)
 
 
-def _calibration_flag(timing: dict) -> str:
-    """What a calibration's redo rule did to one speed (docs/solve-planner.md, "The redo rule"), for its line."""
-    if "capped" in timing:
-        return f" (capped; measured {timing['measured_train_photos_per_s']:.1f})"
-    if "redone" in timing:
-        return (
-            f" (measured twice: {timing['first_train_photos_per_s']:.1f} and "
-            f"{timing['again_train_photos_per_s']:.1f}, the faster kept)"
-        )
-    return ""
-
-
 def _print_plan(plan) -> None:
+    from .solver.plan import redo_note
+
     calibration = next((s for s in plan.stages if s.kind == "calibrate"), None)
     if calibration is not None:
         for speed in calibration.result.get("speeds", []):
             out.print(
                 f"measured {speed['backbone']} at {speed['size']} px: "
                 f"train {speed['train_photos_per_s']:.1f} photos/s, predict {speed['infer_photos_per_s']:.1f} photos/s"
-                f"{_calibration_flag(speed.get('timing') or {})}",
+                f"{redo_note(speed.get('timing') or {})}",
                 highlight=False,
             )
         for skipped in calibration.result.get("skipped", []):

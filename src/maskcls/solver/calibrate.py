@@ -38,7 +38,16 @@ from ..engine.predictor import predict_outputs
 from ..engine.runtime import quiet_lightning, timing_trainer
 from ..models.pretrained import OFFLINE_PACKAGES
 from ..training.module import MaskClassifier
-from .plan import EPOCH_CHOICES, FOLD_CHOICES, Speed, Workload, member_seconds, no_lighter, relative_cost
+from .plan import (
+    EPOCH_CHOICES,
+    FOLD_CHOICES,
+    Speed,
+    Workload,
+    member_seconds,
+    no_lighter,
+    redo_note,
+    relative_cost,
+)
 
 # (backbone, input size), cheapest first (input pixels x RELATIVE_COST). All have offline ImageNet weights. lite2
 # at 96 and 128 px: a larger backbone at small photos' own size, where a larger input would only upsample them.
@@ -323,11 +332,13 @@ def faster_of(first: Speed, again: Speed, why: str) -> Speed:
     """The one of two measurements of a candidate that trains more photos/s, with ``timing`` saying ``why`` it was
     redone and what both measured."""
     kept = first if first.train_photos_per_s >= again.train_photos_per_s else again
+    earlier = first.timing.get("train_tries", [first.train_photos_per_s])  # a lighter one may be redone again
     timing = {
         **kept.timing,
         "redone": why,
         "first_train_photos_per_s": first.train_photos_per_s,
         "again_train_photos_per_s": again.train_photos_per_s,
+        "train_tries": [*earlier, again.train_photos_per_s],
     }
     return replace(kept, timing=timing)
 
@@ -405,10 +416,9 @@ def calibrate(
             )
         speeds.append(speed)
         shown.advance(1)
-        flag = " (capped)" if "capped" in speeds[-1].timing else " (redone)" if "redone" in speeds[-1].timing else ""
         shown.finish(
             name,
             f"train {speeds[-1].train_photos_per_s:.1f} photos/s, predict {speeds[-1].infer_photos_per_s:.1f} "
-            f"photos/s{flag}",
+            f"photos/s{redo_note(speeds[-1].timing)}",
         )
     return speeds, skipped

@@ -118,6 +118,20 @@ class Speed:
         return "observed" in self.timing
 
 
+def redo_note(timing: dict) -> str:
+    """What calibration's redo rule did to one speed (``Speed.timing``; docs/solve-planner.md, "The redo rule"), as
+    the end of the line that shows it: nothing when it was measured once."""
+    if "capped" in timing:
+        return f" (capped; measured {timing['measured_train_photos_per_s']:.1f})"
+    if "redone" in timing:
+        tries = timing.get("train_tries") or [timing["first_train_photos_per_s"], timing["again_train_photos_per_s"]]
+        if len(tries) == 2:
+            return f" (measured twice: {tries[0]:.1f} and {tries[1]:.1f}, the faster kept)"
+        listed = ", ".join(f"{t:.1f}" for t in tries[:-1])
+        return f" (measured {len(tries)} times: {listed} and {tries[-1]:.1f}, the fastest kept)"
+    return ""
+
+
 @dataclass(frozen=True)
 class Workload:
     train_photos: int
